@@ -1,0 +1,85 @@
+# towervision — build. `make` builds the library and the `tower` CLI into build/,
+# `make test` builds and runs every test, `make asan` does the same under AddressSanitizer + UBSan
+# in build-asan/. The build probes the machine and says what it enabled.
+
+CC      ?= cc
+BUILD   ?= build
+OPT     ?= -O2
+CFLAGS  ?=
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wshadow -Wvla -g $(OPT) -fPIC
+CFLAGS  += -Iinclude -Isrc -pthread
+LDLIBS  += -lm -pthread
+
+# ---- probes: required libraries, optional ones ----------------------------------------------------
+have = $(shell pkg-config --exists $(1) && echo yes)
+ifneq ($(call have,jansson),yes)
+$(error jansson not found: apt-get install libjansson-dev pkg-config (or run ./setup.sh))
+endif
+CFLAGS += $(shell pkg-config --cflags jansson)
+LDLIBS += $(shell pkg-config --libs jansson)
+FEATURES := json:jansson-$(shell pkg-config --modversion jansson)
+
+ifeq ($(call have,libcurl),yes)
+CFLAGS += -DTW_HAVE_CURL $(shell pkg-config --cflags libcurl)
+LDLIBS += $(shell pkg-config --libs libcurl)
+FEATURES += download:libcurl-$(shell pkg-config --modversion libcurl)
+else
+FEATURES += download:OFF(apt-get-install-libcurl4-openssl-dev)
+endif
+
+ifeq ($(call have,libmicrohttpd),yes)
+HTTPD_CFLAGS := $(shell pkg-config --cflags libmicrohttpd)
+HTTPD_LIBS   := $(shell pkg-config --libs libmicrohttpd)
+FEATURES += httpd:libmicrohttpd-$(shell pkg-config --modversion libmicrohttpd)
+endif
+
+CFLAGS += -DTW_BUILD_FEATURES='"$(FEATURES)"' -DTW_BUILD_CC='"$(shell $(CC) --version | head -1)"'
+
+# SIMD files are compiled for their instruction set only; which one runs is decided at run time.
+AVX2_FLAGS   := -mavx2 -mfma -mf16c
+AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mfma -mf16c -mavx2
+
+SRCS    := $(wildcard src/*.c)
+OBJS    := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
+TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
+TOOLS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/tool_*.c))
+
+.PHONY: all test asan asan-test clean features
+all: features $(BUILD)/libtower.a $(BUILD)/tower $(TESTS) $(TOOLS)
+
+features:
+	@echo "towervision build ($(BUILD)): $(FEATURES)"
+	@echo "  kernels: plain C always; AVX2/FMA and AVX-512(BF16) compiled in, chosen at run time"
+
+$(BUILD)/obj/%_avx2.o: src/%_avx2.c src/*.h include/tower.h | $(BUILD)/obj
+	$(CC) $(CFLAGS) $(AVX2_FLAGS) -c $< -o $@
+$(BUILD)/obj/%_avx512.o: src/%_avx512.c src/*.h include/tower.h | $(BUILD)/obj
+	$(CC) $(CFLAGS) $(AVX512_FLAGS) -c $< -o $@
+$(BUILD)/obj/%.o: src/%.c src/*.h include/tower.h | $(BUILD)/obj
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libtower.a: $(OBJS)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/tower: tools/tower.c $(BUILD)/libtower.a
+	$(CC) $(CFLAGS) $< $(BUILD)/libtower.a $(LDLIBS) -o $@
+
+$(BUILD)/tests/tool_%: tests/tool_%.c $(BUILD)/libtower.a tests/*.h | $(BUILD)/tests
+	$(CC) $(CFLAGS) $(HTTPD_CFLAGS) $< $(BUILD)/libtower.a $(LDLIBS) $(HTTPD_LIBS) -o $@
+$(BUILD)/tests/test_%: tests/test_%.c $(BUILD)/libtower.a tests/*.h | $(BUILD)/tests
+	$(CC) $(CFLAGS) $< $(BUILD)/libtower.a $(LDLIBS) -o $@
+
+$(BUILD)/obj $(BUILD)/tests:
+	mkdir -p $@
+
+test: all
+	@BUILD=$(BUILD) sh tests/run.sh
+
+SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+asan:
+	$(MAKE) BUILD=build-asan OPT="-O1 $(SAN)" LDLIBS="$(SAN)" all
+asan-test: asan
+	@BUILD=build-asan TOWER_SANITIZED=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 sh tests/run.sh
+
+clean:
+	rm -rf build build-asan

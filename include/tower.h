@@ -1,0 +1,247 @@
+/*
+** tower.h — the public C API of towervision, an engine for the TowerVision / TowerVideo
+** multilingual vision-language models (Hugging Face LlavaNext / LlavaOnevision checkpoints
+** with a Gemma2 text model) and the Tower+ text models (Gemma2ForCausalLM).
+**
+** How it fits together:
+**
+**   tw_model_load("utter-project/TowerVision-2B", &params, &model);   // dir or hub repo id
+**   const tw_tokenizer *tok = tw_model_tokenizer(model);
+**   tw_chat_render(model, msgs, n, 1, &prompt);                      // checkpoint's template
+**   tw_tokenize(tok, prompt, strlen(prompt), 0, &ids, &n_ids);         // template wrote <bos>
+**   tw_seq_new(model, 0, &seq);                                       // KV cache, one per conversation
+**   tw_generate(seq, ids, n_ids, &gen, on_token, user_data, &out, &n_out);
+**
+** Conventions:
+** - Every fallible function returns a tw_status; on failure tw_last_error() gives a readable
+**   message naming the file and the field (thread-local, valid until the next failing call on
+**   the same thread). The library never prints and never exits.
+** - Memory handed to the caller (ids, strings) is malloc'ed; release it with tw_free().
+** - A tw_model is read-only after loading and may be shared by threads; each tw_seq (KV cache,
+**   position, token history) belongs to one thread at a time. Several sequences of one model can
+**   run concurrently.
+*/
+#ifndef TOWER_H
+#define TOWER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define TW_API __attribute__((visibility("default")))
+#else
+#define TW_API
+#endif
+
+#define TW_VERSION "0.1.0"
+
+/* ------------------------------------------------------------------------------------------ */
+/* Status codes                                                                                 */
+
+typedef enum tw_status {
+    TW_OK = 0,
+    TW_E_ARG,          /* invalid argument passed by the caller                                 */
+    TW_E_IO,           /* a file is missing, unreadable or could not be written                 */
+    TW_E_FORMAT,       /* a file is malformed (JSON syntax, safetensors header, ...)            */
+    TW_E_CONFIG,       /* a config field is missing, has the wrong type or an unsupported value */
+    TW_E_WEIGHTS,      /* a tensor is missing or has the wrong dtype / shape                    */
+    TW_E_NOMEM,        /* out of memory                                                         */
+    TW_E_TEMPLATE,     /* chat template syntax error, or the template raised an exception       */
+    TW_E_CONTEXT,      /* the prompt does not fit in the context window                         */
+    TW_E_NETWORK,      /* download failed (connection, HTTP error, checksum)                    */
+    TW_E_AUTH,         /* the hub refused access (401/403): set HF_TOKEN                         */
+    TW_E_NOT_FOUND,    /* model / file not found (404, or not in the cache while offline)       */
+    TW_E_UNSUPPORTED,  /* a valid input this build does not handle                              */
+    TW_E_CANCELLED,    /* a callback asked to stop                                              */
+    TW_E_INTERNAL      /* a bug: please report it                                               */
+} tw_status;
+
+TW_API const char *tw_status_name(tw_status s);   /* "TW_E_CONFIG", ...                      */
+TW_API const char *tw_last_error(void);           /* message of the last failure on this thread */
+TW_API void        tw_free(void *p);              /* frees memory returned by the library     */
+TW_API const char *tw_build_info(void);           /* compiler, enabled features, kernel paths  */
+
+/* ------------------------------------------------------------------------------------------ */
+/* Tokenizer (Hugging Face tokenizer.json: BPE with byte fallback, added tokens)                */
+
+typedef struct tw_tokenizer tw_tokenizer;
+
+/* path: a tokenizer.json file, or a directory holding tokenizer.json (+ tokenizer_config.json). */
+TW_API tw_status tw_tokenizer_load(const char *path, tw_tokenizer **out);
+TW_API void      tw_tokenizer_free(tw_tokenizer *tok);
+
+/* Encodes len bytes of UTF-8 text (may contain NUL). add_special: prepend <bos> as the
+** tokenizer's post-processor does. *ids is malloc'ed. */
+TW_API tw_status tw_tokenize(const tw_tokenizer *tok, const char *text, size_t len, int add_special,
+                             int32_t **ids, size_t *n_ids);
+/* Decodes ids to UTF-8 as HF's decoder does (byte runs, U+FFFD for invalid runs). */
+TW_API tw_status tw_detokenize(const tw_tokenizer *tok, const int32_t *ids, size_t n, int skip_special,
+                               char **text, size_t *len);
+TW_API int32_t     tw_tokenizer_vocab_size(const tw_tokenizer *tok);
+/* The token's string as stored in the vocabulary ("▁world", "<0x0A>"); NULL for a bad id. */
+TW_API const char *tw_token_piece(const tw_tokenizer *tok, int32_t id, size_t *len);
+/* Id of an exact vocabulary / added-token string, or -1. */
+TW_API int32_t     tw_token_id(const tw_tokenizer *tok, const char *piece, size_t len);
+TW_API int         tw_token_is_special(const tw_tokenizer *tok, int32_t id);
+TW_API int32_t     tw_tokenizer_bos(const tw_tokenizer *tok);   /* -1 when none */
+
+/* Streaming detokenizer: feeds one id at a time and returns the text that is complete so far.
+** An unfinished UTF-8 byte run is held back until it completes (or until flush). */
+typedef struct tw_detok tw_detok;
+TW_API tw_status tw_detok_new(const tw_tokenizer *tok, int skip_special, tw_detok **out);
+/* *text points into the stream's buffer, valid until the next call; *len may be 0. */
+TW_API tw_status tw_detok_push(tw_detok *d, int32_t id, const char **text, size_t *len);
+TW_API tw_status tw_detok_flush(tw_detok *d, const char **text, size_t *len);
+TW_API void      tw_detok_free(tw_detok *d);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Chat templates (a Jinja subset interpreter: see docs/chat-templates.md)                      */
+
+typedef struct tw_message {
+    const char *role;      /* "system", "user", "assistant" (others are passed to the template) */
+    const char *content;   /* UTF-8; images are written as "<image>" placeholders               */
+} tw_message;
+
+typedef struct tw_template tw_template;
+
+/* Compiles Jinja source. Syntax errors are reported with line and column. */
+TW_API tw_status tw_template_new(const char *source, size_t len, tw_template **out);
+TW_API void      tw_template_free(tw_template *t);
+/* Renders {messages, add_generation_prompt, bos_token, eos_token} into *out (malloc'ed).
+** A raise_exception() in the template returns TW_E_TEMPLATE with its message. */
+TW_API tw_status tw_template_render(const tw_template *t, const tw_message *msgs, size_t n_msgs,
+                                    int add_generation_prompt, const char *bos_token,
+                                    const char *eos_token, char **out);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Models                                                                                       */
+
+typedef struct tw_model tw_model;
+
+typedef void (*tw_progress_fn)(void *user_data, const char *what, uint64_t done, uint64_t total);
+
+typedef struct tw_model_params {
+    int         n_threads;          /* 0: every core                                              */
+    int         final_softcap;      /* -1: as config.json says (as trained), 0: off (HF >= 4.52), 1: on */
+    const char *chat_template_file; /* overrides the checkpoint's template; NULL: the checkpoint's */
+    int         offline;            /* never touch the network (also HF_HUB_OFFLINE=1)             */
+    tw_progress_fn progress;        /* download / load progress; NULL for none                    */
+    void       *progress_user_data;
+} tw_model_params;
+
+TW_API tw_model_params tw_model_default_params(void);
+
+/* name: a local directory, or a Hugging Face repo id "org/name[@revision]" found in the HF cache
+** (HF_HUB_CACHE, HF_HOME) or downloaded from HF_ENDPOINT (HF_TOKEN) unless offline. */
+TW_API tw_status tw_model_load(const char *name, const tw_model_params *params, tw_model **out);
+TW_API void      tw_model_free(tw_model *m);
+
+/* Resolves a model name to a local directory (downloading what is missing) without loading it.
+** *dir is malloc'ed. */
+TW_API tw_status tw_model_resolve(const char *name, const tw_model_params *params, char **dir);
+
+TW_API const tw_tokenizer *tw_model_tokenizer(const tw_model *m);
+TW_API const char *tw_model_dir(const tw_model *m);
+TW_API const char *tw_model_arch(const tw_model *m);        /* "llava_next", "gemma2", ...       */
+TW_API int32_t     tw_model_n_vocab(const tw_model *m);
+TW_API int32_t     tw_model_n_embd(const tw_model *m);
+TW_API int32_t     tw_model_n_layer(const tw_model *m);
+TW_API int32_t     tw_model_n_ctx_train(const tw_model *m);   /* max_position_embeddings         */
+TW_API int32_t     tw_model_image_token(const tw_model *m);   /* -1 for text-only models         */
+/* Stop token ids from generation_config.json (eos_token_id, int or list). */
+TW_API size_t      tw_model_stop_ids(const tw_model *m, const int32_t **ids);
+/* Renders a conversation with the model's chat template (or the override). */
+TW_API tw_status   tw_chat_render(const tw_model *m, const tw_message *msgs, size_t n_msgs,
+                                  int add_generation_prompt, char **out);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Sequences: one KV cache + position + token history                                           */
+
+typedef struct tw_seq tw_seq;
+
+/* n_ctx 0: the model's max_position_embeddings. The KV cache grows as needed up to n_ctx. */
+TW_API tw_status tw_seq_new(tw_model *m, int32_t n_ctx, tw_seq **out);
+TW_API void      tw_seq_free(tw_seq *s);
+TW_API int32_t   tw_seq_pos(const tw_seq *s);        /* tokens in the cache                        */
+TW_API int32_t   tw_seq_n_ctx(const tw_seq *s);
+TW_API const int32_t *tw_seq_tokens(const tw_seq *s); /* the tw_seq_pos() tokens in the cache    */
+/* Drops cached positions >= pos (to edit or re-run the tail of a conversation). */
+TW_API tw_status tw_seq_rewind(tw_seq *s, int32_t pos);
+
+typedef struct tw_eval_opts {
+    const float *embd;     /* NULL, or [n_embd_rows, n_embd] f32 rows that replace, in order, the
+                           ** positions whose id is the model's image (or video) token            */
+    size_t       n_embd_rows;
+    float       *logits;   /* NULL, or [n, n_vocab]: logits at every new position                 */
+    float       *hidden;   /* NULL, or [n_layer + 2, n, n_embd]: scaled embeddings, every layer's
+                           ** output, and the final norm's output                                 */
+} tw_eval_opts;
+
+/* Appends n tokens to the sequence and runs them through the model. The logits of the last
+** position are kept and returned by tw_seq_logits(). */
+TW_API tw_status   tw_seq_eval(tw_seq *s, const int32_t *ids, size_t n, const tw_eval_opts *opts);
+TW_API const float *tw_seq_logits(const tw_seq *s);  /* [n_vocab], after the softcap setting   */
+
+/* ------------------------------------------------------------------------------------------ */
+/* Sampling and generation                                                                      */
+
+typedef struct tw_sampler_params {
+    float    temperature;        /* <= 0: greedy (first index of the maximum)                     */
+    int32_t  top_k;              /* <= 0: off                                                     */
+    float    top_p;              /* >= 1: off                                                     */
+    float    min_p;              /* <= 0: off                                                     */
+    float    repetition_penalty; /* 1: off (HF semantics: divide positive logits, multiply negative) */
+    float    presence_penalty;   /* 0: off (OpenAI semantics)                                     */
+    float    frequency_penalty;  /* 0: off                                                        */
+    int32_t  penalty_last_n;     /* tokens of history the penalties look at; -1: all             */
+    uint64_t seed;
+} tw_sampler_params;
+
+TW_API tw_sampler_params tw_sampler_default_params(void);   /* greedy */
+
+typedef struct tw_sampler tw_sampler;
+TW_API tw_status tw_sampler_new(const tw_sampler_params *p, int32_t n_vocab, tw_sampler **out);
+TW_API void      tw_sampler_free(tw_sampler *s);
+/* Picks the next token from logits [n_vocab]; history = tokens the penalties apply to. */
+TW_API int32_t   tw_sampler_sample(tw_sampler *s, const float *logits, const int32_t *history, size_t n_hist);
+
+/* Called for every generated token with the text it completes (possibly empty while a UTF-8
+** sequence is incomplete). Return non-zero to stop. */
+typedef int (*tw_token_fn)(void *user_data, int32_t id, const char *text, size_t len);
+
+typedef struct tw_gen_params {
+    int32_t            max_new_tokens;   /* <= 0: until a stop or the context is full          */
+    tw_sampler_params  sampling;
+    const char *const *stop_strings;     /* generation stops when the text contains one       */
+    size_t             n_stop_strings;
+    const int32_t     *stop_ids;         /* extra stop ids                                    */
+    size_t             n_stop_ids;
+    int                ignore_model_stops; /* 1: do not stop on generation_config's eos ids   */
+} tw_gen_params;
+
+TW_API tw_gen_params tw_gen_default_params(void);
+
+typedef struct tw_gen_result {
+    int32_t *ids;          /* generated ids (malloc'ed), the stop token not included          */
+    size_t   n_ids;
+    char    *text;         /* generated text (malloc'ed), cut before a stop string             */
+    size_t   text_len;
+    int      stop_reason;  /* 0 max tokens, 1 stop id, 2 stop string, 3 context full, 4 callback */
+    double   prefill_ms, decode_ms;
+} tw_gen_result;
+
+/* Evaluates the prompt (appended to what the sequence holds) and generates. The stop token is
+** evaluated into the cache too, so a chat can continue after it. */
+TW_API tw_status tw_generate(tw_seq *s, const int32_t *prompt, size_t n_prompt, const tw_eval_opts *prompt_opts,
+                             const tw_gen_params *p, tw_token_fn on_token, void *user_data,
+                             tw_gen_result *out);
+TW_API void      tw_gen_result_free(tw_gen_result *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TOWER_H */

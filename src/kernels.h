@@ -1,0 +1,42 @@
+/*
+** kernels.h — the math the models call. Model code never knows which SIMD path or weight type it
+** got; kernels never know about models. Every kernel has a plain C version (kernels_ref.c) that
+** runs anywhere and is the yardstick for the faster paths, which are picked once at start from
+** CPUID (tw_kernels_init) and can be forced lower with TOWER_KERNELS=ref|avx2|avx512.
+**
+** Shapes use one vocabulary: T tokens (rows of activations), K input features, N output
+** features. Activations are f32, row-major [T, K]; weights keep their stored type, [N, K].
+*/
+#ifndef TW_KERNELS_H
+#define TW_KERNELS_H
+
+#include "safetensors.h"
+
+typedef enum tw_kpath { TW_KPATH_REF, TW_KPATH_AVX2, TW_KPATH_AVX512, TW_KPATH_COUNT } tw_kpath;
+
+/* Picks the best path the CPU supports (or TOWER_KERNELS); returns it. Idempotent. */
+tw_kpath    tw_kernels_init(void);
+tw_kpath    tw_kernels_path(void);
+bool        tw_kernels_force(tw_kpath p);     /* false if the CPU cannot run p */
+const char *tw_kpath_name(tw_kpath p);
+bool        tw_kpath_supported(tw_kpath p);
+const char *tw_cpu_features(void);            /* "avx2 fma avx512f avx512bf16 ..." */
+
+/* y[T,N] = x[T,K] . W[N,K]^T (+ bias[N]). W: F32, F16 or BF16; bias any float type or NULL.
+** Accumulates in f32. Rows of y are computed in parallel on the pool. */
+void tw_matmul(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const tw_tensor *bias);
+
+/* One row of a 2-D weight tensor widened to f32 (embedding lookup). */
+void tw_tensor_row_f32(const tw_tensor *t, int64_t row, float *out);
+/* Whole tensor widened to f32 (small tensors: norms, biases). out has tw_tensor_nelem floats. */
+void tw_tensor_to_f32(const tw_tensor *t, float *out);
+
+/* Gemma RMSNorm over rows of n: y = x * rsqrt(mean(x^2) + eps) * (1 + w). y may equal x. */
+void tw_rmsnorm_1p(float *y, const float *x, const float *w, int64_t T, int64_t n, float eps);
+/* LayerNorm (biased variance): y = (x - mean) * rsqrt(var + eps) * w + b. y may equal x. */
+void tw_layernorm(float *y, const float *x, const float *w, const float *b, int64_t T, int64_t n, float eps);
+
+float tw_gelu_tanh(float x);   /* 0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3)))  (gelu_pytorch_tanh) */
+float tw_gelu_erf(float x);    /* 0.5x(1 + erf(x / sqrt 2))                     (exact "gelu")      */
+
+#endif

@@ -1,0 +1,149 @@
+/*
+** model.h — the loaded model: hyper-parameters read from the checkpoint's JSON files, weights as
+** pointers into the mapped safetensors, and the per-sequence state (KV cache). model.c fills
+** these and validates every tensor against the config once at load, so the forward code
+** (gemma2.c, later siglip.c) trusts its inputs and does no I/O.
+*/
+#ifndef TW_MODEL_H
+#define TW_MODEL_H
+
+#include "kernels.h"
+#include "safetensors.h"
+
+/* ---- Gemma2 text model ------------------------------------------------------------------------ */
+
+typedef struct tw_gemma2_config {
+    int32_t n_vocab;            /* vocab_size                              */
+    int32_t n_embd;             /* hidden_size (H)                         */
+    int32_t n_ff;               /* intermediate_size                       */
+    int32_t n_layer;            /* num_hidden_layers                       */
+    int32_t n_head;             /* num_attention_heads                     */
+    int32_t n_head_kv;          /* num_key_value_heads                     */
+    int32_t head_dim;           /* head_dim (D)                            */
+    int32_t n_ctx_train;        /* max_position_embeddings                 */
+    int32_t sliding_window;     /* 0: none                                 */
+    float   rms_eps;            /* rms_norm_eps                            */
+    float   rope_theta;
+    float   query_pre_attn_scalar; /* attention scale = query_pre_attn_scalar^-0.5 */
+    float   attn_softcap;       /* attn_logit_softcapping, 0: none         */
+    float   final_softcap;      /* final_logit_softcapping, 0: none        */
+    bool    tie_embeddings;     /* lm_head = embed_tokens                  */
+    uint8_t *layer_sliding;     /* [n_layer] 1 if the layer uses the sliding window:
+                                ** "layer_types" when present, else even layer indices  */
+} tw_gemma2_config;
+
+typedef struct tw_gemma2_layer {
+    const tw_tensor *attn_norm;      /* input_layernorm            [H]                */
+    const tw_tensor *wq;             /* q_proj                     [n_head*D, H]      */
+    const tw_tensor *wk;             /* k_proj                     [n_head_kv*D, H]   */
+    const tw_tensor *wv;             /* v_proj                     [n_head_kv*D, H]   */
+    const tw_tensor *wo;             /* o_proj                     [H, n_head*D]      */
+    const tw_tensor *post_attn_norm; /* post_attention_layernorm   [H]                */
+    const tw_tensor *ffn_norm;       /* pre_feedforward_layernorm  [H]                */
+    const tw_tensor *w_gate;         /* gate_proj                  [n_ff, H]          */
+    const tw_tensor *w_up;           /* up_proj                    [n_ff, H]          */
+    const tw_tensor *w_down;         /* down_proj                  [H, n_ff]          */
+    const tw_tensor *post_ffn_norm;  /* post_feedforward_layernorm [H]                */
+    /* norm weights widened to f32 once at load (tiny; read on every token) */
+    float *attn_norm_f, *post_attn_norm_f, *ffn_norm_f, *post_ffn_norm_f;   /* [H] each */
+} tw_gemma2_layer;
+
+typedef struct tw_gemma2_weights {
+    const tw_tensor *embed;          /* embed_tokens [n_vocab, H]                        */
+    const tw_tensor *lm_head;        /* lm_head [n_vocab, H], or embed when tied          */
+    const tw_tensor *norm;           /* final norm [H]                                   */
+    float           *norm_f;         /* [H] widened                                      */
+    tw_gemma2_layer *layers;         /* [n_layer]                                        */
+} tw_gemma2_weights;
+
+/* ---- SigLIP vision tower + projector (validated now, run by the image path) -------------------- */
+
+typedef struct tw_siglip_config {
+    int32_t n_embd;          /* hidden_size (1152)          */
+    int32_t n_ff;            /* intermediate_size (4304)    */
+    int32_t n_layer;         /* num_hidden_layers (26)      */
+    int32_t n_head;          /* num_attention_heads (16)    */
+    int32_t image_size;      /* 384                          */
+    int32_t patch_size;      /* 14                           */
+    int32_t n_channels;      /* 3                            */
+    float   ln_eps;          /* layer_norm_eps               */
+} tw_siglip_config;
+
+typedef struct tw_siglip_layer {
+    const tw_tensor *ln1_w, *ln1_b;            /* [C]              */
+    const tw_tensor *wq, *bq, *wk, *bk, *wv, *bv, *wo, *bo; /* [C,C], [C] */
+    const tw_tensor *ln2_w, *ln2_b;            /* [C]              */
+    const tw_tensor *fc1_w, *fc1_b;            /* [F,C], [F]       */
+    const tw_tensor *fc2_w, *fc2_b;            /* [C,F], [C]       */
+} tw_siglip_layer;
+
+typedef struct tw_siglip_weights {
+    const tw_tensor *patch_w;   /* [C, 3, P, P] */
+    const tw_tensor *patch_b;   /* [C]          */
+    const tw_tensor *pos_embd;  /* [G*G, C]     */
+    const tw_tensor *post_ln_w, *post_ln_b;   /* [C], optional: unused for features */
+    tw_siglip_layer *layers;    /* [n_layer]    */
+} tw_siglip_weights;
+
+typedef struct tw_projector_weights {
+    const tw_tensor *w1, *b1;   /* linear_1 [H, C], [H] (biases optional: multimodal_projector_bias) */
+    const tw_tensor *w2, *b2;   /* linear_2 [H, H], [H] */
+} tw_projector_weights;
+
+/* ---- the model ------------------------------------------------------------------------------- */
+
+typedef enum tw_arch { TW_ARCH_GEMMA2, TW_ARCH_LLAVA_NEXT, TW_ARCH_LLAVA_ONEVISION } tw_arch;
+
+struct tw_model {
+    char              *dir;            /* local directory the files came from     */
+    tw_arch            arch;
+    const char        *arch_name;      /* "gemma2", "llava_next", "llava_onevision" */
+    tw_st_set         *st;             /* mapped weights                          */
+    tw_gemma2_config   text;
+    tw_gemma2_weights  tw;
+    bool               final_softcap_on; /* resolved from params + config          */
+
+    bool               has_vision;
+    tw_siglip_config   vision;
+    tw_siglip_weights  vw;
+    tw_projector_weights proj;
+    const tw_tensor   *image_newline;  /* [H] or NULL                             */
+    int32_t            vision_feature_layer;
+    char              *vision_feature_select_strategy;  /* "full" or "default"    */
+    int32_t            image_token_id; /* -1 when none                            */
+    int32_t            video_token_id; /* -1 when none                            */
+    int32_t           *pinpoints;      /* [n_pinpoints][2] (height, width)        */
+    int32_t            n_pinpoints;
+
+    tw_tokenizer      *tok;
+    tw_template       *tmpl;           /* NULL when the checkpoint has none       */
+    char              *bos_token, *eos_token;  /* strings the template sees       */
+    int32_t            stop_ids[16];
+    size_t             n_stop_ids;
+
+    tw_pool           *pool;
+};
+
+/* Loads config + weights of a local directory and validates them (no tokenizer, no template).
+** Used by tw_model_load and by tests that build models from other directories. */
+tw_status tw_model_load_dir(const char *dir, const tw_model_params *p, tw_model **out);
+
+/* ---- sequences --------------------------------------------------------------------------------- */
+
+struct tw_seq {
+    tw_model *m;
+    int32_t   n_ctx;       /* max positions                                           */
+    int32_t   n_alloc;     /* positions the cache currently holds room for            */
+    int32_t   pos;         /* positions filled                                        */
+    int32_t  *tokens;      /* [n_alloc] ids in the cache                              */
+    float    *k_cache;     /* [n_layer][n_alloc][n_head_kv*D]                         */
+    float    *v_cache;     /* [n_layer][n_alloc][n_head_kv*D]                         */
+    float    *logits;      /* [n_vocab] logits of the last evaluated position         */
+};
+
+/* Runs T new tokens through Gemma2 (gemma2.c). x: [T, H] input embeddings before the sqrt(H)
+** scale; positions s->pos .. s->pos+T-1. logits_all: NULL or [T, V]; hidden: NULL or
+** [L+2, T, H]. Updates the cache and s->logits; does not advance s->pos (the caller does). */
+tw_status tw_gemma2_forward(tw_seq *s, const float *x, int32_t T, float *logits_all, float *hidden);
+
+#endif
