@@ -44,7 +44,7 @@ OBJS    := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 TOOLS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/tool_*.c))
 
-.PHONY: all test asan asan-test clean features
+.PHONY: all test asan asan-test check clean features
 all: features $(BUILD)/libtower.a $(BUILD)/tower $(TESTS) $(TOOLS)
 
 features:
@@ -80,6 +80,11 @@ asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 $(SAN)" LDLIBS="$(SAN)" all
 asan-test: asan
 	@BUILD=build-asan TOWER_SANITIZED=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 sh tests/run.sh
+
+# The README's test command: every test in a normal build, then again under ASan + UBSan; the
+# last line is the overall "N passed, N failed".
+check: all asan
+	@sh tests/check.sh
 
 clean:
 	rm -rf build build-asan
