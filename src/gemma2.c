@@ -1,0 +1,213 @@
+/*
+** gemma2.c — the Gemma2 decoder forward pass (the text half of TowerVision, and all of Tower+).
+**
+** tw_gemma2_forward runs T new tokens at positions s->pos .. s->pos+T-1 through the model, reading
+** and extending the sequence's KV cache. The math follows transformers' modeling_gemma2.py (eager
+** attention) in float32, as the fixtures and docs/SPEC.md section 8 describe:
+**
+**   x = embeddings * sqrt(H)
+**   per layer:  h = rmsnorm_1p(x, input_layernorm)
+**               q, k, v = h Wq^T, h Wk^T, h Wv^T          RoPE (rotate_half) on q and k
+**               s = softcap_50(q.k * query_pre_attn_scalar^-0.5), causal (+ sliding window on
+**               sliding layers), softmax, a = s . v       (GQA: head h reads kv head h/(nh/nkv))
+**               x += rmsnorm_1p(a Wo^T, post_attention_layernorm)
+**               h = rmsnorm_1p(x, pre_feedforward_layernorm)
+**               x += rmsnorm_1p(down(gelu_tanh(gate(h)) * up(h)), post_feedforward_layernorm)
+**   x = rmsnorm_1p(x, norm);  logits = x lm_head^T          (final softcap: seq.c's business)
+**
+** What this file is not: it does no I/O and no validation (model.c checked every tensor against
+** the config at load) and it does not touch s->pos (tw_seq_eval advances it after success).
+**
+** Memory: a long prompt is processed in chunks of CHUNK rows, layer by layer within a chunk, so
+** the activation scratch is O(CHUNK * n_ff) whatever the prompt length; the causal cache makes a
+** chunk see the previous ones exactly as a single pass would. Attention keeps one score row per
+** worker thread ([n_keys]) instead of a [T, n_keys] matrix per head. All scratch is allocated
+** once per call from one arena; nothing is allocated inside the layer loop.
+*/
+#include "model.h"
+
+#include <math.h>
+
+enum { CHUNK = 256 };   /* prompt rows per pass through the layers */
+
+/* ---- attention ------------------------------------------------------------------------------ */
+
+typedef struct attn_job {
+    const float *q;       /* [tc, nh*D]   roped queries of this chunk            */
+    const float *k, *v;   /* [n_alloc, nkv*D] this layer's cache (roped keys)    */
+    float       *out;     /* [tc, nh*D]   attention output, heads concatenated  */
+    float       *scores;  /* [n_threads, n_keys] one score row per worker        */
+    int32_t      n_keys;  /* stride of a score row: every position this call can see */
+    int32_t      p0;      /* absolute position of the chunk's first row          */
+    int32_t      nh, nkv, D;
+    int32_t      window;  /* 0: full causal; else key j visible iff p - j < window */
+    float        scale, softcap;
+} attn_job;
+
+/* One (query row, head) pair: i = t * nh + h. */
+static void attn_task(void *ctx, int64_t i, int tid) {
+    const attn_job *j = ctx;
+    int32_t t = (int32_t)(i / j->nh), h = (int32_t)(i % j->nh);
+    int32_t D = j->D, kvd = j->nkv * D;
+    int32_t g = h / (j->nh / j->nkv);                /* GQA: the kv head this query head reads */
+    int32_t p = j->p0 + t;                           /* absolute position of the query        */
+    int32_t lo = j->window > 0 ? TW_MAX(0, p - j->window + 1) : 0;
+    const float *q = j->q + (size_t)t * j->nh * D + (size_t)h * D;   /* [D] */
+    float *s = j->scores + (size_t)tid * j->n_keys;                   /* [p - lo + 1] */
+
+    float mx = -INFINITY;
+    for (int32_t k = lo; k <= p; k++) {
+        const float *kr = j->k + (size_t)k * kvd + (size_t)g * D;
+        float d = 0;
+        for (int32_t e = 0; e < D; e++) d += q[e] * kr[e];
+        d *= j->scale;
+        if (j->softcap > 0) d = j->softcap * tanhf(d / j->softcap);
+        s[k - lo] = d;
+        mx = d > mx ? d : mx;
+    }
+    float sum = 0;
+    for (int32_t k = lo; k <= p; k++) {
+        s[k - lo] = expf(s[k - lo] - mx);
+        sum += s[k - lo];
+    }
+    float inv = 1.0f / sum;
+
+    float *o = j->out + (size_t)t * j->nh * D + (size_t)h * D;        /* [D] */
+    for (int32_t e = 0; e < D; e++) o[e] = 0;
+    for (int32_t k = lo; k <= p; k++) {
+        const float *vr = j->v + (size_t)k * kvd + (size_t)g * D;
+        float w = s[k - lo] * inv;
+        for (int32_t e = 0; e < D; e++) o[e] += w * vr[e];
+    }
+}
+
+/* ---- RoPE ------------------------------------------------------------------------------------- */
+
+/* x: [T, n_heads*D], rotated in place with the rotate_half convention: the pairs are
+** (x[i], x[i + D/2]), not adjacent elements. cs, sn: [T, D/2]. */
+static void rope(float *x, int32_t T, int32_t n_heads, int32_t D, const float *cs, const float *sn) {
+    int32_t half = D / 2;
+    for (int32_t t = 0; t < T; t++) {
+        const float *c = cs + (size_t)t * half, *s = sn + (size_t)t * half;
+        for (int32_t h = 0; h < n_heads; h++) {
+            float *r = x + ((size_t)t * n_heads + h) * D;
+            for (int32_t i = 0; i < half; i++) {
+                float a = r[i], b = r[i + half];
+                r[i]        = a * c[i] - b * s[i];
+                r[i + half] = b * c[i] + a * s[i];
+            }
+        }
+    }
+}
+
+/* ---- the forward ------------------------------------------------------------------------------ */
+
+tw_status tw_gemma2_forward(tw_seq *s, const float *x_in, int32_t T, float *logits_all, float *hidden) {
+    const tw_model *m = s->m;
+    const tw_gemma2_config *c = &m->text;
+    const tw_gemma2_weights *w = &m->tw;
+    tw_pool *pool = m->pool;
+    const int32_t H = c->n_embd, F = c->n_ff, L = c->n_layer, V = c->n_vocab;
+    const int32_t nh = c->n_head, nkv = c->n_head_kv, D = c->head_dim, half = D / 2;
+    const int32_t qd = nh * D, kvd = nkv * D;
+    const int32_t pos = s->pos, n_keys = pos + T;
+    if (T <= 0) return tw_err(TW_E_ARG, "gemma2 forward: %d tokens", (int)T);
+    if (n_keys > s->n_alloc) return tw_err(TW_E_INTERNAL, "gemma2 forward: cache holds %d positions, need %d", (int)s->n_alloc, (int)n_keys);
+
+    /* The embedding scale is a float32 constant (sqrt(2304) = 48 exactly; sqrt(3584) is not, and
+    ** HF rounds it to the activation dtype: f32 here). */
+    const float normalizer = (float)sqrt((double)H);
+    const float scale = (float)pow((double)c->query_pre_attn_scalar, -0.5);
+    const int32_t n_thr = tw_pool_size(pool);
+    const int32_t C = TW_MIN(T, CHUNK);
+
+    /* scratch, one arena for the whole call */
+    size_t fl = sizeof(float), need = 0;
+    size_t sizes[] = { (size_t)C * H, (size_t)C * H, (size_t)C * qd, (size_t)C * qd, (size_t)C * H,
+                       (size_t)C * F, (size_t)C * F, (size_t)C * half, (size_t)C * half,
+                       (size_t)n_thr * n_keys, (size_t)half };
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) need += sizes[i] * fl + 64;
+    tw_arena ar;
+    TW_TRY(tw_arena_init(&ar, need));
+    float *x      = tw_arena_push(&ar, sizes[0] * fl);   /* [C, H]    residual stream        */
+    float *hn     = tw_arena_push(&ar, sizes[1] * fl);   /* [C, H]    normed input of a block */
+    float *q      = tw_arena_push(&ar, sizes[2] * fl);   /* [C, nh*D] queries                 */
+    float *att    = tw_arena_push(&ar, sizes[3] * fl);   /* [C, nh*D] attention output        */
+    float *o      = tw_arena_push(&ar, sizes[4] * fl);   /* [C, H]    block output            */
+    float *gate   = tw_arena_push(&ar, sizes[5] * fl);   /* [C, F]                            */
+    float *up     = tw_arena_push(&ar, sizes[6] * fl);   /* [C, F]                            */
+    float *cs     = tw_arena_push(&ar, sizes[7] * fl);   /* [C, D/2]  cos of the RoPE angles  */
+    float *sn     = tw_arena_push(&ar, sizes[8] * fl);   /* [C, D/2]  sin                     */
+    float *scores = tw_arena_push(&ar, sizes[9] * fl);   /* [n_thr, n_keys]                   */
+    float *inv_freq = tw_arena_push(&ar, sizes[10] * fl);/* [D/2]                             */
+
+    /* inv_freq[i] = 1 / theta^(2i/D), every step in float32 as HF computes it */
+    for (int32_t i = 0; i < half; i++) inv_freq[i] = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)D);
+
+    for (int32_t t0 = 0; t0 < T; t0 += C) {
+        const int32_t tc = TW_MIN(C, T - t0);   /* rows in this chunk */
+        const int32_t p0 = pos + t0;            /* position of its first row */
+
+        for (size_t i = 0; i < (size_t)tc * H; i++) x[i] = x_in[(size_t)t0 * H + i] * normalizer;
+        if (hidden) memcpy(hidden + (size_t)t0 * H, x, (size_t)tc * H * fl);
+
+        /* angle = position * inv_freq in float32 (a float64 angle drifts from HF at long range) */
+        for (int32_t t = 0; t < tc; t++)
+            for (int32_t i = 0; i < half; i++) {
+                float a = (float)(p0 + t) * inv_freq[i];
+                cs[(size_t)t * half + i] = cosf(a);
+                sn[(size_t)t * half + i] = sinf(a);
+            }
+
+        for (int32_t l = 0; l < L; l++) {
+            const tw_gemma2_layer *ly = &w->layers[l];
+            /* this layer's cache; the chunk's keys and values are written straight into it */
+            float *kc = s->k_cache + (size_t)l * s->n_alloc * kvd;   /* [n_alloc, nkv*D] */
+            float *vc = s->v_cache + (size_t)l * s->n_alloc * kvd;
+            float *k_new = kc + (size_t)p0 * kvd, *v_new = vc + (size_t)p0 * kvd;   /* [tc, nkv*D] */
+
+            /* ---- attention block ---- */
+            tw_rmsnorm_1p(hn, x, ly->attn_norm_f, tc, H, c->rms_eps);
+            tw_matmul(pool, q, hn, tc, ly->wq, NULL);
+            tw_matmul(pool, k_new, hn, tc, ly->wk, NULL);
+            tw_matmul(pool, v_new, hn, tc, ly->wv, NULL);
+            rope(q, tc, nh, D, cs, sn);
+            rope(k_new, tc, nkv, D, cs, sn);
+
+            attn_job aj = {
+                .q = q, .k = kc, .v = vc, .out = att, .scores = scores, .n_keys = n_keys, .p0 = p0,
+                .nh = nh, .nkv = nkv, .D = D,
+                .window = c->layer_sliding[l] ? c->sliding_window : 0,
+                .scale = scale, .softcap = c->attn_softcap,
+            };
+            tw_pool_run(pool, (int64_t)tc * nh, attn_task, &aj);
+
+            tw_matmul(pool, o, att, tc, ly->wo, NULL);
+            tw_rmsnorm_1p(o, o, ly->post_attn_norm_f, tc, H, c->rms_eps);
+            for (size_t i = 0; i < (size_t)tc * H; i++) x[i] += o[i];
+
+            /* ---- MLP block (GeGLU) ---- */
+            tw_rmsnorm_1p(hn, x, ly->ffn_norm_f, tc, H, c->rms_eps);
+            tw_matmul(pool, gate, hn, tc, ly->w_gate, NULL);
+            tw_matmul(pool, up, hn, tc, ly->w_up, NULL);
+            for (size_t i = 0; i < (size_t)tc * F; i++) gate[i] = tw_gelu_tanh(gate[i]) * up[i];
+            tw_matmul(pool, o, gate, tc, ly->w_down, NULL);
+            tw_rmsnorm_1p(o, o, ly->post_ffn_norm_f, tc, H, c->rms_eps);
+            for (size_t i = 0; i < (size_t)tc * H; i++) x[i] += o[i];
+
+            if (hidden) memcpy(hidden + ((size_t)(l + 1) * T + t0) * H, x, (size_t)tc * H * fl);
+        }
+
+        /* final norm; logits for every row when asked, else only for the prompt's last row */
+        tw_rmsnorm_1p(x, x, w->norm_f, tc, H, c->rms_eps);
+        if (hidden) memcpy(hidden + ((size_t)(L + 1) * T + t0) * H, x, (size_t)tc * H * fl);
+        if (logits_all) tw_matmul(pool, logits_all + (size_t)t0 * V, x, tc, w->lm_head, NULL);
+        if (t0 + tc == T) {
+            if (logits_all) memcpy(s->logits, logits_all + (size_t)(T - 1) * V, (size_t)V * fl);
+            else tw_matmul(pool, s->logits, x + (size_t)(tc - 1) * H, 1, w->lm_head, NULL);
+        }
+    }
+
+    tw_arena_free(&ar);
+    return TW_OK;
+}
