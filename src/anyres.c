@@ -1,0 +1,131 @@
+/*
+** anyres.c — LlavaNext "anyres" tiling: choose the grid pinpoint, size the resize and the padding,
+** count the tokens the unpadded feature grid gives, and cut the normalised tiles. Follows
+** transformers' LlavaNextImageProcessor (slow, PIL path) and LlavaNextProcessor's token count,
+** including their float rounding (see SPEC sections 4-5).
+*/
+#include "image.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+int64_t tw_py_int_round7(double x) {
+    /* Python's round(x, 7) rounds the exact binary value to 7 decimals (correctly rounded,
+    ** half-even); int() then truncates. glibc's printf is correctly rounded too, so printing
+    ** with %.7f and keeping the integer part gives the same integer. */
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.7f", x);
+    return strtoll(buf, NULL, 10);
+}
+
+tw_status tw_anyres_plan_make(int32_t h, int32_t w, const int32_t *pinpoints, int32_t n_pinpoints,
+                              int32_t tile_size, int32_t patch_size, tw_anyres_plan *out) {
+    if (h <= 0 || w <= 0) return tw_err(TW_E_ARG, "image size %dx%d (width x height) is empty", w, h);
+    if (n_pinpoints <= 0 || tile_size <= 0 || patch_size <= 0 || patch_size > tile_size)
+        return tw_err(TW_E_CONFIG, "anyres: no grid pinpoints or bad tile/patch size (%d/%d)", tile_size, patch_size);
+    memset(out, 0, sizeof *out);
+    out->orig_h = h;
+    out->orig_w = w;
+
+    /* select_best_resolution: largest effective resolution, then least waste; first wins ties. */
+    int64_t best_eff = 0, best_waste = INT64_MAX;
+    int best = -1;
+    for (int32_t i = 0; i < n_pinpoints; i++) {
+        int32_t ph = pinpoints[2 * i], pw = pinpoints[2 * i + 1];
+        if (ph <= 0 || pw <= 0 || ph % tile_size || pw % tile_size)
+            return tw_err(TW_E_CONFIG, "image_grid_pinpoints[%d] = [%d, %d] is not a multiple of the tile size %d", i, ph,
+                          pw, tile_size);
+        double scale = fmin((double)pw / w, (double)ph / h);
+        int64_t dw = (int64_t)(w * scale), dh = (int64_t)(h * scale);
+        int64_t eff = TW_MIN(dw * dh, (int64_t)w * h), waste = (int64_t)ph * pw - eff;
+        if (eff > best_eff || (eff == best_eff && waste < best_waste)) {
+            best_eff = eff;
+            best_waste = waste;
+            best = i;
+        }
+    }
+    if (best < 0) best = 0;   /* only reachable for absurd sizes; the first pinpoint is as good */
+    out->best_h = pinpoints[2 * best];
+    out->best_w = pinpoints[2 * best + 1];
+
+    /* get_patch_output_size: the limiting side takes the target, the other ceil(side * scale). */
+    double sw = (double)out->best_w / w, sh = (double)out->best_h / h;
+    if (sw < sh) {
+        out->resized_w = out->best_w;
+        out->resized_h = (int32_t)TW_MIN(ceil(h * sw), out->best_h);
+    } else {
+        out->resized_h = out->best_h;
+        out->resized_w = (int32_t)TW_MIN(ceil(w * sh), out->best_w);
+    }
+    if (out->resized_h < 1) out->resized_h = 1;   /* PIL cannot make an empty image */
+    if (out->resized_w < 1) out->resized_w = 1;
+    out->pad_top = (out->best_h - out->resized_h) / 2;
+    out->pad_left = (out->best_w - out->resized_w) / 2;
+
+    out->rows = out->best_h / tile_size;
+    out->cols = out->best_w / tile_size;
+    out->n_tiles = out->rows * out->cols + 1;
+    out->grid = tile_size / patch_size;
+
+    /* Unpadding in feature units with the ORIGINAL size (processor and model agree since the
+    ** round(..., 7) fix). */
+    int32_t ch = out->rows * out->grid, cw = out->cols * out->grid;
+    if ((double)w / h > (double)cw / ch) {
+        int64_t nh = tw_py_int_round7(h * ((double)cw / w));
+        int32_t pad = (int32_t)((ch - nh) / 2);
+        out->crop_top = pad;
+        ch -= 2 * pad;
+    } else {
+        int64_t nw = tw_py_int_round7(w * ((double)ch / h));
+        int32_t pad = (int32_t)((cw - nw) / 2);
+        out->crop_left = pad;
+        cw -= 2 * pad;
+    }
+    out->feat_h = ch;
+    out->feat_w = cw;
+    out->n_tokens = out->grid * out->grid + ch * cw + ch;
+    return TW_OK;
+}
+
+/* rescale then normalise one uint8 HWC tile into CHW f32, the reference's two f32 roundings */
+static void normalise_tile(const uint8_t *hwc, int32_t tile, const float mean[3], const float std[3], float *chw) {
+    for (int32_t c = 0; c < 3; c++)
+        for (int32_t i = 0; i < tile * tile; i++) {
+            float x = (float)(hwc[(size_t)i * 3 + c] * (1.0 / 255.0));
+            chw[(size_t)c * tile * tile + i] = (x - mean[c]) / std[c];
+        }
+}
+
+tw_status tw_anyres_pixels(const uint8_t *rgb, const tw_anyres_plan *p, int32_t tile, tw_resample filter,
+                           const float mean[3], const float std[3], float *out) {
+    size_t tile_px = (size_t)tile * tile;
+    uint8_t *buf = tw_malloc(tile_px * 3);
+    uint8_t *resized = tw_malloc((size_t)p->resized_h * p->resized_w * 3);
+    uint8_t *canvas = tw_calloc((size_t)p->best_h * p->best_w, 3);
+    tw_status s = TW_E_NOMEM;
+    if (!buf || !resized || !canvas) goto done;
+
+    /* base thumbnail: the original squashed to tile x tile */
+    if ((s = tw_resize_pil(rgb, p->orig_w, p->orig_h, 3, buf, tile, tile, filter)) != TW_OK) goto done;
+    normalise_tile(buf, tile, mean, std, out);
+
+    /* aspect-preserving resize, centred on a black canvas, cut row-major */
+    if ((s = tw_resize_pil(rgb, p->orig_w, p->orig_h, 3, resized, p->resized_w, p->resized_h, filter)) != TW_OK) goto done;
+    for (int32_t y = 0; y < p->resized_h; y++)
+        memcpy(canvas + ((size_t)(y + p->pad_top) * p->best_w + p->pad_left) * 3, resized + (size_t)y * p->resized_w * 3,
+               (size_t)p->resized_w * 3);
+    for (int32_t r = 0; r < p->rows; r++)
+        for (int32_t c = 0; c < p->cols; c++) {
+            for (int32_t y = 0; y < tile; y++)
+                memcpy(buf + (size_t)y * tile * 3, canvas + ((size_t)(r * tile + y) * p->best_w + (size_t)c * tile) * 3,
+                       (size_t)tile * 3);
+            normalise_tile(buf, tile, mean, std, out + (size_t)(1 + r * p->cols + c) * 3 * tile_px);
+        }
+    s = TW_OK;
+done:
+    free(buf);
+    free(resized);
+    free(canvas);
+    return s;
+}

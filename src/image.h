@@ -1,0 +1,59 @@
+/*
+** image.h — image preprocessing for LlavaNext-style "anyres" models: the tiling plan (best grid
+** pinpoint, resized size, padding, token count) and Pillow-exact resampling.
+**
+** One plan is computed per image and used by everything downstream — the prompt builder (how
+** many <image> tokens), the pixel path (which tiles) and the packing of features (unpadding) —
+** so the token count cannot disagree with what the model packs (a known failure of other
+** engines that compute it twice).
+*/
+#ifndef TW_IMAGE_H
+#define TW_IMAGE_H
+
+#include "tw_internal.h"
+
+/* Pillow's filter numbering, which preprocessor_config.json's "resample" uses. */
+typedef enum tw_resample {
+    TW_RESAMPLE_NEAREST = 0,
+    TW_RESAMPLE_LANCZOS = 1,
+    TW_RESAMPLE_BILINEAR = 2,
+    TW_RESAMPLE_BICUBIC = 3,
+    TW_RESAMPLE_BOX = 4,
+    TW_RESAMPLE_HAMMING = 5,
+} tw_resample;
+
+/* Resizes an 8-bit interleaved image (channels 1..4) exactly as Pillow's Image.resize does:
+** separable, horizontal pass first into an 8-bit intermediate, fixed-point coefficients with 22
+** fractional bits, antialiased support when downscaling; NEAREST as Pillow's affine nearest.
+** src: [sh][sw][ch], dst: [dh][dw][ch]. */
+tw_status tw_resize_pil(const uint8_t *src, int32_t sw, int32_t sh, int32_t ch,
+                        uint8_t *dst, int32_t dw, int32_t dh, tw_resample filter);
+
+/* The anyres plan of one image (all sizes in pixels unless said otherwise). */
+typedef struct tw_anyres_plan {
+    int32_t orig_h, orig_w;        /* image_sizes                                            */
+    int32_t best_h, best_w;        /* chosen pinpoint                                        */
+    int32_t resized_h, resized_w;  /* aspect-preserving resize before padding                */
+    int32_t pad_top, pad_left;     /* centred zero padding (odd pixel at bottom/right)       */
+    int32_t rows, cols;            /* tile grid                                              */
+    int32_t n_tiles;               /* rows*cols + 1 (the base thumbnail comes first)        */
+    int32_t grid;                  /* features per tile side: tile_size / patch_size         */
+    int32_t feat_h, feat_w;        /* unpadded feature grid (rows*grid x cols*grid cropped)  */
+    int32_t crop_top, crop_left;   /* feature rows / columns cropped from the top / left     */
+    int32_t n_tokens;              /* grid^2 (base) + feat_h*feat_w + feat_h (newlines)      */
+} tw_anyres_plan;
+
+/* pinpoints: [n][2] (height, width) in the checkpoint's order. */
+tw_status tw_anyres_plan_make(int32_t h, int32_t w, const int32_t *pinpoints, int32_t n_pinpoints,
+                              int32_t tile_size, int32_t patch_size, tw_anyres_plan *out);
+
+/* Python's int(round(x, 7)) for x >= 0, as transformers' unpad rounding uses it. */
+int64_t tw_py_int_round7(double x);
+
+/* Builds the n_tiles normalised tiles of one RGB image: out [n_tiles][3][tile][tile] f32,
+** base thumbnail first, then the grid row-major; (u8 * (1/255) in double -> f32, then
+** (x - mean) / std in f32), as LlavaNextImageProcessor does. */
+tw_status tw_anyres_pixels(const uint8_t *rgb, const tw_anyres_plan *plan, int32_t tile_size,
+                           tw_resample filter, const float mean[3], const float std[3], float *out);
+
+#endif
