@@ -1,0 +1,187 @@
+/*
+** siglip.c — SigLIP vision tower, projector and feature packing for LlavaNext.
+**
+** Per tile (S x S pixels, G = floor(S / P) patches per side, N = G*G tokens, width C):
+**   x = conv_PxP_stride_P(pixels) + b + pos_embd          (valid conv: the last S - G*P pixels unused)
+**   for each layer:  x += out_proj(MHA(LN1(x)))            (16 heads of 72, biases, no mask)
+**                    x += fc2(gelu_tanh(fc1(LN2(x))))
+**   feature = hidden_states[vision_feature_layer]          (no post_layernorm)
+** All tiles of a call go through the matrix products together (T = n_tiles * N rows).
+*/
+#include "vision.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+int32_t tw_vision_grid(const tw_model *m) { return m->vision.image_size / m->vision.patch_size; }
+
+/* Number of encoder layers to run to reach hidden_states[vision_feature_layer]. */
+static int32_t layers_needed(const tw_model *m) {
+    int32_t L = m->vision.n_layer, f = m->vision_feature_layer;
+    return f < 0 ? L + 1 + f : f;
+}
+
+typedef struct {
+    const float *qkv;   /* [T, 3C]: q | k | v */
+    float *out;         /* [T, C]             */
+    int32_t N, C, n_head;
+    float *scratch;     /* [n_threads][N]     */
+} attn_job;
+
+static void attn_task(void *ctx, int64_t i, int tid) {
+    attn_job *j = ctx;
+    int32_t N = j->N, C = j->C, D = C / j->n_head;
+    int64_t tile = i / j->n_head, h = i % j->n_head;
+    const float *base = j->qkv + (size_t)tile * N * 3 * C;
+    float *s = j->scratch + (size_t)tid * N, scale = 1.0f / sqrtf((float)D);
+    for (int32_t r = 0; r < N; r++) {
+        const float *q = base + (size_t)r * 3 * C + h * D;
+        float mx = -INFINITY;
+        for (int32_t c = 0; c < N; c++) {
+            const float *k = base + (size_t)c * 3 * C + C + h * D;
+            float d = 0;
+            for (int32_t e = 0; e < D; e++) d += q[e] * k[e];
+            s[c] = d * scale;
+            if (s[c] > mx) mx = s[c];
+        }
+        float sum = 0;
+        for (int32_t c = 0; c < N; c++) sum += (s[c] = expf(s[c] - mx));
+        float inv = 1.0f / sum, *o = j->out + ((size_t)tile * N + r) * C + h * D;
+        for (int32_t e = 0; e < D; e++) o[e] = 0;
+        for (int32_t c = 0; c < N; c++) {
+            const float *v = base + (size_t)c * 3 * C + 2 * C + h * D;
+            float p = s[c] * inv;
+            for (int32_t e = 0; e < D; e++) o[e] += p * v[e];
+        }
+    }
+}
+
+typedef struct {
+    float *h, *a, *big, *scr, *lnw, *lnb;   /* [T,C], [T,C], [T,max(3C,F)], [threads][N], [C], [C] */
+    int64_t T;
+    int32_t N, n_tiles;
+} layer_bufs;
+
+/* One pre-LN encoder layer in place on x [T, C]. */
+static void siglip_layer(const tw_model *m, const tw_siglip_layer *L, float *x, const layer_bufs *b) {
+    const tw_siglip_config *vc = &m->vision;
+    int32_t C = vc->n_embd, F = vc->n_ff;
+    int64_t T = b->T;
+    size_t n_x = (size_t)T * C;
+    float *h = b->h, *a = b->a, *qkv = b->big;   /* qkv [T, 3C]: q | k | v per row */
+
+    tw_tensor_to_f32(L->ln1_w, b->lnw);
+    tw_tensor_to_f32(L->ln1_b, b->lnb);
+    tw_layernorm(h, x, b->lnw, b->lnb, T, C, vc->ln_eps);
+    const tw_tensor *w[3] = { L->wq, L->wk, L->wv }, *bias[3] = { L->bq, L->bk, L->bv };
+    for (int i = 0; i < 3; i++) {
+        tw_matmul(m->pool, a, h, T, w[i], bias[i]);
+        for (int64_t t = 0; t < T; t++) memcpy(qkv + t * 3 * C + i * C, a + t * C, sizeof(float) * (size_t)C);
+    }
+    attn_job j = { qkv, h, b->N, C, vc->n_head, b->scr };
+    tw_pool_run(m->pool, (int64_t)b->n_tiles * vc->n_head, attn_task, &j);
+    tw_matmul(m->pool, a, h, T, L->wo, L->bo);
+    for (size_t i = 0; i < n_x; i++) x[i] += a[i];
+
+    tw_tensor_to_f32(L->ln2_w, b->lnw);
+    tw_tensor_to_f32(L->ln2_b, b->lnb);
+    tw_layernorm(h, x, b->lnw, b->lnb, T, C, vc->ln_eps);
+    tw_matmul(m->pool, b->big, h, T, L->fc1_w, L->fc1_b);
+    for (size_t i = 0; i < (size_t)T * F; i++) b->big[i] = tw_gelu_tanh(b->big[i]);
+    tw_matmul(m->pool, a, b->big, T, L->fc2_w, L->fc2_b);
+    for (size_t i = 0; i < n_x; i++) x[i] += a[i];
+}
+
+tw_status tw_siglip_forward(const tw_model *m, const float *pixels, int32_t n_tiles, float *feat, float *hidden) {
+    if (!m->has_vision) return tw_err(TW_E_ARG, "%s: this model has no vision tower", m->dir);
+    const tw_siglip_config *vc = &m->vision;
+    int32_t S = vc->image_size, P = vc->patch_size, G = S / P, N = G * G, C = vc->n_embd, F = vc->n_ff;
+    int32_t n_run = layers_needed(m);
+    if (n_run < 0 || n_run > vc->n_layer)
+        return tw_err(TW_E_CONFIG, "%s/config.json: vision_feature_layer %d is out of range for %d layers", m->dir,
+                      m->vision_feature_layer, vc->n_layer);
+    int64_t T = (int64_t)n_tiles * N, K = 3 * (int64_t)P * P;
+
+    /* one allocation for every activation of the call */
+    size_t n_x = (size_t)T * C, n_big = (size_t)T * TW_MAX(3 * (int64_t)C, TW_MAX((int64_t)F, K));
+    int n_thr = tw_pool_size(m->pool);
+    float *x = tw_malloc(sizeof(float) * n_x), *h = tw_malloc(sizeof(float) * n_x), *a = tw_malloc(sizeof(float) * n_x);
+    float *big = tw_malloc(sizeof(float) * n_big), *scr = tw_malloc(sizeof(float) * (size_t)n_thr * N);
+    float *lnw = tw_malloc(sizeof(float) * (size_t)C), *lnb = tw_malloc(sizeof(float) * (size_t)C);
+    tw_status st = TW_E_NOMEM;
+    if (!x || !h || !a || !big || !scr || !lnw || !lnb) goto done;
+
+    /* patch embedding as a matrix product: im2col rows in the weight's (channel, ky, kx) order */
+    for (int32_t t = 0; t < n_tiles; t++)
+        for (int32_t py = 0; py < G; py++)
+            for (int32_t px = 0; px < G; px++) {
+                float *row = big + ((size_t)t * N + (size_t)py * G + px) * K;
+                for (int32_t c = 0; c < 3; c++)
+                    for (int32_t ky = 0; ky < P; ky++)
+                        memcpy(row + ((size_t)c * P + ky) * P,
+                               pixels + (((size_t)t * 3 + c) * S + (size_t)py * P + ky) * S + (size_t)px * P,
+                               sizeof(float) * (size_t)P);
+            }
+    {
+        tw_tensor w2 = *m->vw.patch_w;   /* view [C, 3, P, P] as [C, 3*P*P] */
+        w2.ndim = 2;
+        w2.shape[1] = K;
+        tw_matmul(m->pool, x, big, T, &w2, m->vw.patch_b);
+    }
+    for (int64_t t = 0; t < T; t++) {
+        tw_tensor_row_f32(m->vw.pos_embd, t % N, a);
+        for (int32_t c = 0; c < C; c++) x[t * C + c] += a[c];
+    }
+    if (hidden) memcpy(hidden, x, sizeof(float) * n_x);
+
+    /* Layers past the selected one are not needed by the model; they run only when the caller
+    ** asked for every hidden state (tower dump). */
+    int32_t n_total = hidden ? vc->n_layer : n_run;
+    if (n_run == 0) memcpy(feat, x, sizeof(float) * n_x);
+    layer_bufs b = { h, a, big, scr, lnw, lnb, T, N, n_tiles };
+    for (int32_t l = 0; l < n_total; l++) {
+        siglip_layer(m, &m->vw.layers[l], x, &b);
+        if (hidden) memcpy(hidden + (size_t)(l + 1) * n_x, x, sizeof(float) * n_x);
+        if (l + 1 == n_run) memcpy(feat, x, sizeof(float) * n_x);
+    }
+    st = TW_OK;
+done:
+    free(x), free(h), free(a), free(big), free(scr), free(lnw), free(lnb);
+    return st;
+}
+
+tw_status tw_projector_forward(const tw_model *m, const float *feat, int64_t n, float *out) {
+    int32_t H = m->text.n_embd;
+    float *mid = tw_malloc(sizeof(float) * (size_t)n * H);
+    if (!mid) return TW_E_NOMEM;
+    tw_matmul(m->pool, mid, feat, n, m->proj.w1, m->proj.b1);
+    for (size_t i = 0; i < (size_t)n * H; i++) mid[i] = tw_gelu_erf(mid[i]);
+    tw_matmul(m->pool, out, mid, n, m->proj.w2, m->proj.b2);
+    free(mid);
+    return TW_OK;
+}
+
+tw_status tw_pack_image(const tw_model *m, const tw_anyres_plan *p, const float *proj, float *out) {
+    int32_t H = m->text.n_embd, G = tw_vision_grid(m), N = G * G;
+    if (p->grid != G) return tw_err(TW_E_INTERNAL, "anyres plan grid %d != vision grid %d", p->grid, G);
+    float *nl = tw_malloc(sizeof(float) * (size_t)H);
+    if (!nl) return TW_E_NOMEM;
+    if (m->image_newline) tw_tensor_to_f32(m->image_newline, nl);
+    memcpy(out, proj, sizeof(float) * (size_t)N * H);   /* base thumbnail, row-major */
+    float *o = out + (size_t)N * H;
+    for (int32_t y = p->crop_top; y < p->crop_top + p->feat_h; y++) {
+        int32_t tr = y / G, fy = y % G;
+        for (int32_t x = p->crop_left; x < p->crop_left + p->feat_w; x++) {
+            int32_t tc = x / G, fx = x % G;
+            const float *src = proj + ((size_t)(1 + tr * p->cols + tc) * N + (size_t)fy * G + fx) * H;
+            memcpy(o, src, sizeof(float) * (size_t)H);
+            o += H;
+        }
+        if (m->image_newline) {
+            memcpy(o, nl, sizeof(float) * (size_t)H);
+            o += H;
+        }
+    }
+    free(nl);
+    return TW_OK;
+}
