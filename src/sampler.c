@@ -20,8 +20,8 @@
 ** has no window and looks at the whole input, which is what -1 gives).
 **
 ** The vocabulary is large (256001 for TowerVision), so nothing here sorts it whole unless it has
-** to: top-k keeps a k-element heap, top-p gathers the tokens above a falling probability
-** threshold until they hold enough mass and sorts only those. All buffers are allocated once in
+** to: top-k keeps a k-element heap, top-p runs a quickselect steered by probability mass, so
+** no path sorts more than top_k tokens. All buffers are allocated once in
 ** tw_sampler_new; tw_sampler_sample never allocates.
 **
 ** Non-finite logits: NaN counts as -inf (never drawn); if some logits are +inf the draw is
@@ -206,40 +206,55 @@ static void apply_penalties(tw_sampler *s, const int32_t *history, size_t n_hist
 
 /* ---- top-p ------------------------------------------------------------------------------------ */
 
-/* c[0..n) hold weights w = exp(z) in (0, 1], the largest being 1; total = their sum.
-** Returns how many tokens top-p keeps, and leaves those in c[0..kept) sorted best first.
-** When c is already sorted (after top-k) this is one scan. Otherwise the tokens with
-** w >= t are partitioned to the front for a falling threshold t until they hold top_p of
-** the mass: every token of that front ranks before every token behind it, so sorting the
-** front alone gives the true order of the prefix top-p needs. For peaked distributions the
-** front is a few dozen tokens; for flat ones it ends as a full sort. */
+/* c[0..n) hold weights w = exp(z) >= 0; total = their sum. Moves the tokens top-p keeps to
+** c[0..kept) and returns kept: the smallest set of best-ranked tokens whose mass reaches
+** top_p * total. When c is sorted best first (after top-k) this is one scan. Otherwise a
+** quickselect on the ranking, steered by mass instead of by count, finds the cut in expected
+** O(n) without sorting anything: a flat distribution over 256k tokens, where top-p keeps most
+** of the vocabulary, would otherwise need a full sort. The kept tokens are left unordered,
+** which is all the draw needs. */
 static int32_t top_p_cut(cand *c, int32_t n, double total, double top_p, bool sorted) {
-    double target = top_p * total;
-    int32_t front = n;
-    if (!sorted) {
-        front = 0;
-        double mass = 0.0;
-        float t = 1.0f;
-        while (front < n) {
-            t *= 1.0f / 16.0f;
-            if (t < 1e-30f) t = 0.0f;   /* last round: take everything */
-            for (int32_t i = front; i < n; i++) {
-                if (c[i].v >= t) {
-                    mass += c[i].v;
-                    cand x = c[i]; c[i] = c[front]; c[front] = x;
-                    front++;
-                }
-            }
-            if (mass >= target || t == 0.0f) break;
+    const double target = top_p * total;
+    if (sorted) {
+        double cum = 0.0;
+        for (int32_t i = 0; i < n; i++) {
+            cum += c[i].v;
+            if (cum >= target) return i + 1;
         }
-        qsort(c, (size_t)front, sizeof *c, cand_cmp);
+        return n;
     }
-    double cum = 0.0;
-    for (int32_t i = 0; i < front; i++) {
-        cum += c[i].v;
-        if (cum >= target) return i + 1;
+    int32_t lo = 0, hi = n;    /* the cut lies in [lo, hi]; c[0..lo) are kept       */
+    double acc = 0.0;          /* mass of c[0..lo)                                  */
+    while (lo < hi) {
+        /* median of three as the pivot, moved to hi - 1 */
+        int32_t mid = lo + (hi - lo) / 2, last = hi - 1;
+        if (cand_before(&c[mid], &c[lo])) { cand t = c[mid]; c[mid] = c[lo]; c[lo] = t; }
+        if (cand_before(&c[last], &c[lo])) { cand t = c[last]; c[last] = c[lo]; c[lo] = t; }
+        if (cand_before(&c[mid], &c[last])) { cand t = c[mid]; c[mid] = c[last]; c[last] = t; }
+        const cand pivot = c[last];
+        /* partition: tokens ranking before the pivot go to [lo, j) */
+        int32_t j = lo;
+        double mass = 0.0;
+        for (int32_t i = lo; i < last; i++) {
+            if (cand_before(&c[i], &pivot)) {
+                mass += c[i].v;
+                cand t = c[i]; c[i] = c[j]; c[j] = t;
+                j++;
+            }
+        }
+        c[last] = c[j];
+        c[j] = pivot;
+        if (acc + mass >= target) {
+            hi = j;                              /* the cut is among the better ones */
+        } else if (acc + mass + pivot.v >= target) {
+            return j + 1;                        /* the pivot completes the mass     */
+        } else {
+            acc += mass + pivot.v;
+            lo = j + 1;
+        }
     }
-    return front;   /* rounding left us short: keep what was examined */
+    /* lo == hi: [0, lo) already reaches the target (or rounding left every token short) */
+    return lo > 0 ? lo : 1;
 }
 
 /* ---- sampling --------------------------------------------------------------------------------- */
@@ -302,23 +317,16 @@ int32_t tw_sampler_sample(tw_sampler *s, const float *logits, const int32_t *his
 
     if (p->top_p < 1.0f && n > 1) {
         n = top_p_cut(s->c, n, total, p->top_p, sorted);
-        sorted = true;
     }
 
     /* Min-p: prob < min_p * max prob  <=>  w < min_p, since the best weight is 1. The best
     ** token always stays (HF keeps at least one). */
     if (p->min_p > 0.0f && n > 1) {
         float thr = p->min_p;
-        if (sorted) {
-            int32_t k = 1;
-            while (k < n && s->c[k].v >= thr) k++;
-            n = k;
-        } else {
-            int32_t k = 0;
-            for (int32_t i = 0; i < n; i++)
-                if (s->c[i].v >= thr || s->c[i].v == 1.0f) s->c[k++] = s->c[i];
-            n = k;
-        }
+        int32_t k = 0;
+        for (int32_t i = 0; i < n; i++)
+            if (s->c[i].v >= thr || s->c[i].v == 1.0f) s->c[k++] = s->c[i];
+        n = k;
     }
 
     total = 0.0;
