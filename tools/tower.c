@@ -1,4 +1,1418 @@
-/* tower — command-line front end (placeholder until the CLI lands). */
+/*
+** tower.c — the `tower` command-line program: run, chat, translate, tokenize, dump, info.
+**
+** Everything the program does goes through the public API in include/tower.h; `dump` and
+** `info` also use the safetensors writer/reader and the kernel report from src/. This is the
+** only place in the project that prints and exits:
+**   - a failing library call prints "tower: error: <tw_last_error()>" on stderr, exit 1;
+**   - a usage mistake prints a one-line reason and a hint on stderr, exit 2;
+**   - stdout carries only the requested output (generated text, ids, JSON lines, reports).
+**
+** Sections: small helpers / options / model loading / generation / subcommands / main.
+** See docs/cli.md for the user's view of every option.
+*/
 #include "tower.h"
+#include "kernels.h"
+#include "safetensors.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
-int main(void) { printf("tower %s\n", TW_VERSION); return 0; }
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* tw_build_info lives in the library; weak so the CLI still links against an older libtower.a. */
+#pragma weak tw_build_info
+
+/* ============================================================================================ */
+/* Small helpers                                                                                */
+
+static const char *g_cmd = "tower";        /* "tower run", ... for messages           */
+static volatile sig_atomic_t g_interrupted; /* Ctrl-C during generation                */
+
+static void on_sigint(int sig) { (void)sig; g_interrupted = 1; }
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Usage mistake: reason + hint on stderr, exit 2. */
+__attribute__((noreturn, format(printf, 1, 2)))
+static void usage_error(const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "%s: ", g_cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry '%s --help' for more information.\n", g_cmd);
+    exit(2);
+}
+
+/* Runtime failure detected by the CLI itself: message on stderr, returns exit code 1. */
+__attribute__((format(printf, 1, 2)))
+static int fail(const char *fmt, ...) {
+    va_list ap;
+    fputs("tower: error: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 1;
+}
+
+/* A library call failed: its message, exit code 1. */
+static int fail_lib(void) { return fail("%s", tw_last_error()); }
+
+static long parse_long(const char *opt, const char *s, long lo, long hi) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        usage_error("option %s: expected an integer in [%ld, %ld], got '%s'", opt, lo, hi, s);
+    return v;
+}
+
+static float parse_float(const char *opt, const char *s, float lo, float hi) {
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi))
+        usage_error("option %s: expected a number in [%g, %g], got '%s'", opt, lo, hi, s);
+    return v;
+}
+
+/* Reads a whole stream; *data is NUL-terminated (the text may contain NULs too). */
+static int read_stream(FILE *f, char **data, size_t *len) {
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    if (!buf) return -1;
+    for (;;) {
+        if (n + 1 >= cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) { free(buf); return -1; }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - 1 - n, f);
+        n += got;
+        if (got == 0) break;
+    }
+    if (ferror(f)) { free(buf); return -1; }
+    buf[n] = 0;
+    *data = buf;
+    *len = n;
+    return 0;
+}
+
+static int read_path(const char *path, char **data, size_t *len) {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return fail("%s: is a directory, expected a text file", path);
+    FILE *f = fopen(path, "rb");
+    if (!f) return fail("cannot open %s: %s", path, strerror(errno));
+    int rc = read_stream(f, data, len);
+    int err = errno;
+    fclose(f);
+    if (rc) return fail("cannot read %s: %s", path, strerror(err));
+    return 0;
+}
+
+/* Interprets \n, \t, \r, \\ in a --stop argument (so --stop '\n\n' works from a shell). */
+static char *unescape(const char *s) {
+    char *out = malloc(strlen(s) + 1), *o = out;
+    if (!out) return NULL;
+    for (; *s; s++) {
+        if (*s == '\\' && s[1]) {
+            s++;
+            switch (*s) {
+            case 'n': *o++ = '\n'; break;
+            case 't': *o++ = '\t'; break;
+            case 'r': *o++ = '\r'; break;
+            case '\\': *o++ = '\\'; break;
+            default: *o++ = '\\'; *o++ = *s; break;
+            }
+        } else {
+            *o++ = *s;
+        }
+    }
+    *o = 0;
+    return out;
+}
+
+/* Prints a vocabulary piece with control characters escaped so a table stays one line per token. */
+static void print_piece(FILE *f, const char *p, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c == '\n') fputs("\\n", f);
+        else if (c == '\t') fputs("\\t", f);
+        else if (c == '\r') fputs("\\r", f);
+        else if (c == '\\') fputs("\\\\", f);
+        else if (c < 0x20 || c == 0x7f) fprintf(f, "\\x%02x", c);
+        else fputc(c, f);
+    }
+}
+
+/* ============================================================================================ */
+/* Options                                                                                      */
+
+enum {
+    C_RUN = 1, C_CHAT = 2, C_TRANSLATE = 4, C_TOKENIZE = 8, C_DUMP = 16, C_INFO = 32,
+    C_GEN = C_RUN | C_CHAT | C_TRANSLATE,
+    C_ALL = 63,
+};
+
+enum {
+    O_SYSTEM = 256, O_TEMP, O_TOP_K, O_TOP_P, O_MIN_P, O_REPEAT, O_PRESENCE, O_FREQUENCY,
+    O_PENALTY_N, O_SEED, O_STOP, O_RAW, O_NO_SOFTCAP, O_SOFTCAP, O_TEMPLATE, O_OFFLINE, O_CTX,
+    O_PRINT_IDS, O_SHOW_PROMPT, O_FROM, O_TO, O_LIST_LANG, O_LINES, O_NO_SPECIAL, O_JSONL, O_IDS,
+    O_CHECK, O_IGNORE_EOS,
+};
+
+typedef struct cli_opt {
+    struct option o;
+    unsigned      cmds;   /* C_* mask of the subcommands that accept it */
+} cli_opt;
+
+static const cli_opt k_opts[] = {
+    {{"model", required_argument, 0, 'm'}, C_ALL},
+    {{"prompt", required_argument, 0, 'p'}, C_RUN | C_TRANSLATE | C_TOKENIZE},
+    {{"file", required_argument, 0, 'f'}, C_RUN | C_TRANSLATE | C_TOKENIZE | C_DUMP},
+    {{"prompt-file", required_argument, 0, 'f'}, C_RUN | C_DUMP},
+    {{"system", required_argument, 0, O_SYSTEM}, C_GEN},
+    {{"max-new-tokens", required_argument, 0, 'n'}, C_GEN | C_DUMP},
+    {{"temp", required_argument, 0, O_TEMP}, C_GEN},
+    {{"temperature", required_argument, 0, O_TEMP}, C_GEN},
+    {{"top-k", required_argument, 0, O_TOP_K}, C_GEN},
+    {{"top-p", required_argument, 0, O_TOP_P}, C_GEN},
+    {{"min-p", required_argument, 0, O_MIN_P}, C_GEN},
+    {{"repeat-penalty", required_argument, 0, O_REPEAT}, C_GEN},
+    {{"presence-penalty", required_argument, 0, O_PRESENCE}, C_GEN},
+    {{"frequency-penalty", required_argument, 0, O_FREQUENCY}, C_GEN},
+    {{"penalty-last-n", required_argument, 0, O_PENALTY_N}, C_GEN},
+    {{"seed", required_argument, 0, O_SEED}, C_GEN},
+    {{"stop", required_argument, 0, O_STOP}, C_GEN},
+    {{"ignore-eos", no_argument, 0, O_IGNORE_EOS}, C_GEN},
+    {{"raw", no_argument, 0, O_RAW}, C_RUN},
+    {{"no-final-softcap", no_argument, 0, O_NO_SOFTCAP}, C_GEN | C_INFO},
+    {{"final-softcap", no_argument, 0, O_SOFTCAP}, C_GEN | C_DUMP | C_INFO},
+    {{"chat-template", required_argument, 0, O_TEMPLATE}, C_GEN | C_INFO},
+    {{"threads", required_argument, 0, 't'}, C_GEN | C_DUMP | C_INFO},
+    {{"offline", no_argument, 0, O_OFFLINE}, C_ALL},
+    {{"ctx", required_argument, 0, O_CTX}, C_GEN | C_DUMP},
+    {{"verbose", no_argument, 0, 'v'}, C_GEN | C_DUMP},
+    {{"print-ids", no_argument, 0, O_PRINT_IDS}, C_RUN | C_TRANSLATE},
+    {{"show-prompt", no_argument, 0, O_SHOW_PROMPT}, C_RUN | C_TRANSLATE},
+    {{"from", required_argument, 0, O_FROM}, C_TRANSLATE},
+    {{"to", required_argument, 0, O_TO}, C_TRANSLATE},
+    {{"list-languages", no_argument, 0, O_LIST_LANG}, C_TRANSLATE},
+    {{"lines", no_argument, 0, O_LINES}, C_TRANSLATE},
+    {{"no-special", no_argument, 0, O_NO_SPECIAL}, C_TOKENIZE},
+    {{"jsonl", no_argument, 0, O_JSONL}, C_TOKENIZE},
+    {{"ids", no_argument, 0, O_IDS}, C_TOKENIZE},
+    {{"output", required_argument, 0, 'o'}, C_DUMP},
+    {{"check-against", required_argument, 0, O_CHECK}, C_DUMP},
+    {{"help", no_argument, 0, 'h'}, C_ALL},
+};
+#define N_OPTS (sizeof k_opts / sizeof k_opts[0])
+
+/* Everything any subcommand can be told. Global so a usage exit leaves nothing unreachable. */
+typedef struct cli {
+    unsigned    cmd;              /* C_* of the running subcommand                   */
+    const char *model;
+    const char *prompt;           /* -p TEXT ("-": stdin)                             */
+    const char *prompt_file;      /* -f FILE                                          */
+    const char *system;
+    int32_t     max_new;          /* -n                                               */
+    int         max_new_set;
+    tw_sampler_params sp;
+    char      **stops;            /* unescaped --stop strings                         */
+    size_t      n_stops;
+    int         ignore_eos;
+    int         raw, final_softcap, offline, verbose, print_ids, show_prompt;
+    int         n_threads;
+    int32_t     n_ctx;
+    const char *chat_template;
+    const char *from, *to;
+    int         list_languages, lines;
+    int         no_special, jsonl, ids_only;
+    const char *out, *check_against;
+} cli;
+
+static cli g;
+
+/* Parses argv (argv[0] = subcommand name) into g; positional arguments are not accepted. */
+static void parse_options(int argc, char **argv, unsigned cmd, void (*help)(void)) {
+    struct option longs[N_OPTS + 1];
+    char shorts[64] = ":";     /* leading ':' so a missing argument is reported as ':' */
+    size_t nl = 0, ns = 1;
+    for (size_t i = 0; i < N_OPTS; i++) {
+        if (!(k_opts[i].cmds & cmd)) continue;
+        longs[nl++] = k_opts[i].o;
+        int c = k_opts[i].o.val;
+        if (c < 256 && !strchr(shorts, c)) {
+            shorts[ns++] = (char)c;
+            if (k_opts[i].o.has_arg == required_argument) shorts[ns++] = ':';
+        }
+    }
+    memset(&longs[nl], 0, sizeof longs[nl]);
+    shorts[ns] = 0;
+
+    g.cmd = cmd;
+    g.sp = tw_sampler_default_params();
+    g.final_softcap = cmd == C_DUMP ? 0 : -1;
+    g.model = getenv("TOWER_MODEL");
+    opterr = 0;
+    optind = 1;
+    for (;;) {
+        int c = getopt_long(argc, argv, shorts, longs, NULL);
+        if (c == -1) break;
+        const char *name = argv[optind - 1];
+        switch (c) {
+        case 'h': help(); exit(0);
+        case 'm': g.model = optarg; break;
+        case 'p': g.prompt = optarg; break;
+        case 'f': g.prompt_file = optarg; break;
+        case 'n': g.max_new = (int32_t)parse_long(name, optarg, 0, 1 << 30); g.max_new_set = 1; break;
+        case 't': g.n_threads = (int)parse_long(name, optarg, 0, 4096); break;
+        case 'v': g.verbose = 1; break;
+        case 'o': g.out = optarg; break;
+        case O_SYSTEM: g.system = optarg; break;
+        case O_TEMP: g.sp.temperature = parse_float(name, optarg, 0, 100); break;
+        case O_TOP_K: g.sp.top_k = (int32_t)parse_long(name, optarg, 0, 1 << 30); break;
+        case O_TOP_P: g.sp.top_p = parse_float(name, optarg, 0, 1); break;
+        case O_MIN_P: g.sp.min_p = parse_float(name, optarg, 0, 1); break;
+        case O_REPEAT: g.sp.repetition_penalty = parse_float(name, optarg, 0.01f, 100); break;
+        case O_PRESENCE: g.sp.presence_penalty = parse_float(name, optarg, -100, 100); break;
+        case O_FREQUENCY: g.sp.frequency_penalty = parse_float(name, optarg, -100, 100); break;
+        case O_PENALTY_N: g.sp.penalty_last_n = (int32_t)parse_long(name, optarg, -1, 1 << 30); break;
+        case O_SEED: {
+            char *end;
+            errno = 0;
+            unsigned long long v = strtoull(optarg, &end, 10);
+            if (errno || end == optarg || *end) usage_error("option --seed: expected a non-negative integer, got '%s'", optarg);
+            g.sp.seed = v;
+            break;
+        }
+        case O_STOP: {
+            char **ns2 = realloc(g.stops, (g.n_stops + 1) * sizeof *ns2);
+            if (!ns2 || !(ns2[g.n_stops] = unescape(optarg))) { fputs("tower: error: out of memory\n", stderr); exit(1); }
+            if (!ns2[g.n_stops][0]) usage_error("option --stop: the stop string is empty");
+            g.stops = ns2;
+            g.n_stops++;
+            break;
+        }
+        case O_IGNORE_EOS: g.ignore_eos = 1; break;
+        case O_RAW: g.raw = 1; break;
+        case O_NO_SOFTCAP: g.final_softcap = 0; break;
+        case O_SOFTCAP: g.final_softcap = 1; break;
+        case O_TEMPLATE: g.chat_template = optarg; break;
+        case O_OFFLINE: g.offline = 1; break;
+        case O_CTX: g.n_ctx = (int32_t)parse_long(name, optarg, 1, 1 << 30); break;
+        case O_PRINT_IDS: g.print_ids = 1; break;
+        case O_SHOW_PROMPT: g.show_prompt = 1; break;
+        case O_FROM: g.from = optarg; break;
+        case O_TO: g.to = optarg; break;
+        case O_LIST_LANG: g.list_languages = 1; break;
+        case O_LINES: g.lines = 1; break;
+        case O_NO_SPECIAL: g.no_special = 1; break;
+        case O_JSONL: g.jsonl = 1; break;
+        case O_IDS: g.ids_only = 1; break;
+        case O_CHECK: g.check_against = optarg; break;
+        case ':': usage_error("option '%s' needs a value", name);
+        default:
+            if (optopt && optopt < 256) usage_error("unknown option '-%c'", optopt);
+            usage_error("unknown option '%s'", name);
+        }
+    }
+    if (optind < argc) usage_error("unexpected argument '%s' (text goes after -p, in quotes)", argv[optind]);
+}
+
+static void free_options(void) {
+    for (size_t i = 0; i < g.n_stops; i++) free(g.stops[i]);
+    free(g.stops);
+    g.stops = NULL;
+    g.n_stops = 0;
+}
+
+/* The prompt text: -p TEXT, -p - or -f - (stdin), -f FILE, or stdin when it is not a terminal. */
+static int read_prompt(char **text, size_t *len) {
+    if (g.prompt && g.prompt_file) usage_error("give the text with -p or with -f, not both");
+    if (g.prompt && strcmp(g.prompt, "-") != 0) {
+        *len = strlen(g.prompt);
+        *text = malloc(*len + 1);
+        if (!*text) return fail("out of memory");
+        memcpy(*text, g.prompt, *len + 1);
+        return 0;
+    }
+    if (g.prompt_file && strcmp(g.prompt_file, "-") != 0) return read_path(g.prompt_file, text, len);
+    if (!g.prompt && !g.prompt_file && isatty(STDIN_FILENO))
+        usage_error("no input text: use -p TEXT, -f FILE, or pipe the text on stdin");
+    if (read_stream(stdin, text, len)) return fail("cannot read stdin: %s", strerror(errno));
+    return 0;
+}
+
+/* ============================================================================================ */
+/* Model loading                                                                                */
+
+/* Download progress, drawn on stderr only when it is a terminal. */
+static void progress_cb(void *ud, const char *what, uint64_t done, uint64_t total) {
+    static double last;
+    (void)ud;
+    double t = now_ms();
+    int finished = total && done >= total;
+    if (!finished && t - last < 100) return;
+    last = t;
+    if (total)
+        fprintf(stderr, "\r\033[K%-32.32s %5.1f%%  %8.1f / %.1f MB", what ? what : "", 100.0 * (double)done / (double)total,
+                done / 1e6, total / 1e6);
+    else
+        fprintf(stderr, "\r\033[K%-32.32s %8.1f MB", what ? what : "", done / 1e6);
+    if (finished) fputc('\n', stderr);
+    fflush(stderr);
+}
+
+static tw_model_params model_params(void) {
+    tw_model_params p = tw_model_default_params();
+    p.n_threads = g.n_threads;
+    p.final_softcap = g.final_softcap;
+    p.chat_template_file = g.chat_template;
+    p.offline = g.offline;
+    if (isatty(STDERR_FILENO)) p.progress = progress_cb;
+    return p;
+}
+
+static int require_model(void) {
+    if (!g.model || !*g.model) usage_error("no model: give -m DIR or -m org/name (or set TOWER_MODEL)");
+    return 0;
+}
+
+static int load_model(tw_model **m) {
+    require_model();
+    tw_model_params p = model_params();
+    double t0 = now_ms();
+    if (tw_model_load(g.model, &p, m) != TW_OK) return fail_lib();
+    if (g.verbose)
+        fprintf(stderr, "[model %s: %s, %d layers, %d hidden, vocab %d, loaded in %.0f ms]\n", tw_model_dir(*m),
+                tw_model_arch(*m), tw_model_n_layer(*m), tw_model_n_embd(*m), tw_model_n_vocab(*m), now_ms() - t0);
+    return 0;
+}
+
+/* ============================================================================================ */
+/* Generation                                                                                   */
+
+/* Streams generated text to stdout. With stop strings the tail that could still become a stop
+** string is held back, so a stop string is never printed, even partly. */
+typedef struct stream {
+    int    print;         /* write text to stdout                 */
+    int    newline_safe;  /* --lines: newlines become spaces      */
+    char  *acc;           /* all text so far (only with stops)    */
+    size_t len, cap;
+    size_t printed;       /* bytes of acc already written         */
+    size_t total;         /* bytes seen (without stops)           */
+} stream;
+
+static void emit(const stream *s, const char *p, size_t n) {
+    if (!s->print || !n) return;
+    if (s->newline_safe) {
+        for (size_t i = 0; i < n; i++) fputc(p[i] == '\n' || p[i] == '\r' ? ' ' : p[i], stdout);
+    } else {
+        fwrite(p, 1, n, stdout);
+    }
+    fflush(stdout);
+}
+
+static int on_token(void *ud, int32_t id, const char *text, size_t len) {
+    stream *s = ud;
+    (void)id;
+    if (!g.n_stops) {
+        emit(s, text, len);
+        s->total += len;
+        return g_interrupted;
+    }
+    if (s->len + len + 1 > s->cap) {
+        size_t cap = (s->len + len + 1) * 2;
+        char *a = realloc(s->acc, cap);
+        if (!a) return 1;
+        s->acc = a;
+        s->cap = cap;
+    }
+    memcpy(s->acc + s->len, text, len);
+    s->len += len;
+    s->acc[s->len] = 0;
+    size_t safe = s->len;
+    for (size_t k = 0; k < g.n_stops; k++) {
+        const char *st = g.stops[k];
+        size_t sl = strlen(st);
+        const char *hit = memmem(s->acc, s->len, st, sl);
+        if (hit) { if ((size_t)(hit - s->acc) < safe) safe = (size_t)(hit - s->acc); continue; }
+        for (size_t j = sl - 1; j > 0; j--)   /* longest suffix of acc that starts st */
+            if (j <= s->len && memcmp(s->acc + s->len - j, st, j) == 0) {
+                if (s->len - j < safe) safe = s->len - j;
+                break;
+            }
+    }
+    if (safe > s->printed) {
+        emit(s, s->acc + s->printed, safe - s->printed);
+        s->printed = safe;
+    }
+    return g_interrupted;
+}
+
+static const char *stop_reason_name(int r) {
+    switch (r) {
+    case 0: return "max tokens";
+    case 1: return "stop token";
+    case 2: return "stop string";
+    case 3: return "context full";
+    case 4: return "interrupted";
+    default: return "?";
+    }
+}
+
+static tw_gen_params gen_params(int32_t default_max) {
+    tw_gen_params p = tw_gen_default_params();
+    p.max_new_tokens = g.max_new_set ? g.max_new : default_max;
+    p.sampling = g.sp;
+    p.stop_strings = (const char *const *)g.stops;
+    p.n_stop_strings = g.n_stops;
+    p.ignore_model_stops = g.ignore_eos;
+    return p;
+}
+
+/* Evaluates ids on top of what seq already holds, reusing the longest cached prefix, then
+** generates. Output streams to stdout (unless print == 0); the result is in *res.
+** *reused = prompt tokens found in the cache. */
+static int generate_turn(tw_seq *seq, const int32_t *ids, size_t n, const tw_gen_params *gp, int print,
+                         int newline_safe, tw_gen_result *res, size_t *reused) {
+    int32_t n_ctx = tw_seq_n_ctx(seq);
+    if (n == 0) return fail("the prompt is empty");
+    if ((int64_t)n >= n_ctx)
+        return fail("the prompt has %zu tokens but the context holds %d: shorten the prompt or raise --ctx",
+                    n, n_ctx);
+    const int32_t *cached = tw_seq_tokens(seq);
+    size_t pos = (size_t)tw_seq_pos(seq), k = 0;
+    while (k < n && k < pos && cached[k] == ids[k]) k++;
+    if (k == n) k--;                        /* at least one new token, for fresh logits */
+    if (tw_seq_rewind(seq, (int32_t)k) != TW_OK) return fail_lib();
+    *reused = k;
+
+    stream s = {.print = print, .newline_safe = newline_safe};
+    struct sigaction sa = {.sa_handler = on_sigint}, old;
+    sigemptyset(&sa.sa_mask);
+    g_interrupted = 0;
+    sigaction(SIGINT, &sa, &old);
+    tw_status st = tw_generate(seq, ids + k, n - k, NULL, gp, on_token, &s, res);
+    sigaction(SIGINT, &old, NULL);
+    if (st != TW_OK) { free(s.acc); return fail_lib(); }
+    if (g.n_stops && res->text_len > s.printed) emit(&s, res->text + s.printed, res->text_len - s.printed);
+    free(s.acc);
+    return 0;
+}
+
+static void print_ids_line(const int32_t *ids, size_t n) {
+    for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
+    putchar('\n');
+}
+
+static void report_timing(size_t n_prompt, size_t reused, const tw_gen_result *r) {
+    size_t evald = n_prompt - reused;
+    fprintf(stderr, "[prompt %zu tokens (reused %zu, evaluated %zu) in %.1f ms, %.1f tok/s; generated %zu tokens in %.1f ms, "
+                    "%.1f tok/s; stop: %s]\n",
+            n_prompt, reused, evald, r->prefill_ms, r->prefill_ms > 0 ? evald * 1e3 / r->prefill_ms : 0.0, r->n_ids,
+            r->decode_ms, r->decode_ms > 0 ? r->n_ids * 1e3 / r->decode_ms : 0.0, stop_reason_name(r->stop_reason));
+}
+
+/* ============================================================================================ */
+/* Languages (translate)                                                                        */
+
+/* The 20 TowerVision languages and variants. name: how the paper's prompt names the language
+** ("Translate the following source text from English to German:\n{source}"; the CoMMuTE and
+** Multi30K prompts of the authors' lmms-eval fork say "German", "French", "Czech", "Russian",
+** "Chinese" for Simplified Chinese). aliases: accepted spellings, compared case-insensitively
+** with '_' read as '-'. */
+typedef struct language {
+    const char *code;
+    const char *name;
+    const char *aliases[6];
+} language;
+
+static const language k_langs[] = {
+    {"en", "English", {"english"}},
+    {"de", "German", {"german", "deutsch"}},
+    {"nl", "Dutch", {"dutch", "nederlands"}},
+    {"es", "Spanish", {"spanish", "español", "espanol"}},
+    {"fr", "French", {"french", "français", "francais"}},
+    {"pt-PT", "Portuguese (Portugal)", {"pt", "portuguese", "portuguese (portugal)", "european portuguese", "por"}},
+    {"pt-BR", "Portuguese (Brazil)", {"portuguese (brazil)", "portuguese (brazilian)", "brazilian portuguese", "brazilian"}},
+    {"uk", "Ukrainian", {"ukrainian"}},
+    {"hi", "Hindi", {"hindi"}},
+    {"zh-Hans", "Chinese", {"zh", "zh-cn", "chinese", "chinese (simplified)", "simplified chinese", "mandarin"}},
+    {"zh-Hant", "Chinese (Traditional)", {"zh-tw", "zh-hk", "chinese (traditional)", "traditional chinese"}},
+    {"ru", "Russian", {"russian"}},
+    {"cs", "Czech", {"czech", "cz"}},
+    {"ko", "Korean", {"korean"}},
+    {"ja", "Japanese", {"japanese", "jp"}},
+    {"it", "Italian", {"italian"}},
+    {"pl", "Polish", {"polish"}},
+    {"ro", "Romanian", {"romanian"}},
+    {"nn", "Norwegian (Nynorsk)", {"nynorsk", "norwegian nynorsk", "norwegian (nynorsk)"}},
+    {"nb", "Norwegian (Bokmål)", {"no", "norwegian", "bokmål", "bokmal", "norwegian bokmål", "norwegian (bokmal)"}},
+};
+#define N_LANGS (sizeof k_langs / sizeof k_langs[0])
+
+static int lang_eq(const char *a, const char *b) {
+    for (; *a && *b; a++, b++) {
+        int ca = *a == '_' ? '-' : tolower((unsigned char)*a), cb = *b == '_' ? '-' : tolower((unsigned char)*b);
+        if (ca != cb) return 0;
+    }
+    return *a == *b;
+}
+
+static const language *find_language(const char *s) {
+    for (size_t i = 0; i < N_LANGS; i++) {
+        const language *l = &k_langs[i];
+        if (lang_eq(s, l->code) || lang_eq(s, l->name)) return l;
+        for (size_t j = 0; j < 6 && l->aliases[j]; j++)
+            if (lang_eq(s, l->aliases[j])) return l;
+    }
+    return NULL;
+}
+
+static void list_languages(FILE *f) {
+    fprintf(f, "%-8s %-24s %s\n", "code", "name in the prompt", "also accepted");
+    for (size_t i = 0; i < N_LANGS; i++) {
+        fprintf(f, "%-8s %-24s", k_langs[i].code, k_langs[i].name);
+        for (size_t j = 0; j < 6 && k_langs[i].aliases[j]; j++) fprintf(f, "%s%s", j ? ", " : " ", k_langs[i].aliases[j]);
+        fputc('\n', f);
+    }
+}
+
+static const language *language_arg(const char *opt, const char *s) {
+    const language *l = find_language(s);
+    if (l) return l;
+    fprintf(stderr, "tower: error: %s: unknown language '%s'. Valid languages (name or code, any case):\n", opt, s);
+    for (size_t i = 0; i < N_LANGS; i++) fprintf(stderr, "  %-8s %s\n", k_langs[i].code, k_langs[i].name);
+    return NULL;
+}
+
+/* ============================================================================================ */
+/* Help texts                                                                                   */
+
+static void help_main(void) {
+    printf("tower %s — run TowerVision / Tower+ models (Gemma2 text engine) on the CPU\n\n"
+           "usage: tower COMMAND [options]\n\n"
+           "commands:\n"
+           "  run        one-shot chat: render the prompt with the model's chat template, generate, print\n"
+           "  chat       interactive multi-turn chat (terminal or piped stdin, one message per line)\n"
+           "  translate  translate text with the TowerVision paper's prompt (greedy)\n"
+           "  tokenize   show the token ids and pieces of a text (or JSON lines with --jsonl)\n"
+           "  dump       one forward pass: write ids, logits and hidden states to a .safetensors file\n"
+           "  info       describe a model: architecture, sizes, dtypes, tokens, template, kernels\n\n"
+           "MODEL (-m) is a local checkpoint directory or a Hugging Face repo id org/name[@revision],\n"
+           "found in the HF cache or downloaded (HF_ENDPOINT, HF_TOKEN; HF_HUB_OFFLINE=1 or --offline\n"
+           "to stay offline). TOWER_MODEL sets a default for -m.\n\n"
+           "examples:\n"
+           "  tower run -m utter-project/TowerVision-2B -p \"Write a haiku about Lisbon.\"\n"
+           "  tower translate -m utter-project/TowerVision-2B --from en --to de -p \"Good morning!\"\n"
+           "  echo 'Hello' | tower chat -m ./TowerVision-2B\n"
+           "  tower tokenize -m ./TowerVision-2B -p \"Olá, mundo\"\n"
+           "  tower info -m ./TowerVision-2B\n\n"
+           "'tower COMMAND --help' describes each command; 'tower --version' shows the build.\n"
+           "Exit status: 0 success, 1 error (message on stderr), 2 wrong usage.\n", TW_VERSION);
+}
+
+#define HELP_MODEL_OPTS \
+    "model options:\n" \
+    "  -m, --model MODEL        checkpoint directory or org/name[@rev] (default: $TOWER_MODEL)\n" \
+    "  -t, --threads N          worker threads (default 0: every core)\n" \
+    "      --offline            never use the network (also HF_HUB_OFFLINE=1)\n" \
+    "      --chat-template FILE use this Jinja chat template instead of the checkpoint's\n" \
+    "      --no-final-softcap   no final logit soft-capping (transformers >= 4.52 behaviour)\n" \
+    "      --final-softcap      apply 30*tanh(logits/30) (as trained; default: as config.json says)\n" \
+    "      --ctx N              context size in tokens (default: the model's max_position_embeddings)\n"
+
+#define HELP_SAMPLING_OPTS \
+    "generation options (default: greedy, stop on the model's end-of-turn token):\n" \
+    "  -n, --max-new-tokens N   generate at most N tokens (0: until a stop or the context is full)\n" \
+    "      --temp T             temperature; 0 = greedy (default 0)\n" \
+    "      --top-k K            keep the K most likely tokens (0: off)\n" \
+    "      --top-p P            nucleus sampling (1: off)\n" \
+    "      --min-p P            drop tokens below P x the best probability (0: off)\n" \
+    "      --repeat-penalty R   HF repetition penalty (1: off)\n" \
+    "      --presence-penalty X, --frequency-penalty X   OpenAI-style penalties (0: off)\n" \
+    "      --penalty-last-n N   tokens of history the penalties see (-1: all)\n" \
+    "      --seed S             random seed for sampling (runs are repeatable)\n" \
+    "      --stop STR           stop when the text contains STR (repeatable; \\n and \\t understood)\n" \
+    "      --ignore-eos         do not stop on the model's stop tokens\n" \
+    "      --system TEXT        system message (rendered by the chat template)\n" \
+    "  -v, --verbose            timings and token counts on stderr\n"
+
+static void help_run(void) {
+    printf("usage: tower run -m MODEL [-p PROMPT | -f FILE | < stdin] [options]\n\n"
+           "One-shot chat: the prompt becomes a user turn (after an optional --system turn), is rendered\n"
+           "with the model's chat template (which writes <bos>), tokenized without adding special tokens,\n"
+           "and the reply is streamed to stdout as it is generated, followed by a newline.\n\n"
+           "input:\n"
+           "  -p, --prompt TEXT        the user message ('-': read stdin)\n"
+           "  -f, --file FILE          read the user message from FILE ('-': stdin)\n"
+           "                           with neither, stdin is read when it is not a terminal\n"
+           "      --raw                no chat template: the text is tokenized exactly as given (write\n"
+           "                           <bos> and the turn markers yourself if the model needs them)\n"
+           "      --show-prompt        print the rendered prompt and exit (no model run)\n"
+           "      --print-ids          print the generated token ids instead of the text\n\n"
+           HELP_SAMPLING_OPTS "\n" HELP_MODEL_OPTS "\n"
+           "examples:\n"
+           "  tower run -m utter-project/TowerVision-2B -p \"Explain a KV cache in one sentence.\"\n"
+           "  tower run -m ./TowerVision-2B -f question.txt -n 200 --temp 0.7 --top-p 0.9 --seed 1\n"
+           "  cat prompt.txt | tower run -m ./TowerVision-2B --system \"Answer in Portuguese.\"\n");
+}
+
+static void help_chat(void) {
+    printf("usage: tower chat -m MODEL [options]\n\n"
+           "Interactive multi-turn chat. Each line read from stdin is one user message (end a line with\n"
+           "'\\' to continue the message on the next line). Works on a terminal and with piped input.\n"
+           "The KV cache is kept between turns: only the new part of the conversation is evaluated.\n"
+           "Ctrl-C stops the current reply; Ctrl-D (end of input) or /exit leaves.\n\n"
+           "commands:\n"
+           "  /exit          leave\n"
+           "  /reset         forget the conversation (the system message is kept)\n"
+           "  /system TEXT   set the system message (empty TEXT removes it)\n"
+           "  /help          this list\n\n"
+           HELP_SAMPLING_OPTS "\n" HELP_MODEL_OPTS "\n"
+           "examples:\n"
+           "  tower chat -m utter-project/TowerVision-2B\n"
+           "  printf 'Hi!\\nTranslate your answer to German.\\n' | tower chat -m ./TowerVision-2B -v\n");
+}
+
+static void help_translate(void) {
+    printf("usage: tower translate -m MODEL --to LANG [--from LANG] [-p TEXT | -f FILE | < stdin] [options]\n\n"
+           "Translates with the prompt the TowerVision paper evaluates with, as one user turn:\n"
+           "  Translate the following source text from English to German:\\n{source}\n"
+           "Greedy decoding unless sampling options are given.\n\n"
+           "  --from LANG          source language (default: English)\n"
+           "  --to LANG            target language (required)\n"
+           "                       LANG: English name or code, any case: en de nl es fr pt-PT (pt) pt-BR\n"
+           "                       uk hi zh-Hans (zh, zh-CN) zh-Hant (zh-TW) ru cs ko ja it pl ro nn nb (no)\n"
+           "  --list-languages     print the language table and exit\n"
+           "  --lines              translate every input line on its own; one output line per input line\n"
+           "  -p, --prompt TEXT    source text ('-': stdin); -f, --file FILE: read it from FILE\n"
+           "  --show-prompt        print the rendered prompt and exit; --print-ids: print ids not text\n\n"
+           HELP_SAMPLING_OPTS "\n" HELP_MODEL_OPTS "\n"
+           "examples:\n"
+           "  tower translate -m utter-project/TowerVision-2B --to de -p \"The weather is lovely today.\"\n"
+           "  tower translate -m ./TowerVision-9B --from en --to pt-BR --lines -f test.en > hyp.pt\n");
+}
+
+static void help_tokenize(void) {
+    printf("usage: tower tokenize -m MODEL_OR_TOKENIZER [-p TEXT | -f FILE | < stdin] [options]\n\n"
+           "Prints one line per token: id and vocabulary piece (control characters escaped).\n"
+           "MODEL_OR_TOKENIZER: a directory with tokenizer.json (weights not needed), a tokenizer.json\n"
+           "file, or a repo id.\n\n"
+           "  -p, --prompt TEXT   text to tokenize ('-': stdin); -f, --file FILE: read it from FILE\n"
+           "  --no-special        do not prepend <bos> (the default adds it, as HF does)\n"
+           "  --ids               print only the ids, space separated, on one line\n"
+           "  --jsonl             read JSON lines {\"text\": ..., \"add_special\": bool} from stdin and write\n"
+           "                      {\"ids\": [...], \"pieces\": [...]} per line (an \"id\" field is copied;\n"
+           "                      add_special defaults to the command line's choice)\n"
+           "  --offline           never use the network\n\n"
+           "examples:\n"
+           "  tower tokenize -m ./TowerVision-2B -p \"Olá, mundo!\"\n"
+           "  echo '{\"text\": \"a\\u0000b\", \"add_special\": false}' | tower tokenize -m ./tok --jsonl\n");
+}
+
+static void help_dump(void) {
+    printf("usage: tower dump -m MODEL --prompt-file FILE -o OUT.safetensors [-n N] [options]\n\n"
+           "Runs one forward pass over the exact text of FILE (tokenized without adding special tokens:\n"
+           "write <bos> in the file if you want it) and writes a safetensors file with\n"
+           "  input_ids           I64 [T]\n"
+           "  logits              F32 [T, V]       every position, no final softcap unless --final-softcap\n"
+           "  text_hidden_states  F32 [L+2, T, H]  scaled embeddings, each layer's output, final norm\n"
+           "  generated_ids       I64 [N]          N greedy tokens after the prompt (with -n N > 0)\n"
+           "The file is written atomically: after an error no file is left behind.\n\n"
+           "  -f, --prompt-file FILE   prompt text ('-': stdin)\n"
+           "  -o, --output FILE        where to write\n"
+           "  -n, --max-new-tokens N   greedy tokens to generate (default 0; model stop tokens ignored)\n"
+           "  --final-softcap          apply the final logit softcap to the stored logits\n"
+           "  --check-against FILE     compare with a fixture's tensors.safetensors (input_ids,\n"
+           "                           generated_ids exact; logits_full/logits_last 3e-3, text_hidden_states\n"
+           "                           1e-4 relative); exit 1 on a mismatch. -o is optional with it.\n"
+           "  -t, --threads N, --ctx N, --offline, -v, --verbose   as for run\n\n"
+           "example:\n"
+           "  tower dump -m ./TowerVision-2B --prompt-file prompt.txt -o out.safetensors -n 16\n");
+}
+
+static void help_info(void) {
+    printf("usage: tower info -m MODEL [options]\n\n"
+           "Loads the model and describes it: directory, architecture, sizes, tensor dtypes, special and\n"
+           "stop tokens, chat template source, kernel path and CPU features, and the build.\n\n"
+           "  -m, --model MODEL   checkpoint directory or org/name[@rev]\n"
+           "  -t, --threads N, --offline, --chat-template FILE, --[no-]final-softcap   as for run\n\n"
+           "example:\n"
+           "  tower info -m utter-project/TowerVision-2B\n");
+}
+
+/* ============================================================================================ */
+/* run / translate                                                                              */
+
+/* Renders [system?, user] (or takes the text as is with --raw) and tokenizes it without specials. */
+static int build_prompt(tw_model *m, const char *user, int raw, char **prompt, int32_t **ids, size_t *n_ids) {
+    if (raw) {
+        *prompt = malloc(strlen(user) + 1);
+        if (!*prompt) return fail("out of memory");
+        strcpy(*prompt, user);
+    } else {
+        tw_message msgs[2];
+        size_t n = 0;
+        if (g.system) msgs[n++] = (tw_message){"system", g.system};
+        msgs[n++] = (tw_message){"user", user};
+        char *out = NULL;
+        if (tw_chat_render(m, msgs, n, 1, &out) != TW_OK) return fail_lib();
+        *prompt = out;
+    }
+    if (!ids) return 0;
+    if (tw_tokenize(tw_model_tokenizer(m), *prompt, strlen(*prompt), 0, ids, n_ids) != TW_OK) {
+        tw_free(*prompt);
+        *prompt = NULL;
+        return fail_lib();
+    }
+    return 0;
+}
+
+/* Renders, tokenizes and generates one prompt on seq; prints the reply (or ids) and a newline. */
+static int one_shot(tw_model *m, tw_seq *seq, const char *user, int raw, int newline_safe) {
+    char *prompt = NULL;
+    int32_t *ids = NULL;
+    size_t n_ids = 0, reused = 0;
+    int rc = build_prompt(m, user, raw, &prompt, &ids, &n_ids);
+    if (rc) return rc;
+    tw_gen_params gp = gen_params(g.cmd == C_TRANSLATE ? 0 : 1024);
+    tw_gen_result res = {0};
+    rc = generate_turn(seq, ids, n_ids, &gp, !g.print_ids, newline_safe, &res, &reused);
+    if (!rc) {
+        if (g.print_ids) print_ids_line(res.ids, res.n_ids);
+        else putchar('\n');
+        fflush(stdout);
+        if (g.verbose) report_timing(n_ids, reused, &res);
+        tw_gen_result_free(&res);
+    }
+    tw_free(ids);
+    tw_free(prompt);
+    return rc;
+}
+
+static int cmd_run(int argc, char **argv) {
+    parse_options(argc, argv, C_RUN, help_run);
+    require_model();
+    char *text = NULL;
+    size_t len = 0;
+    if (read_prompt(&text, &len)) return 1;
+    if (strlen(text) != len) { free(text); return fail("the prompt contains a NUL byte"); }
+    tw_model *m = NULL;
+    tw_seq *seq = NULL;
+    int rc = load_model(&m);
+    if (!rc && g.show_prompt) {
+        char *prompt = NULL;
+        rc = build_prompt(m, text, g.raw, &prompt, NULL, NULL);
+        if (!rc) fputs(prompt, stdout);
+        tw_free(prompt);
+    } else if (!rc) {
+        if (tw_seq_new(m, g.n_ctx, &seq) != TW_OK) rc = fail_lib();
+        else rc = one_shot(m, seq, text, g.raw, 0);
+    }
+    tw_seq_free(seq);
+    tw_model_free(m);
+    free(text);
+    return rc;
+}
+
+/* Builds the paper's translation request for one source text. */
+static char *translation_request(const language *from, const language *to, const char *src) {
+    const char *fmt = "Translate the following source text from %s to %s:\n%s";
+    size_t n = strlen(fmt) + strlen(from->name) + strlen(to->name) + strlen(src) + 1;
+    char *s = malloc(n);
+    if (s) snprintf(s, n, fmt, from->name, to->name, src);
+    return s;
+}
+
+static int cmd_translate(int argc, char **argv) {
+    parse_options(argc, argv, C_TRANSLATE, help_translate);
+    if (g.list_languages) { list_languages(stdout); return 0; }
+    if (!g.to) usage_error("missing --to LANG (see --list-languages)");
+    require_model();
+    const language *from = language_arg("--from", g.from ? g.from : "en"), *to = from ? language_arg("--to", g.to) : NULL;
+    if (!from || !to) return 1;
+    char *text = NULL;
+    size_t len = 0;
+    if (read_prompt(&text, &len)) return 1;
+    if (strlen(text) != len) { free(text); return fail("the source text contains a NUL byte"); }
+    /* one source text: drop trailing newlines (the template trims the turn anyway) */
+    while (len && (text[len - 1] == '\n' || text[len - 1] == '\r')) text[--len] = 0;
+
+    tw_model *m = NULL;
+    tw_seq *seq = NULL;
+    int rc = load_model(&m);
+    if (!rc && !g.show_prompt && tw_seq_new(m, g.n_ctx, &seq) != TW_OK) rc = fail_lib();
+    char *line = text;
+    while (!rc) {
+        char *next = NULL;
+        if (g.lines) {
+            char *nl = strchr(line, '\n');
+            if (nl) { *nl = 0; next = nl + 1; }
+            size_t ll = strlen(line);
+            if (ll && line[ll - 1] == '\r') line[ll - 1] = 0;
+        }
+        if (g.lines && !*line) {
+            if (!g.show_prompt) putchar('\n');   /* keep output lines aligned with input lines */
+        } else {
+            char *req = translation_request(from, to, line);
+            if (!req) { rc = fail("out of memory"); break; }
+            if (g.show_prompt) {
+                char *prompt = NULL;
+                rc = build_prompt(m, req, 0, &prompt, NULL, NULL);
+                if (!rc) fputs(prompt, stdout);
+                tw_free(prompt);
+            } else {
+                rc = one_shot(m, seq, req, 0, g.lines);
+            }
+            free(req);
+        }
+        if (!next || !*next) break;
+        line = next;
+    }
+    tw_seq_free(seq);
+    tw_model_free(m);
+    free(text);
+    return rc;
+}
+
+/* ============================================================================================ */
+/* chat                                                                                         */
+
+typedef struct convo {
+    tw_message *msgs;    /* role and content strings are owned (malloc'ed) */
+    size_t      n, cap;
+} convo;
+
+static char *xstrdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+static int convo_push(convo *c, const char *role, const char *content, size_t at) {
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 16;
+        tw_message *nm = realloc(c->msgs, cap * sizeof *nm);
+        if (!nm) return -1;
+        c->msgs = nm;
+        c->cap = cap;
+    }
+    char *r = xstrdup(role), *t = xstrdup(content);
+    if (!r || !t) { free(r); free(t); return -1; }
+    memmove(&c->msgs[at + 1], &c->msgs[at], (c->n - at) * sizeof c->msgs[0]);
+    c->msgs[at] = (tw_message){r, t};
+    c->n++;
+    return 0;
+}
+
+static void convo_drop(convo *c, size_t at) {
+    free((char *)c->msgs[at].role);
+    free((char *)c->msgs[at].content);
+    memmove(&c->msgs[at], &c->msgs[at + 1], (c->n - at - 1) * sizeof c->msgs[0]);
+    c->n--;
+}
+
+static void convo_free(convo *c) {
+    while (c->n) convo_drop(c, c->n - 1);
+    free(c->msgs);
+}
+
+static int has_system(const convo *c) { return c->n && strcmp(c->msgs[0].role, "system") == 0; }
+
+/* Reads one message: a line, continued on the next while it ends in '\'. NULL at end of input. */
+static char *read_message(int tty) {
+    char *msg = NULL, *line = NULL;
+    size_t mlen = 0, cap = 0;
+    for (;;) {
+        if (tty) { fputs(msg ? ". " : "> ", stdout); fflush(stdout); }
+        ssize_t n = getline(&line, &cap, stdin);
+        if (n < 0) break;
+        while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = 0;
+        int cont = n && line[n - 1] == '\\';
+        if (cont) line[--n] = 0;
+        char *nm = realloc(msg, mlen + (size_t)n + 2);
+        if (!nm) break;
+        msg = nm;
+        if (mlen) msg[mlen++] = '\n';
+        memcpy(msg + mlen, line, (size_t)n + 1);
+        mlen += (size_t)n;
+        if (!cont) break;
+    }
+    free(line);
+    if (!msg && tty) putchar('\n');
+    return msg;
+}
+
+static int cmd_chat(int argc, char **argv) {
+    parse_options(argc, argv, C_CHAT, help_chat);
+    require_model();
+    tw_model *m = NULL;
+    tw_seq *seq = NULL;
+    int rc = load_model(&m);
+    if (rc) return rc;
+    if (tw_seq_new(m, g.n_ctx, &seq) != TW_OK) { tw_model_free(m); return fail_lib(); }
+    int tty = isatty(STDIN_FILENO);
+    if (tty) fprintf(stderr, "tower chat: %s. Type a message and press Enter; /help lists commands.\n", g.model);
+
+    convo c = {0};
+    if (g.system && convo_push(&c, "system", g.system, 0)) rc = fail("out of memory");
+    int errors = 0;
+    char *msg;
+    while (!rc && (msg = read_message(tty)) != NULL) {
+        if (!*msg) { free(msg); continue; }
+        if (msg[0] == '/') {
+            if (!strcmp(msg, "/exit") || !strcmp(msg, "/quit")) { free(msg); break; }
+            if (!strcmp(msg, "/help")) {
+                printf("/exit  leave\n/reset  forget the conversation (keeps the system message)\n"
+                       "/system TEXT  set the system message (empty: remove)\n/help  this list\n");
+            } else if (!strcmp(msg, "/reset")) {
+                while (c.n > (size_t)has_system(&c)) convo_drop(&c, c.n - 1);
+                if (tw_seq_rewind(seq, 0) != TW_OK) rc = fail_lib();
+                if (tty) fprintf(stderr, "[conversation cleared]\n");
+            } else if (!strncmp(msg, "/system", 7) && (msg[7] == ' ' || !msg[7])) {
+                const char *t = msg + 7;
+                while (*t == ' ') t++;
+                if (has_system(&c)) convo_drop(&c, 0);
+                if (*t && convo_push(&c, "system", t, 0)) rc = fail("out of memory");
+                if (tty) fprintf(stderr, "[system message %s]\n", *t ? "set" : "removed");
+            } else {
+                fprintf(stderr, "tower chat: unknown command '%s' (/help lists them)\n", msg);
+            }
+            free(msg);
+            continue;
+        }
+        if (convo_push(&c, "user", msg, c.n)) { free(msg); rc = fail("out of memory"); break; }
+        free(msg);
+
+        char *prompt = NULL;
+        int32_t *ids = NULL;
+        size_t n_ids = 0, reused = 0;
+        if (tw_chat_render(m, c.msgs, c.n, 1, &prompt) != TW_OK ||
+            tw_tokenize(tw_model_tokenizer(m), prompt, strlen(prompt), 0, &ids, &n_ids) != TW_OK) {
+            fail_lib();
+            tw_free(prompt);
+            convo_drop(&c, c.n - 1);
+            errors++;
+            continue;
+        }
+        tw_gen_params gp = gen_params(1024);
+        tw_gen_result res = {0};
+        int trc = generate_turn(seq, ids, n_ids, &gp, 1, 0, &res, &reused);
+        if (trc) {
+            convo_drop(&c, c.n - 1);   /* the message did not fit: forget it, keep chatting */
+            errors++;
+        } else {
+            putchar('\n');
+            fflush(stdout);
+            if (g.verbose) report_timing(n_ids, reused, &res);
+            if (convo_push(&c, "assistant", res.text ? res.text : "", c.n)) rc = fail("out of memory");
+            tw_gen_result_free(&res);
+        }
+        tw_free(ids);
+        tw_free(prompt);
+    }
+    convo_free(&c);
+    tw_seq_free(seq);
+    tw_model_free(m);
+    return rc ? rc : errors ? 1 : 0;
+}
+
+/* ============================================================================================ */
+/* tokenize                                                                                     */
+
+static int load_tokenizer(tw_tokenizer **tok) {
+    require_model();
+    struct stat st;
+    if (stat(g.model, &st) == 0) {
+        if (tw_tokenizer_load(g.model, tok) != TW_OK) return fail_lib();
+        return 0;
+    }
+    tw_model_params p = model_params();
+    char *dir = NULL;
+    if (tw_model_resolve(g.model, &p, &dir) != TW_OK) return fail_lib();
+    tw_status s = tw_tokenizer_load(dir, tok);
+    tw_free(dir);
+    return s == TW_OK ? 0 : fail_lib();
+}
+
+static json_t *pieces_json(const tw_tokenizer *tok, const int32_t *ids, size_t n) {
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++) {
+        size_t pl = 0;
+        const char *p = tw_token_piece(tok, ids[i], &pl);
+        json_t *s = p ? json_stringn(p, pl) : NULL;
+        json_array_append_new(a, s ? s : json_null());
+    }
+    return a;
+}
+
+static int tokenize_jsonl(const tw_tokenizer *tok) {
+    char *line = NULL;
+    size_t cap = 0, lineno = 0;
+    ssize_t n;
+    int rc = 0;
+    while (!rc && (n = getline(&line, &cap, stdin)) >= 0) {
+        lineno++;
+        while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) n--;
+        if (!n) continue;
+        json_error_t jerr;
+        json_t *in = json_loadb(line, (size_t)n, JSON_ALLOW_NUL, &jerr);
+        const json_t *text = in ? json_object_get(in, "text") : NULL;
+        const json_t *add = in ? json_object_get(in, "add_special") : NULL;
+        if (!in) { rc = fail("stdin line %zu: %s (column %d)", lineno, jerr.text, jerr.column); break; }
+        if (!json_is_object(in) || !json_is_string(text)) {
+            json_decref(in);
+            rc = fail("stdin line %zu: expected an object with a string field \"text\"", lineno);
+            break;
+        }
+        if (add && !json_is_boolean(add)) {
+            json_decref(in);
+            rc = fail("stdin line %zu: field \"add_special\" must be true or false", lineno);
+            break;
+        }
+        int add_special = add ? json_is_true(add) : !g.no_special;
+        int32_t *ids = NULL;
+        size_t n_ids = 0;
+        if (tw_tokenize(tok, json_string_value(text), json_string_length(text), add_special, &ids, &n_ids) != TW_OK) {
+            json_decref(in);
+            rc = fail("stdin line %zu: %s", lineno, tw_last_error());
+            break;
+        }
+        json_t *out = json_object(), *ja = json_array();
+        const json_t *id = json_object_get(in, "id");
+        if (id) json_object_set(out, "id", (json_t *)id);
+        for (size_t i = 0; i < n_ids; i++) json_array_append_new(ja, json_integer(ids[i]));
+        json_object_set_new(out, "ids", ja);
+        json_object_set_new(out, "pieces", pieces_json(tok, ids, n_ids));
+        char *s = json_dumps(out, JSON_COMPACT);
+        if (s) { puts(s); free(s); }
+        else rc = fail("stdin line %zu: cannot encode the output as JSON", lineno);
+        json_decref(out);
+        json_decref(in);
+        tw_free(ids);
+    }
+    free(line);
+    return rc;
+}
+
+static int cmd_tokenize(int argc, char **argv) {
+    parse_options(argc, argv, C_TOKENIZE, help_tokenize);
+    if (g.jsonl && (g.prompt || g.prompt_file)) usage_error("--jsonl reads JSON lines from stdin; drop -p/-f");
+    tw_tokenizer *tok = NULL;
+    if (load_tokenizer(&tok)) return 1;
+    int rc = 0;
+    if (g.jsonl) {
+        rc = tokenize_jsonl(tok);
+    } else {
+        char *text = NULL;
+        size_t len = 0;
+        int32_t *ids = NULL;
+        size_t n_ids = 0;
+        if (read_prompt(&text, &len)) rc = 1;
+        else if (tw_tokenize(tok, text, len, !g.no_special, &ids, &n_ids) != TW_OK) rc = fail_lib();
+        else if (g.ids_only) print_ids_line(ids, n_ids);
+        else {
+            for (size_t i = 0; i < n_ids; i++) {
+                size_t pl = 0;
+                const char *p = tw_token_piece(tok, ids[i], &pl);
+                printf("%8d  ", ids[i]);
+                if (p) print_piece(stdout, p, pl);
+                putchar('\n');
+            }
+            fprintf(stderr, "%zu tokens\n", n_ids);
+        }
+        tw_free(ids);
+        free(text);
+    }
+    tw_tokenizer_free(tok);
+    return rc;
+}
+
+/* ============================================================================================ */
+/* dump                                                                                         */
+
+/* max |a - b| over n floats */
+static double max_abs_diff(const float *a, const float *b, size_t n, double *max_b) {
+    double d = 0, mb = 0;
+    for (size_t i = 0; i < n; i++) {
+        double x = fabs((double)a[i] - (double)b[i]);
+        if (x > d || isnan(x)) d = isnan(x) ? INFINITY : x;
+        if (fabs((double)b[i]) > mb) mb = fabs((double)b[i]);
+    }
+    if (max_b) *max_b = mb;
+    return d;
+}
+
+/* Compares what dump computed with a fixture's tensors; prints one line per check on stderr. */
+static int check_against(const char *path, const int32_t *ids, size_t T, const float *logits, int32_t V,
+                         const float *hidden, size_t n_hidden, const int32_t *gen, size_t N) {
+    tw_st_set *set = NULL;
+    if (tw_st_open_file(path, &set) != TW_OK) return fail_lib();
+    int bad = 0;
+    const tw_tensor *t;
+    if ((t = tw_st_get(set, "input_ids")) && t->type == TW_DT_I64) {
+        int ok = (size_t)tw_tensor_nelem(t) == T;
+        for (size_t i = 0; ok && i < T; i++) ok = ((const int64_t *)t->data)[i] == ids[i];
+        fprintf(stderr, "check input_ids (%zu): %s\n", T, ok ? "ok" : "MISMATCH");
+        bad += !ok;
+    }
+    if (N && (t = tw_st_get(set, "generated_ids")) && t->type == TW_DT_I64) {
+        size_t ne = (size_t)tw_tensor_nelem(t), k = N < ne ? N : ne;
+        int ok = 1;
+        for (size_t i = 0; ok && i < k; i++) ok = ((const int64_t *)t->data)[i] == gen[i];
+        fprintf(stderr, "check generated_ids (%zu): %s\n", k, ok ? "ok" : "MISMATCH");
+        bad += !ok;
+    }
+    if ((t = tw_st_get(set, "logits_full")) && t->type == TW_DT_F32 && (size_t)tw_tensor_nelem(t) == T * (size_t)V) {
+        double d = max_abs_diff(logits, t->data, T * (size_t)V, NULL);
+        fprintf(stderr, "check logits_full: max |diff| %.3g (limit 3e-3): %s\n", d, d <= 3e-3 ? "ok" : "MISMATCH");
+        bad += !(d <= 3e-3);
+    }
+    if ((t = tw_st_get(set, "logits_last")) && t->type == TW_DT_F32 && tw_tensor_nelem(t) == V && T) {
+        double d = max_abs_diff(logits + (T - 1) * (size_t)V, t->data, (size_t)V, NULL);
+        fprintf(stderr, "check logits_last: max |diff| %.3g (limit 3e-3): %s\n", d, d <= 3e-3 ? "ok" : "MISMATCH");
+        bad += !(d <= 3e-3);
+    }
+    if ((t = tw_st_get(set, "text_hidden_states")) && t->type == TW_DT_F32 && (size_t)tw_tensor_nelem(t) == n_hidden) {
+        double mb, d = max_abs_diff(hidden, t->data, n_hidden, &mb), lim = 1e-4 * mb + 1e-4;
+        fprintf(stderr, "check text_hidden_states: max |diff| %.3g (limit %.3g): %s\n", d, lim, d <= lim ? "ok" : "MISMATCH");
+        bad += !(d <= lim);
+    }
+    tw_st_close(set);
+    return bad ? fail("%d check(s) against %s failed", bad, path) : 0;
+}
+
+static int cmd_dump(int argc, char **argv) {
+    parse_options(argc, argv, C_DUMP, help_dump);
+    require_model();
+    if (!g.prompt_file) usage_error("missing --prompt-file FILE");
+    if (!g.out && !g.check_against) usage_error("missing -o OUT.safetensors");
+    char *text = NULL;
+    size_t len = 0;
+    if (read_prompt(&text, &len)) return 1;
+
+    tw_model *m = NULL;
+    tw_seq *seq = NULL;
+    int32_t *ids = NULL, *gen = NULL;
+    int64_t *ids64 = NULL, *gen64 = NULL;
+    float *logits = NULL, *hidden = NULL;
+    tw_st_writer *w = NULL;
+    size_t T = 0, N = (size_t)g.max_new;
+    int rc = load_model(&m);
+    if (rc) goto done;
+    if (tw_tokenize(tw_model_tokenizer(m), text, len, 0, &ids, &T) != TW_OK) { rc = fail_lib(); goto done; }
+    if (T == 0) { rc = fail("%s: the prompt is empty", g.prompt_file); goto done; }
+    if (tw_seq_new(m, g.n_ctx, &seq) != TW_OK) { rc = fail_lib(); goto done; }
+    int32_t V = tw_model_n_vocab(m), H = tw_model_n_embd(m), L = tw_model_n_layer(m);
+    if ((int64_t)T + (int64_t)N > tw_seq_n_ctx(seq)) {
+        rc = fail("%s: the prompt has %zu tokens and %zu more are asked for, but the context holds %d (see --ctx)",
+                  g.prompt_file, T, N, tw_seq_n_ctx(seq));
+        goto done;
+    }
+    size_t n_hidden = (size_t)(L + 2) * T * (size_t)H;
+    logits = malloc(T * (size_t)V * sizeof *logits);
+    hidden = malloc(n_hidden * sizeof *hidden);
+    ids64 = malloc(T * sizeof *ids64);
+    gen = malloc((N + 1) * sizeof *gen);
+    gen64 = malloc((N + 1) * sizeof *gen64);
+    if (!logits || !hidden || !ids64 || !gen || !gen64) { rc = fail("out of memory (%zu tokens x %d vocab)", T, V); goto done; }
+
+    tw_eval_opts eo = {.logits = logits, .hidden = hidden};
+    double t0 = now_ms();
+    if (tw_seq_eval(seq, ids, T, &eo) != TW_OK) { rc = fail_lib(); goto done; }
+    double t1 = now_ms();
+    /* greedy continuation: first index of the maximum, model stop tokens not applied */
+    for (size_t i = 0; i < N; i++) {
+        const float *lg = tw_seq_logits(seq);
+        int32_t best = 0;
+        for (int32_t v = 1; v < V; v++)
+            if (lg[v] > lg[best]) best = v;
+        gen[i] = best;
+        if (i + 1 < N && tw_seq_eval(seq, &gen[i], 1, NULL) != TW_OK) { rc = fail_lib(); goto done; }
+    }
+    if (g.verbose)
+        fprintf(stderr, "[dump: %zu prompt tokens in %.1f ms, %zu generated in %.1f ms]\n", T, t1 - t0, N, now_ms() - t1);
+    for (size_t i = 0; i < T; i++) ids64[i] = ids[i];
+    for (size_t i = 0; i < N; i++) gen64[i] = gen[i];
+
+    if (g.out) {
+        int64_t s_ids[1] = {(int64_t)T}, s_logits[2] = {(int64_t)T, V}, s_hidden[3] = {L + 2, (int64_t)T, H},
+                s_gen[1] = {(int64_t)N};
+        w = tw_st_writer_new();
+        if (!w) { rc = fail("out of memory"); goto done; }
+        if (tw_st_writer_add(w, "input_ids", TW_DT_I64, 1, s_ids, ids64) != TW_OK ||
+            tw_st_writer_add(w, "logits", TW_DT_F32, 2, s_logits, logits) != TW_OK ||
+            tw_st_writer_add(w, "text_hidden_states", TW_DT_F32, 3, s_hidden, hidden) != TW_OK ||
+            (N && tw_st_writer_add(w, "generated_ids", TW_DT_I64, 1, s_gen, gen64) != TW_OK) ||
+            tw_st_writer_save(w, g.out) != TW_OK) {
+            rc = fail_lib();
+            goto done;
+        }
+    }
+    if (g.check_against) rc = check_against(g.check_against, ids, T, logits, V, hidden, n_hidden, gen, N);
+done:
+    tw_st_writer_free(w);
+    free(logits);
+    free(hidden);
+    free(ids64);
+    free(gen);
+    free(gen64);
+    tw_free(ids);
+    tw_seq_free(seq);
+    tw_model_free(m);
+    free(text);
+    return rc;
+}
+
+/* ============================================================================================ */
+/* info                                                                                         */
+
+static void print_token(const tw_tokenizer *tok, int32_t id) {
+    size_t pl = 0;
+    const char *p = tok ? tw_token_piece(tok, id, &pl) : NULL;
+    printf(" %d", id);
+    if (p) { fputs(" (", stdout); print_piece(stdout, p, pl); putchar(')'); }
+}
+
+static const char *template_source(const char *dir, char *buf, size_t cap) {
+    if (g.chat_template) { snprintf(buf, cap, "%s (--chat-template)", g.chat_template); return buf; }
+    snprintf(buf, cap, "%s/chat_template.jinja", dir);
+    if (access(buf, R_OK) == 0) return "chat_template.jinja";
+    snprintf(buf, cap, "%s/chat_template.json", dir);
+    if (access(buf, R_OK) == 0) return "chat_template.json";
+    snprintf(buf, cap, "%s/tokenizer_config.json", dir);
+    json_t *j = json_load_file(buf, 0, NULL);
+    int has = j && json_is_string(json_object_get(j, "chat_template"));
+    int has_list = j && json_is_array(json_object_get(j, "chat_template"));
+    json_decref(j);
+    if (has || has_list) return "tokenizer_config.json (\"chat_template\")";
+    return "none found in the checkpoint (the library's default, if any)";
+}
+
+static int cmd_info(int argc, char **argv) {
+    parse_options(argc, argv, C_INFO, help_info);
+    tw_model *m = NULL;
+    int rc = load_model(&m);
+    if (rc) return rc;
+    const tw_tokenizer *tok = tw_model_tokenizer(m);
+    const char *dir = tw_model_dir(m);
+    char buf[4096];
+    printf("model:          %s\n", g.model);
+    printf("directory:      %s\n", dir);
+    printf("architecture:   %s\n", tw_model_arch(m));
+    printf("text model:     %d layers, hidden %d, vocab %d, trained context %d\n", tw_model_n_layer(m), tw_model_n_embd(m),
+           tw_model_n_vocab(m), tw_model_n_ctx_train(m));
+    int32_t img = tw_model_image_token(m);
+    if (img >= 0) { printf("image token:   "); print_token(tok, img); putchar('\n'); }
+    else printf("image token:    none (text-only model)\n");
+
+    tw_st_set *set = NULL;
+    if (tw_st_open_dir(dir, &set) == TW_OK) {
+        size_t count[TW_DT_COUNT] = {0};
+        uint64_t bytes[TW_DT_COUNT] = {0}, params = 0;
+        for (size_t i = 0; i < tw_st_count(set); i++) {
+            const tw_tensor *t = tw_st_at(set, i);
+            if ((int)t->type < 0 || t->type >= TW_DT_COUNT) continue;
+            count[t->type]++;
+            bytes[t->type] += t->nbytes;
+            params += (uint64_t)tw_tensor_nelem(t);
+        }
+        printf("weights:        %zu tensors, %.2fM parameters, %.1f MB on disk;", tw_st_count(set), params / 1e6,
+               tw_st_bytes(set) / 1e6);
+        for (int d = 0; d < TW_DT_COUNT; d++)
+            if (count[d]) printf(" %s x%zu (%.1f MB)", tw_dtype_name((tw_dtype)d), count[d], bytes[d] / 1e6);
+        putchar('\n');
+        tw_st_close(set);
+    } else {
+        printf("weights:        (cannot list: %s)\n", tw_last_error());
+    }
+    printf("vocabulary:     %d tokens; <bos>:", tw_tokenizer_vocab_size(tok));
+    int32_t bos = tw_tokenizer_bos(tok);
+    if (bos >= 0) print_token(tok, bos);
+    else printf(" none");
+    putchar('\n');
+    const int32_t *stops = NULL;
+    size_t n_stops = tw_model_stop_ids(m, &stops);
+    printf("stop ids:      ");
+    for (size_t i = 0; i < n_stops; i++) print_token(tok, stops[i]);
+    if (!n_stops) printf(" none");
+    putchar('\n');
+    printf("chat template:  %s\n", template_source(dir, buf, sizeof buf));
+    printf("final softcap:  %s\n", g.final_softcap < 0 ? "as config.json says" : g.final_softcap ? "on" : "off");
+    printf("kernels:        %s (cpu: %s)\n", tw_kpath_name(tw_kernels_init()), tw_cpu_features());
+    printf("build:          %s\n", tw_build_info ? tw_build_info() : TW_BUILD_FEATURES);
+    tw_model_free(m);
+    return 0;
+}
+
+/* ============================================================================================ */
+/* main                                                                                         */
+
+static void print_version(void) {
+    printf("tower %s\n", TW_VERSION);
+#ifdef TW_BUILD_CC
+    printf("compiler: %s\n", TW_BUILD_CC);
+#endif
+#ifdef TW_BUILD_FEATURES
+    printf("features: %s\n", TW_BUILD_FEATURES);
+#endif
+    printf("kernels:  %s (cpu: %s)\n", tw_kpath_name(tw_kernels_init()), tw_cpu_features());
+    if (tw_build_info) printf("library:  %s\n", tw_build_info());
+}
+
+int main(int argc, char **argv) {
+    static const struct {
+        const char *name;
+        int (*fn)(int, char **);
+        void (*help)(void);
+    } cmds[] = {
+        {"run", cmd_run, help_run},             {"chat", cmd_chat, help_chat},
+        {"translate", cmd_translate, help_translate}, {"tokenize", cmd_tokenize, help_tokenize},
+        {"dump", cmd_dump, help_dump},          {"info", cmd_info, help_info},
+    };
+    static char label[64];
+    if (argc < 2) {
+        fprintf(stderr, "usage: tower COMMAND [options]   (commands: run, chat, translate, tokenize, dump, info)\n"
+                        "Try 'tower --help' for more information.\n");
+        return 2;
+    }
+    const char *c = argv[1];
+    if (!strcmp(c, "-h") || !strcmp(c, "--help")) { help_main(); return 0; }
+    if (!strcmp(c, "-V") || !strcmp(c, "--version") || !strcmp(c, "version")) { print_version(); return 0; }
+    if (!strcmp(c, "help")) {
+        if (argc < 3) { help_main(); return 0; }
+        c = argv[2];
+        for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+            if (!strcmp(c, cmds[i].name)) { cmds[i].help(); return 0; }
+        usage_error("unknown command '%s'", c);
+    }
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        if (strcmp(c, cmds[i].name) != 0) continue;
+        snprintf(label, sizeof label, "tower %s", cmds[i].name);
+        g_cmd = label;
+        int rc = cmds[i].fn(argc - 1, argv + 1);
+        free_options();
+        return rc;
+    }
+    usage_error("unknown command '%s' (commands: run, chat, translate, tokenize, dump, info)", c);
+}
