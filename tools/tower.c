@@ -344,6 +344,11 @@ static void free_options(void) {
 }
 
 /* The prompt text: -p TEXT, -p - or -f - (stdin), -f FILE, or stdin when it is not a terminal. */
+static int blank(const char *s) {
+    while (*s && isspace((unsigned char)*s)) s++;
+    return !*s;
+}
+
 static int read_prompt(char **text, size_t *len) {
     if (g.prompt && g.prompt_file) usage_error("give the text with -p or with -f, not both");
     if (g.prompt && strcmp(g.prompt, "-") != 0) {
@@ -816,6 +821,7 @@ static int cmd_run(int argc, char **argv) {
     size_t len = 0;
     if (read_prompt(&text, &len)) return 1;
     if (strlen(text) != len) { free(text); return fail("the prompt contains a NUL byte"); }
+    if (blank(text)) { free(text); return fail("the prompt is empty"); }
     tw_model *m = NULL;
     tw_seq *seq = NULL;
     int rc = load_model(&m);
@@ -854,6 +860,7 @@ static int cmd_translate(int argc, char **argv) {
     size_t len = 0;
     if (read_prompt(&text, &len)) return 1;
     if (strlen(text) != len) { free(text); return fail("the source text contains a NUL byte"); }
+    if (blank(text)) { free(text); return fail("the source text is empty"); }
     /* one source text: drop trailing newlines (the template trims the turn anyway) */
     while (len && (text[len - 1] == '\n' || text[len - 1] == '\r')) text[--len] = 0;
 
