@@ -88,17 +88,20 @@ tw_status tw_anyres_plan_make(int32_t h, int32_t w, const int32_t *pinpoints, in
     return TW_OK;
 }
 
-/* rescale then normalise one uint8 HWC tile into CHW f32, the reference's two f32 roundings */
-static void normalise_tile(const uint8_t *hwc, int32_t tile, const float mean[3], const float std[3], float *chw) {
+/* rescale then normalise one uint8 HWC tile into CHW f32: the reference's two f32 roundings
+** (a fused (u - 127.5) / 127.5 differs for half of the byte values) */
+static void normalise_tile(const uint8_t *hwc, const tw_preproc *pp, float *chw) {
+    int32_t tile = pp->tile;
     for (int32_t c = 0; c < 3; c++)
         for (int32_t i = 0; i < tile * tile; i++) {
-            float x = (float)(hwc[(size_t)i * 3 + c] * (1.0 / 255.0));
-            chw[(size_t)c * tile * tile + i] = (x - mean[c]) / std[c];
+            float x = pp->do_rescale ? (float)(hwc[(size_t)i * 3 + c] * pp->rescale_factor) : (float)hwc[(size_t)i * 3 + c];
+            chw[(size_t)c * tile * tile + i] = pp->do_normalize ? (x - pp->mean[c]) / pp->std[c] : x;
         }
 }
 
-tw_status tw_anyres_pixels(const uint8_t *rgb, const tw_anyres_plan *p, int32_t tile, tw_resample filter,
-                           const float mean[3], const float std[3], float *out) {
+tw_status tw_anyres_pixels(const uint8_t *rgb, const tw_anyres_plan *p, const tw_preproc *pp, float *out) {
+    int32_t tile = pp->tile;
+    tw_resample filter = pp->resample;
     size_t tile_px = (size_t)tile * tile;
     uint8_t *buf = tw_malloc(tile_px * 3);
     uint8_t *resized = tw_malloc((size_t)p->resized_h * p->resized_w * 3);
@@ -108,7 +111,7 @@ tw_status tw_anyres_pixels(const uint8_t *rgb, const tw_anyres_plan *p, int32_t 
 
     /* base thumbnail: the original squashed to tile x tile */
     if ((s = tw_resize_pil(rgb, p->orig_w, p->orig_h, 3, buf, tile, tile, filter)) != TW_OK) goto done;
-    normalise_tile(buf, tile, mean, std, out);
+    normalise_tile(buf, pp, out);
 
     /* aspect-preserving resize, centred on a black canvas, cut row-major */
     if ((s = tw_resize_pil(rgb, p->orig_w, p->orig_h, 3, resized, p->resized_w, p->resized_h, filter)) != TW_OK) goto done;
@@ -120,12 +123,91 @@ tw_status tw_anyres_pixels(const uint8_t *rgb, const tw_anyres_plan *p, int32_t 
             for (int32_t y = 0; y < tile; y++)
                 memcpy(buf + (size_t)y * tile * 3, canvas + ((size_t)(r * tile + y) * p->best_w + (size_t)c * tile) * 3,
                        (size_t)tile * 3);
-            normalise_tile(buf, tile, mean, std, out + (size_t)(1 + r * p->cols + c) * 3 * tile_px);
+            normalise_tile(buf, pp, out + (size_t)(1 + r * p->cols + c) * 3 * tile_px);
         }
     s = TW_OK;
 done:
     free(buf);
     free(resized);
     free(canvas);
+    return s;
+}
+
+/* ---- preprocessor_config.json ------------------------------------------------------------------ */
+
+static tw_status read_size(const json_t *j, const char *file, const char *key, int32_t *h, int32_t *w) {
+    const json_t *o = json_object_get(j, key);
+    if (!o) return TW_OK;
+    if (json_is_integer(o)) {   /* old processors store a bare int */
+        *h = *w = (int32_t)json_integer_value(o);
+        return TW_OK;
+    }
+    int64_t se = -1, hh = -1, ww = -1;
+    char k[64];
+    snprintf(k, sizeof k, "%s.shortest_edge", key);
+    TW_TRY(tw_json_int(j, file, k, false, &se));
+    snprintf(k, sizeof k, "%s.height", key);
+    TW_TRY(tw_json_int(j, file, k, false, &hh));
+    snprintf(k, sizeof k, "%s.width", key);
+    TW_TRY(tw_json_int(j, file, k, false, &ww));
+    if (se > 0) *h = *w = (int32_t)se;
+    else if (hh > 0 && ww > 0) *h = (int32_t)hh, *w = (int32_t)ww;
+    else return tw_err(TW_E_CONFIG, "%s: field \"%s\" needs shortest_edge or height and width", file, key);
+    return TW_OK;
+}
+
+static tw_status read_triple(const json_t *j, const char *file, const char *key, float out[3]) {
+    const json_t *a = json_object_get(j, key);
+    if (!a) return TW_OK;
+    if (json_is_number(a)) {
+        out[0] = out[1] = out[2] = (float)json_number_value(a);
+        return TW_OK;
+    }
+    if (!json_is_array(a) || json_array_size(a) != 3)
+        return tw_err(TW_E_CONFIG, "%s: field \"%s\" must be a list of 3 numbers", file, key);
+    for (size_t i = 0; i < 3; i++) {
+        const json_t *v = json_array_get(a, i);
+        if (!json_is_number(v)) return tw_err(TW_E_CONFIG, "%s: field \"%s\"[%zu] must be a number", file, key, i);
+        out[i] = (float)json_number_value(v);   /* the processor casts mean/std to the image's f32 */
+    }
+    return TW_OK;
+}
+
+tw_status tw_preproc_load(const char *dir, int32_t image_size, int32_t patch_size, tw_preproc *pp) {
+    /* SigLIP's own settings when the file is absent */
+    *pp = (tw_preproc){ .tile = image_size, .patch = patch_size, .resample = TW_RESAMPLE_BICUBIC,
+                        .do_rescale = true, .do_normalize = true, .rescale_factor = 1.0 / 255.0,
+                        .mean = { 0.5f, 0.5f, 0.5f }, .std = { 0.5f, 0.5f, 0.5f } };
+    char *path = tw_path_join(dir, "preprocessor_config.json");
+    if (!path) return TW_E_NOMEM;
+    if (!tw_file_exists(path)) {
+        free(path);
+        return TW_OK;
+    }
+    json_t *j = NULL;
+    tw_status s = tw_json_load(path, &j);
+    const char *file = path;
+    int64_t resample = pp->resample;
+    int32_t sh = image_size, sw = image_size, ch = image_size, cw = image_size;
+    if (s == TW_OK) s = tw_json_int(j, file, "resample", false, &resample);
+    if (s == TW_OK) s = tw_json_bool(j, file, "do_rescale", false, &pp->do_rescale);
+    if (s == TW_OK) s = tw_json_num(j, file, "rescale_factor", false, &pp->rescale_factor);
+    if (s == TW_OK) s = tw_json_bool(j, file, "do_normalize", false, &pp->do_normalize);
+    if (s == TW_OK) s = read_triple(j, file, "image_mean", pp->mean);
+    if (s == TW_OK) s = read_triple(j, file, "image_std", pp->std);
+    if (s == TW_OK) s = read_size(j, file, "size", &sh, &sw);
+    if (s == TW_OK) s = read_size(j, file, "crop_size", &ch, &cw);
+    if (s == TW_OK && (resample < 0 || resample > 5))
+        s = tw_err(TW_E_CONFIG, "%s: field \"resample\" is %lld, expected a Pillow filter 0-5", file, (long long)resample);
+    pp->resample = (tw_resample)resample;
+    if (s == TW_OK && (ch != image_size || cw != image_size || sh != image_size || sw != image_size))
+        s = tw_err(TW_E_UNSUPPORTED,
+                   "%s: size %dx%d / crop_size %dx%d differ from the vision tower's image_size %d; only equal sizes are "
+                   "supported",
+                   file, sh, sw, ch, cw, image_size);
+    for (int c = 0; s == TW_OK && c < 3; c++)
+        if (pp->do_normalize && pp->std[c] == 0.0f) s = tw_err(TW_E_CONFIG, "%s: field \"image_std\"[%d] is 0", file, c);
+    json_decref(j);
+    free(path);
     return s;
 }

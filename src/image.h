@@ -50,10 +50,29 @@ tw_status tw_anyres_plan_make(int32_t h, int32_t w, const int32_t *pinpoints, in
 /* Python's int(round(x, 7)) for x >= 0, as transformers' unpad rounding uses it. */
 int64_t tw_py_int_round7(double x);
 
+/* What preprocessor_config.json asks for (LlavaNextImageProcessor). */
+typedef struct tw_preproc {
+    int32_t     tile;             /* crop_size = size.shortest_edge = vision image_size       */
+    int32_t     patch;            /* vision patch_size                                        */
+    tw_resample resample;
+    bool        do_rescale, do_normalize;
+    double      rescale_factor;   /* 1/255                                                    */
+    float       mean[3], std[3];
+} tw_preproc;
+
+/* Reads dir/preprocessor_config.json (absent: SigLIP defaults) and checks it against the
+** vision tower's tile size. */
+tw_status tw_preproc_load(const char *dir, int32_t image_size, int32_t patch_size, tw_preproc *out);
+
 /* Builds the n_tiles normalised tiles of one RGB image: out [n_tiles][3][tile][tile] f32,
-** base thumbnail first, then the grid row-major; (u8 * (1/255) in double -> f32, then
-** (x - mean) / std in f32), as LlavaNextImageProcessor does. */
-tw_status tw_anyres_pixels(const uint8_t *rgb, const tw_anyres_plan *plan, int32_t tile_size,
-                           tw_resample filter, const float mean[3], const float std[3], float *out);
+** base thumbnail first, then the grid row-major; float32(u8 * rescale_factor computed in double),
+** then (x - mean) / std in f32, as LlavaNextImageProcessor does. */
+tw_status tw_anyres_pixels(const uint8_t *rgb, const tw_anyres_plan *plan, const tw_preproc *pp, float *out);
+
+/* A decoded image (tower.h's tw_image). */
+struct tw_image {
+    int32_t  w, h;
+    uint8_t *rgb;   /* [h][w][3] */
+};
 
 #endif

@@ -60,8 +60,12 @@ static void check_case(const char *name) {
         if (!rgb || !pv) continue;
         size_t tile_floats = 3 * 60 * 60;
         float *out = malloc(sizeof(float) * tile_floats * (size_t)p.n_tiles);
-        const float mean[3] = { 0.5f, 0.5f, 0.5f }, std[3] = { 0.5f, 0.5f, 0.5f };
-        CHECK_OK(tw_anyres_pixels(rgb->data, &p, 60, TW_RESAMPLE_BICUBIC, mean, std, out), "pixels");
+        tw_preproc pp;
+        char mdir[512];
+        snprintf(mdir, sizeof mdir, "%s/tiny-towervision", th_fixtures());
+        CHECK_OK(tw_preproc_load(mdir, 60, 14, &pp), "preprocessor_config.json");
+        CHECK(pp.resample == TW_RESAMPLE_BICUBIC && pp.tile == 60, "preproc fields");
+        CHECK_OK(tw_anyres_pixels(rgb->data, &p, &pp, out), "pixels");
         const float *ref = (const float *)pv->data + j * (size_t)pv->shape[1] * tile_floats;
         size_t diff = 0;
         for (size_t i = 0; i < tile_floats * (size_t)p.n_tiles; i++) diff += out[i] != ref[i];

@@ -1,0 +1,142 @@
+/*
+** image_api.c — the public image calls: wrap pixels, count tokens, preprocess, encode, and expand
+** <image> placeholders in a prompt. One anyres plan per image drives all of them, so the token
+** count the prompt gets is by construction the number of rows the encoder packs.
+*/
+#include "vision.h"
+
+#include <stdlib.h>
+
+tw_status tw_image_from_rgb(const uint8_t *rgb, int32_t width, int32_t height, tw_image **out) {
+    *out = NULL;
+    if (!rgb || width <= 0 || height <= 0) return tw_err(TW_E_ARG, "image: empty or missing pixels (%dx%d)", width, height);
+    tw_image *im = tw_calloc(1, sizeof *im);
+    size_t n;
+    if (!im) return TW_E_NOMEM;
+    if (tw_mul_overflow((size_t)width * 3, (size_t)height, &n) || !(im->rgb = tw_malloc(n))) {
+        free(im);
+        return TW_E_NOMEM;
+    }
+    memcpy(im->rgb, rgb, n);
+    im->w = width;
+    im->h = height;
+    *out = im;
+    return TW_OK;
+}
+
+int32_t tw_image_width(const tw_image *im) { return im ? im->w : 0; }
+int32_t tw_image_height(const tw_image *im) { return im ? im->h : 0; }
+const uint8_t *tw_image_rgb(const tw_image *im) { return im ? im->rgb : NULL; }
+
+void tw_image_free(tw_image *im) {
+    if (!im) return;
+    free(im->rgb);
+    free(im);
+}
+
+static tw_status need_vision(const tw_model *m) {
+    if (!m->has_vision || m->image_token_id < 0)
+        return tw_err(TW_E_ARG, "%s: this is a text-only model (%s); it cannot take images", m->dir, m->arch_name);
+    if (m->n_pinpoints <= 0)
+        return tw_err(TW_E_CONFIG, "%s/config.json: field \"image_grid_pinpoints\" is missing or empty", m->dir);
+    return TW_OK;
+}
+
+static tw_status plan_for(const tw_model *m, int32_t w, int32_t h, tw_anyres_plan *p) {
+    TW_TRY(need_vision(m));
+    return tw_anyres_plan_make(h, w, m->pinpoints, m->n_pinpoints, m->vision.image_size, m->vision.patch_size, p);
+}
+
+tw_status tw_image_n_tokens(const tw_model *m, int32_t width, int32_t height, int32_t *n_tokens) {
+    tw_anyres_plan p;
+    TW_TRY(plan_for(m, width, height, &p));
+    *n_tokens = p.n_tokens;
+    return TW_OK;
+}
+
+static tw_status pixels_for(const tw_model *m, const tw_image *im, const tw_anyres_plan *p, float **pixels) {
+    tw_preproc pp;
+    TW_TRY(tw_preproc_load(m->dir, m->vision.image_size, m->vision.patch_size, &pp));
+    size_t per = 3 * (size_t)pp.tile * pp.tile;
+    float *px = tw_malloc(sizeof(float) * per * (size_t)p->n_tiles);
+    if (!px) return TW_E_NOMEM;
+    tw_status s = tw_anyres_pixels(im->rgb, p, &pp, px);
+    if (s != TW_OK) {
+        free(px);
+        return s;
+    }
+    *pixels = px;
+    return TW_OK;
+}
+
+tw_status tw_image_preprocess(const tw_model *m, const tw_image *im, float **pixels, int32_t *n_tiles) {
+    tw_anyres_plan p;
+    *pixels = NULL;
+    TW_TRY(plan_for(m, im->w, im->h, &p));
+    TW_TRY(pixels_for(m, im, &p, pixels));
+    *n_tiles = p.n_tiles;
+    return TW_OK;
+}
+
+tw_status tw_image_encode(const tw_model *m, const tw_image *im, float **embd, int32_t *n_tokens) {
+    tw_anyres_plan p;
+    *embd = NULL;
+    TW_TRY(plan_for(m, im->w, im->h, &p));
+    float *px = NULL;
+    TW_TRY(pixels_for(m, im, &p, &px));
+    int32_t G = tw_vision_grid(m), N = G * G, C = m->vision.n_embd, H = m->text.n_embd;
+    float *feat = tw_malloc(sizeof(float) * (size_t)p.n_tiles * N * C);
+    float *proj = tw_malloc(sizeof(float) * (size_t)p.n_tiles * N * H);
+    float *out = tw_malloc(sizeof(float) * (size_t)p.n_tokens * H);
+    tw_status s = TW_E_NOMEM;
+    if (feat && proj && out && (s = tw_siglip_forward(m, px, p.n_tiles, feat, NULL)) == TW_OK &&
+        (s = tw_projector_forward(m, feat, (int64_t)p.n_tiles * N, proj)) == TW_OK &&
+        (s = tw_pack_image(m, &p, proj, out)) == TW_OK) {
+        *embd = out;
+        *n_tokens = p.n_tokens;
+        out = NULL;
+    }
+    free(px), free(feat), free(proj), free(out);
+    return s;
+}
+
+tw_status tw_tokenize_prompt(const tw_model *m, const char *prompt, size_t len, const int32_t *n_tokens,
+                             size_t n_images, int32_t **ids_out, size_t *n_out) {
+    *ids_out = NULL;
+    *n_out = 0;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    TW_TRY(tw_tokenize(m->tok, prompt, len, 0, &ids, &n));
+    /* <image> is an added token, matched atomically, so expanding the id after tokenizing gives
+    ** the same ids as the processor's expanding the string before tokenizing. */
+    int32_t img = m->image_token_id;
+    size_t n_ph = 0, total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (img >= 0 && ids[i] == img) {
+            if (n_ph < n_images) total += (size_t)TW_MAX(n_tokens[n_ph], 0);
+            n_ph++;
+        } else {
+            total++;
+        }
+    }
+    if (n_ph != n_images) {
+        free(ids);
+        return tw_err(TW_E_ARG, "the prompt has %zu <image> placeholder(s) but %zu image(s) were given", n_ph, n_images);
+    }
+    int32_t *out = tw_malloc(sizeof(int32_t) * (total ? total : 1));
+    if (!out) {
+        free(ids);
+        return TW_E_NOMEM;
+    }
+    size_t k = 0, ph = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (img >= 0 && ids[i] == img)
+            for (int32_t r = 0; r < n_tokens[ph++]; r++) out[k++] = img;
+        else
+            out[k++] = ids[i];
+    }
+    free(ids);
+    *ids_out = out;
+    *n_out = k;
+    return TW_OK;
+}
