@@ -159,6 +159,47 @@ TW_API tw_status   tw_chat_render(const tw_model *m, const tw_message *msgs, siz
                                   int add_generation_prompt, char **out);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Images                                                                                       */
+
+typedef struct tw_image tw_image;   /* a decoded 8-bit RGB image */
+
+typedef struct tw_image_load_opts {
+    uint64_t max_pixels;     /* refuse larger images before allocating (decompression bombs);
+                             ** 0: 178956970, Pillow's DecompressionBombError threshold          */
+    uint64_t max_bytes;      /* largest encoded file / download; 0: 256 MiB                       */
+    long     timeout_ms;     /* http(s) downloads; 0: 30 s                                        */
+} tw_image_load_opts;
+
+/* src: a file path, "-" for stdin, a data: URL (base64), or an http(s) URL. Decodes JPEG, PNG,
+** WebP, GIF (first frame) and BMP; applies the EXIF orientation; converts to RGB as Pillow's
+** convert("RGB") does (alpha dropped). opts may be NULL. */
+TW_API tw_status tw_image_load(const char *src, const tw_image_load_opts *opts, tw_image **out);
+/* Decodes an encoded image held in memory; name is used in messages only. */
+TW_API tw_status tw_image_decode(const void *data, size_t len, const char *name, const tw_image_load_opts *opts,
+                                 tw_image **out);
+/* Wraps (copies) raw RGB8 pixels [height][width][3]. */
+TW_API tw_status tw_image_from_rgb(const uint8_t *rgb, int32_t width, int32_t height, tw_image **out);
+TW_API int32_t   tw_image_width(const tw_image *im);
+TW_API int32_t   tw_image_height(const tw_image *im);
+TW_API const uint8_t *tw_image_rgb(const tw_image *im);   /* [height][width][3] */
+TW_API void      tw_image_free(tw_image *im);
+
+/* How many <image> tokens an image of this size takes in the prompt (known before encoding). */
+TW_API tw_status tw_image_n_tokens(const tw_model *m, int32_t width, int32_t height, int32_t *n_tokens);
+/* The processor's pixel_values for one image: *pixels (malloc'ed) [n_tiles][3][S][S], the base
+** thumbnail first. */
+TW_API tw_status tw_image_preprocess(const tw_model *m, const tw_image *im, float **pixels, int32_t *n_tiles);
+/* Image -> embeddings ready to merge: *embd (malloc'ed) [n_tokens][n_embd]. Cache them to reuse
+** an image across prompts; pass them to tw_seq_eval / tw_generate as tw_eval_opts.embd. */
+TW_API tw_status tw_image_encode(const tw_model *m, const tw_image *im, float **embd, int32_t *n_tokens);
+
+/* Tokenizes a rendered prompt (no specials added) whose i-th "<image>" placeholder stands for an
+** image of n_tokens[i] tokens, and expands each placeholder to that many image tokens, as the
+** Hugging Face processor does. The number of placeholders must equal n_images. */
+TW_API tw_status tw_tokenize_prompt(const tw_model *m, const char *prompt, size_t len, const int32_t *n_tokens,
+                                    size_t n_images, int32_t **ids, size_t *n_ids);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Sequences: one KV cache + position + token history                                           */
 
 typedef struct tw_seq tw_seq;
