@@ -1,21 +1,21 @@
 /*
-** kernels.c — the kernel entry points and the plain C versions every faster path is tested
-** against. The faster paths (kernels_avx2.c, kernels_avx512.c) provide row-dot functions that the
-** dispatcher below installs at tw_kernels_init().
+** kernels.c — the kernel entry points, the path dispatcher and the plain C versions every faster
+** path is tested against. The SIMD files (kernels_avx2.c, kernels_avx512.c) provide one function
+** each, tw_mm_block_*, that multiplies a block of tokens by a block of weight rows; this file
+** decides which path runs (CPUID, TOWER_KERNELS, tw_kernels_force) and cuts a matmul into such
+** blocks for the thread pool, sized so that weights stream from memory once and x stays in cache.
 */
 #include "kernels.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 
-/* ---- dispatch ------------------------------------------------------------------------------- */
+/* ---- plain C reference ------------------------------------------------------------------- */
 
-/* dot of one weight row (stored type) with an f32 vector of length K */
+/* dot of one weight row (stored type) with an f32 vector of length K, summed left to right */
 typedef float (*tw_dot_fn)(const void *w_row, const float *x, int64_t K);
-
-typedef struct tw_kernel_table {
-    tw_dot_fn dot[TW_DT_COUNT];
-} tw_kernel_table;
 
 static float dot_f32_ref(const void *w, const float *x, int64_t K) {
     const float *a = w;
@@ -38,77 +38,128 @@ static float dot_f16_ref(const void *w, const float *x, int64_t K) {
     return s;
 }
 
-static const tw_kernel_table ref_table = {
-    .dot = { [TW_DT_F32] = dot_f32_ref, [TW_DT_F16] = dot_f16_ref, [TW_DT_BF16] = dot_bf16_ref },
+static const tw_dot_fn ref_dot[TW_DT_COUNT] = {
+    [TW_DT_F32] = dot_f32_ref, [TW_DT_F16] = dot_f16_ref, [TW_DT_BF16] = dot_bf16_ref,
 };
 
-static const tw_kernel_table *active = &ref_table;
+/* ---- which path runs ------------------------------------------------------------------------ */
+
+typedef void (*tw_mm_block_fn)(const tw_mm_block *b);
+
+static const struct {
+    tw_mm_block_fn block;   /* NULL: the plain C row-dot loop */
+    int            mt;      /* tokens per register tile: token blocks are cut at multiples */
+} paths[TW_KPATH_COUNT] = {
+    [TW_KPATH_REF] = { NULL, 1 },
+    [TW_KPATH_AVX2] = { tw_mm_block_avx2, 3 },
+    [TW_KPATH_AVX512] = { tw_mm_block_avx512, 6 },
+};
+
+/* Set once by kernels_choose (pthread_once), later only by tw_kernels_force, which callers use
+** at start-up or in tests, not while matmuls run. */
 static tw_kpath active_path = TW_KPATH_REF;
-static bool inited;
+static char note[256];
+static pthread_once_t choose_once = PTHREAD_ONCE_INIT;
 
 const char *tw_kpath_name(tw_kpath p) {
     static const char *n[] = { "ref", "avx2", "avx512" };
     return (unsigned)p < TW_KPATH_COUNT ? n[p] : "?";
 }
 
-bool tw_kpath_supported(tw_kpath p) {
-    __builtin_cpu_init();
-    switch (p) {
-    case TW_KPATH_REF: return true;
-    case TW_KPATH_AVX2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    case TW_KPATH_AVX512: return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
-    default: return false;
-    }
+bool tw_kpath_parse(const char *s, tw_kpath *out) {
+    for (int p = 0; p < TW_KPATH_COUNT; p++)
+        if (s && strcmp(s, tw_kpath_name((tw_kpath)p)) == 0) {
+            *out = (tw_kpath)p;
+            return true;
+        }
+    return false;
 }
+
+/* The features a path's code was compiled for (see AVX2_FLAGS / AVX512_FLAGS in the Makefile):
+** the compiler may use any of them anywhere in that file. __builtin_cpu_supports also checks
+** that the OS saves the wide registers (XGETBV). */
+const char *tw_kpath_missing(tw_kpath p) {
+    static _Thread_local char buf[128];
+    __builtin_cpu_init();
+    buf[0] = 0;
+#define NEED(f) if (!__builtin_cpu_supports(f)) strcat(strcat(buf, buf[0] ? " " : ""), f)
+    switch (p) {
+    case TW_KPATH_REF: break;
+    case TW_KPATH_AVX2: NEED("avx2"); NEED("fma"); NEED("f16c"); break;
+    case TW_KPATH_AVX512:
+        NEED("avx2"); NEED("fma"); NEED("f16c");
+        NEED("avx512f"); NEED("avx512bw"); NEED("avx512vl"); NEED("avx512dq");
+        break;
+    default: strcpy(buf, "unknown path"); break;
+    }
+#undef NEED
+    return buf;
+}
+
+bool tw_kpath_supported(tw_kpath p) { return tw_kpath_missing(p)[0] == 0; }
 
 const char *tw_cpu_features(void) {
     static char buf[256];
     __builtin_cpu_init();
     buf[0] = 0;
-    const char *names[] = { "sse4.2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
-                            "avx512vnni", "avx512bf16" };
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        bool has;
-        /* __builtin_cpu_supports needs a literal: spell each out */
-        switch (i) {
-        case 0: has = __builtin_cpu_supports("sse4.2"); break;
-        case 1: has = __builtin_cpu_supports("avx"); break;
-        case 2: has = __builtin_cpu_supports("avx2"); break;
-        case 3: has = __builtin_cpu_supports("fma"); break;
-        case 4: has = __builtin_cpu_supports("f16c"); break;
-        case 5: has = __builtin_cpu_supports("avx512f"); break;
-        case 6: has = __builtin_cpu_supports("avx512bw"); break;
-        case 7: has = __builtin_cpu_supports("avx512vl"); break;
-        case 8: has = __builtin_cpu_supports("avx512vnni"); break;
-        default: has = __builtin_cpu_supports("avx512bf16"); break;
-        }
-        if (has) {
-            strcat(buf, buf[0] ? " " : "");
-            strcat(buf, names[i]);
-        }
-    }
+    /* __builtin_cpu_supports needs a literal: spell each out */
+#define HAS(f) if (__builtin_cpu_supports(f)) strcat(strcat(buf, buf[0] ? " " : ""), f)
+    HAS("sse4.2"); HAS("avx"); HAS("avx2"); HAS("fma"); HAS("f16c"); HAS("avx512f"); HAS("avx512bw");
+    HAS("avx512vl"); HAS("avx512dq"); HAS("avx512vnni"); HAS("avx512bf16");
+#undef HAS
     return buf;
 }
 
-bool tw_kernels_force(tw_kpath p) {
-    if (!tw_kpath_supported(p)) return false;
-    /* Only the plain path exists so far; faster paths install their tables here. */
-    active = &ref_table;
-    active_path = TW_KPATH_REF;
-    inited = true;
-    return p == TW_KPATH_REF;
+static tw_kpath best_path(void) {
+    for (int p = TW_KPATH_COUNT - 1; p > 0; p--)
+        if (tw_kpath_supported((tw_kpath)p)) return (tw_kpath)p;
+    return TW_KPATH_REF;
+}
+
+/* Best path, or the one TOWER_KERNELS asks for if the CPU can run it. */
+static void kernels_choose(void) {
+    tw_kpath best = best_path(), want;
+    const char *env = getenv("TOWER_KERNELS");
+    active_path = best;
+    if (!env || !*env) return;
+    if (!tw_kpath_parse(env, &want))
+        snprintf(note, sizeof note, "TOWER_KERNELS=%s is not ref, avx2 or avx512; using %s", env,
+                 tw_kpath_name(best));
+    else if (!tw_kpath_supported(want))
+        snprintf(note, sizeof note, "TOWER_KERNELS=%s: this CPU lacks %s; using %s", env,
+                 tw_kpath_missing(want), tw_kpath_name(best));
+    else
+        active_path = want;
 }
 
 tw_kpath tw_kernels_init(void) {
-    if (inited) return active_path;
-    tw_kernels_force(TW_KPATH_REF);
+    pthread_once(&choose_once, kernels_choose);
     return active_path;
 }
 
 tw_kpath tw_kernels_path(void) { return tw_kernels_init(); }
 
+const char *tw_kernels_note(void) {
+    tw_kernels_init();
+    return note;
+}
+
+bool tw_kernels_force(tw_kpath p) {
+    tw_kernels_init();
+    if (!tw_kpath_supported(p)) {
+        snprintf(note, sizeof note, "%s requested: %s; staying on %s", tw_kpath_name(p),
+                 (unsigned)p < TW_KPATH_COUNT ? tw_kpath_missing(p) : "unknown path",
+                 tw_kpath_name(active_path));
+        return false;
+    }
+    active_path = p;
+    note[0] = 0;
+    return true;
+}
+
 /* ---- matmul ---------------------------------------------------------------------------------- */
 
+/* The plain path: each task takes MM_ROWS output features and every token, one dot at a time. */
 typedef struct {
     float *y;
     const float *x;
@@ -117,12 +168,12 @@ typedef struct {
     size_t row_bytes;
     tw_dot_fn dot;
     const float *bias;   /* [N] f32 or NULL */
-} matmul_job;
+} ref_job;
 
 enum { MM_ROWS = 16 };   /* output features per task */
 
-static void matmul_task(void *ctx, int64_t i, int tid) {
-    matmul_job *j = ctx;
+static void ref_task(void *ctx, int64_t i, int tid) {
+    ref_job *j = ctx;
     int64_t n0 = i * MM_ROWS, n1 = TW_MIN(n0 + MM_ROWS, j->N);
     for (int64_t n = n0; n < n1; n++) {
         const void *row = j->w + (size_t)n * j->row_bytes;
@@ -131,16 +182,96 @@ static void matmul_task(void *ctx, int64_t i, int tid) {
     }
 }
 
+/* The SIMD paths. A task is one panel of NB weight rows times one block of TB tokens; inside it
+** K is walked in chunks of KC columns, and for each chunk the path's block function runs its
+** register tiles over the TB tokens and NB rows (tokens outer, rows inner). The sizes follow the
+** caches (L1 48 KB, L2 1 MB per core on the machines we measured, see docs/kernels.md):
+**   - a tile's x rows, MT x KC f32, stay in L1 while the tile sweeps the panel's rows;
+**   - the panel's chunk of weights, NB x KC, stays in L2 while the tiles sweep the tokens,
+**     so each weight byte comes from memory once per token block.
+** Decode (T = 1) needs neither: x is one row, and the work is only streaming W, so panels are
+** small (for balance between threads) and K is not cut. */
+typedef struct {
+    const tw_mm_block *proto;   /* y, x, w, wt, ld*, bias for the whole matmul */
+    tw_mm_block_fn fn;
+    int64_t T, N, K;
+    int64_t NB, TB, KC;
+    int64_t n_panels;
+} simd_job;
+
+static void simd_task(void *ctx, int64_t i, int tid) {
+    const simd_job *j = ctx;
+    const tw_mm_block *p = j->proto;
+    int64_t n0 = (i % j->n_panels) * j->NB, t0 = (i / j->n_panels) * j->TB;
+    size_t es = tw_dtype_size(p->wt);
+    tw_mm_block b = *p;
+    b.y = p->y + t0 * p->ldy + n0;
+    b.nt = TW_MIN(j->TB, j->T - t0);
+    b.nn = TW_MIN(j->NB, j->N - n0);
+    b.bias = p->bias ? p->bias + n0 : NULL;
+    for (int64_t k0 = 0; k0 < j->K; k0 += j->KC) {
+        b.x = p->x + t0 * p->ldx + k0;
+        b.w = (const uint8_t *)p->w + ((size_t)n0 * (size_t)p->ldw + (size_t)k0) * es;
+        b.nk = TW_MIN(j->KC, j->K - k0);
+        b.accumulate = k0 > 0;
+        j->fn(&b);
+    }
+}
+
+enum { KC_MAX = 1536 };   /* 6 tokens x 1536 f32 = 36 KB of x: fits L1 with room for weights */
+
+static void matmul_simd(tw_pool *pool, tw_kpath path, float *y, const float *x, int64_t T, int64_t N,
+                        int64_t K, const tw_tensor *W, const float *bias) {
+    tw_mm_block proto = { .y = y, .ldy = N, .x = x, .ldx = K, .w = W->data, .ldw = K, .wt = W->type,
+                          .bias = bias };
+    simd_job j = { .proto = &proto, .fn = paths[path].block, .T = T, .N = N, .K = K };
+    int64_t mt = paths[path].mt, threads = tw_pool_size(pool);
+    if (T == 1) {
+        j.NB = 32;            /* 2304 rows -> 72 tasks: even split over the threads */
+        j.TB = 1;
+        j.KC = K;
+    } else {
+        /* NB x KC weights in L2: 128 x 1536 x 2 bytes = 384 KB (bf16/f16), half as many f32 rows */
+        j.NB = W->type == TW_DT_F32 ? 64 : 128;
+        j.TB = T;
+        /* cut K into equal chunks of at most KC_MAX, multiples of 16 so only the last has a tail */
+        int64_t chunks = T <= mt ? 1 : (K + KC_MAX - 1) / KC_MAX;
+        j.KC = ((K + chunks - 1) / chunks + 15) / 16 * 16;
+    }
+    j.n_panels = (N + j.NB - 1) / j.NB;
+    if (T > 1 && j.n_panels < 4 * threads) {
+        /* Few panels (small N, e.g. the vision projector's or a test's): split the tokens too
+        ** so every thread gets work, at the cost of reading the weights once per token block. */
+        int64_t want = (4 * threads + j.n_panels - 1) / j.n_panels;
+        int64_t tb = (T + want - 1) / want;
+        j.TB = TW_MAX(mt, (tb + mt - 1) / mt * mt);
+    }
+    int64_t n_tblocks = (T + j.TB - 1) / j.TB;
+    tw_pool_run(pool, j.n_panels * n_tblocks, simd_task, &j);
+}
+
 void tw_matmul(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const tw_tensor *bias) {
-    tw_kernels_init();
+    tw_kpath path = tw_kernels_init();
     int64_t N = W->shape[0], K = W->shape[W->ndim - 1];
+    if (T <= 0 || N <= 0) return;
+    /* an f32 bias is used in place; other types are widened once per call */
     float *bf = NULL;
-    if (bias) {
+    const float *b = NULL;
+    if (bias && bias->type == TW_DT_F32) {
+        b = bias->data;
+    } else if (bias) {
         bf = malloc(sizeof(float) * (size_t)N);
         if (bf) tw_tensor_to_f32(bias, bf);
+        b = bf;
     }
-    matmul_job j = { y, x, T, N, K, W->data, (size_t)K * tw_dtype_size(W->type), active->dot[W->type], bf };
-    tw_pool_run(pool, (N + MM_ROWS - 1) / MM_ROWS, matmul_task, &j);
+    bool simd_type = W->type == TW_DT_F32 || W->type == TW_DT_F16 || W->type == TW_DT_BF16;
+    if (path != TW_KPATH_REF && simd_type && K > 0) {
+        matmul_simd(pool, path, y, x, T, N, K, W, b);
+    } else {
+        ref_job j = { y, x, T, N, K, W->data, (size_t)K * tw_dtype_size(W->type), ref_dot[W->type], b };
+        if (j.dot) tw_pool_run(pool, (N + MM_ROWS - 1) / MM_ROWS, ref_task, &j);
+        else memset(y, 0, sizeof(float) * (size_t)(T * N));   /* integer weights: not a matmul we do */
+    }
     free(bf);
 }
 

@@ -1,8 +1,9 @@
 /*
 ** kernels.h — the math the models call. Model code never knows which SIMD path or weight type it
-** got; kernels never know about models. Every kernel has a plain C version (kernels_ref.c) that
-** runs anywhere and is the yardstick for the faster paths, which are picked once at start from
-** CPUID (tw_kernels_init) and can be forced lower with TOWER_KERNELS=ref|avx2|avx512.
+** got; kernels never know about models. Every kernel has a plain C version (in kernels.c) that
+** runs anywhere and is the yardstick for the faster paths (kernels_avx2.c, kernels_avx512.c),
+** which are picked once at start from CPUID (tw_kernels_init) and can be forced lower with
+** TOWER_KERNELS=ref|avx2|avx512 or tw_kernels_force(). A path the CPU cannot run is never chosen.
 **
 ** Shapes use one vocabulary: T tokens (rows of activations), K input features, N output
 ** features. Activations are f32, row-major [T, K]; weights keep their stored type, [N, K].
@@ -14,12 +15,16 @@
 
 typedef enum tw_kpath { TW_KPATH_REF, TW_KPATH_AVX2, TW_KPATH_AVX512, TW_KPATH_COUNT } tw_kpath;
 
-/* Picks the best path the CPU supports (or TOWER_KERNELS); returns it. Idempotent. */
+/* Picks the best path the CPU supports, or the one TOWER_KERNELS names if the CPU can run it
+** (otherwise the best one, with the reason in tw_kernels_note()); returns it. Idempotent. */
 tw_kpath    tw_kernels_init(void);
 tw_kpath    tw_kernels_path(void);
-bool        tw_kernels_force(tw_kpath p);     /* false if the CPU cannot run p */
+bool        tw_kernels_force(tw_kpath p);     /* false (path unchanged) if the CPU cannot run p */
 const char *tw_kpath_name(tw_kpath p);
+bool        tw_kpath_parse(const char *s, tw_kpath *out);   /* "ref" / "avx2" / "avx512" */
 bool        tw_kpath_supported(tw_kpath p);
+const char *tw_kpath_missing(tw_kpath p);     /* "" if supported, else the missing features     */
+const char *tw_kernels_note(void);            /* why the active path differs from the request   */
 const char *tw_cpu_features(void);            /* "avx2 fma avx512f avx512bf16 ..." */
 
 /* y[T,N] = x[T,K] . W[N,K]^T (+ bias[N]). W: F32, F16 or BF16; bias any float type or NULL.
@@ -38,5 +43,24 @@ void tw_layernorm(float *y, const float *x, const float *w, const float *b, int6
 
 float tw_gelu_tanh(float x);   /* 0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3)))  (gelu_pytorch_tanh) */
 float tw_gelu_erf(float x);    /* 0.5x(1 + erf(x / sqrt 2))                     (exact "gelu")      */
+
+/* ---- between kernels.c and the SIMD files (model code does not call these) ---------------- */
+
+/* One block of a matmul, handed by the dispatcher in kernels.c to a SIMD path:
+**     y[t, n] (+)= sum_k x[t, k] * w[n, k]      t < nt, n < nn, k < nk
+** y, x and w already point at the block's first element; ld* are row strides in elements.
+** With accumulate, the sums are added to y; otherwise y = sums (+ bias[n] if bias). */
+typedef struct tw_mm_block {
+    float       *y;   int64_t ldy;   /* [nt, ldy]                          */
+    const float *x;   int64_t ldx;   /* [nt, ldx]                          */
+    const void  *w;   int64_t ldw;   /* [nn, ldw] of type wt               */
+    tw_dtype     wt;                 /* F32, F16 or BF16                   */
+    int64_t      nt, nn, nk;
+    const float *bias;               /* [nn] or NULL; used when !accumulate */
+    bool         accumulate;
+} tw_mm_block;
+
+void tw_mm_block_avx2(const tw_mm_block *b);     /* only call when tw_kpath_supported(AVX2)   */
+void tw_mm_block_avx512(const tw_mm_block *b);   /* only call when tw_kpath_supported(AVX512) */
 
 #endif

@@ -1,0 +1,152 @@
+/*
+** kernels_avx2.c — the AVX2 + FMA + F16C matmul block (compiled with -mavx2 -mfma -mf16c; only
+** called when CPUID says the CPU has them). Same scheme as kernels_avx512.c at 8 lanes: weights
+** widened to f32 in registers (bf16 by a shift into the high half, f16 with vcvtph2ps), f32 FMAs,
+** tiles of MT tokens x NR rows whose dot products run side by side along K.
+**
+** With 16 ymm registers the prefill tile is 3 x 4: 12 accumulators + 4 weight vectors, x read
+** as a memory operand of the FMA. Decode (one token) uses 1 x 8 tiles for 8 independent
+** accumulators and weight streams. AVX2 has no 16-bit masked load, so the K tail (< 8
+** columns) is copied into zeroed stack buffers and done as one more full step.
+*/
+#include "kernels.h"
+
+#include <immintrin.h>
+
+#define INLINE static inline __attribute__((always_inline))
+
+enum { MT_MAX = 3, NR_MAX = 8 };
+
+/* 8 weights of row w (type dt) starting at column k, widened to f32 */
+INLINE __m256 load_w(tw_dtype dt, const void *w, int64_t k) {
+    if (dt == TW_DT_F32) return _mm256_loadu_ps((const float *)w + k);
+    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)w + k));
+    if (dt == TW_DT_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+/* [sum a, sum b, sum c, sum d] */
+INLINE __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
+    __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+    return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+}
+
+INLINE float hsum(__m256 a) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* One MT x NR tile over the whole nk of the block. With constant dt/MT/NR (every call site
+** below) the loops unroll and acc[][] lives in registers. */
+INLINE void tile(tw_dtype dt, int MT, int NR, const tw_mm_block *b, int64_t t0, int64_t n0) {
+    const size_t es = dt == TW_DT_F32 ? 4 : 2;
+    const float *x = b->x + t0 * b->ldx;
+    const uint8_t *w = (const uint8_t *)b->w + (size_t)n0 * (size_t)b->ldw * es;
+    const size_t wstride = (size_t)b->ldw * es;
+    __m256 acc[MT_MAX][NR_MAX];
+#pragma GCC unroll 8
+    for (int t = 0; t < MT; t++)
+#pragma GCC unroll 8
+        for (int r = 0; r < NR; r++) acc[t][r] = _mm256_setzero_ps();
+
+    int64_t k = 0;
+    for (; k + 8 <= b->nk; k += 8) {
+        __m256 wv[NR_MAX];
+#pragma GCC unroll 8
+        for (int r = 0; r < NR; r++) wv[r] = load_w(dt, w + r * wstride, k);
+#pragma GCC unroll 8
+        for (int t = 0; t < MT; t++) {
+            __m256 xv = _mm256_loadu_ps(x + t * b->ldx + k);
+#pragma GCC unroll 8
+            for (int r = 0; r < NR; r++) acc[t][r] = _mm256_fmadd_ps(wv[r], xv, acc[t][r]);
+        }
+    }
+    if (k < b->nk) {
+        /* the last 1..7 columns, zero-padded to a full vector */
+        size_t rem = (size_t)(b->nk - k);
+        __m256 wv[NR_MAX];
+#pragma GCC unroll 8
+        for (int r = 0; r < NR; r++) {
+            uint8_t pad[32] = { 0 };
+            memcpy(pad, w + r * wstride + (size_t)k * es, rem * es);
+            wv[r] = load_w(dt, pad, 0);
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < MT; t++) {
+            float pad[8] = { 0 };
+            memcpy(pad, x + t * b->ldx + k, rem * sizeof(float));
+            __m256 xv = _mm256_loadu_ps(pad);
+#pragma GCC unroll 8
+            for (int r = 0; r < NR; r++) acc[t][r] = _mm256_fmadd_ps(wv[r], xv, acc[t][r]);
+        }
+    }
+
+#pragma GCC unroll 8
+    for (int t = 0; t < MT; t++) {
+        float *y = b->y + (t0 + t) * b->ldy + n0;
+        int r = 0;
+#pragma GCC unroll 8
+        for (; r + 4 <= NR; r += 4) {
+            __m128 s = hsum4(acc[t][r], acc[t][r + 1], acc[t][r + 2], acc[t][r + 3]);
+            if (b->accumulate) s = _mm_add_ps(s, _mm_loadu_ps(y + r));
+            else if (b->bias) s = _mm_add_ps(s, _mm_loadu_ps(b->bias + n0 + r));
+            _mm_storeu_ps(y + r, s);
+        }
+#pragma GCC unroll 8
+        for (; r < NR; r++) {
+            float s = hsum(acc[t][r]);
+            if (b->accumulate) s += y[r];
+            else if (b->bias) s += b->bias[n0 + r];
+            y[r] = s;
+        }
+    }
+}
+
+/* Walks the block in tiles: full MT_MAX x 4 tiles, then the leftover tokens and rows. Every
+** (mt, nr) pair gets its own unrolled copy through the switches. */
+#define TILE_NR(dt, MT)                                                                      \
+    switch (nr) {                                                                            \
+    case 1: tile(dt, MT, 1, b, t0, n0); break;                                               \
+    case 2: tile(dt, MT, 2, b, t0, n0); break;                                               \
+    case 3: tile(dt, MT, 3, b, t0, n0); break;                                               \
+    default: tile(dt, MT, 4, b, t0, n0); break;                                              \
+    }
+
+INLINE void block(tw_dtype dt, const tw_mm_block *b) {
+    if (b->nt == 1) {
+        /* decode: 8 rows at a time, then 4, then the rest */
+        int64_t n0 = 0, t0 = 0;
+        for (; n0 + 8 <= b->nn; n0 += 8) tile(dt, 1, 8, b, 0, n0);
+        for (; n0 < b->nn; n0 += 4) {
+            int nr = (int)TW_MIN(4, b->nn - n0);
+            TILE_NR(dt, 1);
+        }
+        return;
+    }
+    for (int64_t t0 = 0; t0 < b->nt; t0 += MT_MAX) {
+        int mt = (int)TW_MIN(MT_MAX, b->nt - t0);
+        for (int64_t n0 = 0; n0 < b->nn; n0 += 4) {
+            int nr = (int)TW_MIN(4, b->nn - n0);
+            switch (mt) {
+            case 1: TILE_NR(dt, 1); break;
+            case 2: TILE_NR(dt, 2); break;
+            default: TILE_NR(dt, 3); break;
+            }
+        }
+    }
+}
+
+static void block_f32(const tw_mm_block *b) { block(TW_DT_F32, b); }
+static void block_f16(const tw_mm_block *b) { block(TW_DT_F16, b); }
+static void block_bf16(const tw_mm_block *b) { block(TW_DT_BF16, b); }
+
+void tw_mm_block_avx2(const tw_mm_block *b) {
+    switch (b->wt) {
+    case TW_DT_F32: block_f32(b); break;
+    case TW_DT_F16: block_f16(b); break;
+    case TW_DT_BF16: block_bf16(b); break;
+    default: break;   /* the dispatcher only sends float weights */
+    }
+}

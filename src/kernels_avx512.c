@@ -1,0 +1,156 @@
+/*
+** kernels_avx512.c — the AVX-512 matmul block (compiled with -mavx512f/bw/vl/dq -mfma -mf16c;
+** only called when CPUID says the CPU has them). Weights are widened to f32 in registers —
+** bf16 by shifting into the high half, f16 with vcvtph2ps — and multiplied with f32 FMAs, so
+** the result differs from the plain C path only by the order of the additions. vdpbf16ps is
+** deliberately not used: it would round x to bf16.
+**
+** The work unit is a tile of MT tokens x NR weight rows whose MT*NR dot products run side by
+** side along K, 16 lanes at a time: each widened weight vector is used MT times and each x
+** vector NR times from registers. 6 x 4 = 24 accumulators + 4 weight vectors fit the 32 zmm
+** registers. Decode (one token) uses 1 x 8 tiles: 8 independent accumulators and 8 weight
+** streams in flight, which is what keeps memory busy. The K tail is done with masked loads.
+*/
+#include "kernels.h"
+
+#include <immintrin.h>
+
+#define INLINE static inline __attribute__((always_inline))
+
+enum { MT_MAX = 6, NR_MAX = 8 };
+
+/* 16 weights of row w (type dt) starting at column k, widened to f32 */
+INLINE __m512 load_w(tw_dtype dt, const void *w, int64_t k) {
+    if (dt == TW_DT_F32) return _mm512_loadu_ps((const float *)w + k);
+    __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)w + k));
+    if (dt == TW_DT_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* the same for the last 1..15 columns: lanes outside m read nothing and are zero */
+INLINE __m512 load_w_mask(tw_dtype dt, const void *w, int64_t k, __mmask16 m) {
+    if (dt == TW_DT_F32) return _mm512_maskz_loadu_ps(m, (const float *)w + k);
+    __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)w + k);
+    if (dt == TW_DT_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* [sum a, sum b, sum c, sum d] */
+INLINE __m128 hsum4(__m512 a, __m512 b, __m512 c, __m512 d) {
+    __m256 a8 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
+    __m256 b8 = _mm256_add_ps(_mm512_castps512_ps256(b), _mm512_extractf32x8_ps(b, 1));
+    __m256 c8 = _mm256_add_ps(_mm512_castps512_ps256(c), _mm512_extractf32x8_ps(c, 1));
+    __m256 d8 = _mm256_add_ps(_mm512_castps512_ps256(d), _mm512_extractf32x8_ps(d, 1));
+    __m256 ab = _mm256_hadd_ps(a8, b8), cd = _mm256_hadd_ps(c8, d8);
+    __m256 s = _mm256_hadd_ps(ab, cd);   /* [a b c d | a b c d] partial sums of each half */
+    return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+}
+
+/* One MT x NR tile over the whole nk of the block. With constant dt/MT/NR (every call site
+** below) the loops unroll and acc[][] lives in registers. */
+INLINE void tile(tw_dtype dt, int MT, int NR, const tw_mm_block *b, int64_t t0, int64_t n0) {
+    const size_t es = dt == TW_DT_F32 ? 4 : 2;
+    const float *x = b->x + t0 * b->ldx;
+    const uint8_t *w = (const uint8_t *)b->w + (size_t)n0 * (size_t)b->ldw * es;
+    const size_t wstride = (size_t)b->ldw * es;
+    __m512 acc[MT_MAX][NR_MAX];
+#pragma GCC unroll 8
+    for (int t = 0; t < MT; t++)
+#pragma GCC unroll 8
+        for (int r = 0; r < NR; r++) acc[t][r] = _mm512_setzero_ps();
+
+    int64_t k = 0;
+    for (; k + 16 <= b->nk; k += 16) {
+        __m512 wv[NR_MAX];
+#pragma GCC unroll 8
+        for (int r = 0; r < NR; r++) wv[r] = load_w(dt, w + r * wstride, k);
+#pragma GCC unroll 8
+        for (int t = 0; t < MT; t++) {
+            __m512 xv = _mm512_loadu_ps(x + t * b->ldx + k);
+#pragma GCC unroll 8
+            for (int r = 0; r < NR; r++) acc[t][r] = _mm512_fmadd_ps(wv[r], xv, acc[t][r]);
+        }
+    }
+    if (k < b->nk) {
+        __mmask16 m = (__mmask16)((1u << (b->nk - k)) - 1);
+        __m512 wv[NR_MAX];
+#pragma GCC unroll 8
+        for (int r = 0; r < NR; r++) wv[r] = load_w_mask(dt, w + r * wstride, k, m);
+#pragma GCC unroll 8
+        for (int t = 0; t < MT; t++) {
+            __m512 xv = _mm512_maskz_loadu_ps(m, x + t * b->ldx + k);
+#pragma GCC unroll 8
+            for (int r = 0; r < NR; r++) acc[t][r] = _mm512_fmadd_ps(wv[r], xv, acc[t][r]);
+        }
+    }
+
+#pragma GCC unroll 8
+    for (int t = 0; t < MT; t++) {
+        float *y = b->y + (t0 + t) * b->ldy + n0;
+        int r = 0;
+#pragma GCC unroll 8
+        for (; r + 4 <= NR; r += 4) {
+            __m128 s = hsum4(acc[t][r], acc[t][r + 1], acc[t][r + 2], acc[t][r + 3]);
+            if (b->accumulate) s = _mm_add_ps(s, _mm_loadu_ps(y + r));
+            else if (b->bias) s = _mm_add_ps(s, _mm_loadu_ps(b->bias + n0 + r));
+            _mm_storeu_ps(y + r, s);
+        }
+#pragma GCC unroll 8
+        for (; r < NR; r++) {
+            float s = _mm512_reduce_add_ps(acc[t][r]);
+            if (b->accumulate) s += y[r];
+            else if (b->bias) s += b->bias[n0 + r];
+            y[r] = s;
+        }
+    }
+}
+
+/* Walks the block in tiles: full MT_MAX x 4 tiles, then the leftover tokens and rows. Every
+** (mt, nr) pair gets its own unrolled copy through the switches. */
+#define TILE_NR(dt, MT)                                                                      \
+    switch (nr) {                                                                            \
+    case 1: tile(dt, MT, 1, b, t0, n0); break;                                               \
+    case 2: tile(dt, MT, 2, b, t0, n0); break;                                               \
+    case 3: tile(dt, MT, 3, b, t0, n0); break;                                               \
+    default: tile(dt, MT, 4, b, t0, n0); break;                                              \
+    }
+
+INLINE void block(tw_dtype dt, const tw_mm_block *b) {
+    if (b->nt == 1) {
+        /* decode: 8 rows at a time, then 4, then the rest */
+        int64_t n0 = 0, t0 = 0;
+        for (; n0 + 8 <= b->nn; n0 += 8) tile(dt, 1, 8, b, 0, n0);
+        for (; n0 < b->nn; n0 += 4) {
+            int nr = (int)TW_MIN(4, b->nn - n0);
+            TILE_NR(dt, 1);
+        }
+        return;
+    }
+    for (int64_t t0 = 0; t0 < b->nt; t0 += MT_MAX) {
+        int mt = (int)TW_MIN(MT_MAX, b->nt - t0);
+        for (int64_t n0 = 0; n0 < b->nn; n0 += 4) {
+            int nr = (int)TW_MIN(4, b->nn - n0);
+            switch (mt) {
+            case 1: TILE_NR(dt, 1); break;
+            case 2: TILE_NR(dt, 2); break;
+            case 3: TILE_NR(dt, 3); break;
+            case 4: TILE_NR(dt, 4); break;
+            case 5: TILE_NR(dt, 5); break;
+            default: TILE_NR(dt, 6); break;
+            }
+        }
+    }
+}
+
+static void block_f32(const tw_mm_block *b) { block(TW_DT_F32, b); }
+static void block_f16(const tw_mm_block *b) { block(TW_DT_F16, b); }
+static void block_bf16(const tw_mm_block *b) { block(TW_DT_BF16, b); }
+
+void tw_mm_block_avx512(const tw_mm_block *b) {
+    switch (b->wt) {
+    case TW_DT_F32: block_f32(b); break;
+    case TW_DT_F16: block_f16(b); break;
+    case TW_DT_BF16: block_bf16(b); break;
+    default: break;   /* the dispatcher only sends float weights */
+    }
+}

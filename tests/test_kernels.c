@@ -1,0 +1,200 @@
+/*
+** test_kernels.c — every SIMD matmul path the CPU can run against the plain C path, on random
+** data, for f32/f16/bf16 weights and shapes chosen to hit every tail: K not a multiple of the
+** vector width, N not a multiple of the tile, T not a multiple of the token tile, K cut into
+** chunks, tokens split across threads. Also checks how paths are chosen (tw_kernels_force,
+** TOWER_KERNELS) and that unsupported paths are refused.
+**
+** Tolerance: the paths differ from the reference only in the order of the f32 additions, so
+** |y - y_ref| <= 1e-5 * sum_k |w x| + 1e-6 per output.
+*/
+#include "kernels.h"
+#include "testhelp.h"
+
+#include <math.h>
+#include <unistd.h>
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+static float frand(void) {   /* uniform in [-1, 1) */
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (float)((rng >> 40) * (2.0 / 16777216.0) - 1.0);
+}
+
+/* A random [N, K] weight of type dt, and its exact f32 value (for the |w x| bound). */
+typedef struct {
+    tw_tensor t;
+    void *data;
+    float *wf;   /* [N, K] */
+} weight;
+
+static weight make_weight(tw_dtype dt, int64_t N, int64_t K) {
+    weight w = { 0 };
+    size_t n = (size_t)(N * K), es = tw_dtype_size(dt);
+    w.data = malloc(n * es + 1);
+    w.wf = malloc(n * sizeof(float) + 1);
+    for (size_t i = 0; i < n; i++) {
+        float v = frand();
+        if (dt == TW_DT_F32) ((float *)w.data)[i] = v;
+        if (dt == TW_DT_F16) v = tw_f16_to_f32(((uint16_t *)w.data)[i] = tw_f32_to_f16(v));
+        if (dt == TW_DT_BF16) v = tw_bf16_to_f32(((uint16_t *)w.data)[i] = tw_f32_to_bf16(v));
+        w.wf[i] = v;
+    }
+    w.t = (tw_tensor){ .name = "w", .type = dt, .ndim = 2, .shape = { N, K }, .data = w.data, .nbytes = n * es };
+    return w;
+}
+
+static void free_weight(weight *w) {
+    free(w->data);
+    free(w->wf);
+}
+
+static bool tested[TW_KPATH_COUNT];
+static int64_t n_cases;
+
+/* One shape: reference result, then every other supported path, compared elementwise. */
+static void check_shape(tw_pool *pool, tw_dtype dt, int64_t T, int64_t N, int64_t K, bool with_bias) {
+    weight w = make_weight(dt, N, K);
+    float *x = malloc(sizeof(float) * (size_t)(T * K) + 1);
+    for (int64_t i = 0; i < T * K; i++) x[i] = frand();
+    float *bias = malloc(sizeof(float) * (size_t)N);
+    for (int64_t i = 0; i < N; i++) bias[i] = frand();
+    tw_tensor bt = { .name = "b", .type = TW_DT_F32, .ndim = 1, .shape = { N }, .data = bias,
+                     .nbytes = sizeof(float) * (size_t)N };
+    const tw_tensor *b = with_bias ? &bt : NULL;
+
+    float *yref = malloc(sizeof(float) * (size_t)(T * N));
+    float *y = malloc(sizeof(float) * (size_t)(T * N));
+    tw_kernels_force(TW_KPATH_REF);
+    tw_matmul(pool, yref, x, T, &w.t, b);
+
+    for (int p = TW_KPATH_REF + 1; p < TW_KPATH_COUNT; p++) {
+        if (!tw_kernels_force((tw_kpath)p)) continue;
+        tested[p] = true;
+        for (int64_t i = 0; i < T * N; i++) y[i] = NAN;   /* every output must be written */
+        tw_matmul(pool, y, x, T, &w.t, b);
+        int64_t bad = 0, first = -1;
+        double worst = 0;
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t n = 0; n < N; n++) {
+                double mag = 0;
+                for (int64_t k = 0; k < K; k++) mag += fabs((double)w.wf[n * K + k] * x[t * K + k]);
+                double d = fabs((double)y[t * N + n] - yref[t * N + n]), tol = 1e-5 * mag + 1e-6;
+                if (!(d <= tol)) {
+                    if (first < 0) first = t * N + n;
+                    bad++;
+                }
+                if (d / tol > worst) worst = d / tol;
+            }
+        CHECK(bad == 0, "%s %s T=%lld N=%lld K=%lld bias=%d: %lld of %lld outputs off (first [%lld]: %g vs %g)",
+              tw_kpath_name((tw_kpath)p), tw_dtype_name(dt), (long long)T, (long long)N, (long long)K,
+              with_bias, (long long)bad, (long long)(T * N), (long long)(first < 0 ? 0 : first),
+              first < 0 ? 0.0 : y[first], first < 0 ? 0.0 : yref[first]);
+    }
+    n_cases++;
+    free(y);
+    free(yref);
+    free(bias);
+    free(x);
+    free_weight(&w);
+}
+
+static void test_shapes(tw_pool *pool) {
+    static const int64_t Ks[] = { 1, 13, 16, 64, 72, 256, 1152, 2304, 4304 };
+    static const int64_t Ns[] = { 1, 7, 64, 256, 1152 };
+    static const int64_t Ts[] = { 1, 2, 5, 16 };
+    static const tw_dtype dts[] = { TW_DT_F32, TW_DT_F16, TW_DT_BF16 };
+    int i = 0;
+    for (size_t d = 0; d < 3; d++)
+        for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++)
+            for (size_t ni = 0; ni < sizeof Ns / sizeof Ns[0]; ni++)
+                for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++) {
+                    int64_t K = Ks[ki], N = Ns[ni], T = Ts[ti];
+                    /* the big products only at T = 1 and 5: enough to cover them, and fast */
+                    if (N * K * T > 3000000 && T != 1 && T != 5) continue;
+                    if (N * K * T > 6000000) continue;
+                    check_shape(pool, dts[d], T, N, K, (i++ & 1) != 0);
+                }
+    /* many tokens (vision tower, prefill), small N and K; K chunked; odd everything */
+    for (size_t d = 0; d < 3; d++) {
+        check_shape(pool, dts[d], 729, 64, 72, true);
+        check_shape(pool, dts[d], 729, 7, 13, false);
+        check_shape(pool, dts[d], 37, 130, 1152, d == 1);
+        check_shape(pool, dts[d], 16, 136, 4304, true);
+        check_shape(pool, dts[d], 13, 9, 3100, false);
+    }
+    /* the LM head: 256001 rows (not a multiple of anything), one token */
+    check_shape(pool, TW_DT_BF16, 1, 256001, 64, false);
+}
+
+/* TOWER_KERNELS is read once per process, so it is tested on a fresh copy of this program. */
+static void run_child(const char *env, char *out, size_t cap) {
+    char self[256] = { 0 }, cmd[512];
+    out[0] = 0;
+    /* resolved here: inside popen's shell, /proc/self/exe would be the shell */
+    if (readlink("/proc/self/exe", self, sizeof self - 1) <= 0) return;
+    snprintf(cmd, sizeof cmd, "TOWER_KERNELS='%s' '%s' --print-path 2>&1", env, self);
+    FILE *f = popen(cmd, "r");
+    if (!f) return;
+    size_t n = fread(out, 1, cap - 1, f);
+    out[n] = 0;
+    pclose(f);
+}
+
+static void test_selection(void) {
+    tw_kpath best = TW_KPATH_REF;
+    for (int p = 0; p < TW_KPATH_COUNT; p++)
+        if (tw_kpath_supported((tw_kpath)p)) best = (tw_kpath)p;
+    CHECK(tw_kpath_supported(TW_KPATH_REF), "ref always runs");
+    CHECK(!tw_kpath_supported(TW_KPATH_COUNT), "no such path");
+
+    for (int p = 0; p < TW_KPATH_COUNT; p++) {
+        tw_kpath parsed;
+        CHECK(tw_kpath_parse(tw_kpath_name((tw_kpath)p), &parsed) && parsed == (tw_kpath)p, "parse %d", p);
+        tw_kernels_force(TW_KPATH_REF);
+        bool ok = tw_kernels_force((tw_kpath)p);
+        CHECK(ok == tw_kpath_supported((tw_kpath)p), "force %s", tw_kpath_name((tw_kpath)p));
+        if (ok) CHECK(tw_kernels_path() == (tw_kpath)p, "forced %s is active", tw_kpath_name((tw_kpath)p));
+        else CHECK(tw_kernels_path() == TW_KPATH_REF && tw_kernels_note()[0], "refused %s: stays, says why",
+                   tw_kpath_name((tw_kpath)p));
+    }
+    CHECK(!tw_kernels_force(TW_KPATH_COUNT), "force of a bogus path refused");
+
+    char out[512], want[64];
+    for (int p = 0; p < TW_KPATH_COUNT; p++) {
+        run_child(tw_kpath_name((tw_kpath)p), out, sizeof out);
+        snprintf(want, sizeof want, "path=%s\n", tw_kpath_name(tw_kpath_supported((tw_kpath)p) ? (tw_kpath)p : best));
+        CHECK(strstr(out, want) != NULL, "TOWER_KERNELS=%s: got \"%s\"", tw_kpath_name((tw_kpath)p), out);
+        if (!tw_kpath_supported((tw_kpath)p)) CHECK(strstr(out, "note=TOWER_KERNELS") != NULL, "fallback says why");
+    }
+    run_child("avx9", out, sizeof out);
+    snprintf(want, sizeof want, "path=%s\n", tw_kpath_name(best));
+    CHECK(strstr(out, want) && strstr(out, "note=TOWER_KERNELS=avx9"), "unknown name: best path + note: %s", out);
+    run_child("", out, sizeof out);
+    CHECK(strstr(out, want) != NULL, "empty TOWER_KERNELS: best path: %s", out);
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--print-path") == 0) {
+        tw_kpath p = tw_kernels_init();
+        printf("path=%s\nnote=%s\n", tw_kpath_name(p), tw_kernels_note());
+        return 0;
+    }
+    test_selection();
+    tw_pool *pool = tw_pool_new(2);
+    test_shapes(pool);
+    /* a single thread and an odd thread count must give the same coverage */
+    tw_pool *p1 = tw_pool_new(1), *p3 = tw_pool_new(3);
+    check_shape(p1, TW_DT_BF16, 16, 300, 2304, true);
+    check_shape(p3, TW_DT_F16, 29, 70, 1000, true);
+    check_shape(NULL, TW_DT_F32, 3, 33, 77, false);
+    tw_pool_free(p3);
+    tw_pool_free(p1);
+    tw_pool_free(pool);
+
+    printf("cpu: %s\npaths tested against ref (%lld shapes):", tw_cpu_features(), (long long)n_cases);
+    for (int p = 1; p < TW_KPATH_COUNT; p++)
+        if (tested[p]) printf(" %s", tw_kpath_name((tw_kpath)p));
+    printf("\n");
+    return th_report();
+}
