@@ -29,8 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
-/* tw_build_info lives in the library; weak so the CLI still links against an older libtower.a. */
-#pragma weak tw_build_info
+
+
 
 /* ============================================================================================ */
 /* Small helpers                                                                                */
@@ -273,9 +273,13 @@ static void parse_options(int argc, char **argv, unsigned cmd, void (*help)(void
     opterr = 0;
     optind = 1;
     for (;;) {
-        int c = getopt_long(argc, argv, shorts, longs, NULL);
+        int li = -1;
+        int c = getopt_long(argc, argv, shorts, longs, &li);
         if (c == -1) break;
-        const char *name = argv[optind - 1];
+        char name[64];   /* the option as the user spelled it, for messages */
+        if (li >= 0) snprintf(name, sizeof name, "--%s", longs[li].name);
+        else if (c > 0 && c < 256 && c != '?' && c != ':') snprintf(name, sizeof name, "-%c", c);
+        else snprintf(name, sizeof name, "%s", argv[optind - 1]);
         switch (c) {
         case 'h': help(); exit(0);
         case 'm': g.model = optarg; break;
@@ -327,7 +331,9 @@ static void parse_options(int argc, char **argv, unsigned cmd, void (*help)(void
         case O_JSONL: g.jsonl = 1; break;
         case O_IDS: g.ids_only = 1; break;
         case O_CHECK: g.check_against = optarg; break;
-        case ':': usage_error("option '%s' needs a value", name);
+        case ':':
+            if (optopt && optopt < 256) usage_error("option '-%c' needs a value", optopt);
+            usage_error("option '%s' needs a value", argv[optind - 1]);
         default:
             if (optopt && optopt < 256) usage_error("unknown option '-%c'", optopt);
             usage_error("unknown option '%s'", name);
@@ -1367,7 +1373,7 @@ static int cmd_info(int argc, char **argv) {
     printf("chat template:  %s\n", template_source(dir, buf, sizeof buf));
     printf("final softcap:  %s\n", g.final_softcap < 0 ? "as config.json says" : g.final_softcap ? "on" : "off");
     printf("kernels:        %s (cpu: %s)\n", tw_kpath_name(tw_kernels_init()), tw_cpu_features());
-    printf("build:          %s\n", tw_build_info ? tw_build_info() : TW_BUILD_FEATURES);
+    printf("build:          %s\n", tw_build_info());
     tw_model_free(m);
     return 0;
 }
@@ -1377,14 +1383,7 @@ static int cmd_info(int argc, char **argv) {
 
 static void print_version(void) {
     printf("tower %s\n", TW_VERSION);
-#ifdef TW_BUILD_CC
-    printf("compiler: %s\n", TW_BUILD_CC);
-#endif
-#ifdef TW_BUILD_FEATURES
-    printf("features: %s\n", TW_BUILD_FEATURES);
-#endif
-    printf("kernels:  %s (cpu: %s)\n", tw_kpath_name(tw_kernels_init()), tw_cpu_features());
-    if (tw_build_info) printf("library:  %s\n", tw_build_info());
+    printf("build: %s\n", tw_build_info());
 }
 
 int main(int argc, char **argv) {
