@@ -1131,8 +1131,9 @@ static inline uint64_t heap_pop(tw_bpe *b) {
 }
 
 static inline void bpe_candidate(const tw_tokenizer *t, tw_bpe *b, int32_t i) {
+    if (i < 0) return;
     int32_t j = b->next[i];
-    if (i < 0 || j < 0) return;
+    if (j < 0) return;
     const tw_merge_slot *m = merge_find(t, b->id[i], b->id[j]);
     if (m) heap_push(b, ((uint64_t)(uint32_t)m->rank << 32) | (uint32_t)i);
 }
