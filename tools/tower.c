@@ -12,6 +12,7 @@
 ** See docs/cli.md for the user's view of every option.
 */
 #include "tower.h"
+#include "hub.h"
 #include "kernels.h"
 #include "safetensors.h"
 
@@ -1060,6 +1061,8 @@ static int load_tokenizer(tw_tokenizer **tok) {
         if (tw_tokenizer_load(g.model, tok) != TW_OK) return fail_lib();
         return 0;
     }
+    if (!tw_hub_is_repo_id(g.model))
+        return fail("%s: no such file or directory (nor a Hugging Face repo id org/name)", g.model);
     tw_model_params p = model_params();
     char *dir = NULL;
     if (tw_model_resolve(g.model, &p, &dir) != TW_OK) return fail_lib();
