@@ -8,6 +8,7 @@
 */
 #include "model.h"
 #include "testhelp.h"
+#include "ckpt_variants.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -366,6 +367,55 @@ static void test_threads(tw_model *m, const int32_t *a, int32_t Ta, const int32_
     }
 }
 
+/* Every checkpoint layout the loader accepts (legacy names, shards, f32 / mixed dtypes, untied
+** head, text-only Gemma2ForCausalLM) gives the base model's logits on text_hello. */
+static void test_variants(tw_model *base) {
+    fx f;
+    if (!fx_open(&f, "text_hello")) return;
+    int64_t T;
+    int32_t *ids = fx_ids(&f, "input_ids", &T);
+    const size_t V = (size_t)base->text.n_vocab, n = (size_t)T * V;
+    float *ref = malloc(sizeof(float) * n), *got = malloc(sizeof(float) * n);
+    tw_seq *s;
+    CHECK_OK(tw_seq_new(base, 0, &s), "seq");
+    CHECK_OK(tw_seq_eval(s, ids, (size_t)T, &(tw_eval_opts){ .logits = ref }), "base");
+    tw_seq_free(s);
+
+    struct { const char *what; cv_opts o; } v[] = {
+        { "legacy names", { .legacy = 1 } },
+        { "3 shards", { .n_shards = 3 } },
+        { "f32", { .dtype = CV_F32 } },
+        { "mixed f32/f16/bf16", { .dtype = CV_MIX } },
+        { "untied head", { .untie = 1 } },
+        { "legacy + shards + untied", { .legacy = 1, .n_shards = 2, .untie = 1 } },
+        { "text-only Gemma2", { .text_only = 1 } },
+        { "text-only untied", { .text_only = 1, .untie = 1 } },
+    };
+    tw_model_params p = tw_model_default_params();
+    p.final_softcap = 0;
+    p.n_threads = 2;
+    double worst = 0;
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        char *dir = cv_make(th_path("tiny-towervision"), &v[i].o);
+        CHECK(dir != NULL, "variant %s: cannot build", v[i].what);
+        if (!dir) continue;
+        tw_model *m = NULL;
+        CHECK_OK(tw_model_load_dir(dir, &p, &m), v[i].what);
+        if (m && tw_seq_new(m, 0, &s) == TW_OK) {
+            CHECK_OK(tw_seq_eval(s, ids, (size_t)T, &(tw_eval_opts){ .logits = got }), v[i].what);
+            double d = max_diff(got, ref, n);
+            CHECK(d <= 1e-5, "variant %s: logits differ from the base by %g", v[i].what, d);
+            worst = fmax(worst, d);
+            tw_seq_free(s);
+        }
+        tw_model_free(m);
+        cv_remove(dir);
+    }
+    printf("  checkpoint variants vs base (text_hello logits): %.2e\n", worst);
+    free(ref); free(got); free(ids);
+    tw_st_close(f.st);
+}
+
 int main(void) {
     tw_model_params p = tw_model_default_params();
     p.final_softcap = 0;   /* the fixtures hold logits without the final softcap */
@@ -402,6 +452,7 @@ int main(void) {
     }
     test_growth(m);
     test_embd_mismatch(m);
+    test_variants(m);
 
     printf("max abs error: logits %.2e, logsumexp %.2e, greedy logits %.2e, text_hello full logits %.2e, "
            "hidden %.2e (relative to max|ref|+1)\n", err_logit, err_lse, err_gen, err_full, err_hidden_rel);
