@@ -274,11 +274,16 @@ typedef struct tw_merge_slot {
     int32_t  id;     /* the merged token */
 } tw_merge_slot;
 
+/* One struct rather than two arrays: a vocabulary lookup then costs one cache miss less. */
+typedef struct tw_piece {
+    uint32_t off, len;
+} tw_piece;
+
 struct tw_tokenizer {
     /* Token strings: all pieces live in one arena; id -> (offset, length). */
     char     *text;
     size_t    text_len;
-    uint32_t *piece_off, *piece_len;   /* piece_off == UINT32_MAX: no token has this id */
+    tw_piece *piece;       /* off == UINT32_MAX: no token has this id */
     uint8_t  *flags;
     int32_t   n_ids;
 
@@ -318,15 +323,15 @@ static int32_t vocab_find(const tw_tokenizer *t, const char *s, size_t n) {
         if (!v) return -1;
         if ((uint32_t)(v >> 32) == tag) {
             int32_t id = (int32_t)(uint32_t)v - 1;
-            if (t->piece_len[id] == n && memcmp(t->text + t->piece_off[id], s, n) == 0) return id;
+            if (t->piece[id].len == n && memcmp(t->text + t->piece[id].off, s, n) == 0) return id;
         }
     }
 }
 
 /* Inserts id under its current piece; an existing entry with the same string is replaced. */
 static void vocab_insert(tw_tokenizer *t, int32_t id) {
-    const char *s = t->text + t->piece_off[id];
-    size_t n = t->piece_len[id];
+    const char *s = t->text + t->piece[id].off;
+    size_t n = t->piece[id].len;
     uint64_t h = hash_bytes(s, n);
     uint32_t tag = (uint32_t)(h >> 32);
     uint64_t nv = ((uint64_t)tag << 32) | (uint32_t)(id + 1);
@@ -335,7 +340,7 @@ static void vocab_insert(tw_tokenizer *t, int32_t id) {
         if (!v) { t->vslot[i] = nv; return; }
         if ((uint32_t)(v >> 32) == tag) {
             int32_t o = (int32_t)(uint32_t)v - 1;
-            if (t->piece_len[o] == n && memcmp(t->text + t->piece_off[o], s, n) == 0) {
+            if (t->piece[o].len == n && memcmp(t->text + t->piece[o].off, s, n) == 0) {
                 t->vslot[i] = nv;
                 return;
             }
@@ -359,8 +364,7 @@ static inline const tw_merge_slot *merge_find(const tw_tokenizer *t, int32_t a, 
 void tw_tokenizer_free(tw_tokenizer *t) {
     if (!t) return;
     free(t->text);
-    free(t->piece_off);
-    free(t->piece_len);
+    free(t->piece);
     free(t->flags);
     free(t->vslot);
     free(t->mslot);
@@ -895,9 +899,9 @@ static tw_status load_added_tokens(tw_tokenizer *t, const char *file, const json
         t->flags[tid] |= FLAG_ADDED | (special ? FLAG_SPECIAL : 0);
         /* The id keeps its vocab string when that is the same text; otherwise the content becomes
         ** its piece (e.g. <image>, which is not in the base vocabulary). */
-        if (t->piece_off[tid] == UINT32_MAX || t->piece_len[tid] != n || memcmp(t->text + t->piece_off[tid], s, n)) {
-            t->piece_off[tid] = (uint32_t)t->text_len;
-            t->piece_len[tid] = (uint32_t)n;
+        if (t->piece[tid].off == UINT32_MAX || t->piece[tid].len != n || memcmp(t->text + t->piece[tid].off, s, n)) {
+            t->piece[tid].off = (uint32_t)t->text_len;
+            t->piece[tid].len = (uint32_t)n;
             memcpy(t->text + t->text_len, s, n);
             t->text_len += n;
             vocab_insert(t, tid);
@@ -986,23 +990,22 @@ static tw_status load_json(tw_tokenizer *t, const char *file) {
         }
         t->n_ids = max_id + 1;
         size_t n = (size_t)t->n_ids + 1;
-        t->piece_off = tw_malloc(n * sizeof *t->piece_off);
-        t->piece_len = tw_calloc(n, sizeof *t->piece_len);
+        t->piece = tw_malloc(n * sizeof *t->piece);
         t->flags = tw_calloc(n, 1);
         size_t slots = pow2_at_least((L.n_ve + json_array_size(added)) * 3 / 2 + 1);
         t->vslot = tw_calloc(slots, sizeof *t->vslot);
         t->vmask = slots - 1;
-        if (!t->piece_off || !t->piece_len || !t->flags || !t->vslot) st = TW_E_NOMEM;
+        if (!t->piece || !t->flags || !t->vslot) st = TW_E_NOMEM;
     }
     if (!st) {
-        memset(t->piece_off, 0xFF, ((size_t)t->n_ids + 1) * sizeof *t->piece_off);
+        for (int32_t i = 0; i <= t->n_ids; i++) t->piece[i] = (tw_piece){ UINT32_MAX, 0 };
         t->text = L.arena.data;
         t->text_len = L.arena.len;
         L.arena.data = NULL;
         for (size_t i = 0; i < L.n_ve; i++) {
             int32_t id = L.ve[i].id;
-            t->piece_off[id] = L.ve[i].off;
-            t->piece_len[id] = L.ve[i].len;
+            t->piece[id].off = L.ve[i].off;
+            t->piece[id].len = L.ve[i].len;
             vocab_insert(t, id);
         }
         st = load_added_tokens(t, file, added);
@@ -1038,9 +1041,9 @@ static tw_status build_lookups(tw_tokenizer *t) {
     memset(t->bmp_id, 0xFF, 0x10000 * sizeof *t->bmp_id);
     for (int i = 0; i < 256; i++) t->byte_id[i] = -1;
     for (int32_t id = 0; id < t->n_ids; id++) {
-        if (t->piece_off[id] == UINT32_MAX || (t->flags[id] & FLAG_ADDED)) continue;
-        const uint8_t *s = (const uint8_t *)t->text + t->piece_off[id];
-        size_t n = t->piece_len[id];
+        if (t->piece[id].off == UINT32_MAX || (t->flags[id] & FLAG_ADDED)) continue;
+        const uint8_t *s = (const uint8_t *)t->text + t->piece[id].off;
+        size_t n = t->piece[id].len;
         uint32_t cp;
         if (n && n <= 3 && utf8_char(s, n, &cp) == n && vocab_find(t, (const char *)s, n) == id) t->bmp_id[cp] = id;
         int b = byte_token_value((const char *)s, n);
@@ -1294,12 +1297,12 @@ tw_status tw_tokenize(const tw_tokenizer *t, const char *text, size_t len, int a
 int32_t tw_tokenizer_vocab_size(const tw_tokenizer *t) { return t ? t->n_ids : 0; }
 
 const char *tw_token_piece(const tw_tokenizer *t, int32_t id, size_t *len) {
-    if (!t || id < 0 || id >= t->n_ids || t->piece_off[id] == UINT32_MAX) {
+    if (!t || id < 0 || id >= t->n_ids || t->piece[id].off == UINT32_MAX) {
         if (len) *len = 0;
         return NULL;
     }
-    if (len) *len = t->piece_len[id];
-    return t->text + t->piece_off[id];
+    if (len) *len = t->piece[id].len;
+    return t->text + t->piece[id].off;
 }
 
 int32_t tw_token_id(const tw_tokenizer *t, const char *piece, size_t len) {
@@ -1333,10 +1336,10 @@ static tw_status emit_replacements(const tw_tokenizer *t, tw_buf tmp[2], size_t 
 static tw_status token_text(const tw_tokenizer *t, tw_buf tmp[2], int32_t id, int skip_special,
                             const char **s, size_t *n, int *byte, bool *keep) {
     *keep = false;
-    if (id < 0 || id >= t->n_ids || t->piece_off[id] == UINT32_MAX) return TW_OK;   /* HF drops unknown ids */
+    if (id < 0 || id >= t->n_ids || t->piece[id].off == UINT32_MAX) return TW_OK;   /* HF drops unknown ids */
     if (skip_special && (t->flags[id] & FLAG_SPECIAL)) return TW_OK;
     *keep = true;
-    TW_TRY(strops_apply(&t->dec_pre, t->text + t->piece_off[id], t->piece_len[id], tmp, s, n));
+    TW_TRY(strops_apply(&t->dec_pre, t->text + t->piece[id].off, t->piece[id].len, tmp, s, n));
     *byte = t->dec_bytes ? byte_token_value(*s, *n) : -1;
     return TW_OK;
 }
