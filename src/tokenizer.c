@@ -314,9 +314,7 @@ struct tw_tokenizer {
     bool      dec_bytes;
 };
 
-static int32_t vocab_find(const tw_tokenizer *t, const char *s, size_t n) {
-    if (!t->vslot) return -1;
-    uint64_t h = hash_bytes(s, n);
+static int32_t vocab_find_h(const tw_tokenizer *t, const char *s, size_t n, uint64_t h) {
     uint32_t tag = (uint32_t)(h >> 32);
     for (size_t i = h & t->vmask;; i = (i + 1) & t->vmask) {
         uint64_t v = t->vslot[i];
@@ -326,6 +324,11 @@ static int32_t vocab_find(const tw_tokenizer *t, const char *s, size_t n) {
             if (t->piece[id].len == n && memcmp(t->text + t->piece[id].off, s, n) == 0) return id;
         }
     }
+}
+
+static int32_t vocab_find(const tw_tokenizer *t, const char *s, size_t n) {
+    if (!t->vslot) return -1;
+    return vocab_find_h(t, s, n, hash_bytes(s, n));
 }
 
 /* Inserts id under its current piece; an existing entry with the same string is replaced. */
@@ -650,50 +653,99 @@ static tw_status merge_missing(tw_loader *L, size_t i, const char *s, size_t n) 
                   (int)TW_MIN(n, 200), s);
 }
 
+/* Looks up many strings at once. Each lookup is a chain of cache misses (hash slot, piece entry,
+** token text); going through a batch stage by stage and prefetching the next link for every
+** string overlaps those misses, which makes loading the 580k merges about twice as fast. */
+typedef struct tw_lookup {
+    const char *s;
+    size_t      n;
+    uint64_t    h;
+    int32_t     id;
+} tw_lookup;
+
+static void vocab_find_batch(const tw_tokenizer *t, tw_lookup *q, size_t nq) {
+    for (size_t k = 0; k < nq; k++) {
+        q[k].h = hash_bytes(q[k].s, q[k].n);
+        __builtin_prefetch(&t->vslot[q[k].h & t->vmask]);
+    }
+    for (size_t k = 0; k < nq; k++) {
+        uint64_t v = t->vslot[q[k].h & t->vmask];
+        q[k].id = v ? (int32_t)(uint32_t)v - 1 : -1;
+        if (v) __builtin_prefetch(&t->piece[q[k].id]);
+    }
+    for (size_t k = 0; k < nq; k++)
+        if (q[k].id >= 0) __builtin_prefetch(t->text + t->piece[q[k].id].off);
+    for (size_t k = 0; k < nq; k++) q[k].id = vocab_find_h(t, q[k].s, q[k].n, q[k].h);
+}
+
+typedef struct tw_merge_str {
+    uint32_t off, alen, blen;   /* a and b stored back to back at off */
+} tw_merge_str;
+
 static tw_status load_merges(tw_loader *L, tw_jscan *j) {
     tw_tokenizer *t = L->t;
     tw_merge_rec *rec = NULL;
+    tw_merge_str *ms = NULL;
     size_t n = 0, cap = 0;
     tw_buf s = { 0 };
+    /* First read every merge as text: strings a and b back to back (a+b is the merged token). */
     tw_status st = js_expect(j, '[');
     if (!st && !js_peek(j, ']')) {
         for (size_t i = 0;; i++) {
-            s.len = 0;
-            size_t alen, blen;
-            const char *bstart;
+            size_t off = s.len, alen, blen;
             js_ws(j);
             if (js_peek(j, '[')) {   /* ["a", "b"] */
                 if ((st = js_string(j, &s)) || (st = js_expect(j, ','))) break;
-                alen = s.len;
+                alen = s.len - off;
                 if ((st = js_string(j, &s)) || (st = js_expect(j, ']'))) break;
-                blen = s.len - alen;
-                bstart = s.data + alen;
+                blen = s.len - off - alen;
             } else {                  /* "a b" */
                 if ((st = js_string(j, &s))) break;
-                char *sp = s.data ? memchr(s.data, ' ', s.len) : NULL;
+                char *sp = memchr(s.data + off, ' ', s.len - off);
                 if (!sp) { st = tw_err(TW_E_FORMAT, "%s: model.merges[%zu]: expected \"a b\"", L->file, i); break; }
-                alen = (size_t)(sp - s.data);
-                blen = s.len - alen - 1;
-                bstart = sp + 1;
+                alen = (size_t)(sp - (s.data + off));
+                blen = s.len - off - alen - 1;
+                memmove(sp, sp + 1, blen);
+                s.len--;
             }
-            int32_t a = vocab_find(t, s.data, alen), b = vocab_find(t, bstart, blen);
-            if (a < 0) { st = merge_missing(L, i, s.data, alen); break; }
-            if (b < 0) { st = merge_missing(L, i, bstart, blen); break; }
-            memmove(s.data + alen, bstart, blen);   /* a+b, contiguous */
-            int32_t m = vocab_find(t, s.data, alen + blen);
-            if (m < 0) { st = merge_missing(L, i, s.data, alen + blen); break; }
+            if (s.len > UINT32_MAX) { st = tw_err(TW_E_UNSUPPORTED, "%s: model.merges is too large", L->file); break; }
             if (n == cap) {
                 cap = cap ? cap * 2 : 65536;
-                tw_merge_rec *nr = tw_realloc(rec, cap * sizeof *nr);
-                if (!nr) { st = TW_E_NOMEM; break; }
-                rec = nr;
+                tw_merge_str *nm = tw_realloc(ms, cap * sizeof *nm);
+                if (!nm) { st = TW_E_NOMEM; break; }
+                ms = nm;
             }
-            rec[n++] = (tw_merge_rec){ a, b, m };
+            ms[n++] = (tw_merge_str){ (uint32_t)off, (uint32_t)alen, (uint32_t)blen };
             if (js_peek(j, ',')) continue;
             st = js_expect(j, ']');
             break;
         }
     }
+    /* Then resolve a, b and a+b to ids, a batch at a time. */
+    if (!st && n) {
+        rec = tw_malloc(n * sizeof *rec);
+        if (!rec) st = TW_E_NOMEM;
+    }
+    enum { BATCH = 16 };
+    for (size_t i0 = 0; !st && i0 < n; i0 += BATCH) {
+        tw_lookup q[3 * BATCH];
+        size_t nb = TW_MIN((size_t)BATCH, n - i0);
+        for (size_t k = 0; k < nb; k++) {
+            const tw_merge_str *m = &ms[i0 + k];
+            const char *a = s.data + m->off;
+            q[3 * k] = (tw_lookup){ a, m->alen, 0, -1 };
+            q[3 * k + 1] = (tw_lookup){ a + m->alen, m->blen, 0, -1 };
+            q[3 * k + 2] = (tw_lookup){ a, (size_t)m->alen + m->blen, 0, -1 };
+        }
+        vocab_find_batch(t, q, 3 * nb);
+        for (size_t k = 0; k < nb; k++) {
+            for (int c = 0; c < 3 && !st; c++)
+                if (q[3 * k + c].id < 0) st = merge_missing(L, i0 + k, q[3 * k + c].s, q[3 * k + c].n);
+            if (st) break;
+            rec[i0 + k] = (tw_merge_rec){ q[3 * k].id, q[3 * k + 1].id, q[3 * k + 2].id };
+        }
+    }
+    free(ms);
     tw_buf_free(&s);
     if (!st) {
         /* Load factor <= 2/3 keeps linear probing short. A pair listed twice keeps its last rank. */
