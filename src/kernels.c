@@ -51,7 +51,7 @@ static const struct {
     int            mt;      /* tokens per register tile: token blocks are cut at multiples */
 } paths[TW_KPATH_COUNT] = {
     [TW_KPATH_REF] = { NULL, 1 },
-    [TW_KPATH_AVX2] = { tw_mm_block_avx2, 3 },
+    [TW_KPATH_AVX2] = { tw_mm_block_avx2, 2 },
     [TW_KPATH_AVX512] = { tw_mm_block_avx512, 6 },
 };
 

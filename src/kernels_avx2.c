@@ -15,7 +15,13 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
-enum { MT_MAX = 3, NR_MAX = 8 };
+#ifndef MT_MAX
+#define MT_MAX 2
+#endif
+#ifndef NR_TILE
+#define NR_TILE 4
+#endif
+enum { NR_MAX = 8 };
 
 /* 8 weights of row w (type dt) starting at column k, widened to f32 */
 INLINE __m256 load_w(tw_dtype dt, const void *w, int64_t k) {
@@ -52,6 +58,15 @@ INLINE void tile(tw_dtype dt, int MT, int NR, const tw_mm_block *b, int64_t t0, 
         for (int r = 0; r < NR; r++) acc[t][r] = _mm256_setzero_ps();
 
     int64_t k = 0;
+    if (MT == 1) {
+        /* decode: each weight vector goes straight into its FMA, so 8 rows need only 8
+        ** accumulators + 2 temporaries, not 8 more registers for the weights */
+        for (; k + 8 <= b->nk; k += 8) {
+            __m256 xv = _mm256_loadu_ps(x + k);
+#pragma GCC unroll 8
+            for (int r = 0; r < NR; r++) acc[0][r] = _mm256_fmadd_ps(load_w(dt, w + r * wstride, k), xv, acc[0][r]);
+        }
+    }
     for (; k + 8 <= b->nk; k += 8) {
         __m256 wv[NR_MAX];
 #pragma GCC unroll 8
@@ -111,7 +126,7 @@ INLINE void tile(tw_dtype dt, int MT, int NR, const tw_mm_block *b, int64_t t0, 
     case 1: tile(dt, MT, 1, b, t0, n0); break;                                               \
     case 2: tile(dt, MT, 2, b, t0, n0); break;                                               \
     case 3: tile(dt, MT, 3, b, t0, n0); break;                                               \
-    default: tile(dt, MT, 4, b, t0, n0); break;                                              \
+    default: tile(dt, MT, NR_TILE, b, t0, n0); break;                                        \
     }
 
 INLINE void block(tw_dtype dt, const tw_mm_block *b) {
@@ -127,12 +142,17 @@ INLINE void block(tw_dtype dt, const tw_mm_block *b) {
     }
     for (int64_t t0 = 0; t0 < b->nt; t0 += MT_MAX) {
         int mt = (int)TW_MIN(MT_MAX, b->nt - t0);
-        for (int64_t n0 = 0; n0 < b->nn; n0 += 4) {
-            int nr = (int)TW_MIN(4, b->nn - n0);
+        for (int64_t n0 = 0; n0 < b->nn; n0 += NR_TILE) {
+            int nr = (int)TW_MIN(NR_TILE, b->nn - n0);
             switch (mt) {
             case 1: TILE_NR(dt, 1); break;
+#if MT_MAX > 2
             case 2: TILE_NR(dt, 2); break;
-            default: TILE_NR(dt, 3); break;
+#endif
+#if MT_MAX > 3
+            case 3: TILE_NR(dt, 3); break;
+#endif
+            default: TILE_NR(dt, MT_MAX); break;
             }
         }
     }
