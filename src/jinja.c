@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#define JJ_MAX_ITER   (1L << 20)           /* loop iterations per render                    */
+#define JJ_MAX_ITER   (1L << 17)           /* loop iterations per render (131072)           */
 #define JJ_MAX_OUT    ((size_t)64 << 20)   /* bytes of output, and of any one string value  */
 #define JJ_MAX_DEPTH  100                  /* parser nesting, macro calls, value nesting    */
 #define JJ_MAX_ARGS   16
