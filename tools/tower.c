@@ -1317,7 +1317,7 @@ static const char *template_source(const char *dir, char *buf, size_t cap) {
     snprintf(buf, cap, "%s/chat_template.json", dir);
     if (access(buf, R_OK) == 0) return "chat_template.json";
     snprintf(buf, cap, "%s/tokenizer_config.json", dir);
-    json_t *j = json_load_file(buf, 0, NULL);
+    json_t *j = json_load_file(buf, JSON_DECODE_INT_AS_REAL, NULL);   /* model_max_length can be 1e30 */
     int has = j && json_is_string(json_object_get(j, "chat_template"));
     int has_list = j && json_is_array(json_object_get(j, "chat_template"));
     json_decref(j);
