@@ -382,6 +382,7 @@ int main(void) {
     setenv("HF_TOKEN", "secret-token", 1);
     CHECK_OK(tw_hub_resolve("test/private", NULL, &dir), "private with HF_TOKEN");
     if (dir) check_snapshot(dir, "test/private");
+    CHECK(stat_of("cdn_auth") == 0, "the token was sent to the storage origin (%ld times)", stat_of("cdn_auth"));
     free(dir);
     dir = NULL;
     unsetenv("HF_TOKEN");

@@ -8,9 +8,10 @@
 ** It serves the model directory in the hub's URL layout under several repo names:
 **
 **   test/tiny     normal. Revisions "main" and "v1.0" (two different commits) and both commits.
-**                 LFS-like files (*.safetensors, tokenizer.json) answer a 302 to /cdn/... with
-**                 X-Linked-Etag = sha256 and X-Linked-Size; small files are served directly with
-**                 a stable 40-hex ETag (a stand-in for the git blob sha1).
+**                 LFS-like files (*.safetensors, tokenizer.json) answer a 302 to /cdn/... on a
+**                 second port (another origin, like the hub's storage host, which must never
+**                 see the token) with X-Linked-Etag = sha256 and X-Linked-Size; small files are
+**                 served directly with a stable 40-hex ETag (a stand-in for the git blob sha1).
 **   test/private  like tiny, but 401 without "Authorization: Bearer secret-token".
 **   test/flaky    the first GET of model.safetensors from the CDN drops the connection after
 **                 1 MiB; later requests are served normally (Range honoured).
@@ -18,8 +19,9 @@
 **   test/sharded  model.safetensors split into two shards plus model.safetensors.index.json.
 **   anything else 404 with X-Error-Code as the hub sends it.
 **
-** GET /stats answers {"requests": n, "cdn_requests": n, "cdn_bytes": n, "drops": n} (the /stats
-** requests themselves are not counted) so a test can prove that offline mode made no request.
+** GET /stats answers {"requests": n, "cdn_requests": n, "cdn_bytes": n, "drops": n,
+** "cdn_auth": n} (the /stats requests themselves are not counted) so a test can prove that
+** offline mode made no request and that no token reached the CDN origin.
 */
 #include "hub.h"
 
@@ -59,7 +61,8 @@ typedef struct repo {
 
 static repo repos[N_REPOS];
 static uint8_t *corrupt_copy;          /* model.safetensors with one byte flipped */
-static atomic_long n_requests, n_cdn, cdn_bytes, n_drops, flaky_gets;
+static atomic_long n_requests, n_cdn, cdn_bytes, n_drops, flaky_gets, cdn_auth;
+static unsigned cdn_port;              /* the second daemon, serving only /cdn/ */
 static volatile sig_atomic_t stop;
 
 static void on_signal(int sig) { (void)sig; stop = 1; }
@@ -294,7 +297,7 @@ static enum MHD_Result handle_resolve(struct MHD_Connection *c, const char *path
     char etag[80];
     if (f->lfs) {
         char loc[512], size[32];
-        snprintf(loc, sizeof loc, "/cdn/%s/%s", repo_names[k], f->name);
+        snprintf(loc, sizeof loc, "http://127.0.0.1:%u/cdn/%s/%s", cdn_port, repo_names[k], f->name);
         snprintf(etag, sizeof etag, "\"%s\"", f->sha256);
         snprintf(size, sizeof size, "%zu", f->len);
         struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
@@ -317,6 +320,7 @@ static enum MHD_Result handle_cdn(struct MHD_Connection *c, const char *path, bo
     hfile *f = k >= 0 ? find_file(&repos[k], slash + 1) : NULL;
     if (!f) return send_text(c, 404, NULL, "Not found");
     atomic_fetch_add(&n_cdn, 1);
+    if (MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization")) atomic_fetch_add(&cdn_auth, 1);
     bool drop = k == REPO_FLAKY && is_get && !strcmp(f->name, "model.safetensors") &&
                 atomic_fetch_add(&flaky_gets, 1) == 0;
     const char *range = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Range");
@@ -328,18 +332,20 @@ static enum MHD_Result handle_cdn(struct MHD_Connection *c, const char *path, bo
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                const char *version, const char *upload, size_t *upload_size, void **state) {
-    (void)cls; (void)version; (void)upload; (void)upload_size; (void)state;
+    (void)version; (void)upload; (void)upload_size; (void)state;
+    bool is_cdn = cls != NULL;
     bool is_get = !strcmp(method, "GET"), is_head = !strcmp(method, "HEAD");
-    if (!strcmp(url, "/stats")) {
+    if (!is_cdn && !strcmp(url, "/stats")) {
         char buf[256];
-        snprintf(buf, sizeof buf, "{\"requests\": %ld, \"cdn_requests\": %ld, \"cdn_bytes\": %ld, \"drops\": %ld}\n",
-                 atomic_load(&n_requests), atomic_load(&n_cdn), atomic_load(&cdn_bytes), atomic_load(&n_drops));
+        snprintf(buf, sizeof buf, "{\"requests\": %ld, \"cdn_requests\": %ld, \"cdn_bytes\": %ld, \"drops\": %ld, "
+                 "\"cdn_auth\": %ld}\n", atomic_load(&n_requests), atomic_load(&n_cdn), atomic_load(&cdn_bytes),
+                 atomic_load(&n_drops), atomic_load(&cdn_auth));
         return send_text(c, 200, NULL, buf);
     }
     atomic_fetch_add(&n_requests, 1);
     if (!is_get && !is_head) return send_text(c, 405, NULL, "Method not allowed");
+    if (is_cdn) return strncmp(url, "/cdn/", 5) ? send_text(c, 404, NULL, "Not found") : handle_cdn(c, url + 5, is_get);
     if (!strncmp(url, "/api/models/", 12)) return handle_api(c, url + 12);
-    if (!strncmp(url, "/cdn/", 5)) return handle_cdn(c, url + 5, is_get);
     if (strstr(url, "/resolve/")) return handle_resolve(c, url + 1);
     return send_text(c, 404, "RepoNotFound", "Repository not found");
 }
@@ -359,15 +365,22 @@ int main(int argc, char **argv) {
 
     struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = 0 };
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0,
-                                            NULL, NULL, handler, NULL, MHD_OPTION_SOCK_ADDR, &sa,
+    static int cdn_marker;
+    const unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION;
+    struct MHD_Daemon *cdn = MHD_start_daemon(flags, 0, NULL, NULL, handler, &cdn_marker, MHD_OPTION_SOCK_ADDR, &sa,
+                                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
+    const union MHD_DaemonInfo *info = cdn ? MHD_get_daemon_info(cdn, MHD_DAEMON_INFO_BIND_PORT) : NULL;
+    cdn_port = info ? info->port : 0;
+    struct MHD_Daemon *d = MHD_start_daemon(flags, 0, NULL, NULL, handler, NULL, MHD_OPTION_SOCK_ADDR, &sa,
                                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
-    if (!d) {
-        fprintf(stderr, "tool_hubserver: cannot start the HTTP server\n");
+    if (!d || !cdn_port) {
+        fprintf(stderr, "tool_hubserver: cannot start the HTTP servers\n");
+        if (d) MHD_stop_daemon(d);
+        if (cdn) MHD_stop_daemon(cdn);
         free_model();
         return 1;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     printf("PORT %u\n", info ? (unsigned)info->port : 0u);
     fflush(stdout);
     /* Bounded life: a test that crashed before killing us does not leave a server behind. */
@@ -376,6 +389,7 @@ int main(int argc, char **argv) {
         nanosleep(&ts, NULL);
     }
     MHD_stop_daemon(d);
+    MHD_stop_daemon(cdn);
     free_model();
     return 0;
 }
