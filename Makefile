@@ -62,12 +62,12 @@ $(BUILD)/libtower.a: $(OBJS)
 	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/tower: tools/tower.c $(BUILD)/libtower.a
-	$(CC) $(CFLAGS) $< $(BUILD)/libtower.a $(LDLIBS) -o $@
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libtower.a $(LDLIBS) -o $@
 
 $(BUILD)/tests/tool_%: tests/tool_%.c $(BUILD)/libtower.a tests/*.h | $(BUILD)/tests
-	$(CC) $(CFLAGS) $(HTTPD_CFLAGS) $< $(BUILD)/libtower.a $(LDLIBS) $(HTTPD_LIBS) -o $@
+	$(CC) $(CFLAGS) $(LDFLAGS) $(HTTPD_CFLAGS) $< $(BUILD)/libtower.a $(LDLIBS) $(HTTPD_LIBS) -o $@
 $(BUILD)/tests/test_%: tests/test_%.c $(BUILD)/libtower.a tests/*.h | $(BUILD)/tests
-	$(CC) $(CFLAGS) $< $(BUILD)/libtower.a $(LDLIBS) -o $@
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libtower.a $(LDLIBS) -o $@
 
 $(BUILD)/obj $(BUILD)/tests:
 	mkdir -p $@
@@ -77,7 +77,7 @@ test: all
 
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 asan:
-	$(MAKE) BUILD=build-asan OPT="-O1 $(SAN)" LDLIBS="$(SAN)" all
+	$(MAKE) BUILD=build-asan OPT="-O1 $(SAN)" LDFLAGS="$(SAN)" all
 asan-test: asan
 	@BUILD=build-asan TOWER_SANITIZED=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 sh tests/run.sh
 

@@ -251,7 +251,10 @@ TW_API void      tw_sampler_free(tw_sampler *s);
 TW_API int32_t   tw_sampler_sample(tw_sampler *s, const float *logits, const int32_t *history, size_t n_hist);
 
 /* Called for every generated token with the text it completes (possibly empty while a UTF-8
-** sequence is incomplete). Return non-zero to stop. */
+** sequence is incomplete, or while the text might be the start of a stop string). Text still
+** held when generation ends is passed in one last call with id -1 (its return value is ignored).
+** The texts of all calls concatenated equal tw_gen_result.text; stop tokens are never passed.
+** Return non-zero to stop. */
 typedef int (*tw_token_fn)(void *user_data, int32_t id, const char *text, size_t len);
 
 typedef struct tw_gen_params {
@@ -267,7 +270,8 @@ typedef struct tw_gen_params {
 TW_API tw_gen_params tw_gen_default_params(void);
 
 typedef struct tw_gen_result {
-    int32_t *ids;          /* generated ids (malloc'ed), the stop token not included          */
+    int32_t *ids;          /* generated ids (malloc'ed): a stop token is not included, the token
+                           ** completing a stop string is                                        */
     size_t   n_ids;
     char    *text;         /* generated text (malloc'ed), cut before a stop string             */
     size_t   text_len;

@@ -271,6 +271,11 @@ tw_status tw_json_load(const char *path, json_t **out) {
     if (!tw_file_exists(path)) return tw_err(TW_E_NOT_FOUND, "%s: file not found", path);
     json_error_t e;
     json_t *j = json_load_file(path, JSON_ALLOW_NUL | JSON_DECODE_ANY, &e);
+    /* Hugging Face configs hold integers beyond 64 bits (tokenizer_config.json's model_max_length
+    ** is 1e30): jansson refuses them as integers, so such a file is read with every integer as a
+    ** double (tw_json_int accepts whole doubles). */
+    if (!j && json_error_code(&e) == json_error_numeric_overflow)
+        j = json_load_file(path, JSON_ALLOW_NUL | JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, &e);
     if (!j) return tw_err(TW_E_FORMAT, "%s:%d:%d: invalid JSON: %s", path, e.line, e.column, e.text);
     *out = j;
     return TW_OK;
