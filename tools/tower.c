@@ -654,7 +654,7 @@ static void help_main(void) {
 
 #define HELP_SAMPLING_OPTS \
     "generation options (default: greedy, stop on the model's end-of-turn token):\n" \
-    "  -n, --max-new-tokens N   generate at most N tokens (0: until a stop or the context is full)\n" \
+    "  -n, --max-new-tokens N   generate at most N tokens (default 1024; 0: until a stop or the context is full)\n" \
     "      --temp T             temperature; 0 = greedy (default 0)\n" \
     "      --top-k K            keep the K most likely tokens (0: off)\n" \
     "      --top-p P            nucleus sampling (1: off)\n" \
@@ -806,7 +806,7 @@ static int one_shot(tw_model *m, tw_seq *seq, const char *user, int raw, int new
     size_t n_ids = 0, reused = 0;
     int rc = build_prompt(m, user, raw, &prompt, &ids, &n_ids);
     if (rc) return rc;
-    tw_gen_params gp = gen_params(g.cmd == C_TRANSLATE ? 0 : 1024);
+    tw_gen_params gp = gen_params(1024);
     tw_gen_result res = {0};
     rc = generate_turn(seq, ids, n_ids, &gp, !g.print_ids, newline_safe, &res, &reused);
     if (!rc) {
