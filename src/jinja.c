@@ -272,7 +272,8 @@ static void lx_whitespace(lexer *L) {
             size_t k = 0;
             if (m == '-') {
                 while (k < d->slen && is_space(d->s[k])) k++;
-            } else if (p->type != T_VAR_END && m != '+' && d->slen && d->s[0] == '\n') {
+            } else if (p->type != T_VAR_END && p->type != T_RAW_BEGIN && m != '+' && d->slen && d->s[0] == '\n') {
+                /* (jinja2 keeps the newline right after {% raw %}) */
                 k = 1;
             }
             d->line_start = k > 0 && d->s[k - 1] == '\n';

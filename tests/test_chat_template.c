@@ -281,6 +281,228 @@ static const jj_case JJ_CASES[] = {
         ") }} {{ messages|map(attribute='role')|unique|list }}",
       NULL,
       0, "1 ['A', 'b', 'c'] ['A', 'b', 'c'] ['system', 'user', 'assistant']" },
+    { "more-0",
+      "  {%- raw -%}  {{ x }}  {%- endraw -%}  |",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "{{ x }}|" },
+    { "more-1",
+      "{% raw %}\n  a\n{% endraw %}\nb",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "\n  a\nb" },
+    { "more-2",
+      "x\n    {# comment #}\ny",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "x\ny" },
+    { "more-3",
+      "x   {# comment #}   y",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "x      y" },
+    { "more-4",
+      "{% for x in xs %}\n    {{ x }}\n{% endfor %}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "    1\n    2\n    3\n" },
+    { "more-5",
+      "{% for x in xs -%}\n    {{ x }}\n{%- endfor %}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "123" },
+    { "more-6",
+      "{%- macro a(x) -%}[{{ x }}]{%- endmacro -%}\n{%- macro b(y) -%}{{ a(y) }}{{ a(y ~ '!') }}{%"
+        "- endmacro -%}\n{{ b('q') }}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "[q][q!]" },
+    { "more-7",
+      "{{ x is not defined }} {{ s is not none }} {{ not s is none }}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "True True True" },
+    { "more-8",
+      "{{ xs | map('string') | join(',') | upper | replace('1', 'one') }}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "one,2,3" },
+    { "more-9",
+      "{{ 'a\\'b' }} {{ \"a\\\"b\" }} {{ 'tab\\there' }} {{ 'x' 'y' }}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "a'b a\"b tab\there xy" },
+    { "more-10",
+      "{% if xs|length > 2 and s == 'x' or false %}yes{% endif %}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "yes" },
+    { "more-11",
+      "{{ 'abc'[1:] ~ 'abc'[:-1] ~ 'abc'[-2:] ~ 'abcdef'[1:5:2] ~ 'abcdef'[::2] ~ 'abc'[5:] }}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "bcabbcbdace" },
+    { "more-12",
+      "{{ xs[1:2] }}{{ xs[-10:10] }}{{ xs[::-2] }}{{ xs[5:1:-1] }}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "[2][1, 2, 3][3, 1][3]" },
+    { "more-13",
+      "{% set ns = namespace(found=false) %}{% for m in messages %}{% if m.role == 'assistant' %}{"
+        "% set ns.found = true %}{% endif %}{% endfor %}{{ ns.found }}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "True" },
+    { "more-14",
+      "{{ messages | selectattr('role', 'in', ['user', 'system']) | list | length }}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "1" },
+    { "more-15",
+      "{{ messages | map(attribute='content') | join }}{{ messages|map(attribute='nope', default='"
+        "D')|join }}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "abDD" },
+    { "more-16",
+      "{% for m in messages %}{{ m.role|capitalize }}: {{ m['content'] }}\n"
+        "{% endfor %}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "User: a\nAssistant: b\n" },
+    { "more-17",
+      "{% for i in range(3) %}{% for j in range(3) %}{% if j > i %}{% break %}{% endif %}{{ i }}{{"
+        " j }} {% endfor %}{% endfor %}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "00 10 11 20 21 22 " },
+    { "more-18",
+      "{{ range(5)|list }} {{ range(1, 10, 3)|list }} {{ range(5, 0, -2)|list }}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "[0, 1, 2, 3, 4] [1, 4, 7] [5, 3, 1]" },
+    { "more-19",
+      "{{ 10 // 3 * 3 + 10 % 3 }} {{ 2 ** 3 ** 2 }} {{ -2 ** 2 }} {{ (1 + 2) * 3 }} {{ 1 + 2 * 3 }"
+        "} {{ 'a' ~ 1 + 2 }}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      1, "can only concatenate str (not \"int\") to str" },
+    { "more-20",
+      "{{ 3.0 }} {{ 1e16 }} {{ 1e15 }} {{ 0.0001 }} {{ 0.00001 }} {{ 100.0/3 }} {{ -0.5 }} {{ 5 / "
+        "1 }}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "3.0 1e+16 1000000000000000.0 0.0001 1e-05 33.333333333333336 -0.5 5.0" },
+    { "more-21",
+      "{{ xs|tojson(indent=2) }}|{{ {}|tojson }}|{{ []|tojson(indent=2) }}|{{ {'a': []}|tojson(ind"
+        "ent=2) }}|{{ 'x\\u0001'|tojson }}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "[\n  1,\n  2,\n  3\n]|{}|[]|{\n  \"a\": []\n}|\"x\\u0001\"" },
+    { "more-22",
+      "{{ {'a': 1, 'b': {'c': [1, 2]}}|tojson(separators=(',', ':')) }}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "{\"a\":1,\"b\":{\"c\":[1,2]}}" },
+    { "more-23",
+      "{{ none|string }}{{ true|string }}{{ xs|string }}{{ ''|length }}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "NoneTrue[1, 2, 3]0" },
+    { "more-24",
+      "{% set x = 'outer' %}{% macro m() %}{{ x }}{% endmacro %}{{ m() }}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "outer" },
+    { "more-25",
+      "{% if true %}\n  yes\n{% endif %}\n",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "  yes\n" },
+    { "more-26",
+      "{{ s }}\n{{ s }}\n",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "x\nx" },
+    { "more-27",
+      "{%- if true %}\n\n  a\n{% endif -%}\n\nb",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "\n  a\nb" },
+    { "more-28",
+      "{{ 'A'|lower if s else 'B' }}{{ [1,2][0] if xs }}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "a1" },
+    { "more-29",
+      "{{ xs|first is number }} {{ s|list|first }} {{ d is undefined }}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "True x True" },
+    { "more-30",
+      "{{ ('user', 'assistant')[loop_index|default(0)] }}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "user" },
+    { "more-31",
+      "{{ xs|sum(start=10) }} {{ [0.5, 1]|sum }} {{ ['a','b']|join }}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "16 1.5 ab" },
+    { "more-32",
+      "{{ [{'n': 2}, {'n': 1}]|sort(attribute='n')|map(attribute='n')|list }} {{ [{'n': 2}, {'n': "
+        "1}]|max(attribute='n') }}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "[1, 2] {'n': 2}" },
+    { "more-33",
+      "{{ 'hello'|replace('l', '') }} {{ 'a b c'|replace(' ', '', 1) }} {{ 'ab'|replace('', '-') }"
+        "}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "heo ab c -a-b-" },
+    { "more-34",
+      "{{ '%s-%d'|format('a', 3) if false else 'skip' }}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "skip" },
+    { "more-35",
+      "{% for a, b in [[1, 2], [3, 4]] %}{{ a + b }}{% endfor %}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "37" },
+    { "more-36",
+      "{{ [1, 2] + [3] }} {{ [0] * 3 }} {{ 'x' in ['x'] }} {{ {'a': 1} == {'a': 1} }} {{ [1, 2] =="
+        " [1, 2] }}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "[1, 2, 3] [0, 0, 0] True True True" },
+    { "more-37",
+      "{{ 'Hello World'.split(' ')[1].lower().startswith('wor') }}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "True" },
+    { "more-38",
+      "{{ messages[-1].content + '!' if messages else '' }}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"conte"
+        "nt\": \"b\"}], \"xs\": [1, 2, 3], \"s\": \"x\"}",
+      0, "b!" },
+    { "more-40",
+      "{% raw %}x\n   {% endraw %}|",
+      "{}",
+      0, "x\n|" },
+    { "more-41",
+      "a\n  {% raw %}b{% endraw %}",
+      "{}",
+      0, "a\nb" },
+    { "more-42",
+      "{% raw -%}\n  x  {%- endraw %}",
+      "{}",
+      0, "x" },
+    { "more-43",
+      "{% raw %}\n\n{% endraw %}\n\nz",
+      "{}",
+      0, "\n\n\nz" },
     { "chatml-tools",
       "{%- if tools %}\n    {{- '<|im_start|>system\\n' }}\n    {%- if messages[0]['role'] == 'sys"
         "tem' %}\n        {{- messages[0]['content'] }}\n    {%- else %}\n"
