@@ -417,7 +417,7 @@ tw_status tw_st_writer_add(tw_st_writer *w, const char *name, tw_dtype type, int
         w->cap = cap;
     }
     st_wentry e = { .type = type, .ndim = ndim, .nbytes = nbytes };
-    memcpy(e.shape, shape, (size_t)ndim * sizeof *shape);
+    if (ndim) memcpy(e.shape, shape, (size_t)ndim * sizeof *shape);
     e.name = tw_strdup(name);
     e.data = tw_malloc(nbytes ? nbytes : 1);
     if (!e.name || !e.data) {

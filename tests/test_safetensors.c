@@ -5,6 +5,7 @@
 */
 #include "safetensors.h"
 #include "testhelp.h"
+#include "ckpt_variants.h"
 
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -257,8 +258,7 @@ static void test_shards(void) {
 }
 
 int main(void) {
-    const char *t = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/twst-XXXXXX", t && *t ? t : "/tmp");
+    snprintf(tmpdir, sizeof tmpdir, "%s/twst-XXXXXX", cv_tmp_root());
     if (!mkdtemp(tmpdir)) {
         perror("mkdtemp");
         return 1;
