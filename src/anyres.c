@@ -19,8 +19,20 @@ int64_t tw_py_int_round7(double x) {
     return strtoll(buf, NULL, 10);
 }
 
+double tw_py_floordiv(double a, double b) {
+    /* CPython's float_floor_div */
+    double mod = fmod(a, b), div = (a - mod) / b;
+    if (mod != 0.0 && ((b < 0) != (mod < 0))) div -= 1.0;
+    if (div != 0.0) {
+        double fl = floor(div);
+        if (div - fl > 0.5) fl += 1.0;
+        return fl;
+    }
+    return copysign(0.0, a / b);
+}
+
 tw_status tw_anyres_plan_make(int32_t h, int32_t w, const int32_t *pinpoints, int32_t n_pinpoints,
-                              int32_t tile_size, int32_t patch_size, tw_anyres_plan *out) {
+                              int32_t tile_size, int32_t patch_size, int32_t max_patches, tw_anyres_plan *out) {
     if (h <= 0 || w <= 0) return tw_err(TW_E_ARG, "image size %dx%d (width x height) is empty", w, h);
     if (n_pinpoints <= 0 || tile_size <= 0 || patch_size <= 0 || patch_size > tile_size)
         return tw_err(TW_E_CONFIG, "anyres: no grid pinpoints or bad tile/patch size (%d/%d)", tile_size, patch_size);
@@ -82,9 +94,16 @@ tw_status tw_anyres_plan_make(int32_t h, int32_t w, const int32_t *pinpoints, in
         out->crop_left = pad;
         cw -= 2 * pad;
     }
-    out->feat_h = ch;
-    out->feat_w = cw;
-    out->n_tokens = out->grid * out->grid + ch * cw + ch;
+    out->feat_h = out->out_h = ch;
+    out->feat_w = out->out_w = cw;
+    if (max_patches > 0) {   /* OneVision anyres_max_N, same expression in processor and model */
+        double ratio = sqrt((double)ch * cw / ((double)max_patches * out->grid * out->grid));
+        if (ratio > 1.1) {
+            out->out_h = (int32_t)tw_py_floordiv(ch, ratio);
+            out->out_w = (int32_t)tw_py_floordiv(cw, ratio);
+        }
+    }
+    out->n_tokens = out->grid * out->grid + out->out_h * out->out_w + out->out_h;
     return TW_OK;
 }
 

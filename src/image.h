@@ -40,15 +40,20 @@ typedef struct tw_anyres_plan {
     int32_t grid;                  /* features per tile side: tile_size / patch_size         */
     int32_t feat_h, feat_w;        /* unpadded feature grid (rows*grid x cols*grid cropped)  */
     int32_t crop_top, crop_left;   /* feature rows / columns cropped from the top / left     */
-    int32_t n_tokens;              /* grid^2 (base) + feat_h*feat_w + feat_h (newlines)      */
+    int32_t out_h, out_w;          /* grid after OneVision's anyres_max downscale (else feat) */
+    int32_t n_tokens;              /* grid^2 (base) + out_h*out_w + out_h (newlines)         */
 } tw_anyres_plan;
 
-/* pinpoints: [n][2] (height, width) in the checkpoint's order. */
+/* pinpoints: [n][2] (height, width) in the checkpoint's order. max_patches: OneVision's
+** "anyres_max_N" (the unpadded grid is bilinearly shrunk when it exceeds N tiles' worth by more
+** than 10 %); 0 for LlavaNext. */
 tw_status tw_anyres_plan_make(int32_t h, int32_t w, const int32_t *pinpoints, int32_t n_pinpoints,
-                              int32_t tile_size, int32_t patch_size, tw_anyres_plan *out);
+                              int32_t tile_size, int32_t patch_size, int32_t max_patches, tw_anyres_plan *out);
 
 /* Python's int(round(x, 7)) for x >= 0, as transformers' unpad rounding uses it. */
 int64_t tw_py_int_round7(double x);
+/* Python's float floor division a // b (fmod based: 25 // (5/3) is 14.0, not floor(25/(5/3)) = 15). */
+double tw_py_floordiv(double a, double b);
 
 /* What preprocessor_config.json asks for (LlavaNextImageProcessor). */
 typedef struct tw_preproc {

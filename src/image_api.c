@@ -44,7 +44,8 @@ static tw_status need_vision(const tw_model *m) {
 
 static tw_status plan_for(const tw_model *m, int32_t w, int32_t h, tw_anyres_plan *p) {
     TW_TRY(need_vision(m));
-    return tw_anyres_plan_make(h, w, m->pinpoints, m->n_pinpoints, m->vision.image_size, m->vision.patch_size, p);
+    return tw_anyres_plan_make(h, w, m->pinpoints, m->n_pinpoints, m->vision.image_size, m->vision.patch_size,
+                               m->arch == TW_ARCH_LLAVA_ONEVISION ? m->max_num_patches : 0, p);
 }
 
 tw_status tw_image_n_tokens(const tw_model *m, int32_t width, int32_t height, int32_t *n_tokens) {

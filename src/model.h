@@ -114,6 +114,7 @@ struct tw_model {
     int32_t            video_token_id; /* -1 when none                            */
     int32_t           *pinpoints;      /* [n_pinpoints][2] (height, width)        */
     int32_t            n_pinpoints;
+    int32_t            max_num_patches; /* OneVision "anyres_max_N" -> N; 0: none  */
 
     tw_tokenizer      *tok;
     tw_template       *tmpl;           /* NULL when the checkpoint has none       */

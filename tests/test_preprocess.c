@@ -41,7 +41,7 @@ static void check_case(const char *name) {
         const json_t *im = json_array_get(images, j);
         int32_t h = (int32_t)jint(im, "height", -1), w = (int32_t)jint(im, "width", -1);
         tw_anyres_plan p;
-        CHECK_OK(tw_anyres_plan_make(h, w, &tiny_pinpoints[0][0], 14, 60, 14, &p), "plan");
+        CHECK_OK(tw_anyres_plan_make(h, w, &tiny_pinpoints[0][0], 14, 60, 14, 0, &p), "plan");
         CHECK(p.best_h == jint(im, "best_resolution_hw", 0) && p.best_w == jint(im, "best_resolution_hw", 1),
               "%s: best %dx%d", name, p.best_h, p.best_w);
         CHECK(p.resized_h == jint(im, "resized_hw_before_pad", 0) && p.resized_w == jint(im, "resized_hw_before_pad", 1),
@@ -91,7 +91,7 @@ int main(void) {
     };
     for (size_t i = 0; i < sizeof worked / sizeof worked[0]; i++) {
         tw_anyres_plan p;
-        CHECK_OK(tw_anyres_plan_make(worked[i][0], worked[i][1], &real[0][0], 14, 384, 14, &p), "plan");
+        CHECK_OK(tw_anyres_plan_make(worked[i][0], worked[i][1], &real[0][0], 14, 384, 14, 0, &p), "plan");
         CHECK(p.n_tokens == worked[i][2], "%dx%d: %d tokens, SPEC says %d", worked[i][0], worked[i][1], p.n_tokens,
               worked[i][2]);
     }
@@ -99,7 +99,7 @@ int main(void) {
     const int32_t extremes[][2] = { { 1, 1 }, { 1, 5000 }, { 5000, 1 }, { 3, 1000 }, { 10000, 10000 } };
     for (size_t i = 0; i < sizeof extremes / sizeof extremes[0]; i++) {
         tw_anyres_plan p;
-        CHECK_OK(tw_anyres_plan_make(extremes[i][0], extremes[i][1], &real[0][0], 14, 384, 14, &p), "plan");
+        CHECK_OK(tw_anyres_plan_make(extremes[i][0], extremes[i][1], &real[0][0], 14, 384, 14, 0, &p), "plan");
         CHECK(p.resized_h >= 1 && p.resized_w >= 1 && p.feat_h >= 0 && p.feat_w >= 0 && p.n_tokens >= 729,
               "%dx%d: plan %dx%d feat %dx%d", extremes[i][0], extremes[i][1], p.resized_h, p.resized_w, p.feat_h,
               p.feat_w);

@@ -36,7 +36,7 @@ static void check_case(tw_model *m, const char *name, int n_images) {
         const int64_t *hw = (const int64_t *)sizes->data + 2 * j;
         tw_anyres_plan p;
         CHECK_OK(tw_anyres_plan_make((int32_t)hw[0], (int32_t)hw[1], &tiny_pinpoints[0][0], 14, m->vision.image_size,
-                                     m->vision.patch_size, &p), "plan");
+                                     m->vision.patch_size, 0, &p), "plan");
         const float *pix = (const float *)pv->data + (size_t)j * pv->shape[1] * tile_floats;
         float *feat = malloc(sizeof(float) * (size_t)p.n_tiles * N * C);
         float *hid = malloc(sizeof(float) * (size_t)(L + 1) * p.n_tiles * N * C);
