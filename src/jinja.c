@@ -2597,7 +2597,6 @@ static json_t *run_filter(R *r, node *n, const char *f, json_t *v, args *a) {
             } else {
                 if (!json_is_string(a0)) { fail(r, n, "map: expected a filter name or attribute="); break; }
                 args fa = { 0 };
-                for (int k = 1, p = 0; k < a->n && fa.n < JJ_MAX_ARGS; k++) (void)p;
                 int p = 0;
                 for (int k = 0; k < a->n && fa.n < JJ_MAX_ARGS; k++) {
                     if (!a->kw[k] && p++ == 0) continue;
