@@ -119,15 +119,12 @@ INLINE void tile(tw_dtype dt, int MT, int NR, const tw_mm_block *b, int64_t t0, 
     }
 }
 
-/* Walks the block in tiles: full MT_MAX x 4 tiles, then the leftover tokens and rows. Every
-** (mt, nr) pair gets its own unrolled copy through the switches. */
-#define TILE_NR(dt, MT)                                                                      \
-    switch (nr) {                                                                            \
-    case 1: tile(dt, MT, 1, b, t0, n0); break;                                               \
-    case 2: tile(dt, MT, 2, b, t0, n0); break;                                               \
-    case 3: tile(dt, MT, 3, b, t0, n0); break;                                               \
-    default: tile(dt, MT, NR_TILE, b, t0, n0); break;                                        \
-    }
+/* Walks the block in tiles: full MT_MAX x 4 tiles, then the leftover tokens and rows. Every token
+** count gets its own unrolled copy through the switch; leftover rows (N not a multiple of 4:
+** rare in real models) go one at a time, which keeps the number of copies and compile time down. */
+#define TILE_NR(dt, MT)                                                                       \
+    if (nr == NR_TILE) tile(dt, MT, NR_TILE, b, t0, n0);                                      \
+    else for (int r_ = 0; r_ < nr; r_++) tile(dt, MT, 1, b, t0, n0 + r_);
 
 INLINE void block(tw_dtype dt, const tw_mm_block *b) {
     if (b->nt == 1) {

@@ -60,7 +60,7 @@ static void bench_bandwidth(tw_pool *pool, int threads) {
     memset(dst, 1, bytes);
     sum_job sj = { .buf = buf, .n = (int64_t)(bytes / 8), .chunk = (int64_t)(4 << 20) / 8 };
     double best = 1e30;
-    for (int r = 0; r < (quick ? 2 : 4); r++) {
+    for (int r = 0; r < (quick ? 3 : 6); r++) {
         double t0 = tw_time_ms();
         tw_pool_run(pool, (sj.n + sj.chunk - 1) / sj.chunk, sum_task, &sj);
         best = TW_MIN(best, tw_time_ms() - t0);
@@ -71,7 +71,7 @@ static void bench_bandwidth(tw_pool *pool, int threads) {
            threads > 1 ? "s" : " ", (double)bytes / best / 1e6, bytes >> 20, (unsigned long long)(s & 0xff));
     copy_job cj = { (uint8_t *)dst, (const uint8_t *)buf, (size_t)4 << 20, bytes };
     best = 1e30;
-    for (int r = 0; r < (quick ? 2 : 4); r++) {
+    for (int r = 0; r < (quick ? 3 : 6); r++) {
         double t0 = tw_time_ms();
         tw_pool_run(pool, (int64_t)((bytes + cj.chunk - 1) / cj.chunk), copy_task, &cj);
         best = TW_MIN(best, tw_time_ms() - t0);
@@ -113,22 +113,35 @@ static void free_shape(shape *s) {
     for (int c = 0; c < COPIES; c++) tw_aligned_free(s->w[c]);
 }
 
-/* ms per call, best of a few rounds, cycling through the copies */
+/* ms per call: the fastest of `calls` timed calls, cycling through the copies. The fastest, not
+** the mean, because on a shared machine other processes take the cores now and then, and the
+** fastest call is the one that ran alone. */
 static double time_matmul(tw_pool *pool, shape *s, int copies, int64_t T, const float *x, float *y, int calls) {
     double best = 1e30;
     tw_matmul(pool, y, x, T, &s->t[0], NULL);   /* warm-up: pool threads, page tables */
-    for (int r = 0; r < 3; r++) {
+    for (int c = 0; c < calls; c++) {
         double t0 = tw_time_ms();
-        for (int c = 0; c < calls; c++) tw_matmul(pool, y, x, T, &s->t[c % copies], NULL);
-        best = TW_MIN(best, (tw_time_ms() - t0) / calls);
+        tw_matmul(pool, y, x, T, &s->t[c % copies], NULL);
+        best = TW_MIN(best, tw_time_ms() - t0);
     }
     return best;
+}
+
+static void print_load(const char *when) {
+    char buf[128] = "?";
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (!fgets(buf, sizeof buf, f)) strcpy(buf, "?\n");
+        fclose(f);
+    }
+    printf("load average %s: %s", when, buf);
 }
 
 int main(int argc, char **argv) {
     quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
     tw_kernels_init();
     printf("cpu: %s\n", tw_cpu_features());
+    print_load("at start");
     printf("default path: %s%s%s\n\n", tw_kpath_name(tw_kernels_path()), tw_kernels_note()[0] ? " — " : "",
            tw_kernels_note());
     int max_threads = TW_MIN(2, tw_cpu_count());
@@ -160,17 +173,18 @@ int main(int argc, char **argv) {
             for (int si = 0; si < 2; si++) {
                 shape *s = &shapes[si];
                 double bytes = 2.0 * (double)(s->N * s->K);
-                double ms = time_matmul(pools[th], s, copies, 1, x, y, quick ? 4 : 16);
+                double ms = time_matmul(pools[th], s, copies, 1, x, y, quick ? 8 : 48);
                 printf("%-7s %-7d %5lldx%-10lld %8d %10.3f %7.1f GB/s\n", tw_kpath_name((tw_kpath)p), th,
                        (long long)s->N, (long long)s->K, 1, ms, bytes / ms / 1e6);
                 /* the plain C path would take minutes at T = 512: it is timed on 8 tokens */
                 int64_t T = p == TW_KPATH_REF ? 8 : (quick ? 64 : Tp);
-                ms = time_matmul(pools[th], s, copies, T, x, y, 1);
+                ms = time_matmul(pools[th], s, copies, T, x, y, quick ? 2 : 3);
                 printf("%-7s %-7d %5lldx%-10lld %8lld %10.3f %7.1f GFLOP/s\n", tw_kpath_name((tw_kpath)p), th,
                        (long long)s->N, (long long)s->K, (long long)T, ms,
                        2.0 * (double)(T * s->N * s->K) / ms / 1e6);
             }
     }
+    print_load("at end");
     for (int si = 0; si < 2; si++) free_shape(&shapes[si]);
     tw_aligned_free(x);
     tw_aligned_free(y);
