@@ -33,6 +33,47 @@ HTTPD_LIBS   := $(shell pkg-config --libs libmicrohttpd)
 FEATURES += httpd:libmicrohttpd-$(shell pkg-config --modversion libmicrohttpd)
 endif
 
+# ---- image decoders (src/image_io.c). Insert after the libcurl block of the Makefile. --------------
+# Debian: apt-get install libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev
+ifeq ($(call have,libjpeg),yes)
+CFLAGS += -DTW_HAVE_JPEG $(shell pkg-config --cflags libjpeg)
+LDLIBS += $(shell pkg-config --libs libjpeg)
+FEATURES += jpeg:libjpeg-turbo-$(shell pkg-config --modversion libjpeg)
+else
+FEATURES += jpeg:OFF(apt-get-install-libjpeg62-turbo-dev)
+endif
+ifeq ($(call have,libpng),yes)
+CFLAGS += -DTW_HAVE_PNG $(shell pkg-config --cflags libpng)
+LDLIBS += $(shell pkg-config --libs libpng)
+FEATURES += png:libpng-$(shell pkg-config --modversion libpng)
+else
+FEATURES += png:OFF(apt-get-install-libpng-dev)
+endif
+ifeq ($(shell pkg-config --exists libwebp libwebpdemux && echo yes),yes)
+CFLAGS += -DTW_HAVE_WEBP $(shell pkg-config --cflags libwebp libwebpdemux)
+LDLIBS += $(shell pkg-config --libs libwebpdemux libwebp)
+FEATURES += webp:libwebp-$(shell pkg-config --modversion libwebp)
+else
+FEATURES += webp:OFF(apt-get-install-libwebp-dev)
+endif
+# giflib ships no .pc file: probe for the header.
+ifneq ($(wildcard /usr/include/gif_lib.h),)
+CFLAGS += -DTW_HAVE_GIF
+LDLIBS += -lgif
+FEATURES += gif:giflib
+else
+FEATURES += gif:OFF(apt-get-install-libgif-dev)
+endif
+# ---- optional: video decoding (FFmpeg: apt-get install libavformat-dev libavcodec-dev libavutil-dev libswscale-dev) ----
+ifeq ($(call have,libavformat libavcodec libavutil libswscale),yes)
+CFLAGS += -DTW_HAVE_FFMPEG $(shell pkg-config --cflags libavformat libavcodec libavutil libswscale)
+LDLIBS += $(shell pkg-config --libs libavformat libavcodec libavutil libswscale)
+FEATURES += video:ffmpeg-libavformat-$(shell pkg-config --modversion libavformat)
+else
+FEATURES += video:OFF(apt-get-install-libavformat-dev-libavcodec-dev-libavutil-dev-libswscale-dev)
+endif
+# .ci/run apt packages: libavformat-dev libavcodec-dev libavutil-dev libswscale-dev
+
 CFLAGS += -DTW_BUILD_FEATURES='"$(FEATURES)"' -DTW_BUILD_CC='"$(shell $(CC) --version | head -1)"'
 
 # SIMD files are compiled for their instruction set only; which one runs is decided at run time.
