@@ -24,7 +24,6 @@
 #define COMMIT_V1   "2222222222222222222222222222222222222222"
 
 static pid_t server_pid = -1;
-static int   server_port;
 static char  tmp_root[256];
 
 static void stop_server(void) {
@@ -49,6 +48,9 @@ static void on_alarm(int sig) {
     if (server_pid > 0) kill(server_pid, SIGKILL);
     _exit(2);
 }
+
+#ifdef TW_HAVE_CURL
+static int server_port;
 
 /* Starts $TOWER_BUILD/tests/tool_hubserver and reads its "PORT <n>" line (20 s at most). */
 static bool start_server(void) {
@@ -112,20 +114,12 @@ static long stat_of(const char *key) {
     return v;
 }
 
+#endif
+
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
     (void)st; (void)flag; (void)ftw;
     remove(path);
     return 0;
-}
-
-static bool same_file(const char *a, const char *b) {
-    char *da = NULL, *db = NULL;
-    size_t la = 0, lb = 0;
-    bool same = tw_read_file(a, &da, &la) == TW_OK && tw_read_file(b, &db, &lb) == TW_OK && la == lb &&
-                memcmp(da, db, la) == 0;
-    free(da);
-    free(db);
-    return same;
 }
 
 static bool has(const char *msg, const char *part) { return msg && strstr(msg, part) != NULL; }
@@ -137,6 +131,17 @@ static char *cat(const char *a, const char *b) {
     char *s = tw_asprintf("%s%s", a, b);
     if (!s || n_cat_kept == 64) abort();
     return cat_kept[n_cat_kept++] = s;
+}
+
+#ifdef TW_HAVE_CURL   /* helpers for the online tests */
+static bool same_file(const char *a, const char *b) {
+    char *da = NULL, *db = NULL;
+    size_t la = 0, lb = 0;
+    bool same = tw_read_file(a, &da, &la) == TW_OK && tw_read_file(b, &db, &lb) == TW_OK && la == lb &&
+                memcmp(da, db, la) == 0;
+    free(da);
+    free(db);
+    return same;
 }
 
 static void write_text(const char *path, const char *text, size_t len) {
@@ -188,6 +193,8 @@ static void on_progress(void *ud, const char *what, uint64_t done, uint64_t tota
     l->last_done = done;
     l->last_total = total;
 }
+
+#endif
 
 static void test_offline_units(void) {
     /* SHA-256 known answers (FIPS 180-2 examples). */
