@@ -19,16 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* TEMPORARY: tokenizer.c, jinja.c and hub.c are being written in parallel. Weak references let
-** programs that only need tw_model_load_dir link meanwhile; removed once those files exist. */
-#pragma weak tw_tokenizer_load
-#pragma weak tw_tokenizer_free
-#pragma weak tw_token_id
-#pragma weak tw_template_new
-#pragma weak tw_template_free
-#pragma weak tw_template_render
-#pragma weak tw_hub_resolve
-
 /* ---- parameters --------------------------------------------------------------------------------- */
 
 tw_model_params tw_model_default_params(void) {
@@ -555,7 +545,6 @@ tw_status tw_model_resolve(const char *name, const tw_model_params *params, char
     o.offline = p.offline || (off && *off && strcmp(off, "0") != 0);
     o.progress = p.progress;
     o.progress_user_data = p.progress_user_data;
-    if (!tw_hub_resolve) return tw_err(TW_E_UNSUPPORTED, "this build has no hub.c");
     return tw_hub_resolve(name, &o, dir);
 }
 
@@ -678,8 +667,6 @@ static tw_status load_rest(tw_model *m, const tw_model_params *p) {
     if (!tok_path || !tc_path) st = TW_E_NOMEM;
     else if (!tw_file_exists(tok_path))
         st = tw_err(TW_E_NOT_FOUND, "%s: the checkpoint has no tokenizer.json (looked for %s)", m->dir, tok_path);
-    if (!st && (!tw_tokenizer_load || !tw_template_new))
-        st = tw_err(TW_E_UNSUPPORTED, "this build has no tokenizer.c / jinja.c");
     if (!st) st = tw_tokenizer_load(m->dir, &m->tok);
     if (!st && tw_file_exists(tc_path)) st = tw_json_load(tc_path, &tc);
     if (!st) st = special_token(tc, tc_path, "bos_token", "<bos>", &m->bos_token);

@@ -30,7 +30,8 @@
 **   bad_json    config.json cut in half (syntax error)
 **   truncate    the (first) weights file cut to 2/3 of its size
 ** Every other file of the source directory (tokenizer, templates, generation config, ...) is
-** copied byte for byte unless no_tokenizer is set, which leaves out tokenizer.json.
+** copied byte for byte, except tokenizer.json when no_tokenizer is set and the files named in
+** omit[].
 */
 #ifndef TW_CKPT_VARIANTS_H
 #define TW_CKPT_VARIANTS_H
@@ -50,6 +51,7 @@ typedef struct cv_opts {
     const char *drop, *reshape;
     const char *set_key, *set_json, *del_key;
     int         bad_json, truncate;
+    const char *omit[4];   /* other files of the source directory to leave out (NULL-padded) */
 } cv_opts;
 
 static inline cv_opts cv_default(void) {
@@ -417,6 +419,9 @@ static inline char *cv_make(const char *src_dir, const cv_opts *o) {
         const char *nm = e->d_name;
         if (nm[0] == '.' || strcmp(nm, "config.json") == 0 || strstr(nm, ".safetensors")) continue;
         if (o->no_tokenizer && strcmp(nm, "tokenizer.json") == 0) continue;
+        int skip = 0;
+        for (int i = 0; i < 4; i++) skip |= o->omit[i] && strcmp(nm, o->omit[i]) == 0;
+        if (skip) continue;
         char *from = tw_path_join(src_dir, nm), *to = tw_path_join(dir, nm);
         if (tw_file_exists(from)) rc = cv_copy_file(from, to);
         free(from);

@@ -261,11 +261,125 @@ static void test_config_details(void) {
     cv_remove(dir);
 }
 
+/* Writes tokenizer_config.json of dir with "chat_template" set to v (a JSON value). */
+static void set_tc_template(const char *dir, json_t *v) {
+    char *p = tw_path_join(dir, "tokenizer_config.json");
+    json_t *j = NULL;
+    CHECK_OK(tw_json_load(p, &j), "tokenizer_config");
+    if (j) {
+        json_object_set_new(j, "chat_template", v);
+        char *txt = json_dumps(j, 0);
+        CHECK_OK(tw_write_file_atomic(p, txt, strlen(txt)), "write tokenizer_config");
+        free(txt);
+        json_decref(j);
+    } else json_decref(v);
+    free(p);
+}
+
+static void test_full_load(void) {
+    static const char *want = "<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n";
+    tw_message msg = { "user", " Hi\n" };
+    tw_model *m = NULL;
+    tw_model_params p = tw_model_default_params();
+    p.offline = 1;
+    p.n_threads = 2;
+    CHECK_OK(tw_model_load(th_path("tiny-towervision"), &p, &m), "tw_model_load tiny-towervision");
+    if (m) {
+        const int32_t *ids = NULL;
+        size_t n = tw_model_stop_ids(m, &ids);
+        CHECK(n == 2 && ids[0] == 1 && ids[1] == 107, "stop ids from generation_config (%zu)", n);
+        CHECK(tw_model_tokenizer(m) && tw_tokenizer_vocab_size(tw_model_tokenizer(m)) == 256001, "tokenizer");
+        CHECK(strcmp(tw_model_dir(m), th_path("tiny-towervision")) == 0, "dir");
+        CHECK(tw_model_n_vocab(m) == 256001 && tw_model_n_embd(m) == 64 && tw_model_n_layer(m) == 4 &&
+              tw_model_n_ctx_train(m) == 8192, "accessors");
+        char *out = NULL;
+        CHECK_OK(tw_chat_render(m, &msg, 1, 1, &out), "render");
+        CHECK(out && strcmp(out, want) == 0, "rendered: %s", out ? out : "(null)");
+        tw_free(out);
+    }
+    tw_model_free(m);
+    m = NULL;
+    CHECK_OK(tw_model_load(th_path("tiny-towervideo"), &p, &m), "tw_model_load tiny-towervideo");
+    if (m) CHECK(strcmp(tw_model_arch(m), "llava_onevision") == 0, "video arch");
+    tw_model_free(m);
+
+    /* missing tokenizer.json: a clear NOT_FOUND naming the directory and the file */
+    cv_opts o = cv_default();
+    o.no_tokenizer = 1;
+    char *dir = cv_make(th_path("tiny-towervision"), &o);
+    m = NULL;
+    tw_status st = tw_model_load(dir, &p, &m);
+    CHECK(st == TW_E_NOT_FOUND && strstr(tw_last_error(), dir) && strstr(tw_last_error(), "tokenizer.json") && !m,
+          "missing tokenizer: %s: %s", tw_status_name(st), tw_last_error());
+    cv_remove(dir);
+
+    /* no template anywhere: loads, render says how to fix it; no generation_config: <eos> stops */
+    o = cv_default();
+    o.omit[0] = "chat_template.jinja";
+    o.omit[1] = "generation_config.json";
+    dir = cv_make(th_path("tiny-towervision"), &o);
+    m = NULL;
+    CHECK_OK(tw_model_load(dir, &p, &m), "no template");
+    if (m) {
+        char *out = NULL;
+        CHECK(tw_chat_render(m, &msg, 1, 1, &out) == TW_E_TEMPLATE && !out &&
+              strstr(tw_last_error(), "--chat-template"), "no template message: %s", tw_last_error());
+        const int32_t *ids = NULL;
+        CHECK(tw_model_stop_ids(m, &ids) == 1 && ids[0] == 1, "stop = <eos> from the tokenizer");
+    }
+    tw_model_free(m);
+
+    /* template from tokenizer_config.json: a string, then a list with "default" */
+    set_tc_template(dir, json_string("{{ bos_token }}X{{ eos_token }}"));
+    m = NULL;
+    CHECK_OK(tw_model_load(dir, &p, &m), "template string");
+    if (m) {
+        char *out = NULL;
+        CHECK_OK(tw_chat_render(m, &msg, 1, 0, &out), "render string template");
+        CHECK(out && strcmp(out, "<bos>X<eos>") == 0, "string template: %s", out ? out : "");
+        tw_free(out);
+    }
+    tw_model_free(m);
+    set_tc_template(dir, json_pack("[{s:s,s:s},{s:s,s:s}]", "name", "tool_use", "template", "T",
+                                   "name", "default", "template", "D"));
+    m = NULL;
+    CHECK_OK(tw_model_load(dir, &p, &m), "template list");
+    if (m) {
+        char *out = NULL;
+        CHECK_OK(tw_chat_render(m, &msg, 1, 0, &out), "render list template");
+        CHECK(out && strcmp(out, "D") == 0, "default template: %s", out ? out : "");
+        tw_free(out);
+    }
+    tw_model_free(m);
+
+    /* --chat-template FILE overrides; a syntax error names the file */
+    char *tf = tw_path_join(dir, "override.jinja");
+    tw_write_file_atomic(tf, "O{{ messages[0].content }}", 26);
+    p.chat_template_file = tf;
+    m = NULL;
+    CHECK_OK(tw_model_load(dir, &p, &m), "override");
+    if (m) {
+        char *out = NULL;
+        CHECK_OK(tw_chat_render(m, &msg, 1, 0, &out), "render override");
+        CHECK(out && strcmp(out, "O Hi\n") == 0, "override: %s", out ? out : "");
+        tw_free(out);
+    }
+    tw_model_free(m);
+    tw_write_file_atomic(tf, "{% if %}", 8);
+    m = NULL;
+    st = tw_model_load(dir, &p, &m);
+    CHECK(st == TW_E_TEMPLATE && strstr(tw_last_error(), tf) && !m, "bad template: %s: %s", tw_status_name(st),
+          tw_last_error());
+    free(tf);
+    cv_remove(dir);
+}
+
 int main(void) {
     test_tiny_vision();
     test_tiny_video();
     test_variants();
     test_corruptions();
     test_config_details();
+    test_full_load();
     return th_report();
 }
