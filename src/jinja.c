@@ -775,8 +775,9 @@ static node *p_compare(parser *P) {
             cmp->a = l;
         }
         node *r = p_math1(P);
+        if (!r) return NULL;
         int *ops = tw_realloc(cmp->ops, (size_t)(cmp->nv + 1) * sizeof *ops);
-        if (!r || !ops) return NULL;
+        if (!ops) return NULL;
         cmp->ops = ops;
         ops[cmp->nv] = op;
         if (!nd_add(cmp, r)) return NULL;
