@@ -4,8 +4,9 @@
 ** widened to f32 in registers (bf16 by a shift into the high half, f16 with vcvtph2ps), f32 FMAs,
 ** tiles of MT tokens x NR rows whose dot products run side by side along K.
 **
-** With 16 ymm registers the prefill tile is 3 x 4: 12 accumulators + 4 weight vectors, x read
-** as a memory operand of the FMA. Decode (one token) uses 1 x 8 tiles for 8 independent
+** With 16 ymm registers the prefill tile is 2 x 4: 8 accumulators + 4 weight vectors + x. (3 x 4
+** needs 17 and GCC spills an accumulator, which costs more than the extra token saves.) Decode
+** (one token) uses 1 x 8 tiles, each weight vector loaded straight into its FMA: 8 independent
 ** accumulators and weight streams. AVX2 has no 16-bit masked load, so the K tail (< 8
 ** columns) is copied into zeroed stack buffers and done as one more full step.
 */
@@ -15,6 +16,8 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
+/* tile shape: tokens x rows (overridable with -D to try others; kernels.c's paths[] table
+** must then know MT_MAX) */
 #ifndef MT_MAX
 #define MT_MAX 2
 #endif
