@@ -250,6 +250,11 @@ static tw_status need(loader *L, const tw_tensor **out, bool optional, const cha
     if (t->type != TW_DT_F32 && t->type != TW_DT_F16 && t->type != TW_DT_BF16)
         return tw_err(TW_E_WEIGHTS, "%s: tensor \"%s\": dtype %s, expected F32, F16 or BF16", t->file, name,
                       tw_dtype_name(t->type));
+    /* The kernels load elements straight from the mapping: they must be naturally aligned
+    ** (always true for files written by the safetensors library, which orders data by width). */
+    if ((uintptr_t)t->data % tw_dtype_size(t->type))
+        return tw_err(TW_E_UNSUPPORTED, "%s: tensor \"%s\": %s data is not aligned to %zu bytes in the file", t->file,
+                      name, tw_dtype_name(t->type), tw_dtype_size(t->type));
     bool ok = t->ndim == ndim;
     for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == d[i];
     if (!ok) {

@@ -434,6 +434,16 @@ static int st_wentry_cmp(const void *a, const void *b) {
     return strcmp(((const st_wentry *)a)->name, ((const st_wentry *)b)->name);
 }
 
+/* Data order: wider element types first, then by name. With the 8-aligned data start this puts
+** every tensor at a multiple of its element size (what the Python library does too), so readers
+** may load F32 values straight from the mapping. */
+static int st_wentry_data_cmp(const void *a, const void *b) {
+    const st_wentry *x = *(const st_wentry *const *)a, *y = *(const st_wentry *const *)b;
+    size_t sx = tw_dtype_size(x->type), sy = tw_dtype_size(y->type);
+    if (sx != sy) return sx > sy ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
 static tw_status st_write_all(int fd, const char *path, const void *p, size_t n) {
     const uint8_t *b = p;
     while (n) {
@@ -450,9 +460,22 @@ tw_status tw_st_writer_save(tw_st_writer *w, const char *path) {
     if (!w || !path) return tw_err(TW_E_ARG, "safetensors writer: no writer or path");
     /* Sorted names give a byte-identical file for the same tensors whatever the add order. */
     qsort(w->e, w->n, sizeof *w->e, st_wentry_cmp);
+    st_wentry **order = tw_malloc((w->n + 1) * sizeof *order);   /* [n] data order */
+    uint64_t *offs = tw_malloc((w->n + 1) * sizeof *offs);      /* [n] by name order */
+    if (!order || !offs) {
+        free(order);
+        free(offs);
+        return TW_E_NOMEM;
+    }
+    for (size_t i = 0; i < w->n; i++) order[i] = &w->e[i];
+    qsort(order, w->n, sizeof *order, st_wentry_data_cmp);
+    uint64_t off = 0;
+    for (size_t i = 0; i < w->n; i++) {
+        offs[order[i] - w->e] = off;
+        off += order[i]->nbytes;
+    }
     tw_buf hb = {0};
     tw_status st = tw_buf_putc(&hb, '{');
-    uint64_t off = 0;
     for (size_t i = 0; i < w->n && !st; i++) {
         const st_wentry *e = &w->e[i];
         /* names are JSON-escaped through jansson to handle any byte safely */
@@ -463,19 +486,21 @@ tw_status tw_st_writer_save(tw_st_writer *w, const char *path) {
         st = tw_buf_appendf(&hb, "%s%s:{\"dtype\":\"%s\",\"shape\":[", i ? "," : "", jn, tw_dtype_name(e->type));
         free(jn);
         for (int d = 0; d < e->ndim && !st; d++) st = tw_buf_appendf(&hb, "%s%lld", d ? "," : "", (long long)e->shape[d]);
-        if (!st) st = tw_buf_appendf(&hb, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
-                                     (unsigned long long)(off + e->nbytes));
-        off += e->nbytes;
+        if (!st) st = tw_buf_appendf(&hb, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)offs[i],
+                                     (unsigned long long)(offs[i] + e->nbytes));
     }
+    free(offs);
     if (!st) st = tw_buf_putc(&hb, '}');
     while (!st && (8 + hb.len) % 8) st = tw_buf_putc(&hb, ' ');   /* the spec allows trailing spaces */
     if (st) {
         tw_buf_free(&hb);
+        free(order);
         return st;
     }
     char *tmp = tw_asprintf("%s.tmp.%ld", path, (long)getpid());
     if (!tmp) {
         tw_buf_free(&hb);
+        free(order);
         return TW_E_NOMEM;
     }
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -486,13 +511,14 @@ tw_status tw_st_writer_save(tw_st_writer *w, const char *path) {
         for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)hb.len >> (8 * i));
         st = st_write_all(fd, tmp, len8, 8);
         if (!st) st = st_write_all(fd, tmp, hb.data, hb.len);
-        for (size_t i = 0; i < w->n && !st; i++) st = st_write_all(fd, tmp, w->e[i].data, w->e[i].nbytes);
+        for (size_t i = 0; i < w->n && !st; i++) st = st_write_all(fd, tmp, order[i]->data, order[i]->nbytes);
         if (!st && fsync(fd) != 0) st = tw_err(TW_E_IO, "%s: fsync: %s", tmp, strerror(errno));
         if (close(fd) != 0 && !st) st = tw_err(TW_E_IO, "%s: close: %s", tmp, strerror(errno));
         if (!st && rename(tmp, path) != 0) st = tw_err(TW_E_IO, "%s: rename to %s: %s", tmp, path, strerror(errno));
         if (st) unlink(tmp);
     }
     free(tmp);
+    free(order);
     tw_buf_free(&hb);
     return st;
 }

@@ -79,6 +79,10 @@ static void test_roundtrip(void) {
     CHECK(t && t->nbytes == 0 && t->shape[0] == 0 && tw_tensor_nelem(t) == 0, "empty tensor");
     t = tw_st_get(s, "scalar");
     CHECK(t && t->ndim == 0 && tw_tensor_nelem(t) == 1 && memcmp(t->data, &f[2], 4) == 0, "scalar");
+    t = tw_st_get(s, "m.ids");
+    CHECK(t && (uintptr_t)t->data % 8 == 0, "i64 aligned despite the 3-byte u8 tensor");
+    t = tw_st_get(s, "z.weight");
+    CHECK(t && (uintptr_t)t->data % 4 == 0, "f32 aligned");
     CHECK(tw_st_get(s, "nope") == NULL && tw_st_get(s, "") == NULL, "absent names");
     struct stat sb;
     stat(tpath("rt.safetensors"), &sb);
