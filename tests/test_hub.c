@@ -14,6 +14,7 @@
 #include <ftw.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -194,6 +195,20 @@ static void on_progress(void *ud, const char *what, uint64_t done, uint64_t tota
     l->last_total = total;
 }
 
+/* Two threads resolving the same repo into one empty cache (the blob locks at work). */
+typedef struct resolver {
+    tw_hub_opts opts;
+    tw_status   st;
+    char       *dir;
+    char        err[512];
+} resolver;
+
+static void *resolve_thread(void *arg) {
+    resolver *r = arg;
+    r->st = tw_hub_resolve("test/tiny", &r->opts, &r->dir);
+    snprintf(r->err, sizeof r->err, "%s", tw_last_error());
+    return NULL;
+}
 #endif
 
 static void test_offline_units(void) {
@@ -474,6 +489,37 @@ int main(void) {
         CHECK(tw_file_exists(pi) && !tw_file_exists(pm), "index present, no single weights file");
         free(s1); free(s2); free(w); free(p1); free(p2); free(pi); free(pm);
     }
+    free(dir);
+    dir = NULL;
+
+    /* ---- concurrent resolutions share one download ---- */
+    resolver rs[2];
+    pthread_t th[2];
+    bytes_before = stat_of("cdn_bytes");
+    for (int i = 0; i < 2; i++) {
+        rs[i] = (resolver){ .opts = { .cache_dir = cat(tmp_root, "/cache6") } };
+        pthread_create(&th[i], NULL, resolve_thread, &rs[i]);
+    }
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(rs[i].st == TW_OK, "concurrent resolve %d: %s", i, rs[i].err);
+        if (rs[i].dir) check_snapshot(rs[i].dir, "concurrent");
+        free(rs[i].dir);
+    }
+    got = stat_of("cdn_bytes") - bytes_before;
+    CHECK(got == (long)wlen + (long)tst.st_size, "two concurrent resolves transferred %ld bytes, expected one copy (%ld)",
+          got, (long)wlen + (long)tst.st_size);
+
+    /* ---- refresh asks the hub again, and falls back to the cache when it cannot be reached ---- */
+    before = stat_of("requests");
+    tw_hub_opts ro = { .refresh = 1 };
+    CHECK_OK(tw_hub_resolve("test/tiny", &ro, &dir), "refresh");
+    CHECK(dir && !strcmp(dir, snap_main), "refresh dir");
+    free(dir);
+    dir = NULL;
+    CHECK(stat_of("requests") > before, "refresh asked the hub");
+    ro.endpoint = "http://127.0.0.1:1";
+    CHECK_OK(tw_hub_resolve("test/tiny", &ro, &dir), "refresh with the hub unreachable uses the cache");
     free(dir);
     dir = NULL;
 
