@@ -297,6 +297,10 @@ void tw_tensor_to_f32(const tw_tensor *t, float *out) { widen(t->type, t->data, 
 /* ---- norms and activations ------------------------------------------------------------------- */
 
 void tw_rmsnorm_1p(float *y, const float *x, const float *w, int64_t T, int64_t n, float eps) {
+    if (tw_kernels_init() == TW_KPATH_AVX512) {
+        tw_rmsnorm_1p_avx512(y, x, w, T, n, eps);
+        return;
+    }
     for (int64_t t = 0; t < T; t++) {
         const float *xr = x + t * n;
         float *yr = y + t * n;
@@ -308,6 +312,10 @@ void tw_rmsnorm_1p(float *y, const float *x, const float *w, int64_t T, int64_t 
 }
 
 void tw_layernorm(float *y, const float *x, const float *w, const float *b, int64_t T, int64_t n, float eps) {
+    if (tw_kernels_init() == TW_KPATH_AVX512) {
+        tw_layernorm_avx512(y, x, w, b, T, n, eps);
+        return;
+    }
     for (int64_t t = 0; t < T; t++) {
         const float *xr = x + t * n;
         float *yr = y + t * n;

@@ -63,4 +63,8 @@ typedef struct tw_mm_block {
 void tw_mm_block_avx2(const tw_mm_block *b);     /* only call when tw_kpath_supported(AVX2)   */
 void tw_mm_block_avx512(const tw_mm_block *b);   /* only call when tw_kpath_supported(AVX512) */
 
+/* The norms above, vectorised (same sums in double, same f32 formula per element). */
+void tw_rmsnorm_1p_avx512(float *y, const float *x, const float *w, int64_t T, int64_t n, float eps);
+void tw_layernorm_avx512(float *y, const float *x, const float *w, const float *b, int64_t T, int64_t n, float eps);
+
 #endif

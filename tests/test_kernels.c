@@ -5,6 +5,8 @@
 ** chunks, tokens split across threads. Also checks how paths are chosen (tw_kernels_force,
 ** TOWER_KERNELS) and that unsupported paths are refused.
 **
+** The norms (vectorised on some paths) are compared the same way, to a few ulp.
+**
 ** Tolerance: the paths differ from the reference only in the order of the f32 additions, so
 ** |y - y_ref| <= 1e-5 * sum_k |w x| + 1e-6 per output.
 */
@@ -127,6 +129,46 @@ static void test_shapes(tw_pool *pool) {
     check_shape(pool, TW_DT_BF16, 1, 256001, 64, false);
 }
 
+/* The norms: every path against ref, on rows with tails, in place and not. The SIMD versions sum
+** in double like the reference, so the outputs agree to a few ulp of f32. */
+static void test_norms(void) {
+    static const int64_t ns[] = { 1, 13, 16, 64, 1152, 2304, 4304 };
+    const int64_t T = 3;
+    for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+        int64_t n = ns[ni];
+        float *x = malloc(sizeof(float) * (size_t)(T * n)), *w = malloc(sizeof(float) * (size_t)n);
+        float *b = malloc(sizeof(float) * (size_t)n), *ref = malloc(sizeof(float) * (size_t)(T * n) * 2);
+        float *got = malloc(sizeof(float) * (size_t)(T * n));
+        for (int64_t i = 0; i < T * n; i++) x[i] = 3.0f * frand() + 0.5f;
+        for (int64_t i = 0; i < n; i++) w[i] = frand(), b[i] = frand();
+        tw_kernels_force(TW_KPATH_REF);
+        tw_rmsnorm_1p(ref, x, w, T, n, 1e-6f);
+        tw_layernorm(ref + T * n, x, w, b, T, n, 1e-6f);
+        for (int p = TW_KPATH_REF + 1; p < TW_KPATH_COUNT; p++) {
+            if (!tw_kernels_force((tw_kpath)p)) continue;
+            for (int which = 0; which < 2; which++)
+                for (int inplace = 0; inplace < 2; inplace++) {
+                    if (inplace) memcpy(got, x, sizeof(float) * (size_t)(T * n));
+                    const float *in = inplace ? got : x;
+                    if (which == 0) tw_rmsnorm_1p(got, in, w, T, n, 1e-6f);
+                    else tw_layernorm(got, in, w, b, T, n, 1e-6f);
+                    double worst = 0;
+                    for (int64_t i = 0; i < T * n; i++) {
+                        double e = fabs((double)got[i] - ref[which * T * n + i]) / (fabs(ref[which * T * n + i]) + 1e-6);
+                        if (!(e <= worst)) worst = e;
+                    }
+                    CHECK(worst <= 1e-6, "%s %s n=%lld inplace=%d: relative error %g", tw_kpath_name((tw_kpath)p),
+                          which ? "layernorm" : "rmsnorm", (long long)n, inplace, worst);
+                }
+        }
+        free(got);
+        free(ref);
+        free(b);
+        free(w);
+        free(x);
+    }
+}
+
 /* TOWER_KERNELS is read once per process, so it is tested on a fresh copy of this program. */
 static void run_child(const char *env, char *out, size_t cap) {
     char self[256] = { 0 }, cmd[512];
@@ -181,6 +223,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     test_selection();
+    test_norms();
     tw_pool *pool = tw_pool_new(2);
     test_shapes(pool);
     /* a single thread and an odd thread count must give the same coverage */
