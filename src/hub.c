@@ -933,8 +933,8 @@ static tw_status ensure_file(hub_ctx *c, const char *commit, const char *snap, c
     if (st == TW_OK && r.status != 200 && !(r.status >= 300 && r.status < 400 && r.linked_etag))
         st = http_error(c, &r, what);
     const char *raw = r.linked_etag ? r.linked_etag : r.etag;
+    /* A redirect's own Content-Length is that of its (empty) body, so only X-Linked-Size counts. */
     int64_t size = r.linked_etag ? r.linked_size : r.length;
-    if (st == TW_OK && r.linked_etag && size < 0) size = r.length;
     char etag[130] = "";
     if (st == TW_OK) {
         if (raw && !strncmp(raw, "W/", 2)) raw += 2;
