@@ -697,6 +697,7 @@ static tw_status api_info(hub_ctx *c, char **commit, json_t **info) {
     hub_resp r = { 0 };
     r.linked_size = r.length = -1;
     st = hub_fetch_retry(c, url, false, &r);
+    if (st == TW_E_NETWORK) tw_err_prefix(st, "%s@%s: cannot reach the hub", c->req->repo, c->req->rev);
     if (st == TW_OK && r.status != 200) {
         char what[512];
         if (r.status == 404 && r.error_code && !strcmp(r.error_code, "RevisionNotFound"))
