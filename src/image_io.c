@@ -544,9 +544,18 @@ static tw_status gif_frame0(dec_ctx *c, GifFileType *g, tw_image **out) {
             continue;
         }
         if (rt != IMAGE_DESC_RECORD_TYPE) continue;
+        /* Pillow grows the canvas when the first frame reaches outside the logical screen. The
+        ** descriptor is read from the bytes first (giflib reads through gif_on_read without
+        ** buffering, so src->pos is right after the ','): giflib goes on to read the frame's
+        ** colour table and code size, and the size check must come before any failure there. */
+        gif_src *src = g->UserData;
+        if (src->len - src->pos >= 8) {
+            const uint8_t *q = src->data + src->pos;
+            TW_TRY(check_dims(c, "GIF canvas", TW_MAX((uint32_t)g->SWidth, le16(q) + le16(q + 4)),
+                              TW_MAX((uint32_t)g->SHeight, le16(q + 2) + le16(q + 6))));
+        }
         if (DGifGetImageDesc(g) == GIF_ERROR) break;
         GifImageDesc *d = &g->Image;
-        /* Pillow grows the canvas when the first frame reaches outside the logical screen. */
         uint32_t cw = (uint32_t)TW_MAX(g->SWidth, d->Left + d->Width);
         uint32_t ch = (uint32_t)TW_MAX(g->SHeight, d->Top + d->Height);
         TW_TRY(check_dims(c, "GIF canvas", cw, ch));
