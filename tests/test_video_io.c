@@ -1,0 +1,279 @@
+/*
+** test_video_io.c — video decoding, frame sampling and frame preprocessing against the TowerVideo
+** fixtures (fixtures/expected-video/<case>/tensors.safetensors, clips in media/videos).
+**
+** Decoding is compared with the stored PyAV frames (video_frames_rgb); the resize and normalise
+** steps start from those stored frames, so a level of swscale difference cannot leak into them.
+** Without FFmpeg in the build the decoding checks are skipped (they print a note) and the rest runs.
+*/
+#include "safetensors.h"
+#include "testhelp.h"
+#include "video.h"
+
+#include <math.h>
+
+static const char *media(const char *name) {
+    static char buf[4][1024];
+    static int k;
+    char *b = buf[k++ & 3];
+    snprintf(b, sizeof buf[0], "%s/../media/videos/%s", th_fixtures(), name);
+    return b;
+}
+
+static const tw_tensor *need(const tw_st_set *st, const char *name, tw_dtype type) {
+    const tw_tensor *t = tw_st_get(st, name);
+    CHECK(t && t->type == type, "tensor %s missing or wrong dtype", name);
+    return t && t->type == type ? t : NULL;
+}
+
+/* Max abs difference and the fraction of differing bytes of two uint8 buffers. */
+static int u8_diff(const uint8_t *a, const uint8_t *b, size_t n, double *frac) {
+    int mx = 0;
+    size_t nd = 0;
+    for (size_t i = 0; i < n; i++) {
+        int d = abs((int)a[i] - (int)b[i]);
+        if (d) nd++;
+        if (d > mx) mx = d;
+    }
+    *frac = n ? (double)nd / (double)n : 0;
+    return mx;
+}
+
+/* Resize + normalise from the fixture's own decoded frames. */
+static void check_prep(const char *name, const tw_st_set *st, const tw_video_preproc *pp) {
+    const tw_tensor *rgb = need(st, "video_frames_rgb", TW_DT_U8);
+    const tw_tensor *rs = need(st, "video_frames_resized", TW_DT_U8);
+    const tw_tensor *pv = need(st, "pixel_values_videos", TW_DT_F32);
+    if (!rgb || !rs || !pv) return;
+    tw_video *v = NULL;
+    CHECK_OK(tw_video_from_rgb(rgb->data, (int32_t)rgb->shape[0], (int32_t)rgb->shape[1], (int32_t)rgb->shape[2], &v),
+             name);
+    if (!v) return;
+    uint8_t *out = NULL;
+    int32_t oh = 0, ow = 0;
+    CHECK_OK(tw_video_resize(pp, v, &out, &oh, &ow), name);
+    CHECK(oh == rs->shape[1] && ow == rs->shape[2], "%s: resized to %dx%d", name, ow, oh);
+    if (out && oh == rs->shape[1] && ow == rs->shape[2]) {
+        double frac;
+        int mx = u8_diff(out, rs->data, rs->nbytes, &frac);
+        printf("  %-20s resize %dx%d -> %dx%d vs video_frames_resized: max %d, %.6f%% differ\n", name, v->width,
+               v->height, ow, oh, mx, 100 * frac);
+        CHECK(mx <= 1 && frac < 1e-3, "%s: resize differs by %d levels on %.4f%%", name, mx, 100 * frac);
+    }
+    /* Normalise from the fixture's resized frames: isolates the formula from the resize. */
+    size_t n = (size_t)tw_tensor_nelem(pv);
+    float *px = malloc(n * sizeof *px);
+    CHECK_OK(tw_video_normalize(pp, rs->data, (int32_t)rs->shape[0], (int32_t)rs->shape[1], (int32_t)rs->shape[2], px),
+             name);
+    double md = 0;
+    for (size_t i = 0; i < n; i++) md = fmax(md, fabs((double)px[i] - ((const float *)pv->data)[i]));
+    printf("  %-20s pixel_values_videos (from fixture resized frames): max abs diff %.3g\n", name, md);
+    CHECK(md <= 1e-6, "%s: pixel_values_videos differ by %g", name, md);
+    free(px);
+    /* And the whole chain from the decoded frames. */
+    float *all = NULL;
+    CHECK_OK(tw_video_preprocess(pp, v, &all, &oh, &ow), name);
+    if (all) {
+        md = 0;
+        for (size_t i = 0; i < n; i++) md = fmax(md, fabs((double)all[i] - ((const float *)pv->data)[i]));
+        printf("  %-20s pixel_values_videos (full chain): max abs diff %.3g\n", name, md);
+        CHECK(md <= 2.0 / 127.5 + 1e-6, "%s: full chain differs by %g", name, md);
+    }
+    free(all);
+    free(out);
+    tw_video_free(v);
+}
+
+/* Decoding: sampled indices and frames against the fixture. */
+static void check_decode(const char *name, const tw_st_set *st, const char *clip, int32_t n_frames,
+                         int64_t total, int32_t h, int32_t w) {
+    const tw_tensor *idx = need(st, "video_frame_indices", TW_DT_I64);
+    const tw_tensor *rgb = need(st, "video_frames_rgb", TW_DT_U8);
+    if (!idx || !rgb) return;
+    for (int pass = 0; pass < 2; pass++) {
+        /* pass 0: trust the container's count when it has one; pass 1: always count first. */
+        tw_video_opts o = {0};
+        o.count_by_decoding = pass;
+        tw_video *v = NULL;
+        CHECK_OK(tw_video_load(media(clip), n_frames, &o, &v), clip);
+        if (!v) continue;
+        CHECK(v->n_frames == idx->shape[0], "%s: %d frames", name, v->n_frames);
+        CHECK(v->total_frames == total, "%s: T = %lld, expected %lld", name, (long long)v->total_frames,
+              (long long)total);
+        CHECK(v->height == h && v->width == w, "%s: frames %dx%d, expected %dx%d", name, v->width, v->height, w, h);
+        bool same = v->n_frames == idx->shape[0];
+        for (int32_t i = 0; same && i < v->n_frames; i++) same = v->indices[i] == ((const int64_t *)idx->data)[i];
+        CHECK(same, "%s: sampled indices differ from video_frame_indices", name);
+        if (same && v->height == rgb->shape[1] && v->width == rgb->shape[2]) {
+            double frac;
+            int mx = u8_diff(v->rgb, rgb->data, rgb->nbytes, &frac);
+            if (pass == 0)
+                printf("  %-20s decode %s: T=%lld codec %s rot %d fps %.3f dur %.3f; vs video_frames_rgb: max %d, "
+                       "%.4f%% differ\n", name, clip, (long long)v->total_frames, v->codec, v->rotation, v->fps,
+                       v->duration_s, mx, 100 * frac);
+            CHECK(mx <= 2, "%s: decoded frames differ by %d levels (%.4f%%)", name, mx, 100 * frac);
+        }
+        tw_video_free(v);
+    }
+}
+
+static void test_cases(void) {
+    tw_video_preproc pp;
+    char *dir = th_path("tiny-towervideo");
+    CHECK_OK(tw_video_preproc_load(dir, &pp), "video_preprocessor_config.json");
+    CHECK(pp.height == 74 && pp.width == 74 && pp.resample == TW_RESAMPLE_BICUBIC && pp.mean[0] == 0.5 &&
+          pp.std[2] == 0.5 && pp.do_rescale && pp.do_normalize, "preprocessor config fields");
+
+    static const struct {
+        const char *name, *clip;
+        int32_t n;
+        int64_t total;
+        int32_t h, w;
+    } cases[] = {
+        { "video_synthetic_8f", NULL, 8, 8, 84, 112 },
+        { "video_mp4_h264_8f", "testsrc2_h264_640x360_30fps_5s.mp4", 8, 150, 360, 640 },
+        { "video_webm_vp9_4f", "testsrc_vp9_320x240_25fps_4s.webm", 4, 100, 240, 320 },
+        { "image_and_video", "testsrc2_h264_480x270_rot90_24fps_3s.mp4", 4, 72, 270, 480 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char rel[256];
+        snprintf(rel, sizeof rel, "expected-video/%s/tensors.safetensors", cases[i].name);
+        tw_st_set *st = NULL;
+        CHECK_OK(tw_st_open_file(th_path(rel), &st), rel);
+        if (!st) continue;
+        check_prep(cases[i].name, st, &pp);
+#ifdef TW_HAVE_FFMPEG
+        if (cases[i].clip)
+            check_decode(cases[i].name, st, cases[i].clip, cases[i].n, cases[i].total, cases[i].h, cases[i].w);
+#endif
+        tw_st_close(st);
+    }
+#ifndef TW_HAVE_FFMPEG
+    printf("  (built without FFmpeg: decoding checks skipped)\n");
+#endif
+}
+
+/* Sampling formula: torch.arange(0, T, T/N).int(). */
+static void test_sampling(void) {
+    int64_t out[64];
+    int32_t n = 0;
+    CHECK_OK(tw_video_sample_indices(150, 8, out, &n), "sample 150/8");
+    static const int64_t e1[] = { 0, 18, 37, 56, 75, 93, 112, 131 };
+    CHECK(n == 8 && memcmp(out, e1, sizeof e1) == 0, "150/8 indices");
+    CHECK_OK(tw_video_sample_indices(100, 4, out, &n), "sample 100/4");
+    CHECK(n == 4 && out[0] == 0 && out[1] == 25 && out[2] == 50 && out[3] == 75, "100/4 indices");
+    /* The N+1 quirk: arange(0, 150, 150/7) has 8 elements; we keep the first 7. */
+    CHECK_OK(tw_video_sample_indices(150, 7, out, &n), "sample 150/7");
+    CHECK(n == 7 && out[0] == 0 && out[1] == 21 && out[6] == 128, "150/7: n=%d last %lld", n, (long long)out[n - 1]);
+    /* float32 rounding: 3 * (100/3) = 99.99999999999999 in double is 100.0f -> 100, not 99. */
+    CHECK_OK(tw_video_sample_indices(300, 9, out, &n), "sample 300/9");
+    CHECK(n == 9 && out[3] == 100 && out[6] == 200, "300/9: %lld %lld", (long long)out[3], (long long)out[6]);
+    /* More frames asked than exist: every frame once. */
+    CHECK_OK(tw_video_sample_indices(3, 8, out, &n), "sample 3/8");
+    CHECK(n == 3 && out[0] == 0 && out[2] == 2, "3/8 -> all frames");
+    CHECK(tw_video_sample_indices(0, 8, out, &n) == TW_E_ARG, "T = 0 refused");
+}
+
+static void test_resize_edge(void) {
+    /* Same size: untouched. Upscale 2x2 -> 5x3 stays within [0, 255]. */
+    uint8_t src[2 * 2 * 3] = { 0, 255, 10, 255, 0, 20, 128, 64, 30, 1, 2, 3 }, dst[5 * 3 * 3], same[12];
+    CHECK_OK(tw_video_resize_frame(src, 2, 2, same, 2, 2, TW_RESAMPLE_BICUBIC), "same size");
+    CHECK(memcmp(src, same, sizeof src) == 0, "same size is a copy");
+    CHECK_OK(tw_video_resize_frame(src, 2, 2, dst, 3, 5, TW_RESAMPLE_BICUBIC), "upscale");
+    CHECK_OK(tw_video_resize_frame(src, 2, 2, dst, 3, 5, TW_RESAMPLE_BILINEAR), "upscale bilinear");
+    CHECK(tw_video_resize_frame(src, 2, 2, dst, 3, 5, TW_RESAMPLE_LANCZOS) == TW_E_UNSUPPORTED, "lanczos refused");
+    /* shortest_edge sizing. */
+    tw_video_preproc p = { .shortest_edge = 74, .do_resize = true };
+    int32_t oh, ow;
+    CHECK_OK(tw_video_preproc_out_size(&p, 360, 640, &oh, &ow), "shortest_edge");
+    CHECK(oh == 74 && ow == 131, "shortest_edge 360x640 -> %dx%d", oh, ow);
+}
+
+#ifdef TW_HAVE_FFMPEG
+static void test_corrupt(void) {
+    tw_video *v = NULL;
+    tw_status s;
+    /* Garbled mdat: 3 packets rejected, 147 frames decode; the container says 150. */
+    CHECK_OK(tw_video_load(media("corrupt_garbled_mdat_h264.mp4"), 8, NULL, &v), "garbled mp4");
+    if (v) {
+        printf("  garbled mp4: T=%lld (container %lld), %d decode errors, indices %lld..%lld\n",
+               (long long)v->total_frames, (long long)v->container_frames, v->decode_errors, (long long)v->indices[0],
+               (long long)v->indices[v->n_frames - 1]);
+        CHECK(v->total_frames == 147 && v->container_frames == 150 && v->n_frames == 8, "garbled: T=%lld",
+              (long long)v->total_frames);
+        CHECK(v->decode_errors == 3, "garbled: %d errors", v->decode_errors);
+        int64_t e[8];
+        int32_t n;
+        tw_video_sample_indices(147, 8, e, &n);
+        CHECK(memcmp(e, v->indices, sizeof e) == 0, "garbled: sampled from 147");
+        tw_video_free(v), v = NULL;
+    }
+    /* Strict mode stops at the first error, as a plain PyAV loop does. */
+    tw_video_opts strict = { .strict = 1 };
+    s = tw_video_load(media("corrupt_garbled_mdat_h264.mp4"), 8, &strict, &v);
+    CHECK(s == TW_E_FORMAT && !v, "garbled strict: %s", tw_status_name(s));
+    printf("  garbled strict: %s\n", tw_last_error());
+    /* Truncated WebM: 25 frames decode, the header claims 4 s at 25 fps. */
+    CHECK_OK(tw_video_load(media("corrupt_truncated_30pct_vp9.webm"), 4, NULL, &v), "truncated webm");
+    if (v) {
+        CHECK(v->total_frames == 25 && v->n_frames == 4 && v->indices[1] == 6 && v->indices[3] == 18,
+              "truncated webm: T=%lld", (long long)v->total_frames);
+        CHECK(v->width == 320 && v->height == 240, "truncated webm size");
+        tw_video_free(v), v = NULL;
+    }
+    /* No moov atom: a clean TW_E_FORMAT naming the file and FFmpeg's reason. */
+    s = tw_video_load(media("corrupt_truncated_no_moov.mp4"), 8, NULL, &v);
+    CHECK(s == TW_E_FORMAT && !v, "no moov: %s", tw_status_name(s));
+    CHECK(strstr(tw_last_error(), "corrupt_truncated_no_moov.mp4") != NULL, "no moov message: %s", tw_last_error());
+    CHECK(strstr(tw_last_error(), "moov atom not found") != NULL, "no moov reason: %s", tw_last_error());
+    printf("  no moov: %s\n", tw_last_error());
+    /* A text file named .mp4. */
+    const char *txt = "build/tests/not_a_video.mp4";
+    FILE *f = fopen(txt, "w");
+    if (f) {
+        fputs("this is not a video, just some text\n", f);
+        fclose(f);
+        s = tw_video_load(txt, 8, NULL, &v);
+        CHECK(s == TW_E_FORMAT && !v, "text .mp4: %s", tw_status_name(s));
+        CHECK(strstr(tw_last_error(), "not_a_video.mp4") != NULL, "text .mp4 message: %s", tw_last_error());
+        printf("  text .mp4: %s\n", tw_last_error());
+        remove(txt);
+    }
+    /* All frames of a short clip, and more frames than exist. */
+    CHECK_OK(tw_video_load(media("testsrc2_h264_480x270_rot90_24fps_3s.mp4"), 100, NULL, &v), "rot90 100 frames");
+    if (v) {
+        CHECK(v->n_frames == 72 && v->indices[71] == 71 && v->rotation != 0, "rot90 all: %d frames, rotation %d",
+              v->n_frames, v->rotation);
+        tw_video_free(v), v = NULL;
+    }
+    /* Limits. */
+    tw_video_opts small = { .max_pixels = 1000 };
+    s = tw_video_load(media("testsrc_vp9_320x240_25fps_4s.webm"), 4, &small, &v);
+    CHECK(s == TW_E_ARG && !v, "max_pixels: %s", tw_status_name(s));
+    s = tw_video_load("https://example.com/v.mp4", 4, NULL, &v);
+    CHECK(s == TW_E_ARG && !v, "URL without allow_network: %s", tw_status_name(s));
+}
+#endif
+
+static void test_errors(void) {
+    tw_video *v = NULL;
+    tw_status s = tw_video_load(media("does_not_exist.mp4"), 8, NULL, &v);
+    CHECK(s == TW_E_NOT_FOUND && !v, "missing file: %s", tw_status_name(s));
+    CHECK(strstr(tw_last_error(), "does_not_exist.mp4") != NULL, "missing file message: %s", tw_last_error());
+    s = tw_video_load(th_path("tiny-towervideo"), 8, NULL, &v);
+    CHECK(s == TW_E_FORMAT && !v, "directory without images: %s", tw_status_name(s));
+    CHECK(tw_video_load(NULL, 8, NULL, &v) == TW_E_ARG, "NULL source");
+    tw_video_preproc pp;
+    CHECK(tw_video_preproc_load("/nonexistent-dir", &pp) == TW_E_NOT_FOUND, "no preprocessor config");
+}
+
+int main(void) {
+    test_sampling();
+    test_resize_edge();
+    test_cases();
+#ifdef TW_HAVE_FFMPEG
+    test_corrupt();
+#endif
+    test_errors();
+    return th_report();
+}
