@@ -334,4 +334,12 @@ float tw_gelu_tanh(float x) {
     return 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
 }
 
+void tw_gelu_tanh_array(float *y, const float *x, int64_t n) {
+    if (tw_kernels_init() == TW_KPATH_AVX512) {
+        tw_gelu_tanh_avx512(y, x, n);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) y[i] = tw_gelu_tanh(x[i]);
+}
+
 float tw_gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f)); }

@@ -169,6 +169,41 @@ static void test_norms(void) {
     }
 }
 
+/* gelu_tanh over an array: every path against the scalar function, on a sweep through the
+** region where the curve bends, big and tiny values, and the specials. */
+static void test_gelu(void) {
+    enum { n = 4000 + 21 };
+    static float x[n], ref[n], got[n];
+    for (int i = 0; i < 4000; i++) x[i] = -12.0f + 24.0f * (float)i / 4000.0f + 1e-3f * frand();
+    const float specials[21] = { 0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1e-30f, -1e-30f, 1e10f, -1e10f, 30.0f,
+                                 -30.0f, 9.0f, -9.0f, 1e-4f, -1e-4f, 0.5f, -0.5f, 3e38f, -3e38f, 88.0f, -88.0f };
+    memcpy(x + 4000, specials, sizeof specials);
+    for (int i = 0; i < n; i++) ref[i] = tw_gelu_tanh(x[i]);
+    for (int p = 0; p < TW_KPATH_COUNT; p++) {
+        if (!tw_kernels_force((tw_kpath)p)) continue;
+        for (int len = n; len >= n - 17; len -= 17) {   /* a full length and one with a tail */
+            memset(got, 0, sizeof got);
+            tw_gelu_tanh_array(got, x, len);
+            int bad = 0, first = -1;
+            for (int i = 0; i < len; i++) {
+                bool ok = isnan(ref[i]) ? isnan(got[i])
+                                        : (got[i] == ref[i] || fabs((double)got[i] - ref[i]) <= 3e-7 * fabs(x[i]));
+                if (!ok && first < 0) first = i;
+                bad += !ok;
+            }
+            CHECK(bad == 0, "%s gelu_tanh_array len %d: %d off, first x=%g: %.9g vs %.9g", tw_kpath_name((tw_kpath)p),
+                  len, bad, first < 0 ? 0.0 : x[first], first < 0 ? 0.0 : got[first], first < 0 ? 0.0 : ref[first]);
+            CHECK(len == n || got[len] == 0.0f, "%s gelu_tanh_array writes past n", tw_kpath_name((tw_kpath)p));
+        }
+    }
+    /* in place, on the last path forced above (the best): the same bits as out of place */
+    static float inplace[n];
+    memcpy(inplace, x, sizeof inplace);
+    tw_gelu_tanh_array(got, x, n);
+    tw_gelu_tanh_array(inplace, inplace, n);
+    CHECK(memcmp(got, inplace, sizeof got) == 0, "gelu_tanh_array in place");
+}
+
 /* TOWER_KERNELS is read once per process, so it is tested on a fresh copy of this program. */
 static void run_child(const char *env, char *out, size_t cap) {
     char self[256] = { 0 }, cmd[512];
@@ -224,6 +259,7 @@ int main(int argc, char **argv) {
     }
     test_selection();
     test_norms();
+    test_gelu();
     tw_pool *pool = tw_pool_new(2);
     test_shapes(pool);
     /* a single thread and an odd thread count must give the same coverage */
