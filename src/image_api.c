@@ -37,6 +37,10 @@ void tw_image_free(tw_image *im) {
 static tw_status need_vision(const tw_model *m) {
     if (!m->has_vision || m->image_token_id < 0)
         return tw_err(TW_E_ARG, "%s: this is a text-only model (%s); it cannot take images", m->dir, m->arch_name);
+    if (strcmp(m->vision_feature_select_strategy, "full") != 0)
+        return tw_err(TW_E_UNSUPPORTED, "%s/config.json: vision_feature_select_strategy \"%s\" drops a CLS token that a "
+                      "SigLIP tower does not have (transformers fails on it too); use \"full\"", m->dir,
+                      m->vision_feature_select_strategy);
     if (m->n_pinpoints <= 0)
         return tw_err(TW_E_CONFIG, "%s/config.json: field \"image_grid_pinpoints\" is missing or empty", m->dir);
     return TW_OK;

@@ -220,6 +220,19 @@ static tw_status parse_vision(tw_model *m, const json_t *j, const char *file) {
         }
         m->n_pinpoints = (int32_t)n;
     }
+
+    /* OneVision shrinks big unpadded grids to about N tiles' worth ("anyres_max_N", the class
+    ** default); LlavaNext never does. */
+    if (m->arch == TW_ARCH_LLAVA_ONEVISION) {
+        const char *var = "anyres_max_9";
+        TW_TRY(tw_json_str(j, file, "vision_aspect_ratio", false, &var));
+        int n = 0;
+        if (strcmp(var, "anyres") == 0) m->max_num_patches = 0;
+        else if (sscanf(var, "anyres_max_%d", &n) == 1 && n > 0) m->max_num_patches = n;
+        else
+            return tw_err(TW_E_UNSUPPORTED, "%s: field \"vision_aspect_ratio\" is \"%s\", expected \"anyres\" or "
+                          "\"anyres_max_N\"", file, var);
+    }
     return TW_OK;
 }
 
@@ -546,8 +559,7 @@ tw_status tw_model_resolve(const char *name, const tw_model_params *params, char
     *dir = NULL;
     tw_hub_opts o = {0};
     tw_model_params p = params ? *params : tw_model_default_params();
-    const char *off = getenv("HF_HUB_OFFLINE");
-    o.offline = p.offline || (off && *off && strcmp(off, "0") != 0);
+    o.offline = p.offline;   /* tw_hub_resolve reads HF_HUB_OFFLINE itself (1/true/yes/on) */
     o.progress = p.progress;
     o.progress_user_data = p.progress_user_data;
     return tw_hub_resolve(name, &o, dir);
