@@ -11,6 +11,8 @@
 #include "video.h"
 
 #include <math.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static const char *media(const char *name) {
     static char buf[4][1024];
@@ -39,6 +41,38 @@ static int u8_diff(const uint8_t *a, const uint8_t *b, size_t n, double *frac) {
     return mx;
 }
 
+/* The torch AA bicubic value of one output sample computed in double (the exact formula), to
+** tell whether a 1-level difference sits on a rounding boundary (x.5 within float noise). */
+static void taps_d(int32_t in, int32_t out, int32_t o, int64_t *lo, int32_t *n, double w[64]) {
+    double scale = (double)in / out, fs = scale > 1 ? scale : 1, support = 2 * fs;
+    double center = (o + 0.5) * scale, total = 0;
+    int64_t a = (int64_t)(center - support + 0.5), b = (int64_t)(center + support + 0.5);
+    if (a < 0) a = 0;
+    if (b > in) b = in;
+    *lo = a, *n = (int32_t)(b - a);
+    for (int32_t j = 0; j < *n && j < 64; j++) {
+        double x = fabs((j + a - center + 0.5) / fs);
+        w[j] = x < 1 ? (1.5 * x - 2.5) * x * x + 1 : x < 2 ? ((-0.5 * x + 2.5) * x - 4) * x + 2 : 0;
+        total += w[j];
+    }
+    for (int32_t j = 0; j < *n && j < 64; j++) w[j] /= total;
+}
+
+static double ref_value(const uint8_t *src, int32_t sh, int32_t sw, int32_t dh, int32_t dw, int32_t y, int32_t x,
+                        int c) {
+    int64_t ly, lx;
+    int32_t ny, nx;
+    double wy[64], wx[64], v = 0;
+    taps_d(sh, dh, y, &ly, &ny, wy);
+    taps_d(sw, dw, x, &lx, &nx, wx);
+    for (int32_t i = 0; i < ny; i++) {
+        double row = 0;
+        for (int32_t j = 0; j < nx; j++) row += wx[j] * src[((size_t)(ly + i) * sw + (size_t)(lx + j)) * 3 + c];
+        v += wy[i] * row;
+    }
+    return v;
+}
+
 /* Resize + normalise from the fixture's own decoded frames. */
 static void check_prep(const char *name, const tw_st_set *st, const tw_video_preproc *pp) {
     const tw_tensor *rgb = need(st, "video_frames_rgb", TW_DT_U8);
@@ -59,6 +93,20 @@ static void check_prep(const char *name, const tw_st_set *st, const tw_video_pre
         printf("  %-20s resize %dx%d -> %dx%d vs video_frames_resized: max %d, %.6f%% differ\n", name, v->width,
                v->height, ow, oh, mx, 100 * frac);
         CHECK(mx <= 1 && frac < 1e-3, "%s: resize differs by %d levels on %.4f%%", name, mx, 100 * frac);
+        /* Every differing value must be a rounding tie in exact arithmetic: within 1e-3 of x.5. */
+        const uint8_t *e = rs->data;
+        double worst = 0;
+        size_t fsz = (size_t)oh * ow * 3;
+        for (size_t i = 0; i < rs->nbytes; i++) {
+            if (out[i] == e[i]) continue;
+            size_t f = i / fsz, r = i % fsz;
+            double ref = ref_value(v->rgb + f * (size_t)v->height * v->width * 3, v->height, v->width, oh, ow,
+                                   (int32_t)(r / 3 / ow), (int32_t)(r / 3 % ow), (int)(r % 3));
+            double off = fabs(ref - floor(ref) - 0.5);
+            if (off > worst) worst = off;
+        }
+        if (mx) printf("  %-20s   differing values lie within %.2g of x.5 (exact double computation)\n", name, worst);
+        CHECK(worst < 1e-3, "%s: a differing resized value is %g away from a rounding tie", name, worst);
     }
     /* Normalise from the fixture's resized frames: isolates the formula from the resize. */
     size_t n = (size_t)tw_tensor_nelem(pv);
@@ -228,14 +276,15 @@ static void test_corrupt(void) {
     CHECK(strstr(tw_last_error(), "moov atom not found") != NULL, "no moov reason: %s", tw_last_error());
     printf("  no moov: %s\n", tw_last_error());
     /* A text file named .mp4. */
-    const char *txt = "build/tests/not_a_video.mp4";
+    char txt[128];
+    snprintf(txt, sizeof txt, "/tmp/tw_test_not_a_video_%d.mp4", (int)getpid());
     FILE *f = fopen(txt, "w");
     if (f) {
         fputs("this is not a video, just some text\n", f);
         fclose(f);
         s = tw_video_load(txt, 8, NULL, &v);
         CHECK(s == TW_E_FORMAT && !v, "text .mp4: %s", tw_status_name(s));
-        CHECK(strstr(tw_last_error(), "not_a_video.mp4") != NULL, "text .mp4 message: %s", tw_last_error());
+        CHECK(strstr(tw_last_error(), txt) != NULL, "text .mp4 message: %s", tw_last_error());
         printf("  text .mp4: %s\n", tw_last_error());
         remove(txt);
     }
@@ -254,6 +303,62 @@ static void test_corrupt(void) {
     CHECK(s == TW_E_ARG && !v, "URL without allow_network: %s", tw_status_name(s));
 }
 #endif
+
+/* A 24-bit BMP of w x h whose pixels are all (v, 255 - v, 7). */
+static void write_bmp(const char *path, int w, int h, uint8_t v) {
+    int row = (w * 3 + 3) & ~3;
+    uint32_t size = 54 + (uint32_t)(row * h);
+    uint8_t hdr[54] = { 'B', 'M' };
+    uint32_t fields[][2] = { { 2, size }, { 10, 54 }, { 14, 40 }, { 18, (uint32_t)w }, { 22, (uint32_t)h },
+                             { 34, (uint32_t)(row * h) } };
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        for (int b = 0; b < 4; b++) hdr[fields[i][0] + b] = (uint8_t)(fields[i][1] >> (8 * b));
+    hdr[26] = 1, hdr[28] = 24;
+    FILE *f = fopen(path, "wb");
+    if (!f) return;
+    fwrite(hdr, 1, 54, f);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < row; x++) fputc(x < w * 3 ? (x % 3 == 0 ? 7 : x % 3 == 1 ? 255 - v : v) : 0, f);
+    fclose(f);
+}
+
+/* A directory of frame images: natural order, sampling, only the sampled files decoded. */
+static void test_frame_dir(void) {
+    char dir[128], path[256];
+    snprintf(dir, sizeof dir, "/tmp/tw_test_frames_%d", (int)getpid());
+    if (mkdir(dir, 0700) != 0) return;
+    static const int nums[] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 };
+    for (int i = 0; i < 12; i++) {
+        snprintf(path, sizeof path, "%s/frame%d.bmp", dir, nums[i]);
+        write_bmp(path, 5, 3, (uint8_t)(10 * nums[i]));
+    }
+    snprintf(path, sizeof path, "%s/notes.txt", dir);
+    FILE *f = fopen(path, "w");
+    if (f) fputs("ignored\n", f), fclose(f);
+    tw_video *v = NULL;
+    CHECK_OK(tw_video_load(dir, 4, NULL, &v), "frame directory");
+    if (v) {
+        CHECK(v->n_frames == 4 && v->total_frames == 12 && v->width == 5 && v->height == 3, "frame dir: %d of %lld",
+              v->n_frames, (long long)v->total_frames);
+        /* arange(0, 12, 3) = 0, 3, 6, 9 -> frame1, frame4, frame7, frame10 (natural order). */
+        CHECK(v->indices[3] == 9 && v->rgb[3 * 5 * 3 * 3 + 0] == 100 && v->rgb[3 * 5 * 3 * 3 + 1] == 155 &&
+              v->rgb[3 * 5 * 3 * 3 + 2] == 7, "frame dir: 4th frame is frame10 (got R=%d)", v->rgb[3 * 5 * 3 * 3]);
+        tw_video_free(v), v = NULL;
+    }
+    /* A frame of another size. */
+    snprintf(path, sizeof path, "%s/frame13.bmp", dir);
+    write_bmp(path, 4, 3, 0);
+    tw_status s = tw_video_load(dir, 0, NULL, &v);
+    CHECK(s == TW_E_FORMAT && !v, "frame dir with a different size: %s", tw_status_name(s));
+    remove(path);
+    for (int i = 0; i < 12; i++) {
+        snprintf(path, sizeof path, "%s/frame%d.bmp", dir, nums[i]);
+        remove(path);
+    }
+    snprintf(path, sizeof path, "%s/notes.txt", dir);
+    remove(path);
+    rmdir(dir);
+}
 
 static void test_errors(void) {
     tw_video *v = NULL;
@@ -274,6 +379,7 @@ int main(void) {
 #ifdef TW_HAVE_FFMPEG
     test_corrupt();
 #endif
+    test_frame_dir();
     test_errors();
     return th_report();
 }
