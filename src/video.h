@@ -45,8 +45,8 @@ typedef struct tw_video_opts {
 /* Frame indices transformers' BaseVideoProcessor.sample_frames picks: torch.arange(0, T, T/N)
 ** in float32, truncated to int. n > total is not sampled (HF raises): all frames 0..T-1 are
 ** returned instead (*n_out = T). When arange yields N+1 elements (a float rounding quirk, e.g.
-** T=150, N=7) the first N are kept. n <= 0: all frames. out must hold max(n, total) entries
-** (callers can pass TW_MIN(n, total) when n > 0). */
+** T=150, N=7) the first N are kept. n <= 0: all frames. out must hold
+** (n > 0 ? min(n, total) : total) entries. */
 tw_status tw_video_sample_indices(int64_t total, int32_t n, int64_t *out, int32_t *n_out);
 
 /* src: a video file, an http(s) URL (opts->allow_network), or a directory of frame images (file
