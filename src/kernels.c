@@ -297,9 +297,10 @@ void tw_tensor_to_f32(const tw_tensor *t, float *out) { widen(t->type, t->data, 
 /* ---- norms and activations ------------------------------------------------------------------- */
 
 void tw_rmsnorm_1p(float *y, const float *x, const float *w, int64_t T, int64_t n, float eps) {
-    if (tw_kernels_init() == TW_KPATH_AVX512) {
-        tw_rmsnorm_1p_avx512(y, x, w, T, n, eps);
-        return;
+    switch (tw_kernels_init()) {
+    case TW_KPATH_AVX512: tw_rmsnorm_1p_avx512(y, x, w, T, n, eps); return;
+    case TW_KPATH_AVX2: tw_rmsnorm_1p_avx2(y, x, w, T, n, eps); return;
+    default: break;
     }
     for (int64_t t = 0; t < T; t++) {
         const float *xr = x + t * n;
@@ -312,9 +313,10 @@ void tw_rmsnorm_1p(float *y, const float *x, const float *w, int64_t T, int64_t 
 }
 
 void tw_layernorm(float *y, const float *x, const float *w, const float *b, int64_t T, int64_t n, float eps) {
-    if (tw_kernels_init() == TW_KPATH_AVX512) {
-        tw_layernorm_avx512(y, x, w, b, T, n, eps);
-        return;
+    switch (tw_kernels_init()) {
+    case TW_KPATH_AVX512: tw_layernorm_avx512(y, x, w, b, T, n, eps); return;
+    case TW_KPATH_AVX2: tw_layernorm_avx2(y, x, w, b, T, n, eps); return;
+    default: break;
     }
     for (int64_t t = 0; t < T; t++) {
         const float *xr = x + t * n;
@@ -335,9 +337,10 @@ float tw_gelu_tanh(float x) {
 }
 
 void tw_gelu_tanh_array(float *y, const float *x, int64_t n) {
-    if (tw_kernels_init() == TW_KPATH_AVX512) {
-        tw_gelu_tanh_avx512(y, x, n);
-        return;
+    switch (tw_kernels_init()) {
+    case TW_KPATH_AVX512: tw_gelu_tanh_avx512(y, x, n); return;
+    case TW_KPATH_AVX2: tw_gelu_tanh_avx2(y, x, n); return;
+    default: break;
     }
     for (int64_t i = 0; i < n; i++) y[i] = tw_gelu_tanh(x[i]);
 }

@@ -43,8 +43,8 @@ void tw_layernorm(float *y, const float *x, const float *w, const float *b, int6
 
 float tw_gelu_tanh(float x);   /* 0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3)))  (gelu_pytorch_tanh) */
 float tw_gelu_erf(float x);    /* 0.5x(1 + erf(x / sqrt 2))                     (exact "gelu")      */
-/* y[i] = tw_gelu_tanh(x[i]) for n values (y may equal x). Vectorised on the avx512 path (about
-** 25x faster than the scalar loop), within 2e-7 * |x| (about 2 ulp) of the scalar function. */
+/* y[i] = tw_gelu_tanh(x[i]) for n values (y may equal x). Vectorised on the SIMD paths (avx512:
+** about 25x faster than the scalar loop), within 2e-7 * |x| (about 2 ulp) of the scalar function. */
 void  tw_gelu_tanh_array(float *y, const float *x, int64_t n);
 
 /* ---- between kernels.c and the SIMD files (model code does not call these) ---------------- */
@@ -70,5 +70,8 @@ void tw_mm_block_avx512(const tw_mm_block *b);   /* only call when tw_kpath_supp
 void tw_rmsnorm_1p_avx512(float *y, const float *x, const float *w, int64_t T, int64_t n, float eps);
 void tw_layernorm_avx512(float *y, const float *x, const float *w, const float *b, int64_t T, int64_t n, float eps);
 void tw_gelu_tanh_avx512(float *y, const float *x, int64_t n);
+void tw_rmsnorm_1p_avx2(float *y, const float *x, const float *w, int64_t T, int64_t n, float eps);
+void tw_layernorm_avx2(float *y, const float *x, const float *w, const float *b, int64_t T, int64_t n, float eps);
+void tw_gelu_tanh_avx2(float *y, const float *x, int64_t n);
 
 #endif

@@ -13,6 +13,7 @@
 #include "kernels.h"
 
 #include <immintrin.h>
+#include <math.h>
 
 #define INLINE static inline __attribute__((always_inline))
 
@@ -168,5 +169,123 @@ void tw_mm_block_avx2(const tw_mm_block *b) {
     case TW_DT_F16: block_f16(b); break;
     case TW_DT_BF16: block_bf16(b); break;
     default: break;   /* the dispatcher only sends float weights */
+    }
+}
+
+/* ---- norms ------------------------------------------------------------------------------------ */
+
+/* As in kernels_avx512.c: the reference's arithmetic, 8 lanes wide, sums in double (products of
+** floats are exact in double, only the order of the additions differs), the per-element f32
+** formula in the reference's order and without FMA. The last n % 8 columns are done one by one. */
+
+static double sum_sq_d(const float *x, int64_t n, double c, int64_t *done) {
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd(), cv = _mm256_set1_pd(c);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256d lo = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), cv);
+        __m256d hi = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), cv);
+        s0 = _mm256_fmadd_pd(lo, lo, s0);
+        s1 = _mm256_fmadd_pd(hi, hi, s1);
+    }
+    __m256d s = _mm256_add_pd(s0, s1);
+    __m128d h = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
+    double sum = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+    for (int64_t j = i; j < n; j++) sum += ((double)x[j] - c) * ((double)x[j] - c);
+    *done = i;
+    return sum;
+}
+
+static double sum_d(const float *x, int64_t n) {
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+    }
+    __m256d s = _mm256_add_pd(s0, s1);
+    __m128d h = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
+    double sum = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+    for (; i < n; i++) sum += x[i];
+    return sum;
+}
+
+void tw_rmsnorm_1p_avx2(float *y, const float *x, const float *w, int64_t T, int64_t n, float eps) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (int64_t t = 0; t < T; t++) {
+        const float *xr = x + t * n;
+        float *yr = y + t * n;
+        int64_t vec;
+        float r = 1.0f / sqrtf((float)(sum_sq_d(xr, n, 0.0, &vec) / (double)n) + eps);
+        __m256 rv = _mm256_set1_ps(r);
+        for (int64_t i = 0; i < vec; i += 8) {
+            __m256 v = _mm256_mul_ps(_mm256_loadu_ps(xr + i), rv);
+            _mm256_storeu_ps(yr + i, _mm256_mul_ps(v, _mm256_add_ps(one, _mm256_loadu_ps(w + i))));
+        }
+        for (int64_t i = vec; i < n; i++) yr[i] = xr[i] * r * (1.0f + w[i]);
+    }
+}
+
+void tw_layernorm_avx2(float *y, const float *x, const float *w, const float *b, int64_t T, int64_t n, float eps) {
+    for (int64_t t = 0; t < T; t++) {
+        const float *xr = x + t * n;
+        float *yr = y + t * n;
+        int64_t vec;
+        double mean = sum_d(xr, n) / (double)n;
+        double var = sum_sq_d(xr, n, mean, &vec) / (double)n;
+        float r = 1.0f / sqrtf((float)var + eps), m = (float)mean;
+        __m256 rv = _mm256_set1_ps(r), mv = _mm256_set1_ps(m);
+        for (int64_t i = 0; i < vec; i += 8) {
+            __m256 v = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + i), mv), rv);
+            v = _mm256_add_ps(_mm256_mul_ps(v, _mm256_loadu_ps(w + i)), _mm256_loadu_ps(b + i));
+            _mm256_storeu_ps(yr + i, v);
+        }
+        for (int64_t i = vec; i < n; i++) yr[i] = (xr[i] - m) * r * w[i] + b[i];
+    }
+}
+
+/* ---- activations ------------------------------------------------------------------------------ */
+
+/* e^a for a <= 0, 8 lanes: as exp_neg in kernels_avx512.c, but 2^n is built in the exponent
+** bits, so a is clamped at -87 where 2^n is still a normal float (e^-87 ~ 1.6e-38 is 0 for
+** every use below). */
+static inline __m256 exp_neg(__m256 a) {
+    a = _mm256_max_ps(a, _mm256_set1_ps(-87.0f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(a, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), a);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187045e-06f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+static inline __m256 gelu_tanh8(__m256 v) {
+    const __m256 sign = _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u)), one = _mm256_set1_ps(1.0f);
+    __m256 cube = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.044715f), v), v), v);
+    __m256 u = _mm256_mul_ps(_mm256_set1_ps(0.7978845608028654f), _mm256_add_ps(v, cube));
+    __m256 t = exp_neg(_mm256_mul_ps(_mm256_set1_ps(-2.0f), _mm256_andnot_ps(sign, u)));
+    __m256 th = _mm256_div_ps(_mm256_sub_ps(one, t), _mm256_add_ps(one, t));
+    th = _mm256_or_ps(th, _mm256_and_ps(sign, u));
+    th = _mm256_blendv_ps(th, u, _mm256_cmp_ps(u, u, _CMP_UNORD_Q));   /* NaN stays NaN */
+    return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), v), _mm256_add_ps(one, th));
+}
+
+void tw_gelu_tanh_avx2(float *y, const float *x, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, gelu_tanh8(_mm256_loadu_ps(x + i)));
+    if (i < n) {   /* the last 1..7 through a zero-padded buffer, so they get the same formula */
+        float pad[8] = { 0 };
+        memcpy(pad, x + i, sizeof(float) * (size_t)(n - i));
+        _mm256_storeu_ps(pad, gelu_tanh8(_mm256_loadu_ps(pad)));
+        memcpy(y + i, pad, sizeof(float) * (size_t)(n - i));
     }
 }
