@@ -97,7 +97,7 @@ static void palette_init_ramp(uint8_t pal[256][3]) {
 
 /* The Orientation tag (0x0112) of IFD0, or 0. p holds a TIFF header ("II*\0" / "MM\0*"),
 ** optionally preceded by "Exif\0\0" as JPEG APP1 and some WebP/PNG writers store it. */
-static int exif_orientation(const uint8_t *p, size_t n) {
+static int __attribute__((unused)) exif_orientation(const uint8_t *p, size_t n) {
     if (n >= 6 && memcmp(p, "Exif\0\0", 6) == 0) p += 6, n -= 6;
     if (n < 8) return 0;
     bool le;
@@ -158,6 +158,7 @@ static tw_status apply_orientation(tw_image *im, int o) {
 
 /* ---- JPEG (libjpeg-turbo, as Pillow's JpegDecode.c configures it) ---------------------------- */
 
+#ifdef TW_HAVE_JPEG
 /* Walks the markers up to the first scan, as Pillow's JpegImagePlugin does, to learn the size,
 ** precision and components from SOFn (so a bomb is refused before libjpeg allocates anything)
 ** and the EXIF orientation from the first "Exif" APP1. */
@@ -208,7 +209,6 @@ static tw_status jpeg_scan_header(const dec_ctx *c, const uint8_t *p, size_t n, 
     return check_dims(c, "JPEG", jh->w, jh->h);
 }
 
-#ifdef TW_HAVE_JPEG
 typedef struct jpeg_job {
     struct jpeg_error_mgr pub;
     jmp_buf jb;
