@@ -239,10 +239,11 @@ static void matmul_simd(tw_pool *pool, tw_kpath path, float *y, const float *x, 
         j.KC = ((K + chunks - 1) / chunks + 15) / 16 * 16;
     }
     j.n_panels = (N + j.NB - 1) / j.NB;
-    if (T > 1 && j.n_panels < 4 * threads) {
-        /* Few panels (small N, e.g. the vision projector's or a test's): split the tokens too
-        ** so every thread gets work, at the cost of reading the weights once per token block. */
-        int64_t want = (4 * threads + j.n_panels - 1) / j.n_panels;
+    if (T > 1 && threads > 1 && j.n_panels < 8 * threads) {
+        /* Few panels (small N: the vision tower's 1152 rows make 9): split the tokens too, so the
+        ** threads finish together (9 tasks on 2 threads would leave one idle for a ninth of the
+        ** time), at the cost of reading the weights once per token block — from L3, mostly. */
+        int64_t want = (8 * threads + j.n_panels - 1) / j.n_panels;
         int64_t tb = (T + want - 1) / want;
         j.TB = TW_MAX(mt, (tb + mt - 1) / mt * mt);
     }
