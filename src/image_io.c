@@ -285,12 +285,12 @@ static tw_status jpeg_run(const dec_ctx *c, const uint8_t *data, size_t len, jpe
             }
         }
     }
-    /* A file cut inside the scan data: libjpeg would pad it with grey and warn; Pillow raises
-    ** "image file is truncated", and so do we. A file that only lacks its final EOI marker
-    ** (all rows decoded, the warning comes in finish) is accepted. */
+    /* A file cut inside the scan data: libjpeg pads it with grey and warns; Pillow raises "image
+    ** file is truncated", and so do we. The Huffman decoder reads ahead, so a file that only
+    ** lacks its final EOI marker also runs out of data here, and Pillow refuses it as well. */
     if (j->hit_eof || ci->output_scanline < h)
-        return tw_err(TW_E_FORMAT, "%s: JPEG: truncated: the compressed data ends before the last row (%u of %u decoded)",
-                      c->name, ci->output_scanline, h);
+        return tw_err(TW_E_FORMAT, "%s: JPEG: truncated: the compressed data ends before the image is complete "
+                      "(or the final EOI marker is missing)", c->name);
     jpeg_finish_decompress(ci);
     return TW_OK;
 }
@@ -748,6 +748,14 @@ static const char *unsupported_format(const uint8_t *p, size_t n) {
     return NULL;
 }
 
+/* The PNG signature, or one damaged in a byte or two (so the message can say so). */
+static bool png_like(const uint8_t *p, size_t n) {
+    if (n < 8) return has(p, n, 0, "\x89PNG", 4);
+    int diff = 0;
+    for (int i = 0; i < 8; i++) diff += p[i] != (uint8_t)"\x89PNG\r\n\x1a\n"[i];
+    return diff <= 2;
+}
+
 static tw_status __attribute__((unused)) no_support(const dec_ctx *c, const char *fmt) {
     return tw_err(TW_E_UNSUPPORTED, "%s: %s image, but this build has no %s support (rebuild with its library installed)",
                   c->name, fmt, fmt);
@@ -771,7 +779,7 @@ tw_status tw_image_decode(const void *data, size_t len, const char *name, const 
 #else
         st = no_support(&c, "JPEG");
 #endif
-    } else if (has(p, len, 0, "\x89PNG", 4)) {
+    } else if (png_like(p, len)) {
 #ifdef TW_HAVE_PNG
         st = decode_png(&c, p, len, &im);
 #else
