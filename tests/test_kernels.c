@@ -124,6 +124,9 @@ static void test_shapes(tw_pool *pool) {
         check_shape(pool, dts[d], 37, 130, 1152, d == 1);
         check_shape(pool, dts[d], 16, 136, 4304, true);
         check_shape(pool, dts[d], 13, 9, 3100, false);
+        check_shape(pool, dts[d], 7, 20, 14336, true);   /* Tower+ 9B down projection's K */
+        check_shape(pool, dts[d], 1, 9, 9216, false);
+        check_shape(pool, dts[d], 729, 20, 1152, true);  /* vision-sized token count, tokens split */
     }
     /* the LM head: 256001 rows (not a multiple of anything), one token */
     check_shape(pool, TW_DT_BF16, 1, 256001, 64, false);
