@@ -10,7 +10,8 @@
 set -eu
 cd "$(dirname "$0")"
 
-PKGS="build-essential pkg-config libjansson-dev libcurl4-openssl-dev libmicrohttpd-dev"
+PKGS="build-essential pkg-config libjansson-dev libcurl4-openssl-dev libmicrohttpd-dev
+      libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev libavformat-dev libavcodec-dev libavutil-dev libswscale-dev"
 
 say() { printf '\n== %s\n' "$*"; }
 
