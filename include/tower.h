@@ -193,11 +193,43 @@ TW_API tw_status tw_image_preprocess(const tw_model *m, const tw_image *im, floa
 ** an image across prompts; pass them to tw_seq_eval / tw_generate as tw_eval_opts.embd. */
 TW_API tw_status tw_image_encode(const tw_model *m, const tw_image *im, float **embd, int32_t *n_tokens);
 
-/* Tokenizes a rendered prompt (no specials added) whose i-th "<image>" placeholder stands for an
-** image of n_tokens[i] tokens, and expands each placeholder to that many image tokens, as the
-** Hugging Face processor does. The number of placeholders must equal n_images. */
+/* All images of ONE prompt, in prompt order. The same as tw_image_encode for each image, except
+** on LlavaOnevision (TowerVideo) checkpoints, which tile only a prompt's single image: with
+** several, each is padded to a grey square and encoded as one tile (+ one newline), as
+** transformers does. n_tokens[i] (caller's array of n_images) receives each image's count;
+** *embd (malloc'ed) holds all rows, image after image. */
+TW_API tw_status tw_images_encode(const tw_model *m, const tw_image *const *images, size_t n_images, float **embd,
+                                  int32_t *n_tokens);
+/* The counts tw_images_encode will produce, without encoding. */
+TW_API tw_status tw_images_n_tokens(const tw_model *m, const tw_image *const *images, size_t n_images,
+                                    int32_t *n_tokens);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Video (LlavaOnevision / TowerVideo checkpoints)                                              */
+
+typedef struct tw_video tw_video;   /* sampled RGB frames of one clip */
+
+/* src: a video file (FFmpeg: H.264, H.265, VP8/9, AV1 where Debian's build decodes it, MPEG-4),
+** or a directory of frame images. n_frames frames are sampled as transformers does
+** (torch.arange(0, T, T/N)); n_frames <= 0 keeps every frame. */
+TW_API tw_status tw_video_open(const char *src, int32_t n_frames, tw_video **out);
+/* A video given as a list of frame image files (paths or URLs), sampled the same way. */
+TW_API tw_status tw_video_open_frames(const char *const *frames, int32_t n_paths, int32_t n_frames, tw_video **out);
+TW_API int32_t   tw_video_n_frames(const tw_video *v);
+TW_API const int64_t *tw_video_frame_indices(const tw_video *v);   /* [n_frames] */
+TW_API void      tw_video_free(tw_video *v);
+/* frames * ceil(G/2)^2 + 1 (G = vision grid side): 6273 for 32 frames on TowerVideo */
+TW_API tw_status tw_video_n_tokens(const tw_model *m, int32_t n_frames, int32_t *n_tokens);
+/* Video -> embeddings [n_tokens][n_embd] (malloc'ed): per frame SigLIP + projector, 2x2 bilinear
+** pooling, frames in order, one image_newline at the end. */
+TW_API tw_status tw_video_encode(const tw_model *m, const tw_video *v, float **embd, int32_t *n_tokens);
+
+/* Tokenizes a rendered prompt (no specials added) whose i-th media placeholder ("<image>" or
+** "<video>", in order of appearance) stands for n_tokens[i] tokens, and expands each placeholder
+** to that many copies of its token, as the Hugging Face processor does. The number of
+** placeholders must equal n_media. Pass the media's embeddings in the same order. */
 TW_API tw_status tw_tokenize_prompt(const tw_model *m, const char *prompt, size_t len, const int32_t *n_tokens,
-                                    size_t n_images, int32_t **ids, size_t *n_ids);
+                                    size_t n_media, int32_t **ids, size_t *n_ids);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Sequences: one KV cache + position + token history                                           */

@@ -228,7 +228,7 @@ tw_status tw_pack_image(const tw_model *m, const tw_anyres_plan *p, const float 
 
 int32_t tw_video_pooled_side(const tw_model *m) { return (tw_vision_grid(m) + 1) / 2; }
 
-int32_t tw_video_n_tokens(const tw_model *m, int32_t n_frames) {
+int32_t tw_video_token_count(const tw_model *m, int32_t n_frames) {
     int32_t P = tw_video_pooled_side(m);
     return n_frames * P * P + 1;
 }

@@ -32,7 +32,7 @@ void tw_bilinear_hwc(const float *in, int32_t ih, int32_t iw, int32_t C, float *
 /* Video (LlavaOnevision): each frame's G x G projected features are pooled bilinearly to
 ** ceil(G/2) per side; frames are concatenated and ONE image_newline ends the video. */
 int32_t   tw_video_pooled_side(const tw_model *m);
-int32_t   tw_video_n_tokens(const tw_model *m, int32_t n_frames);   /* frames * side^2 + 1 */
+int32_t   tw_video_token_count(const tw_model *m, int32_t n_frames);   /* frames * side^2 + 1 */
 /* proj [n_frames, G*G, H] -> out [tw_video_n_tokens, H] */
 tw_status tw_pool_video(const tw_model *m, const float *proj, int32_t n_frames, float *out);
 

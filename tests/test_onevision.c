@@ -58,9 +58,9 @@ static void check_video(tw_model *m, const char *name) {
     const tw_tensor *pooled = tw_st_get(st, "video_pooled"), *nt = tw_st_get(st, "num_video_tokens");
     int32_t F = (int32_t)pv->shape[1], G = tw_vision_grid(m), N = G * G, C = m->vision.n_embd, H = m->text.n_embd;
     int32_t P = tw_video_pooled_side(m);
-    CHECK(tw_video_n_tokens(m, F) == *(const int64_t *)nt->data, "%s: %d video tokens", name, tw_video_n_tokens(m, F));
+    CHECK(tw_video_token_count(m, F) == *(const int64_t *)nt->data, "%s: %d video tokens", name, tw_video_token_count(m, F));
     float *feat = malloc(sizeof(float) * (size_t)F * N * C), *proj = malloc(sizeof(float) * (size_t)F * N * H);
-    float *out = malloc(sizeof(float) * (size_t)tw_video_n_tokens(m, F) * H);
+    float *out = malloc(sizeof(float) * (size_t)tw_video_token_count(m, F) * H);
     CHECK_OK(tw_siglip_forward(m, pv->data, F, feat, NULL), "siglip");
     CHECK_OK(tw_projector_forward(m, feat, (int64_t)F * N, proj), "projector");
     CHECK_OK(tw_pool_video(m, proj, F, out), "pool");
