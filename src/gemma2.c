@@ -190,7 +190,8 @@ tw_status tw_gemma2_forward(tw_seq *s, const float *x_in, int32_t T, float *logi
             tw_rmsnorm_1p(hn, x, ly->ffn_norm_f, tc, H, c->rms_eps);
             tw_matmul(pool, gate, hn, tc, ly->w_gate, NULL);
             tw_matmul(pool, up, hn, tc, ly->w_up, NULL);
-            for (size_t i = 0; i < (size_t)tc * F; i++) gate[i] = tw_gelu_tanh(gate[i]) * up[i];
+            tw_gelu_tanh_array(gate, gate, (int64_t)tc * F);
+            for (size_t i = 0; i < (size_t)tc * F; i++) gate[i] *= up[i];
             tw_matmul(pool, o, gate, tc, ly->w_down, NULL);
             tw_rmsnorm_1p(o, o, ly->post_ffn_norm_f, tc, H, c->rms_eps);
             for (size_t i = 0; i < (size_t)tc * H; i++) x[i] += o[i];

@@ -87,7 +87,7 @@ static void siglip_layer(const tw_model *m, const tw_siglip_layer *L, float *x, 
     tw_tensor_to_f32(L->ln2_b, b->lnb);
     tw_layernorm(h, x, b->lnw, b->lnb, T, C, vc->ln_eps);
     tw_matmul(m->pool, b->big, h, T, L->fc1_w, L->fc1_b);
-    for (size_t i = 0; i < (size_t)T * F; i++) b->big[i] = tw_gelu_tanh(b->big[i]);
+    tw_gelu_tanh_array(b->big, b->big, (int64_t)T * F);
     tw_matmul(m->pool, a, b->big, T, L->fc2_w, L->fc2_b);
     for (size_t i = 0; i < n_x; i++) x[i] += a[i];
 }
