@@ -15,6 +15,7 @@
 #include "hub.h"
 #include "kernels.h"
 #include "safetensors.h"
+#include "vision.h"      /* dump: SigLIP hidden states, projector, packing (struct tw_model) */
 
 #include <ctype.h>
 #include <errno.h>
@@ -175,7 +176,7 @@ enum {
     O_SYSTEM = 256, O_TEMP, O_TOP_K, O_TOP_P, O_MIN_P, O_REPEAT, O_PRESENCE, O_FREQUENCY,
     O_PENALTY_N, O_SEED, O_STOP, O_RAW, O_NO_SOFTCAP, O_SOFTCAP, O_TEMPLATE, O_OFFLINE, O_CTX,
     O_PRINT_IDS, O_SHOW_PROMPT, O_FROM, O_TO, O_LIST_LANG, O_LINES, O_NO_SPECIAL, O_JSONL, O_IDS,
-    O_CHECK, O_IGNORE_EOS,
+    O_CHECK, O_IGNORE_EOS, O_IMAGE, O_IMAGE_TOKENS,
 };
 
 typedef struct cli_opt {
@@ -221,6 +222,8 @@ static const cli_opt k_opts[] = {
     {{"ids", no_argument, 0, O_IDS}, C_TOKENIZE},
     {{"output", required_argument, 0, 'o'}, C_DUMP},
     {{"check-against", required_argument, 0, O_CHECK}, C_DUMP},
+    {{"image", required_argument, 0, O_IMAGE}, C_GEN | C_DUMP},
+    {{"image-tokens", no_argument, 0, O_IMAGE_TOKENS}, C_RUN | C_TRANSLATE},
     {{"help", no_argument, 0, 'h'}, C_ALL},
 };
 #define N_OPTS (sizeof k_opts / sizeof k_opts[0])
@@ -246,6 +249,9 @@ typedef struct cli {
     int         list_languages, lines;
     int         no_special, jsonl, ids_only;
     const char *out, *check_against;
+    const char **images;          /* --image sources, in the order given              */
+    size_t      n_images;
+    int         image_tokens;     /* --image-tokens: print the counts and exit        */
 } cli;
 
 static cli g;
@@ -332,6 +338,15 @@ static void parse_options(int argc, char **argv, unsigned cmd, void (*help)(void
         case O_JSONL: g.jsonl = 1; break;
         case O_IDS: g.ids_only = 1; break;
         case O_CHECK: g.check_against = optarg; break;
+        case O_IMAGE: {
+            const char **ni = realloc(g.images, (g.n_images + 1) * sizeof *ni);
+            if (!ni) { fputs("tower: error: out of memory\n", stderr); exit(1); }
+            if (!*optarg) usage_error("option --image: the path is empty");
+            g.images = ni;
+            g.images[g.n_images++] = optarg;
+            break;
+        }
+        case O_IMAGE_TOKENS: g.image_tokens = 1; break;
         case ':':
             if (optopt && optopt < 256) usage_error("option '-%c' needs a value", optopt);
             usage_error("option '%s' needs a value", argv[optind - 1]);
@@ -348,6 +363,9 @@ static void free_options(void) {
     free(g.stops);
     g.stops = NULL;
     g.n_stops = 0;
+    free(g.images);
+    g.images = NULL;
+    g.n_images = 0;
 }
 
 /* The prompt text: -p TEXT, -p - or -f - (stdin), -f FILE, or stdin when it is not a terminal. */
@@ -416,6 +434,193 @@ static int load_model(tw_model **m) {
         fprintf(stderr, "[model %s: %s, %d layers, %d hidden, vocab %d, loaded in %.0f ms]\n", tw_model_dir(*m),
                 tw_model_arch(*m), tw_model_n_layer(*m), tw_model_n_embd(*m), tw_model_n_vocab(*m), now_ms() - t0);
     return 0;
+}
+
+/* ============================================================================================ */
+/* Images                                                                                       */
+
+/* One image of a prompt: decoded once, counted before anything runs, encoded at most once. */
+typedef struct cli_image {
+    char     *src;        /* as given: path, "-", data: or http(s) URL             */
+    tw_image *im;
+    int32_t   n_tokens;   /* <image> tokens it takes in the prompt                 */
+    float    *embd;       /* [n_tokens][n_embd] once encoded, else NULL            */
+    int32_t   serial;     /* tells images apart in the KV-cache bookkeeping        */
+} cli_image;
+
+static const char *k_placeholder = "<image>";
+
+/* A short name for messages: data: URLs are cut after their media type. */
+static const char *image_label(const char *src, char *buf, size_t cap) {
+    if (strncmp(src, "data:", 5) != 0) return src;
+    size_t n = strcspn(src, ",;");
+    snprintf(buf, cap, "%.*s,...", (int)(n < 40 ? n : 40), src);
+    return buf;
+}
+
+static int require_vision(const tw_model *m) {
+    if (m->has_vision && tw_model_image_token(m) >= 0) return 0;
+    return fail("%s: a text-only model (%s) has no vision tower and cannot take images (--image, /image)",
+                tw_model_dir(m), tw_model_arch(m));
+}
+
+/* Decodes one image and works out its token count; serial numbers are never reused. */
+static int image_open(const tw_model *m, const char *src, cli_image *ci) {
+    static int32_t next_serial;
+    memset(ci, 0, sizeof *ci);
+    if (tw_image_load(src, NULL, &ci->im) != TW_OK) return fail_lib();
+    if (tw_image_n_tokens(m, tw_image_width(ci->im), tw_image_height(ci->im), &ci->n_tokens) != TW_OK ||
+        !(ci->src = malloc(strlen(src) + 1))) {
+        int rc = ci->src ? fail_lib() : fail("out of memory");
+        tw_image_free(ci->im);
+        ci->im = NULL;
+        return rc;
+    }
+    strcpy(ci->src, src);
+    ci->serial = next_serial++;
+    return 0;
+}
+
+static void image_close(cli_image *ci) {
+    free(ci->src);
+    tw_image_free(ci->im);
+    free(ci->embd);
+    memset(ci, 0, sizeof *ci);
+}
+
+/* Runs the vision tower once per image (nothing to do when already encoded). -v: timing. */
+static int image_encode(const tw_model *m, cli_image *ci, size_t index) {
+    if (ci->embd) return 0;
+    double t0 = now_ms();
+    int32_t n = 0;
+    if (tw_image_encode(m, ci->im, &ci->embd, &n) != TW_OK) return fail_lib();
+    if (n != ci->n_tokens) return fail("image %zu: encoded to %d tokens, %d were planned", index + 1, n, ci->n_tokens);
+    if (g.verbose) {
+        char buf[64];
+        fprintf(stderr, "[image %zu (%s): %dx%d, %d tokens, encoded in %.1f ms]\n", index + 1,
+                image_label(ci->src, buf, sizeof buf), tw_image_width(ci->im), tw_image_height(ci->im), n, now_ms() - t0);
+    }
+    return 0;
+}
+
+/* Loads the --image list (after checking that the model can take images). */
+static int open_cli_images(const tw_model *m, cli_image **out) {
+    *out = NULL;
+    if (!g.n_images) return 0;
+    if (require_vision(m)) return 1;
+    cli_image *imgs = calloc(g.n_images, sizeof *imgs);
+    if (!imgs) return fail("out of memory");
+    for (size_t i = 0; i < g.n_images; i++) {
+        if (image_open(m, g.images[i], &imgs[i])) {
+            while (i--) image_close(&imgs[i]);
+            free(imgs);
+            return 1;
+        }
+    }
+    *out = imgs;
+    return 0;
+}
+
+static void close_images(cli_image *imgs, size_t n) {
+    for (size_t i = 0; imgs && i < n; i++) image_close(&imgs[i]);
+    free(imgs);
+}
+
+/* --image-tokens: one line per image: tokens, width x height, source. */
+static void print_image_tokens(FILE *f, const cli_image *imgs, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        char buf[64];
+        fprintf(f, "%s%d\t%dx%d\t%s%s\n", f == stderr ? "[image tokens: " : "", imgs[i].n_tokens,
+                tw_image_width(imgs[i].im), tw_image_height(imgs[i].im), image_label(imgs[i].src, buf, sizeof buf),
+                f == stderr ? "]" : "");
+    }
+}
+
+static size_t count_placeholders(const char *s) {
+    size_t n = 0, pl = strlen(k_placeholder);
+    for (const char *p = s; (p = strstr(p, k_placeholder)) != NULL; p += pl) n++;
+    return n;
+}
+
+/* The text with one "<image>" per image: as written when its placeholders match the images,
+** else (none written, prepend allowed) "<image>\n" per image before the text, as the
+** TowerVision model card puts them. NULL after printing an error. */
+static char *place_images(const char *text, size_t n_images, int prepend) {
+    size_t have = count_placeholders(text), len = strlen(text), pl = strlen(k_placeholder) + 1;
+    if (have != n_images && !(have == 0 && prepend)) {
+        fail("the prompt has %zu %s placeholder(s) but %zu image(s) were given: write one %s where each image goes%s",
+             have, k_placeholder, n_images, k_placeholder, prepend ? ", or none to put all images first" : "");
+        return NULL;
+    }
+    size_t extra = have == n_images ? 0 : n_images * pl;
+    char *out = malloc(len + extra + 1);
+    if (!out) { fail("out of memory"); return NULL; }
+    for (size_t i = 0; extra && i < n_images; i++) memcpy(out + i * pl, "<image>\n", pl);
+    memcpy(out + extra, text, len + 1);
+    return out;
+}
+
+/* What a tokenized prompt's image tokens stand for: the images' embeddings concatenated in
+** placeholder order, and per token the serial of its image (-1 for text), so the KV cache is
+** reused across an image only when it holds that very image. */
+typedef struct prompt_media {
+    float   *embd;      /* [n_rows][n_embd] or NULL                */
+    size_t   n_rows;
+    int32_t *tags;      /* [n_ids] or NULL (text only)             */
+} prompt_media;
+
+static void media_free(prompt_media *pm) {
+    free(pm->embd);
+    free(pm->tags);
+    memset(pm, 0, sizeof *pm);
+}
+
+/* imgs[i] must be encoded; ids come from tw_tokenize_prompt with their token counts. */
+static int media_build(const tw_model *m, const int32_t *ids, size_t n_ids, const cli_image *imgs, size_t n_imgs,
+                       prompt_media *pm) {
+    memset(pm, 0, sizeof *pm);
+    if (!n_imgs) return 0;
+    size_t H = (size_t)tw_model_n_embd(m), rows = 0;
+    int32_t img_tok = tw_model_image_token(m);
+    for (size_t i = 0; i < n_imgs; i++) rows += (size_t)imgs[i].n_tokens;
+    pm->embd = malloc((rows ? rows : 1) * H * sizeof *pm->embd);
+    pm->tags = malloc((n_ids ? n_ids : 1) * sizeof *pm->tags);
+    if (!pm->embd || !pm->tags) { media_free(pm); return fail("out of memory (%zu image tokens)", rows); }
+    size_t r = 0, img = 0, used = 0;   /* rows written; current image; its rows used so far */
+    for (size_t i = 0; i < n_imgs; i++) {
+        memcpy(pm->embd + r * H, imgs[i].embd, (size_t)imgs[i].n_tokens * H * sizeof *pm->embd);
+        r += (size_t)imgs[i].n_tokens;
+    }
+    for (size_t i = 0; i < n_ids; i++) {
+        pm->tags[i] = -1;
+        if (ids[i] != img_tok) continue;
+        while (img < n_imgs && used == (size_t)imgs[img].n_tokens) img++, used = 0;
+        if (img == n_imgs) { media_free(pm); return fail("the prompt has more image tokens than its images give (%zu)", rows); }
+        pm->tags[i] = imgs[img].serial;
+        used++;
+    }
+    pm->n_rows = rows;
+    return 0;
+}
+
+/* Tokenizes a rendered prompt whose placeholders stand for imgs (in order). */
+static int tokenize_with_images(const tw_model *m, const char *prompt, const cli_image *imgs, size_t n_imgs,
+                                int32_t **ids, size_t *n_ids) {
+    int32_t *counts = malloc((n_imgs ? n_imgs : 1) * sizeof *counts);
+    if (!counts) return fail("out of memory");
+    for (size_t i = 0; i < n_imgs; i++) counts[i] = imgs[i].n_tokens;
+    tw_status st = tw_tokenize_prompt(m, prompt, strlen(prompt), counts, n_imgs, ids, n_ids);
+    free(counts);
+    return st == TW_OK ? 0 : fail_lib();
+}
+
+/* The prompt (n tokens, of which image tokens) must leave room for at least one more token. */
+static int check_fits(const tw_seq *seq, size_t n, size_t n_image_tokens, size_t n_imgs) {
+    int32_t n_ctx = tw_seq_n_ctx(seq);
+    if ((int64_t)n < n_ctx) return 0;
+    if (!n_imgs) return 0;   /* generate_turn says it for text */
+    return fail("the prompt has %zu tokens (%zu of them for %zu image(s)) but the context holds %d: use fewer or "
+                "smaller images, a shorter prompt, or raise --ctx", n, n_image_tokens, n_imgs, n_ctx);
 }
 
 /* ============================================================================================ */
@@ -500,31 +705,68 @@ static tw_gen_params gen_params(int32_t default_max) {
     return p;
 }
 
+/* Per cached position, the serial of the image whose features it holds (-1: text), for the
+** first g_tags_len positions of the one sequence a command uses. Image tokens all have the same
+** id, so ids alone cannot tell whether the cache holds the right image. */
+static int32_t *g_tags;
+static size_t   g_tags_len, g_tags_cap;
+
+static int tags_record(const tw_seq *seq, const int32_t *tags, size_t n) {
+    size_t pos = (size_t)tw_seq_pos(seq);
+    if (pos > g_tags_cap) {
+        int32_t *nt = realloc(g_tags, pos * 2 * sizeof *nt);
+        if (!nt) { g_tags_len = 0; return fail("out of memory"); }
+        g_tags = nt;
+        g_tags_cap = pos * 2;
+    }
+    for (size_t i = 0; i < pos; i++) g_tags[i] = tags && i < n ? tags[i] : -1;
+    g_tags_len = pos;
+    return 0;
+}
+
 /* Evaluates ids on top of what seq already holds, reusing the longest cached prefix, then
-** generates. Output streams to stdout (unless print == 0); the result is in *res.
-** *reused = prompt tokens found in the cache. */
-static int generate_turn(tw_seq *seq, const int32_t *ids, size_t n, const tw_gen_params *gp, int print,
-                         int newline_safe, tw_gen_result *res, size_t *reused) {
+** generates. pm (NULL for text) gives the image features of ids' image tokens. Output streams
+** to stdout (unless print == 0); the result is in *res. *reused = prompt tokens found in the
+** cache. */
+static int generate_turn(tw_seq *seq, const int32_t *ids, size_t n, const prompt_media *pm, size_t n_embd,
+                         const tw_gen_params *gp, int print, int newline_safe, tw_gen_result *res, size_t *reused) {
     int32_t n_ctx = tw_seq_n_ctx(seq);
     if (n == 0) return fail("the prompt is empty");
     if ((int64_t)n >= n_ctx)
         return fail("the prompt has %zu tokens but the context holds %d: shorten the prompt or raise --ctx",
                     n, n_ctx);
     const int32_t *cached = tw_seq_tokens(seq);
+    const int32_t *tags = pm ? pm->tags : NULL;
     size_t pos = (size_t)tw_seq_pos(seq), k = 0;
-    while (k < n && k < pos && cached[k] == ids[k]) k++;
+    while (k < n && k < pos && k < g_tags_len && cached[k] == ids[k] && g_tags[k] == (tags ? tags[k] : -1)) k++;
     if (k == n) k--;                        /* at least one new token, for fresh logits */
     if (tw_seq_rewind(seq, (int32_t)k) != TW_OK) return fail_lib();
+    g_tags_len = k;
     *reused = k;
+    tw_eval_opts eo = {0};
+    if (tags && pm->n_rows) {
+        size_t skip = 0;                    /* feature rows of the image tokens already cached */
+        for (size_t i = 0; i < k; i++) skip += tags[i] >= 0;
+        if (skip < pm->n_rows) {
+            eo.embd = pm->embd + skip * n_embd;
+            eo.n_embd_rows = pm->n_rows - skip;
+        }
+    }
 
     stream s = {.print = print, .newline_safe = newline_safe};
     struct sigaction sa = {.sa_handler = on_sigint}, old;
     sigemptyset(&sa.sa_mask);
     g_interrupted = 0;
     sigaction(SIGINT, &sa, &old);
-    tw_status st = tw_generate(seq, ids + k, n - k, NULL, gp, on_token, &s, res);
+    tw_status st = tw_generate(seq, ids + k, n - k, &eo, gp, on_token, &s, res);
     sigaction(SIGINT, &old, NULL);
-    if (st != TW_OK) { free(s.acc); return fail_lib(); }
+    if (st != TW_OK) {
+        free(s.acc);
+        fail_lib();
+        tw_seq_rewind(seq, (int32_t)k);     /* what the failed call left is not known */
+        return 1;
+    }
+    if (tags_record(seq, tags, n)) { free(s.acc); tw_gen_result_free(res); return 1; }
     if (g.n_stops && res->text_len > s.printed) emit(&s, res->text + s.printed, res->text_len - s.printed);
     free(s.acc);
     return 0;
@@ -775,8 +1017,10 @@ static void help_info(void) {
 /* ============================================================================================ */
 /* run / translate                                                                              */
 
-/* Renders [system?, user] (or takes the text as is with --raw) and tokenizes it without specials. */
-static int build_prompt(tw_model *m, const char *user, int raw, char **prompt, int32_t **ids, size_t *n_ids) {
+/* Renders [system?, user] (or takes the text as is with --raw) and tokenizes it without specials;
+** the user text's "<image>" placeholders stand for imgs, in order. */
+static int build_prompt(tw_model *m, const char *user, int raw, const cli_image *imgs, size_t n_imgs, char **prompt,
+                        int32_t **ids, size_t *n_ids) {
     if (raw) {
         *prompt = malloc(strlen(user) + 1);
         if (!*prompt) return fail("out of memory");
@@ -791,24 +1035,39 @@ static int build_prompt(tw_model *m, const char *user, int raw, char **prompt, i
         *prompt = out;
     }
     if (!ids) return 0;
-    if (tw_tokenize(tw_model_tokenizer(m), *prompt, strlen(*prompt), 0, ids, n_ids) != TW_OK) {
+    int rc = n_imgs ? tokenize_with_images(m, *prompt, imgs, n_imgs, ids, n_ids)
+                    : tw_tokenize(tw_model_tokenizer(m), *prompt, strlen(*prompt), 0, ids, n_ids) != TW_OK ? fail_lib() : 0;
+    if (rc) {
         tw_free(*prompt);
         *prompt = NULL;
-        return fail_lib();
     }
-    return 0;
+    return rc;
 }
 
-/* Renders, tokenizes and generates one prompt on seq; prints the reply (or ids) and a newline. */
-static int one_shot(tw_model *m, tw_seq *seq, const char *user, int raw, int newline_safe) {
+/* Renders, tokenizes and generates one prompt on seq; prints the reply (or ids) and a newline.
+** The user text holds one "<image>" per image of imgs; images are encoded on first use. */
+static int one_shot(tw_model *m, tw_seq *seq, const char *user, int raw, int newline_safe, cli_image *imgs,
+                    size_t n_imgs) {
     char *prompt = NULL;
     int32_t *ids = NULL;
-    size_t n_ids = 0, reused = 0;
-    int rc = build_prompt(m, user, raw, &prompt, &ids, &n_ids);
+    size_t n_ids = 0, reused = 0, n_img_tok = 0;
+    prompt_media pm = {0};
+    int rc = build_prompt(m, user, raw, imgs, n_imgs, &prompt, &ids, &n_ids);
     if (rc) return rc;
+    for (size_t i = 0; i < n_imgs; i++) n_img_tok += (size_t)imgs[i].n_tokens;
+    rc = check_fits(seq, n_ids, n_img_tok, n_imgs);
+    for (size_t i = 0; !rc && i < n_imgs; i++) rc = image_encode(m, &imgs[i], i);
+    if (!rc) rc = media_build(m, ids, n_ids, imgs, n_imgs, &pm);
+    if (rc) {
+        tw_free(ids);
+        tw_free(prompt);
+        return rc;
+    }
     tw_gen_params gp = gen_params(1024);
     tw_gen_result res = {0};
-    rc = generate_turn(seq, ids, n_ids, &gp, !g.print_ids, newline_safe, &res, &reused);
+    rc = generate_turn(seq, ids, n_ids, n_imgs ? &pm : NULL, (size_t)tw_model_n_embd(m), &gp, !g.print_ids,
+                       newline_safe, &res, &reused);
+    media_free(&pm);
     if (!rc) {
         if (g.print_ids) print_ids_line(res.ids, res.n_ids);
         else putchar('\n');
@@ -821,44 +1080,83 @@ static int one_shot(tw_model *m, tw_seq *seq, const char *user, int raw, int new
     return rc;
 }
 
+/* Usage checks shared by run and translate for --image / --image-tokens. */
+static void check_image_usage(void) {
+    if (g.image_tokens && !g.n_images) usage_error("--image-tokens needs at least one --image");
+    size_t from_stdin = 0;
+    for (size_t i = 0; i < g.n_images; i++) from_stdin += strcmp(g.images[i], "-") == 0;
+    if (from_stdin > 1) usage_error("only one --image can be read from stdin ('-')");
+    if (from_stdin && !g.image_tokens && !g.show_prompt && (!g.prompt || !strcmp(g.prompt, "-")) &&
+        (!g.prompt_file || !strcmp(g.prompt_file, "-")))
+        usage_error("--image - reads the image from stdin: give the text with -p TEXT or -f FILE");
+}
+
+/* --image-tokens: loads the model and the images, prints each image's token count, exits. */
+static int image_tokens_only(void) {
+    tw_model *m = NULL;
+    cli_image *imgs = NULL;
+    int rc = load_model(&m);
+    if (!rc) rc = open_cli_images(m, &imgs);
+    if (!rc) print_image_tokens(stdout, imgs, g.n_images);
+    close_images(imgs, g.n_images);
+    tw_model_free(m);
+    return rc;
+}
+
 static int cmd_run(int argc, char **argv) {
     parse_options(argc, argv, C_RUN, help_run);
     require_model();
-    char *text = NULL;
+    check_image_usage();
+    if (g.image_tokens) return image_tokens_only();
+    char *text = NULL, *utext = NULL;
     size_t len = 0;
     if (read_prompt(&text, &len)) return 1;
     if (strlen(text) != len) { free(text); return fail("the prompt contains a NUL byte"); }
-    if (blank(text)) { free(text); return fail("the prompt is empty"); }
+    if (blank(text) && !g.n_images) { free(text); return fail("the prompt is empty"); }
     tw_model *m = NULL;
     tw_seq *seq = NULL;
+    cli_image *imgs = NULL;
     int rc = load_model(&m);
+    /* images go where the text has "<image>"; with none, one "<image>\n" each before the text
+    ** (--raw: the text must place them itself, it starts with <bos>) */
+    if (!rc && g.n_images && !(utext = place_images(text, g.n_images, !g.raw))) rc = 1;
     if (!rc && g.show_prompt) {
         char *prompt = NULL;
-        rc = build_prompt(m, text, g.raw, &prompt, NULL, NULL);
+        rc = build_prompt(m, utext ? utext : text, g.raw, NULL, 0, &prompt, NULL, NULL);
         if (!rc) fputs(prompt, stdout);
         tw_free(prompt);
     } else if (!rc) {
-        if (tw_seq_new(m, g.n_ctx, &seq) != TW_OK) rc = fail_lib();
-        else rc = one_shot(m, seq, text, g.raw, 0);
+        rc = open_cli_images(m, &imgs);
+        if (!rc && g.verbose && g.n_images) print_image_tokens(stderr, imgs, g.n_images);
+        if (!rc && tw_seq_new(m, g.n_ctx, &seq) != TW_OK) rc = fail_lib();
+        if (!rc) rc = one_shot(m, seq, utext ? utext : text, g.raw, 0, imgs, g.n_images);
     }
+    close_images(imgs, g.n_images);
     tw_seq_free(seq);
     tw_model_free(m);
+    free(utext);
     free(text);
     return rc;
 }
 
-/* Builds the paper's translation request for one source text. */
-static char *translation_request(const language *from, const language *to, const char *src) {
+/* Builds the paper's translation request for one source text; with images (multimodal
+** translation) their placeholders come first, one "<image>\n" each, as in the paper. */
+static char *translation_request(const language *from, const language *to, const char *src, size_t n_images) {
     const char *fmt = "Translate the following source text from %s to %s:\n%s";
-    size_t n = strlen(fmt) + strlen(from->name) + strlen(to->name) + strlen(src) + 1;
+    size_t pl = strlen(k_placeholder) + 1;
+    size_t n = n_images * pl + strlen(fmt) + strlen(from->name) + strlen(to->name) + strlen(src) + 1;
     char *s = malloc(n);
-    if (s) snprintf(s, n, fmt, from->name, to->name, src);
+    if (!s) return NULL;
+    for (size_t i = 0; i < n_images; i++) memcpy(s + i * pl, "<image>\n", pl);
+    snprintf(s + n_images * pl, n - n_images * pl, fmt, from->name, to->name, src);
     return s;
 }
 
 static int cmd_translate(int argc, char **argv) {
     parse_options(argc, argv, C_TRANSLATE, help_translate);
     if (g.list_languages) { list_languages(stdout); return 0; }
+    check_image_usage();
+    if (g.image_tokens) { require_model(); return image_tokens_only(); }
     if (!g.to) usage_error("missing --to LANG (see --list-languages)");
     require_model();
     const language *from = language_arg("--from", g.from ? g.from : "en"), *to = from ? language_arg("--to", g.to) : NULL;
@@ -873,8 +1171,13 @@ static int cmd_translate(int argc, char **argv) {
 
     tw_model *m = NULL;
     tw_seq *seq = NULL;
+    cli_image *imgs = NULL;   /* encoded once, shared by every line (and their KV reused) */
     int rc = load_model(&m);
-    if (!rc && !g.show_prompt && tw_seq_new(m, g.n_ctx, &seq) != TW_OK) rc = fail_lib();
+    if (!rc && !g.show_prompt) {
+        rc = open_cli_images(m, &imgs);
+        if (!rc && g.verbose && g.n_images) print_image_tokens(stderr, imgs, g.n_images);
+        if (!rc && tw_seq_new(m, g.n_ctx, &seq) != TW_OK) rc = fail_lib();
+    }
     char *line = text;
     while (!rc) {
         char *next = NULL;
@@ -887,21 +1190,22 @@ static int cmd_translate(int argc, char **argv) {
         if (g.lines && !*line) {
             if (!g.show_prompt) putchar('\n');   /* keep output lines aligned with input lines */
         } else {
-            char *req = translation_request(from, to, line);
+            char *req = translation_request(from, to, line, g.n_images);
             if (!req) { rc = fail("out of memory"); break; }
             if (g.show_prompt) {
                 char *prompt = NULL;
-                rc = build_prompt(m, req, 0, &prompt, NULL, NULL);
+                rc = build_prompt(m, req, 0, NULL, 0, &prompt, NULL, NULL);
                 if (!rc) fputs(prompt, stdout);
                 tw_free(prompt);
             } else {
-                rc = one_shot(m, seq, req, 0, g.lines);
+                rc = one_shot(m, seq, req, 0, g.lines, imgs, g.n_images);
             }
             free(req);
         }
         if (!next || !*next) break;
         line = next;
     }
+    close_images(imgs, g.n_images);
     tw_seq_free(seq);
     tw_model_free(m);
     free(text);
@@ -977,9 +1281,44 @@ static char *read_message(int tty) {
     return msg;
 }
 
+/* The images of a conversation, in prompt order; the last n_pending are attached (by /image or
+** --image) to the next user message. Earlier images keep their features, so a re-rendered
+** conversation gives the same prefix and its KV cache is reused; only new images are encoded. */
+typedef struct chat_images {
+    cli_image *v;
+    size_t     n, cap, n_pending;
+} chat_images;
+
+static int chat_attach(const tw_model *m, chat_images *ci, const char *src, int tty) {
+    if (require_vision(m)) return 1;
+    if (ci->n == ci->cap) {
+        size_t cap = ci->cap ? ci->cap * 2 : 4;
+        cli_image *nv = realloc(ci->v, cap * sizeof *nv);
+        if (!nv) return fail("out of memory");
+        ci->v = nv;
+        ci->cap = cap;
+    }
+    if (image_open(m, src, &ci->v[ci->n])) return 1;
+    const cli_image *im = &ci->v[ci->n++];
+    ci->n_pending++;
+    if (tty || g.verbose) {
+        char buf[64];
+        fprintf(stderr, "[image %s: %dx%d, %d tokens; attached to your next message]\n",
+                image_label(im->src, buf, sizeof buf), tw_image_width(im->im), tw_image_height(im->im), im->n_tokens);
+    }
+    return 0;
+}
+
+static void chat_drop_images(chat_images *ci, size_t keep) {
+    while (ci->n > keep) image_close(&ci->v[--ci->n]);
+    if (ci->n_pending > ci->n) ci->n_pending = ci->n;
+}
+
 static int cmd_chat(int argc, char **argv) {
     parse_options(argc, argv, C_CHAT, help_chat);
     require_model();
+    for (size_t i = 0; i < g.n_images; i++)
+        if (!strcmp(g.images[i], "-")) usage_error("chat reads messages from stdin: --image - is not possible here");
     tw_model *m = NULL;
     tw_seq *seq = NULL;
     int rc = load_model(&m);
@@ -989,7 +1328,9 @@ static int cmd_chat(int argc, char **argv) {
     if (tty) fprintf(stderr, "tower chat: %s. Type a message and press Enter; /help lists commands.\n", g.model);
 
     convo c = {0};
+    chat_images ci = {0};
     if (g.system && convo_push(&c, "system", g.system, 0)) rc = fail("out of memory");
+    for (size_t i = 0; !rc && i < g.n_images; i++) rc = chat_attach(m, &ci, g.images[i], tty);
     int errors = 0;
     char *msg;
     while (!rc && (msg = read_message(tty)) != NULL) {
@@ -998,9 +1339,11 @@ static int cmd_chat(int argc, char **argv) {
             if (!strcmp(msg, "/exit") || !strcmp(msg, "/quit")) { free(msg); break; }
             if (!strcmp(msg, "/help")) {
                 printf("/exit  leave\n/reset  forget the conversation (keeps the system message)\n"
-                       "/system TEXT  set the system message (empty: remove)\n/help  this list\n");
+                       "/system TEXT  set the system message (empty: remove)\n"
+                       "/image PATH  attach an image (file, data: or http(s) URL) to your next message\n/help  this list\n");
             } else if (!strcmp(msg, "/reset")) {
                 while (c.n > (size_t)has_system(&c)) convo_drop(&c, c.n - 1);
+                chat_drop_images(&ci, 0);
                 if (tw_seq_rewind(seq, 0) != TW_OK) rc = fail_lib();
                 if (tty) fprintf(stderr, "[conversation cleared]\n");
             } else if (!strncmp(msg, "/system", 7) && (msg[7] == ' ' || !msg[7])) {
@@ -1009,33 +1352,56 @@ static int cmd_chat(int argc, char **argv) {
                 if (has_system(&c)) convo_drop(&c, 0);
                 if (*t && convo_push(&c, "system", t, 0)) rc = fail("out of memory");
                 if (tty) fprintf(stderr, "[system message %s]\n", *t ? "set" : "removed");
+            } else if (!strncmp(msg, "/image", 6) && (msg[6] == ' ' || !msg[6])) {
+                char *t = msg + 6;
+                while (*t == ' ') t++;
+                size_t tl = strlen(t);
+                while (tl && t[tl - 1] == ' ') t[--tl] = 0;
+                if (!*t) fprintf(stderr, "tower chat: /image needs a path or URL\n"), errors++;
+                else if (chat_attach(m, &ci, t, tty)) errors++;
             } else {
                 fprintf(stderr, "tower chat: unknown command '%s' (/help lists them)\n", msg);
             }
             free(msg);
             continue;
         }
-        if (convo_push(&c, "user", msg, c.n)) { free(msg); rc = fail("out of memory"); break; }
+        /* pending images go where the message has "<image>", or all at its start */
+        size_t n_before = ci.n - ci.n_pending;
+        char *content = ci.n_pending ? place_images(msg, ci.n_pending, 1) : msg;
+        if (!content || convo_push(&c, "user", content, c.n)) {
+            if (content) rc = fail("out of memory");
+            if (content != msg) free(content);
+            free(msg);
+            chat_drop_images(&ci, n_before);
+            errors++;
+            continue;
+        }
+        if (content != msg) free(content);
         free(msg);
 
         char *prompt = NULL;
         int32_t *ids = NULL;
-        size_t n_ids = 0, reused = 0;
-        if (tw_chat_render(m, c.msgs, c.n, 1, &prompt) != TW_OK ||
-            tw_tokenize(tw_model_tokenizer(m), prompt, strlen(prompt), 0, &ids, &n_ids) != TW_OK) {
-            fail_lib();
-            tw_free(prompt);
-            convo_drop(&c, c.n - 1);
-            errors++;
-            continue;
-        }
+        size_t n_ids = 0, reused = 0, n_img_tok = 0;
+        prompt_media pm = {0};
+        int trc = 0;
+        if (tw_chat_render(m, c.msgs, c.n, 1, &prompt) != TW_OK) trc = fail_lib();
+        else if (ci.n) trc = tokenize_with_images(m, prompt, ci.v, ci.n, &ids, &n_ids);
+        else if (tw_tokenize(tw_model_tokenizer(m), prompt, strlen(prompt), 0, &ids, &n_ids) != TW_OK) trc = fail_lib();
+        for (size_t i = 0; i < ci.n; i++) n_img_tok += (size_t)ci.v[i].n_tokens;
+        if (!trc) trc = check_fits(seq, n_ids, n_img_tok, ci.n);
+        for (size_t i = n_before; !trc && i < ci.n; i++) trc = image_encode(m, &ci.v[i], i);
+        if (!trc) trc = media_build(m, ids, n_ids, ci.v, ci.n, &pm);
         tw_gen_params gp = gen_params(1024);
         tw_gen_result res = {0};
-        int trc = generate_turn(seq, ids, n_ids, &gp, 1, 0, &res, &reused);
+        if (!trc) trc = generate_turn(seq, ids, n_ids, ci.n ? &pm : NULL, (size_t)tw_model_n_embd(m), &gp, 1, 0, &res,
+                                      &reused);
+        media_free(&pm);
         if (trc) {
-            convo_drop(&c, c.n - 1);   /* the message did not fit: forget it, keep chatting */
+            convo_drop(&c, c.n - 1);   /* the message did not fit: forget it (and its images), keep chatting */
+            chat_drop_images(&ci, n_before);
             errors++;
         } else {
+            ci.n_pending = 0;
             putchar('\n');
             fflush(stdout);
             if (g.verbose) report_timing(n_ids, reused, &res);
@@ -1046,6 +1412,8 @@ static int cmd_chat(int argc, char **argv) {
         tw_free(prompt);
     }
     convo_free(&c);
+    chat_drop_images(&ci, 0);
+    free(ci.v);
     tw_seq_free(seq);
     tw_model_free(m);
     return rc ? rc : errors ? 1 : 0;
