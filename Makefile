@@ -102,8 +102,9 @@ $(BUILD)/obj/%.o: src/%.c src/*.h include/tower.h | $(BUILD)/obj
 $(BUILD)/libtower.a: $(OBJS)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/tower: tools/tower.c $(BUILD)/libtower.a
-	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libtower.a $(LDLIBS) -o $@
+# the CLI: tools/tower.c (commands, options) plus one tools/cmd_*.c per larger command
+$(BUILD)/tower: tools/*.c tools/*.h $(BUILD)/libtower.a
+	$(CC) $(CFLAGS) $(LDFLAGS) tools/*.c $(BUILD)/libtower.a $(LDLIBS) -o $@
 
 $(BUILD)/tests/tool_%: tests/tool_%.c $(BUILD)/libtower.a tests/*.h | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) $(HTTPD_CFLAGS) $< $(BUILD)/libtower.a $(LDLIBS) $(HTTPD_LIBS) -o $@
