@@ -1547,43 +1547,193 @@ static double max_abs_diff(const float *a, const float *b, size_t n, double *max
     return d;
 }
 
+/* What dump computed for one image, kept for writing and checking (packed = the cli_image's
+** embd, what the text model receives). */
+typedef struct dump_image {
+    tw_anyres_plan plan;
+    float *pixels;      /* [n_tiles][3][S][S]            */
+    float *hidden;      /* [L_v + 1][n_tiles][G*G][C]    */
+    float *selected;    /* [n_tiles][G*G][C]             */
+    float *projected;   /* [n_tiles][G*G][H]             */
+} dump_image;
+
+static void dump_image_free(dump_image *d) {
+    free(d->pixels);
+    free(d->hidden);
+    free(d->selected);
+    free(d->projected);
+}
+
+/* Runs the image path step by step, keeping every intermediate: preprocess, SigLIP (all hidden
+** states), projector, packing into ci->embd. */
+static int dump_vision(const tw_model *m, cli_image *ci, size_t index, dump_image *d) {
+    double t0 = now_ms();
+    int32_t n_tiles = 0;
+    int32_t G = tw_vision_grid(m), N = G * G, C = m->vision.n_embd, H = tw_model_n_embd(m), Lv = m->vision.n_layer;
+    if (tw_anyres_plan_make(tw_image_height(ci->im), tw_image_width(ci->im), m->pinpoints, m->n_pinpoints,
+                            m->vision.image_size, m->vision.patch_size,
+                            m->arch == TW_ARCH_LLAVA_ONEVISION ? m->max_num_patches : 0, &d->plan) != TW_OK ||
+        tw_image_preprocess(m, ci->im, &d->pixels, &n_tiles) != TW_OK)
+        return fail_lib();
+    const tw_anyres_plan *p = &d->plan;
+    if (n_tiles != p->n_tiles || p->n_tokens != ci->n_tokens)
+        return fail("image %zu: the plan gives %d tiles / %d tokens, preprocessing %d tiles, the prompt %d tokens",
+                    index + 1, p->n_tiles, p->n_tokens, n_tiles, ci->n_tokens);
+    size_t nt = (size_t)n_tiles * (size_t)N;
+    d->hidden = malloc((size_t)(Lv + 1) * nt * (size_t)C * sizeof(float));
+    d->selected = malloc(nt * (size_t)C * sizeof(float));
+    d->projected = malloc(nt * (size_t)H * sizeof(float));
+    ci->embd = malloc((size_t)p->n_tokens * (size_t)H * sizeof(float));
+    if (!d->hidden || !d->selected || !d->projected || !ci->embd)
+        return fail("out of memory (image %zu: %d tiles)", index + 1, n_tiles);
+    if (tw_siglip_forward(m, d->pixels, n_tiles, d->selected, d->hidden) != TW_OK ||
+        tw_projector_forward(m, d->selected, (int64_t)nt, d->projected) != TW_OK ||
+        tw_pack_image(m, p, d->projected, ci->embd) != TW_OK)
+        return fail_lib();
+    if (g.verbose)
+        fprintf(stderr, "[dump: image %zu: %dx%d, %dx%d tiles + base, %d tokens, vision in %.1f ms]\n", index + 1,
+                tw_image_width(ci->im), tw_image_height(ci->im), p->rows, p->cols, p->n_tokens, now_ms() - t0);
+    return 0;
+}
+
+/* Tensor name with the fixtures' _j suffix when the prompt has several images. */
+static const char *img_name(char *buf, size_t cap, const char *base, size_t j, size_t n_imgs) {
+    if (n_imgs > 1) snprintf(buf, cap, "%s_%zu", base, j);
+    else snprintf(buf, cap, "%s", base);
+    return buf;
+}
+
+/* One check line on stderr; returns 1 on a mismatch. A tensor the fixture lacks is skipped. */
+static int check_f32(const tw_st_set *set, const char *name, const float *ours, size_t n, double limit, int rel) {
+    const tw_tensor *t = tw_st_get(set, name);
+    if (!t) return 0;
+    if (t->type != TW_DT_F32 || (size_t)tw_tensor_nelem(t) != n) {
+        fprintf(stderr, "check %s: MISMATCH (the reference has %lld %s values, dump computed %zu)\n", name,
+                (long long)tw_tensor_nelem(t), tw_dtype_name(t->type), n);
+        return 1;
+    }
+    double mb, d = max_abs_diff(ours, t->data, n, &mb), lim = rel ? limit * mb + limit : limit;
+    fprintf(stderr, "check %s: max |diff| %.3g (limit %.3g): %s\n", name, d, lim, d <= lim ? "ok" : "MISMATCH");
+    return !(d <= lim);
+}
+
+static int check_exact(const tw_st_set *set, const char *name, tw_dtype type, const void *ours, size_t n) {
+    const tw_tensor *t = tw_st_get(set, name);
+    if (!t) return 0;
+    int ok = t->type == type && (size_t)tw_tensor_nelem(t) == n && memcmp(t->data, ours, n * tw_dtype_size(type)) == 0;
+    fprintf(stderr, "check %s (%zu): %s\n", name, n, ok ? "ok" : "MISMATCH");
+    return !ok;
+}
+
+/* What dump computed, for writing and checking. */
+typedef struct dump_out {
+    const int64_t *ids64;          /* [T]                            */
+    size_t         T;
+    const float   *logits;         /* [T, V]                         */
+    int32_t        V;
+    const float   *hidden;         /* [L+2, T, H]                    */
+    size_t         n_hidden;
+    const int64_t *gen64;          /* [N]                            */
+    size_t         N;
+    const cli_image  *imgs;        /* n_imgs, packed features in embd */
+    const dump_image *dimg;
+    size_t         n_imgs;
+    const float   *pixel_values;   /* [n_imgs, max_tiles, 3, S, S]   */
+    size_t         n_pixel_values;
+    const int64_t *image_sizes;    /* [n_imgs, 2]                    */
+    const int64_t *num_tokens;     /* [n_imgs]                       */
+} dump_out;
+
 /* Compares what dump computed with a fixture's tensors; prints one line per check on stderr. */
-static int check_against(const char *path, const int32_t *ids, size_t T, const float *logits, int32_t V,
-                         const float *hidden, size_t n_hidden, const int32_t *gen, size_t N) {
+static int check_against(const char *path, const tw_model *m, const dump_out *o) {
     tw_st_set *set = NULL;
     if (tw_st_open_file(path, &set) != TW_OK) return fail_lib();
-    int bad = 0;
+    int bad = check_exact(set, "input_ids", TW_DT_I64, o->ids64, o->T);
     const tw_tensor *t;
-    if ((t = tw_st_get(set, "input_ids")) && t->type == TW_DT_I64) {
-        int ok = (size_t)tw_tensor_nelem(t) == T;
-        for (size_t i = 0; ok && i < T; i++) ok = ((const int64_t *)t->data)[i] == ids[i];
-        fprintf(stderr, "check input_ids (%zu): %s\n", T, ok ? "ok" : "MISMATCH");
-        bad += !ok;
-    }
-    if (N && (t = tw_st_get(set, "generated_ids")) && t->type == TW_DT_I64) {
-        size_t ne = (size_t)tw_tensor_nelem(t), k = N < ne ? N : ne;
-        int ok = 1;
-        for (size_t i = 0; ok && i < k; i++) ok = ((const int64_t *)t->data)[i] == gen[i];
+    if (o->N && (t = tw_st_get(set, "generated_ids")) && t->type == TW_DT_I64) {
+        size_t ne = (size_t)tw_tensor_nelem(t), k = o->N < ne ? o->N : ne;
+        int ok = memcmp(t->data, o->gen64, k * sizeof *o->gen64) == 0;
         fprintf(stderr, "check generated_ids (%zu): %s\n", k, ok ? "ok" : "MISMATCH");
         bad += !ok;
     }
-    if ((t = tw_st_get(set, "logits_full")) && t->type == TW_DT_F32 && (size_t)tw_tensor_nelem(t) == T * (size_t)V) {
-        double d = max_abs_diff(logits, t->data, T * (size_t)V, NULL);
-        fprintf(stderr, "check logits_full: max |diff| %.3g (limit 3e-3): %s\n", d, d <= 3e-3 ? "ok" : "MISMATCH");
-        bad += !(d <= 3e-3);
-    }
-    if ((t = tw_st_get(set, "logits_last")) && t->type == TW_DT_F32 && tw_tensor_nelem(t) == V && T) {
-        double d = max_abs_diff(logits + (T - 1) * (size_t)V, t->data, (size_t)V, NULL);
-        fprintf(stderr, "check logits_last: max |diff| %.3g (limit 3e-3): %s\n", d, d <= 3e-3 ? "ok" : "MISMATCH");
-        bad += !(d <= 3e-3);
-    }
-    if ((t = tw_st_get(set, "text_hidden_states")) && t->type == TW_DT_F32 && (size_t)tw_tensor_nelem(t) == n_hidden) {
-        double mb, d = max_abs_diff(hidden, t->data, n_hidden, &mb), lim = 1e-4 * mb + 1e-4;
-        fprintf(stderr, "check text_hidden_states: max |diff| %.3g (limit %.3g): %s\n", d, lim, d <= lim ? "ok" : "MISMATCH");
-        bad += !(d <= lim);
+    size_t TV = o->T * (size_t)o->V;
+    if ((t = tw_st_get(set, "logits_full")) && (size_t)tw_tensor_nelem(t) == TV)
+        bad += check_f32(set, "logits_full", o->logits, TV, 3e-3, 0);
+    if ((t = tw_st_get(set, "logits_last")) && tw_tensor_nelem(t) == o->V && o->T)
+        bad += check_f32(set, "logits_last", o->logits + (o->T - 1) * (size_t)o->V, (size_t)o->V, 3e-3, 0);
+    bad += check_f32(set, "text_hidden_states", o->hidden, o->n_hidden, 1e-4, 1);
+    if (o->n_imgs) {
+        int32_t G = tw_vision_grid(m), N = G * G, C = m->vision.n_embd, H = tw_model_n_embd(m), Lv = m->vision.n_layer;
+        bad += check_f32(set, "pixel_values", o->pixel_values, o->n_pixel_values, 1e-6, 0);
+        bad += check_exact(set, "image_sizes", TW_DT_I64, o->image_sizes, 2 * o->n_imgs);
+        bad += check_exact(set, "num_image_tokens", TW_DT_I64, o->num_tokens, o->n_imgs);
+        for (size_t j = 0; j < o->n_imgs; j++) {
+            char nm[64];
+            const cli_image *ci = &o->imgs[j];
+            const dump_image *d = &o->dimg[j];
+            size_t nt = (size_t)d->plan.n_tiles * (size_t)N;
+            bad += check_exact(set, img_name(nm, sizeof nm, "image_rgb", j, o->n_imgs), TW_DT_U8, tw_image_rgb(ci->im),
+                               (size_t)tw_image_width(ci->im) * (size_t)tw_image_height(ci->im) * 3);
+            bad += check_f32(set, img_name(nm, sizeof nm, "vision_hidden_states", j, o->n_imgs), d->hidden,
+                             (size_t)(Lv + 1) * nt * (size_t)C, 1e-4, 0);
+            bad += check_f32(set, img_name(nm, sizeof nm, "vision_selected", j, o->n_imgs), d->selected, nt * (size_t)C,
+                             1e-4, 0);
+            bad += check_f32(set, img_name(nm, sizeof nm, "projected", j, o->n_imgs), d->projected, nt * (size_t)H, 1e-4, 0);
+            bad += check_f32(set, img_name(nm, sizeof nm, "packed", j, o->n_imgs), ci->embd,
+                             (size_t)ci->n_tokens * (size_t)H, 1e-4, 0);
+        }
     }
     tw_st_close(set);
     return bad ? fail("%d check(s) against %s failed", bad, path) : 0;
+}
+
+/* Writes everything dump computed to one safetensors file (atomically). */
+static int write_dump(const char *path, const tw_model *m, const dump_out *o) {
+    int32_t L = tw_model_n_layer(m), H = tw_model_n_embd(m);
+    int64_t s_ids[1] = {(int64_t)o->T}, s_logits[2] = {(int64_t)o->T, o->V}, s_hidden[3] = {L + 2, (int64_t)o->T, H},
+            s_gen[1] = {(int64_t)o->N};
+    tw_st_writer *w = tw_st_writer_new();
+    if (!w) return fail("out of memory");
+    tw_status st = TW_OK;
+    if ((st = tw_st_writer_add(w, "input_ids", TW_DT_I64, 1, s_ids, o->ids64)) != TW_OK ||
+        (st = tw_st_writer_add(w, "logits", TW_DT_F32, 2, s_logits, o->logits)) != TW_OK ||
+        (st = tw_st_writer_add(w, "text_hidden_states", TW_DT_F32, 3, s_hidden, o->hidden)) != TW_OK ||
+        (o->N && (st = tw_st_writer_add(w, "generated_ids", TW_DT_I64, 1, s_gen, o->gen64)) != TW_OK))
+        goto done;
+    if (o->n_imgs) {
+        int32_t G = tw_vision_grid(m), N = G * G, C = m->vision.n_embd, Lv = m->vision.n_layer, S = m->vision.image_size;
+        int64_t n = (int64_t)o->n_imgs;
+        int64_t s_pv[5] = {n, (int64_t)(o->n_pixel_values / ((size_t)n * 3 * (size_t)S * (size_t)S)), 3, S, S};
+        int64_t s_sizes[2] = {n, 2}, s_ntok[1] = {n};
+        if ((st = tw_st_writer_add(w, "pixel_values", TW_DT_F32, 5, s_pv, o->pixel_values)) != TW_OK ||
+            (st = tw_st_writer_add(w, "image_sizes", TW_DT_I64, 2, s_sizes, o->image_sizes)) != TW_OK ||
+            (st = tw_st_writer_add(w, "num_image_tokens", TW_DT_I64, 1, s_ntok, o->num_tokens)) != TW_OK)
+            goto done;
+        for (size_t j = 0; j < o->n_imgs; j++) {
+            char nm[64];
+            const cli_image *ci = &o->imgs[j];
+            const dump_image *d = &o->dimg[j];
+            int64_t tiles = d->plan.n_tiles;
+            int64_t s_rgb[3] = {tw_image_height(ci->im), tw_image_width(ci->im), 3};
+            int64_t s_vh[4] = {Lv + 1, tiles, N, C}, s_sel[3] = {tiles, N, C}, s_proj[3] = {tiles, N, H},
+                    s_pack[2] = {ci->n_tokens, H};
+            if ((st = tw_st_writer_add(w, img_name(nm, sizeof nm, "image_rgb", j, o->n_imgs), TW_DT_U8, 3, s_rgb,
+                                       tw_image_rgb(ci->im))) != TW_OK ||
+                (st = tw_st_writer_add(w, img_name(nm, sizeof nm, "vision_hidden_states", j, o->n_imgs), TW_DT_F32, 4,
+                                       s_vh, d->hidden)) != TW_OK ||
+                (st = tw_st_writer_add(w, img_name(nm, sizeof nm, "vision_selected", j, o->n_imgs), TW_DT_F32, 3, s_sel,
+                                       d->selected)) != TW_OK ||
+                (st = tw_st_writer_add(w, img_name(nm, sizeof nm, "projected", j, o->n_imgs), TW_DT_F32, 3, s_proj,
+                                       d->projected)) != TW_OK ||
+                (st = tw_st_writer_add(w, img_name(nm, sizeof nm, "packed", j, o->n_imgs), TW_DT_F32, 2, s_pack,
+                                       ci->embd)) != TW_OK)
+                goto done;
+        }
+    }
+    st = tw_st_writer_save(w, path);
+done:
+    tw_st_writer_free(w);
+    return st == TW_OK ? 0 : fail_lib();
 }
 
 static int cmd_dump(int argc, char **argv) {
@@ -1591,20 +1741,29 @@ static int cmd_dump(int argc, char **argv) {
     require_model();
     if (!g.prompt_file) usage_error("missing --prompt-file FILE");
     if (!g.out && !g.check_against) usage_error("missing -o OUT.safetensors");
+    size_t from_stdin = !strcmp(g.prompt_file, "-");
+    for (size_t i = 0; i < g.n_images; i++) from_stdin += !strcmp(g.images[i], "-");
+    if (from_stdin > 1) usage_error("only one of --prompt-file and --image can read stdin ('-')");
     char *text = NULL;
     size_t len = 0;
     if (read_prompt(&text, &len)) return 1;
 
     tw_model *m = NULL;
     tw_seq *seq = NULL;
+    cli_image *imgs = NULL;
+    dump_image *dimg = NULL;
+    prompt_media pm = {0};
     int32_t *ids = NULL, *gen = NULL;
-    int64_t *ids64 = NULL, *gen64 = NULL;
-    float *logits = NULL, *hidden = NULL;
-    tw_st_writer *w = NULL;
-    size_t T = 0, N = (size_t)g.max_new;
+    int64_t *ids64 = NULL, *gen64 = NULL, *sizes = NULL, *ntok = NULL;
+    float *logits = NULL, *hidden = NULL, *pv = NULL;
+    size_t T = 0, N = (size_t)g.max_new, n_imgs = g.n_images, n_pv = 0;
     int rc = load_model(&m);
     if (rc) goto done;
-    if (tw_tokenize(tw_model_tokenizer(m), text, len, 0, &ids, &T) != TW_OK) { rc = fail_lib(); goto done; }
+    if (n_imgs && strlen(text) != len) { rc = fail("%s: the prompt contains a NUL byte", g.prompt_file); goto done; }
+    if ((rc = open_cli_images(m, &imgs))) goto done;
+    if (n_imgs) rc = tokenize_with_images(m, text, imgs, n_imgs, &ids, &T);
+    else if (tw_tokenize(tw_model_tokenizer(m), text, len, 0, &ids, &T) != TW_OK) rc = fail_lib();
+    if (rc) goto done;
     if (T == 0) { rc = fail("%s: the prompt is empty", g.prompt_file); goto done; }
     if (tw_seq_new(m, g.n_ctx, &seq) != TW_OK) { rc = fail_lib(); goto done; }
     int32_t V = tw_model_n_vocab(m), H = tw_model_n_embd(m), L = tw_model_n_layer(m);
@@ -1613,6 +1772,29 @@ static int cmd_dump(int argc, char **argv) {
                   g.prompt_file, T, N, tw_seq_n_ctx(seq));
         goto done;
     }
+
+    /* the image side: every intermediate, then pixel_values zero-padded to the most tiles */
+    if (n_imgs) {
+        dimg = calloc(n_imgs, sizeof *dimg);
+        sizes = malloc(2 * n_imgs * sizeof *sizes);
+        ntok = malloc(n_imgs * sizeof *ntok);
+        if (!dimg || !sizes || !ntok) { rc = fail("out of memory"); goto done; }
+        int32_t max_tiles = 0;
+        for (size_t j = 0; j < n_imgs; j++) {
+            if ((rc = dump_vision(m, &imgs[j], j, &dimg[j]))) goto done;
+            if (dimg[j].plan.n_tiles > max_tiles) max_tiles = dimg[j].plan.n_tiles;
+            sizes[2 * j] = tw_image_height(imgs[j].im);
+            sizes[2 * j + 1] = tw_image_width(imgs[j].im);
+            ntok[j] = imgs[j].n_tokens;
+        }
+        size_t tile = 3 * (size_t)m->vision.image_size * (size_t)m->vision.image_size;
+        n_pv = n_imgs * (size_t)max_tiles * tile;
+        if (!(pv = calloc(n_pv, sizeof *pv))) { rc = fail("out of memory"); goto done; }
+        for (size_t j = 0; j < n_imgs; j++)
+            memcpy(pv + j * (size_t)max_tiles * tile, dimg[j].pixels, (size_t)dimg[j].plan.n_tiles * tile * sizeof *pv);
+        if ((rc = media_build(m, ids, T, imgs, n_imgs, &pm))) goto done;
+    }
+
     size_t n_hidden = (size_t)(L + 2) * T * (size_t)H;
     logits = malloc(T * (size_t)V * sizeof *logits);
     hidden = malloc(n_hidden * sizeof *hidden);
@@ -1621,7 +1803,7 @@ static int cmd_dump(int argc, char **argv) {
     gen64 = malloc((N + 1) * sizeof *gen64);
     if (!logits || !hidden || !ids64 || !gen || !gen64) { rc = fail("out of memory (%zu tokens x %d vocab)", T, V); goto done; }
 
-    tw_eval_opts eo = {.logits = logits, .hidden = hidden};
+    tw_eval_opts eo = {.embd = pm.embd, .n_embd_rows = pm.n_rows, .logits = logits, .hidden = hidden};
     double t0 = now_ms();
     if (tw_seq_eval(seq, ids, T, &eo) != TW_OK) { rc = fail_lib(); goto done; }
     double t1 = now_ms();
@@ -1639,23 +1821,21 @@ static int cmd_dump(int argc, char **argv) {
     for (size_t i = 0; i < T; i++) ids64[i] = ids[i];
     for (size_t i = 0; i < N; i++) gen64[i] = gen[i];
 
-    if (g.out) {
-        int64_t s_ids[1] = {(int64_t)T}, s_logits[2] = {(int64_t)T, V}, s_hidden[3] = {L + 2, (int64_t)T, H},
-                s_gen[1] = {(int64_t)N};
-        w = tw_st_writer_new();
-        if (!w) { rc = fail("out of memory"); goto done; }
-        if (tw_st_writer_add(w, "input_ids", TW_DT_I64, 1, s_ids, ids64) != TW_OK ||
-            tw_st_writer_add(w, "logits", TW_DT_F32, 2, s_logits, logits) != TW_OK ||
-            tw_st_writer_add(w, "text_hidden_states", TW_DT_F32, 3, s_hidden, hidden) != TW_OK ||
-            (N && tw_st_writer_add(w, "generated_ids", TW_DT_I64, 1, s_gen, gen64) != TW_OK) ||
-            tw_st_writer_save(w, g.out) != TW_OK) {
-            rc = fail_lib();
-            goto done;
-        }
-    }
-    if (g.check_against) rc = check_against(g.check_against, ids, T, logits, V, hidden, n_hidden, gen, N);
+    dump_out o = {
+        .ids64 = ids64, .T = T, .logits = logits, .V = V, .hidden = hidden, .n_hidden = n_hidden, .gen64 = gen64, .N = N,
+        .imgs = imgs, .dimg = dimg, .n_imgs = n_imgs, .pixel_values = pv, .n_pixel_values = n_pv, .image_sizes = sizes,
+        .num_tokens = ntok,
+    };
+    if (g.out && (rc = write_dump(g.out, m, &o))) goto done;
+    if (g.check_against) rc = check_against(g.check_against, m, &o);
 done:
-    tw_st_writer_free(w);
+    for (size_t j = 0; dimg && j < n_imgs; j++) dump_image_free(&dimg[j]);
+    free(dimg);
+    close_images(imgs, n_imgs);
+    media_free(&pm);
+    free(pv);
+    free(sizes);
+    free(ntok);
     free(logits);
     free(hidden);
     free(ids64);
