@@ -876,6 +876,7 @@ static void help_main(void) {
            "to stay offline). TOWER_MODEL sets a default for -m.\n\n"
            "examples:\n"
            "  tower run -m utter-project/TowerVision-2B -p \"Write a haiku about Lisbon.\"\n"
+           "  tower run -m utter-project/TowerVision-2B --image photo.jpg -p \"What is in this picture?\"\n"
            "  tower translate -m utter-project/TowerVision-2B --from en --to de -p \"Good morning!\"\n"
            "  echo 'Hello' | tower chat -m ./TowerVision-2B\n"
            "  tower tokenize -m ./TowerVision-2B -p \"Olá, mundo\"\n"
@@ -923,9 +924,17 @@ static void help_run(void) {
            "                           <bos> and the turn markers yourself if the model needs them)\n"
            "      --show-prompt        print the rendered prompt and exit (no model run)\n"
            "      --print-ids          print the generated token ids instead of the text\n\n"
+           "images (vision models):\n"
+           "      --image SRC          an image: file, '-' (stdin), data: URL or http(s) URL; repeatable.\n"
+           "                           Each goes where the prompt says <image>, in order; a prompt without\n"
+           "                           <image> gets one \"<image>\\n\" per image before its text (--raw:\n"
+           "                           write them yourself). JPEG, PNG, WebP, GIF, BMP.\n"
+           "      --image-tokens       print each image's prompt tokens (tokens, WxH, source) and exit\n\n"
            HELP_SAMPLING_OPTS "\n" HELP_MODEL_OPTS "\n"
            "examples:\n"
            "  tower run -m utter-project/TowerVision-2B -p \"Explain a KV cache in one sentence.\"\n"
+           "  tower run -m ./TowerVision-2B --image cat.jpg -p \"Describe the image in Portuguese.\"\n"
+           "  tower run -m ./TowerVision-2B --image a.png --image b.png -p \"<image> vs <image>: what changed?\"\n"
            "  tower run -m ./TowerVision-2B -f question.txt -n 200 --temp 0.7 --top-p 0.9 --seed 1\n"
            "  cat prompt.txt | tower run -m ./TowerVision-2B --system \"Answer in Portuguese.\"\n");
 }
@@ -940,7 +949,11 @@ static void help_chat(void) {
            "  /exit          leave\n"
            "  /reset         forget the conversation (the system message is kept)\n"
            "  /system TEXT   set the system message (empty TEXT removes it)\n"
+           "  /image SRC     attach an image (file, data: or http(s) URL) to the next message; its\n"
+           "                 <image> goes at the start of that message (or where the message says\n"
+           "                 <image>). Earlier images stay in the conversation and in the KV cache.\n"
            "  /help          this list\n\n"
+           "  --image SRC    attach an image to the first message, as /image does (repeatable)\n\n"
            HELP_SAMPLING_OPTS "\n" HELP_MODEL_OPTS "\n"
            "examples:\n"
            "  tower chat -m utter-project/TowerVision-2B\n"
@@ -959,11 +972,16 @@ static void help_translate(void) {
            "  --list-languages     print the language table and exit\n"
            "  --lines              translate every input line on its own; one output line per input line\n"
            "  -p, --prompt TEXT    source text ('-': stdin); -f, --file FILE: read it from FILE\n"
-           "  --show-prompt        print the rendered prompt and exit; --print-ids: print ids not text\n\n"
+           "  --show-prompt        print the rendered prompt and exit; --print-ids: print ids not text\n"
+           "  --image SRC          multimodal translation: the image comes first, as in the paper:\n"
+           "                       <image>\\nTranslate the following source text from English to German:\\n{source}\n"
+           "                       (repeatable; with --lines every line sees the image, encoded once)\n"
+           "  --image-tokens       print each image's prompt tokens and exit\n\n"
            HELP_SAMPLING_OPTS "\n" HELP_MODEL_OPTS "\n"
            "examples:\n"
            "  tower translate -m utter-project/TowerVision-2B --to de -p \"The weather is lovely today.\"\n"
-           "  tower translate -m ./TowerVision-9B --from en --to pt-BR --lines -f test.en > hyp.pt\n");
+           "  tower translate -m ./TowerVision-9B --from en --to pt-BR --lines -f test.en > hyp.pt\n"
+           "  tower translate -m ./TowerVision-2B --to de --image scene.jpg -p \"He is holding a bat.\"\n");
 }
 
 static void help_tokenize(void) {
@@ -984,24 +1002,36 @@ static void help_tokenize(void) {
 }
 
 static void help_dump(void) {
-    printf("usage: tower dump -m MODEL --prompt-file FILE -o OUT.safetensors [-n N] [options]\n\n"
+    printf("usage: tower dump -m MODEL --prompt-file FILE [--image SRC ...] -o OUT.safetensors [-n N] [options]\n\n"
            "Runs one forward pass over the exact text of FILE (tokenized without adding special tokens:\n"
            "write <bos> in the file if you want it) and writes a safetensors file with\n"
-           "  input_ids           I64 [T]\n"
+           "  input_ids           I64 [T]          image tokens expanded\n"
            "  logits              F32 [T, V]       every position, no final softcap unless --final-softcap\n"
            "  text_hidden_states  F32 [L+2, T, H]  scaled embeddings, each layer's output, final norm\n"
            "  generated_ids       I64 [N]          N greedy tokens after the prompt (with -n N > 0)\n"
+           "With --image SRC (repeatable, one per <image> in FILE, in order), also the image side, named\n"
+           "as in the fixtures (_j suffixes only with several images):\n"
+           "  pixel_values        F32 [n_images, max_tiles, 3, S, S]  processor output, zero-padded\n"
+           "  image_sizes         I64 [n_images, 2]  (height, width);  num_image_tokens I64 [n_images]\n"
+           "  image_rgb[_j]       U8  [h, w, 3]      the decoded image\n"
+           "  vision_hidden_states[_j] F32 [L_v+1, tiles, G*G, C]; vision_selected[_j] [tiles, G*G, C]\n"
+           "  projected[_j]       F32 [tiles, G*G, H];  packed[_j] F32 [n_tokens, H] (what the text model gets)\n"
            "The file is written atomically: after an error no file is left behind.\n\n"
            "  -f, --prompt-file FILE   prompt text ('-': stdin)\n"
            "  -o, --output FILE        where to write\n"
            "  -n, --max-new-tokens N   greedy tokens to generate (default 0; model stop tokens ignored)\n"
            "  --final-softcap          apply the final logit softcap to the stored logits\n"
+           "  --image SRC              an image for the next <image> of FILE (file, '-', data: or http(s) URL)\n"
            "  --check-against FILE     compare with a fixture's tensors.safetensors (input_ids,\n"
            "                           generated_ids exact; logits_full/logits_last 3e-3, text_hidden_states\n"
-           "                           1e-4 relative); exit 1 on a mismatch. -o is optional with it.\n"
+           "                           1e-4 relative; pixel_values 1e-6; image_sizes, image_rgb exact; vision\n"
+           "                           tensors 1e-4); tensors the file lacks are skipped; exit 1 on a\n"
+           "                           mismatch. -o is optional with it.\n"
            "  -t, --threads N, --ctx N, --offline, -v, --verbose   as for run\n\n"
-           "example:\n"
-           "  tower dump -m ./TowerVision-2B --prompt-file prompt.txt -o out.safetensors -n 16\n");
+           "examples:\n"
+           "  tower dump -m ./TowerVision-2B --prompt-file prompt.txt -o out.safetensors -n 16\n"
+           "  tower dump -m ./tiny-towervision --prompt-file two.txt --image a.png --image b.png -n 16 \\\n"
+           "      --check-against expected/two_images/tensors.safetensors\n");
 }
 
 static void help_info(void) {
