@@ -80,6 +80,17 @@ check "dump two_images: per-image tensors carry _j suffixes" test $r -eq 0
 case "$(head -c 4096 "$tmp/img_60x60.safetensors" | tr -d '\0')" in *'"packed_0"'*) r=1 ;; *) r=0 ;; esac
 check "dump img_60x60: no _j suffix for a single image" test $r -eq 0
 
+# OneVision (tiny-towervideo): an image with anyres_max_9 packing, same checks
+OV=$FX/expected-video/image_ov_200x100
+if [ -d "$OV" ] && [ -d "$FX/tiny-towervideo" ]; then
+    printf '<bos><start_of_turn>user\n<image>\nDescribe the image.<end_of_turn>\n<start_of_turn>model\n' >"$tmp/ov.txt"
+    "$T" dump -m "$FX/tiny-towervideo" --prompt-file "$tmp/ov.txt" --image "$EXP/img_200x100/image.png" -n 16 \
+        --check-against "$OV/tensors.safetensors" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    check "dump OneVision image_ov_200x100 (the same 200x100 PNG)" sh -c \
+        '[ "$0" -eq 0 ] && grep -q "^check packed: .*ok$" "$1" && grep -q "^check image_rgb (60000): ok$" "$1"' "$rc" "$tmp/err"
+fi
+
 # the checks bite: one image's tensors against another case fail
 write_prompt img_60x60 "$tmp/p60.txt"
 expect_error "dump: wrong reference -> mismatch, exit 1" 1 "check(s) against" \
