@@ -196,5 +196,16 @@ rc=$?
 check "chat: /help /system /reset /exit" sh -c '[ "$0" -eq 0 ] && grep -q "^/reset" "$1" && [ "$(grep -c "reused" "$2")" -eq 2 ]' \
     "$rc" "$tmp/chat.out" "$tmp/chat.err"
 
+# ---- images: the options exist everywhere they should (tests/cli_image_test.sh runs them) -------
+for c in run translate dump chat; do
+    check "$c --help documents --image" sh -c '"$0" "$1" --help 2>"$2" | grep -q -- "--image SRC"' "$T" "$c" "$tmp/err"
+done
+printf '/help\n' | "$T" chat -m "$M" >"$tmp/chat.out" 2>"$tmp/err"
+check "chat /help lists /image" grep -q '^/image PATH' "$tmp/chat.out"
+expect_error "tokenize --image: unknown option" 2 "unknown option" "$T" tokenize -m "$M" --image x.png -p hi
+# a text prompt on a vision model still needs no image, and an image-free dump keeps its tensors
+"$T" run -m "$M" -p "Hello!" -n 16 --print-ids -v >"$tmp/got" 2>"$tmp/err"
+check "run without --image: no image lines in -v" sh -c '! grep -q "^\[image" "$0"' "$tmp/err"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
