@@ -1,0 +1,83 @@
+/*
+** bench.h — what `tower bench` needs from the library: the machine's limits measured by small
+** loops (read bandwidth, matrix rate), the work a forward pass does counted from the model's
+** shapes (FLOPs, bytes read per token), and models with random weights of the exact TowerVision
+** shapes built in memory (model_random.c), so the engine can be measured without a download.
+**
+** Nothing here changes how the engine runs: the benchmark drives the public entry points
+** (tw_image_encode, tw_seq_eval) and these helpers only count and compare.
+*/
+#ifndef TW_BENCH_H
+#define TW_BENCH_H
+
+#include "model.h"
+
+/* ---- machine limits ---------------------------------------------------------------------------- */
+
+/* Read bandwidth in GB/s (1e9 bytes/s): every thread of the pool sums 64-byte vectors of a buffer of
+** `bytes` (make it much larger than the L3) in large chunks; the best of `reps` passes. 0 when the
+** buffer cannot be allocated. */
+double tw_bench_read_bw(tw_pool *pool, size_t bytes, int reps);
+
+/* Register-only multiply-add loops run on every thread of the pool at once, in GFLOP/s (one
+** multiply-add = 2 FLOPs); the best of `reps`. Each returns 0 when the CPU lacks the instruction.
+**   fma:  f32 vfmadd on the widest vectors the CPU has (AVX-512, else AVX2, else scalar)
+**   bf16: vdpbf16ps (AVX512-BF16): 32 bf16 products summed into 16 f32 lanes per instruction
+**   int8: vpdpbusd (AVX512-VNNI): 64 u8 x s8 products into 16 i32 lanes (GOP/s)            */
+double      tw_bench_fma_peak(tw_pool *pool, int reps);
+double      tw_bench_bf16_peak(tw_pool *pool, int reps);
+double      tw_bench_int8_peak(tw_pool *pool, int reps);
+const char *tw_bench_fma_isa(void);   /* "avx512", "avx2" or "scalar": what tw_bench_fma_peak ran */
+
+/* ---- work counted from the shapes -------------------------------------------------------------- */
+
+/* Bytes one decode step reads: every weight tensor the step touches (all layers' projections and
+** widened norms, one embedding row, the LM head) plus the keys and values the attention reads at
+** `ctx` cached positions (sliding layers read at most sliding_window of them), with the cache's
+** element size. weights_only: the part without the cache. */
+double tw_bench_decode_bytes(const tw_model *m, int64_t ctx, double *weights_only);
+
+/* FLOPs of running T new tokens after p0 cached ones through Gemma2: 2*N*K per token per matrix
+** product, attention 4*D per (query, visible key) pair per head (QK^T and PV), the LM head for
+** the last row only (what tw_seq_eval computes). */
+double tw_bench_prefill_flops(const tw_model *m, int64_t p0, int64_t T);
+
+/* FLOPs of n_tiles SigLIP passes up to the feature layer plus the projector on their tokens. */
+double tw_bench_vision_flops(const tw_model *m, int64_t n_tiles);
+
+/* Peak resident set of the process so far (getrusage ru_maxrss), in bytes. */
+uint64_t tw_bench_peak_rss(void);
+/* Resident set now (/proc/self/statm), in bytes; 0 when unknown. */
+uint64_t tw_bench_rss_now(void);
+
+/* ---- models with random weights (model_random.c) ---------------------------------------------- */
+
+typedef struct tw_random_spec {
+    const char       *name;         /* "TowerVision-2B" etc., for messages                     */
+    tw_gemma2_config  text;         /* layer_sliding is ignored: even layers slide, as Gemma2  */
+    bool              has_vision;
+    tw_siglip_config  vision;
+    int32_t           n_pinpoints;
+    int32_t           pinpoints[32][2];   /* (height, width)                                  */
+    tw_dtype          type;         /* weight type of every tensor (BF16 as released)          */
+    int32_t           n_distinct;   /* text layers with their own weights, cycled over all
+                                    ** layers; 0: every layer distinct                         */
+    int               n_threads;    /* the model's pool; 0: every core                         */
+    uint64_t          seed;
+} tw_random_spec;
+
+/* The released shapes: "2b", "9b" (TowerVision-2B / -9B), or "tiny" (a few layers of small
+** widths, for tests). false for an unknown name. */
+bool tw_random_spec_preset(const char *name, tw_random_spec *out);
+
+/* Builds a model with every field tw_model_load_dir fills (configs, every weight tensor of the
+** exact shape, widened norms, pinpoints, image token, pool), weights uniform random scaled by
+** 1/sqrt(fan-in) so activations stay finite through all layers, the LM head tied to the
+** embedding. No tokenizer or chat template. Free it with tw_random_model_free (tw_model_free
+** alone would leak the weights). */
+tw_status tw_random_model_new(const tw_random_spec *spec, tw_model **out);
+void      tw_random_model_free(tw_model *m);
+/* Bytes of weight data the model holds (shared layers counted once). */
+uint64_t  tw_random_model_bytes(const tw_model *m);
+
+#endif

@@ -1,0 +1,321 @@
+/*
+** model_random.c — TowerVision models with random weights, built in memory.
+**
+** `tower bench` measures the engine on the exact shapes of the released checkpoints without
+** downloading 5-18 GB: this file fills every field tw_model_load_dir would (model.c), with weight
+** tensors of the checkpoint's shapes and type whose data are uniform random numbers instead of a
+** file mapping. The forward code cannot tell the difference; only the numbers it computes are
+** meaningless.
+**
+** Memory: the model is one block that starts with the tw_model, followed by the list of what it
+** owns (tensor structs and their data), so tw_random_model_free releases the weights and then
+** hands the rest to tw_model_free. With spec->n_distinct > 0 only that many text layers get their
+** own weights and layer i uses set i % n_distinct: the 9B in BF16 (18.5 GB) would not fit next to
+** its KV cache on a 24 GB machine, while 4 distinct sets (~400 MB each, far above any L3) are
+** streamed from memory exactly like 42 distinct ones.
+*/
+#include "bench.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* ---- presets ------------------------------------------------------------------------------------ */
+
+/* TowerVision's image_grid_pinpoints in tiles (rows, cols), in the checkpoint's order (SPEC 1.4). */
+static const int8_t pinpoint_tiles[14][2] = {
+    { 1, 1 }, { 1, 2 }, { 2, 1 }, { 1, 3 }, { 3, 1 }, { 1, 4 }, { 2, 2 },
+    { 4, 1 }, { 1, 5 }, { 5, 1 }, { 1, 6 }, { 2, 3 }, { 3, 2 }, { 6, 1 },
+};
+
+bool tw_random_spec_preset(const char *name, tw_random_spec *out) {
+    tw_random_spec s = { 0 };
+    tw_gemma2_config *t = &s.text;
+    tw_siglip_config *v = &s.vision;
+    /* Gemma2 fields common to both sizes (SPEC 1.5) */
+    t->n_vocab = 256001, t->head_dim = 256, t->n_ctx_train = 8192, t->sliding_window = 4096;
+    t->rms_eps = 1e-6f, t->rope_theta = 10000.0f, t->query_pre_attn_scalar = 256;
+    t->attn_softcap = 50.0f, t->final_softcap = 30.0f, t->tie_embeddings = true;
+    /* SigLIP so400m/14@384 with the last layer removed (SPEC 1.6) */
+    *v = (tw_siglip_config){ .n_embd = 1152, .n_ff = 4304, .n_layer = 26, .n_head = 16, .image_size = 384,
+                             .patch_size = 14, .n_channels = 3, .ln_eps = 1e-6f };
+    s.has_vision = true;
+    s.type = TW_DT_BF16;
+    s.seed = 0x70e4u;
+    if (strcmp(name, "2b") == 0) {
+        s.name = "TowerVision-2B";
+        t->n_embd = 2304, t->n_ff = 9216, t->n_layer = 26, t->n_head = 8, t->n_head_kv = 4;
+    } else if (strcmp(name, "9b") == 0) {
+        s.name = "TowerVision-9B";
+        t->n_embd = 3584, t->n_ff = 14336, t->n_layer = 42, t->n_head = 16, t->n_head_kv = 8;
+    } else if (strcmp(name, "tiny") == 0) {
+        s.name = "tiny";
+        t->n_vocab = 512, t->n_embd = 64, t->n_ff = 128, t->n_layer = 3, t->n_head = 4, t->n_head_kv = 2;
+        t->head_dim = 16, t->sliding_window = 64, t->query_pre_attn_scalar = 16;
+        *v = (tw_siglip_config){ .n_embd = 32, .n_ff = 64, .n_layer = 2, .n_head = 4, .image_size = 28,
+                                 .patch_size = 14, .n_channels = 3, .ln_eps = 1e-6f };
+    } else {
+        return false;
+    }
+    s.n_pinpoints = 14;
+    for (int i = 0; i < 14; i++) {
+        s.pinpoints[i][0] = pinpoint_tiles[i][0] * v->image_size;
+        s.pinpoints[i][1] = pinpoint_tiles[i][1] * v->image_size;
+    }
+    *out = s;
+    return true;
+}
+
+/* ---- the owner block ---------------------------------------------------------------------------- */
+
+typedef struct rand_model {
+    tw_model    m;            /* first: tw_model_free(&r->m) frees the whole block */
+    tw_tensor **tensors;      /* [n] each malloc'ed, data aligned_alloc'ed          */
+    size_t      n, cap;
+    uint64_t    bytes;        /* weight data held                                   */
+    uint64_t    seed;
+    tw_pool    *pool;         /* for filling; the model's own pool                  */
+} rand_model;
+
+/* ---- random fill ---------------------------------------------------------------------------------- */
+
+typedef struct fill_job {
+    void    *data;
+    tw_dtype type;
+    int64_t  n, chunk;
+    float    scale;           /* values uniform in [-scale, scale] */
+    uint64_t seed;
+} fill_job;
+
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* One chunk, its own generator seeded by the chunk index: the result does not depend on which
+** thread fills which chunk. */
+static void fill_task(void *ctx, int64_t i, int tid) {
+    TW_UNUSED(tid);
+    const fill_job *j = ctx;
+    int64_t lo = i * j->chunk, hi = TW_MIN(j->n, lo + j->chunk);
+    uint64_t st = j->seed ^ ((uint64_t)i * 0x2545f4914f6cdd1dull);
+    uint64_t x = splitmix64(&st) | 1;
+    const float k = j->scale / 2147483648.0f;
+    for (int64_t e = lo; e < hi; e++) {
+        x ^= x >> 12, x ^= x << 25, x ^= x >> 27;   /* xorshift64* */
+        float f = (float)(int32_t)((x * 0x2545f4914f6cdd1dull) >> 32) * k;
+        switch (j->type) {
+        case TW_DT_BF16: ((uint16_t *)j->data)[e] = tw_f32_to_bf16(f); break;
+        case TW_DT_F16:  ((uint16_t *)j->data)[e] = tw_f32_to_f16(f); break;
+        default:         ((float *)j->data)[e] = f; break;
+        }
+    }
+}
+
+/* A new tensor of the model's weight type, filled. name: a static string (messages only). */
+static tw_status new_tensor(rand_model *r, tw_dtype type, const char *name, float scale, const tw_tensor **out,
+                            int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? 2 * r->cap : 256;
+        tw_tensor **t = tw_realloc(r->tensors, cap * sizeof *t);
+        if (!t) return TW_E_NOMEM;
+        r->tensors = t, r->cap = cap;
+    }
+    tw_tensor *t = tw_calloc(1, sizeof *t);
+    if (!t) return TW_E_NOMEM;
+    const int64_t d[4] = { d0, d1, d2, d3 };
+    t->name = name, t->type = type, t->ndim = ndim, t->file = "(random weights)";
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= (t->shape[i] = d[i]);
+    t->nbytes = (size_t)n * tw_dtype_size(type);
+    /* aligned_alloc needs a size that is a multiple of the alignment */
+    void *data = aligned_alloc(64, (t->nbytes + 63) & ~(size_t)63);
+    if (!data) {
+        free(t);
+        return tw_err(TW_E_NOMEM, "random weights: cannot allocate %zu MB for %s", t->nbytes >> 20, name);
+    }
+    t->data = data;
+    r->tensors[r->n++] = t;
+    r->bytes += t->nbytes;
+    fill_job j = { data, type, n, 1 << 18, scale, r->seed + 0x9e37u * r->n };
+    tw_pool_run(r->pool, (n + j.chunk - 1) / j.chunk, fill_task, &j);
+    *out = t;
+    return TW_OK;
+}
+
+static tw_status widen(const tw_tensor *t, float **out) {
+    *out = tw_malloc((size_t)tw_tensor_nelem(t) * sizeof(float));
+    if (!*out) return TW_E_NOMEM;
+    tw_tensor_to_f32(t, *out);
+    return TW_OK;
+}
+
+/* ---- building ------------------------------------------------------------------------------------- */
+
+static float fan_in(int64_t k) { return sqrtf(3.0f / (float)k); }   /* unit variance out for unit in */
+
+static tw_status build_text(rand_model *r, const tw_random_spec *sp) {
+    tw_model *m = &r->m;
+    const tw_gemma2_config *c = &m->text;
+    const tw_dtype ty = sp->type;
+    const int64_t H = c->n_embd, F = c->n_ff, V = c->n_vocab, qd = (int64_t)c->n_head * c->head_dim,
+                  kvd = (int64_t)c->n_head_kv * c->head_dim;
+    tw_gemma2_weights *w = &m->tw;
+    /* the embedding is scaled by sqrt(H) in the forward: unit-variance rows after the scale */
+    TW_TRY(new_tensor(r, ty, "embed_tokens.weight (tied lm_head)", fan_in(H), &w->embed, 2, V, H, 0, 0));
+    w->lm_head = w->embed;
+    TW_TRY(new_tensor(r, ty, "norm.weight", 0.1f, &w->norm, 1, H, 0, 0, 0));
+    TW_TRY(widen(w->norm, &w->norm_f));
+    w->layers = tw_calloc((size_t)c->n_layer, sizeof *w->layers);
+    if (!w->layers) return TW_E_NOMEM;
+    int32_t nd = sp->n_distinct > 0 ? TW_MIN(sp->n_distinct, c->n_layer) : c->n_layer;
+    for (int32_t i = 0; i < c->n_layer; i++) {
+        tw_gemma2_layer *l = &w->layers[i];
+        if (i >= nd) {   /* a cycled layer: the weights of layer i % nd, its own widened norms */
+            *l = w->layers[i % nd];
+        } else {
+            TW_TRY(new_tensor(r, ty, "input_layernorm.weight", 0.1f, &l->attn_norm, 1, H, 0, 0, 0));
+            TW_TRY(new_tensor(r, ty, "q_proj.weight", fan_in(H), &l->wq, 2, qd, H, 0, 0));
+            TW_TRY(new_tensor(r, ty, "k_proj.weight", fan_in(H), &l->wk, 2, kvd, H, 0, 0));
+            TW_TRY(new_tensor(r, ty, "v_proj.weight", fan_in(H), &l->wv, 2, kvd, H, 0, 0));
+            TW_TRY(new_tensor(r, ty, "o_proj.weight", fan_in(qd), &l->wo, 2, H, qd, 0, 0));
+            TW_TRY(new_tensor(r, ty, "post_attention_layernorm.weight", 0.1f, &l->post_attn_norm, 1, H, 0, 0, 0));
+            TW_TRY(new_tensor(r, ty, "pre_feedforward_layernorm.weight", 0.1f, &l->ffn_norm, 1, H, 0, 0, 0));
+            TW_TRY(new_tensor(r, ty, "gate_proj.weight", fan_in(H), &l->w_gate, 2, F, H, 0, 0));
+            TW_TRY(new_tensor(r, ty, "up_proj.weight", fan_in(H), &l->w_up, 2, F, H, 0, 0));
+            TW_TRY(new_tensor(r, ty, "down_proj.weight", fan_in(F), &l->w_down, 2, H, F, 0, 0));
+            TW_TRY(new_tensor(r, ty, "post_feedforward_layernorm.weight", 0.1f, &l->post_ffn_norm, 1, H, 0, 0, 0));
+        }
+        /* tw_model_free frees these per layer, so every layer has its own copies */
+        TW_TRY(widen(l->attn_norm, &l->attn_norm_f));
+        TW_TRY(widen(l->post_attn_norm, &l->post_attn_norm_f));
+        TW_TRY(widen(l->ffn_norm, &l->ffn_norm_f));
+        TW_TRY(widen(l->post_ffn_norm, &l->post_ffn_norm_f));
+    }
+    return TW_OK;
+}
+
+static tw_status build_vision(rand_model *r, const tw_random_spec *sp) {
+    tw_model *m = &r->m;
+    const tw_siglip_config *v = &m->vision;
+    const tw_dtype ty = sp->type;
+    const int64_t C = v->n_embd, F = v->n_ff, P = v->patch_size, G = v->image_size / v->patch_size,
+                  H = m->text.n_embd, K = (int64_t)v->n_channels * P * P;
+    const float b = 0.02f;   /* biases and position embeddings */
+    tw_siglip_weights *w = &m->vw;
+    TW_TRY(new_tensor(r, ty, "patch_embedding.weight", fan_in(K), &w->patch_w, 4, C, v->n_channels, P, P));
+    TW_TRY(new_tensor(r, ty, "patch_embedding.bias", b, &w->patch_b, 1, C, 0, 0, 0));
+    TW_TRY(new_tensor(r, ty, "position_embedding.weight", b, &w->pos_embd, 2, G * G, C, 0, 0));
+    TW_TRY(new_tensor(r, ty, "post_layernorm.weight", 0.1f, &w->post_ln_w, 1, C, 0, 0, 0));
+    TW_TRY(new_tensor(r, ty, "post_layernorm.bias", b, &w->post_ln_b, 1, C, 0, 0, 0));
+    w->layers = tw_calloc((size_t)v->n_layer, sizeof *w->layers);
+    if (!w->layers) return TW_E_NOMEM;
+    for (int32_t i = 0; i < v->n_layer; i++) {
+        tw_siglip_layer *l = &w->layers[i];
+        /* LayerNorm weights near 1 (w * x_hat + b), not near 0 as Gemma's (1 + w) */
+        TW_TRY(new_tensor(r, ty, "layer_norm1.weight", 1.0f, &l->ln1_w, 1, C, 0, 0, 0));
+        TW_TRY(new_tensor(r, ty, "layer_norm1.bias", b, &l->ln1_b, 1, C, 0, 0, 0));
+        TW_TRY(new_tensor(r, ty, "q_proj.weight", fan_in(C), &l->wq, 2, C, C, 0, 0));
+        TW_TRY(new_tensor(r, ty, "q_proj.bias", b, &l->bq, 1, C, 0, 0, 0));
+        TW_TRY(new_tensor(r, ty, "k_proj.weight", fan_in(C), &l->wk, 2, C, C, 0, 0));
+        TW_TRY(new_tensor(r, ty, "k_proj.bias", b, &l->bk, 1, C, 0, 0, 0));
+        TW_TRY(new_tensor(r, ty, "v_proj.weight", fan_in(C), &l->wv, 2, C, C, 0, 0));
+        TW_TRY(new_tensor(r, ty, "v_proj.bias", b, &l->bv, 1, C, 0, 0, 0));
+        TW_TRY(new_tensor(r, ty, "out_proj.weight", fan_in(C), &l->wo, 2, C, C, 0, 0));
+        TW_TRY(new_tensor(r, ty, "out_proj.bias", b, &l->bo, 1, C, 0, 0, 0));
+        TW_TRY(new_tensor(r, ty, "layer_norm2.weight", 1.0f, &l->ln2_w, 1, C, 0, 0, 0));
+        TW_TRY(new_tensor(r, ty, "layer_norm2.bias", b, &l->ln2_b, 1, C, 0, 0, 0));
+        TW_TRY(new_tensor(r, ty, "fc1.weight", fan_in(C), &l->fc1_w, 2, F, C, 0, 0));
+        TW_TRY(new_tensor(r, ty, "fc1.bias", b, &l->fc1_b, 1, F, 0, 0, 0));
+        TW_TRY(new_tensor(r, ty, "fc2.weight", fan_in(F), &l->fc2_w, 2, C, F, 0, 0));
+        TW_TRY(new_tensor(r, ty, "fc2.bias", b, &l->fc2_b, 1, C, 0, 0, 0));
+    }
+    tw_projector_weights *p = &m->proj;
+    TW_TRY(new_tensor(r, ty, "linear_1.weight", fan_in(C), &p->w1, 2, H, C, 0, 0));
+    TW_TRY(new_tensor(r, ty, "linear_1.bias", b, &p->b1, 1, H, 0, 0, 0));
+    TW_TRY(new_tensor(r, ty, "linear_2.weight", fan_in(H), &p->w2, 2, H, H, 0, 0));
+    TW_TRY(new_tensor(r, ty, "linear_2.bias", b, &p->b2, 1, H, 0, 0, 0));
+    TW_TRY(new_tensor(r, ty, "image_newline", fan_in(H), &m->image_newline, 1, H, 0, 0, 0));
+    return TW_OK;
+}
+
+static tw_status build(rand_model *r, const tw_random_spec *sp) {
+    tw_model *m = &r->m;
+    m->dir = tw_asprintf("(random %s)", sp->name ? sp->name : "model");
+    if (!m->dir) return TW_E_NOMEM;
+    m->arch = sp->has_vision ? TW_ARCH_LLAVA_NEXT : TW_ARCH_GEMMA2;
+    m->arch_name = sp->has_vision ? "llava_next" : "gemma2";
+    m->text = sp->text;
+    m->text.layer_sliding = NULL;   /* ours is built below */
+    const tw_gemma2_config *c = &m->text;
+    if (c->n_embd <= 0 || c->n_ff <= 0 || c->n_layer <= 0 || c->n_head <= 0 || c->n_head_kv <= 0 ||
+        c->n_head % c->n_head_kv || c->head_dim <= 0 || c->head_dim % 2 || c->n_vocab <= 0)
+        return tw_err(TW_E_CONFIG, "random model %s: inconsistent text config", m->dir);
+    if (sp->type != TW_DT_BF16 && sp->type != TW_DT_F16 && sp->type != TW_DT_F32)
+        return tw_err(TW_E_UNSUPPORTED, "random model %s: weight type %s: only F32, F16 and BF16 can be filled",
+                      m->dir, tw_dtype_name(sp->type));
+    /* even layer indices slide (Gemma2's layer_types; model.c's default without them) */
+    m->text.layer_sliding = tw_calloc((size_t)c->n_layer, 1);
+    if (!m->text.layer_sliding) return TW_E_NOMEM;
+    for (int32_t i = 0; i < c->n_layer; i++) m->text.layer_sliding[i] = c->sliding_window > 0 && i % 2 == 0;
+    m->text.tie_embeddings = true;
+    m->final_softcap_on = c->final_softcap > 0;   /* load_dir's default: as config.json says */
+    m->image_token_id = m->video_token_id = -1;
+    m->stop_ids[0] = TW_MIN(107, c->n_vocab - 1);   /* <end_of_turn> */
+    m->n_stop_ids = 1;
+
+    m->pool = r->pool = tw_pool_new(sp->n_threads);
+    if (!m->pool) return tw_err(TW_E_NOMEM, "could not start the thread pool");
+    TW_TRY(build_text(r, sp));
+    if (!sp->has_vision) return TW_OK;
+
+    m->has_vision = true;
+    m->vision = sp->vision;
+    const tw_siglip_config *v = &m->vision;
+    if (v->n_embd <= 0 || v->n_head <= 0 || v->n_embd % v->n_head || v->patch_size <= 0 ||
+        v->image_size < v->patch_size || v->n_layer <= 0 || v->n_channels != 3)
+        return tw_err(TW_E_CONFIG, "random model %s: inconsistent vision config", m->dir);
+    m->vision_feature_layer = -1;   /* with 26 layers: the output of the last one (SPEC 1.2) */
+    m->vision_feature_select_strategy = tw_strdup("full");
+    if (!m->vision_feature_select_strategy) return TW_E_NOMEM;
+    m->image_token_id = c->n_vocab - 1;   /* 256000 in the released vocab of 256001 */
+    if (sp->n_pinpoints <= 0 || sp->n_pinpoints > 32)
+        return tw_err(TW_E_CONFIG, "random model %s: %d pinpoints", m->dir, (int)sp->n_pinpoints);
+    m->pinpoints = tw_calloc((size_t)sp->n_pinpoints * 2, sizeof *m->pinpoints);
+    if (!m->pinpoints) return TW_E_NOMEM;
+    memcpy(m->pinpoints, sp->pinpoints, sizeof(int32_t) * 2 * (size_t)sp->n_pinpoints);
+    m->n_pinpoints = sp->n_pinpoints;
+    m->max_num_patches = 0;
+    return build_vision(r, sp);
+}
+
+tw_status tw_random_model_new(const tw_random_spec *spec, tw_model **out) {
+    if (!spec || !out) return tw_err(TW_E_ARG, "tw_random_model_new: NULL argument");
+    *out = NULL;
+    rand_model *r = tw_calloc(1, sizeof *r);
+    if (!r) return TW_E_NOMEM;
+    r->seed = spec->seed;
+    tw_status st = build(r, spec);
+    if (st != TW_OK) {
+        tw_random_model_free(&r->m);
+        return st;
+    }
+    *out = &r->m;
+    return TW_OK;
+}
+
+void tw_random_model_free(tw_model *m) {
+    if (!m) return;
+    rand_model *r = (rand_model *)m;   /* m is the first member */
+    for (size_t i = 0; i < r->n; i++) {
+        free((void *)r->tensors[i]->data);
+        free(r->tensors[i]);
+    }
+    free(r->tensors);
+    r->tensors = NULL, r->n = 0;
+    tw_model_free(m);   /* configs, layer arrays, norms, pool, and the block itself */
+}
+
+uint64_t tw_random_model_bytes(const tw_model *m) { return m ? ((const rand_model *)m)->bytes : 0; }
