@@ -28,7 +28,21 @@ typedef struct tw_video {
     double   fps;               /* average frame rate, 0 if unknown                           */
     double   duration_s;        /* container / stream duration, 0 if unknown                  */
     char     codec[32];         /* decoder name ("h264", "vp9", "images", "rgb")              */
+    int64_t  frames_decoded;    /* frames that came out of the decoder, over every pass        */
+    int32_t  seeks;             /* seeks made by the pass that produced the frames; 0: none    */
+    char     access[96];        /* how the frames were reached, for logs and benchmarks:
+                                ** "seek (...)" or "sequential (<why not seeking>)"           */
 } tw_video;
+
+/* How a video file is read (tw_video_opts.seek_mode). Every mode gives the same frames on an
+** intact file; docs/video.md says when AUTO seeks. */
+typedef enum tw_seek_mode {
+    TW_SEEK_AUTO = 0,           /* seek when the container allows it and the sampled frames lie
+                                ** more than 2 GOPs apart; decode sequentially otherwise        */
+    TW_SEEK_NEVER,              /* always decode the whole stream (the reference's own reading) */
+    TW_SEEK_ALWAYS,             /* seek to every sampled frame after the first whenever the
+                                ** container allows it (tests); sequential when it does not   */
+} tw_seek_mode;
 
 typedef struct tw_video_opts {
     int64_t max_pixels;         /* per frame (w*h); 0: 8192*8192                              */
@@ -39,7 +53,9 @@ typedef struct tw_video_opts {
     int     strict;             /* stop at the first decode error, as a plain PyAV loop (and
                                 ** transformers' read_video_pyav) would; 0: skip bad packets   */
     int     count_by_decoding;  /* never trust the container's frame count: always count in a
-                                ** first pass (what the fixtures' oracle does); costs a pass   */
+                                ** first pass (what the fixtures' oracle does); costs a pass;
+                                ** implies no seeking                                         */
+    tw_seek_mode seek_mode;     /* AUTO (0), NEVER, ALWAYS                                     */
 } tw_video_opts;
 
 /* Frame indices transformers' BaseVideoProcessor.sample_frames picks: torch.arange(0, T, T/N)

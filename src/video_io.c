@@ -375,6 +375,7 @@ typedef struct pass {
     tw_video      *v;         /* allocated at the first kept frame (its size is the video's) */
     int64_t        count;     /* frames that came out of the decoder                      */
     int32_t        errors;    /* packets / frames the decoder rejected                    */
+    int64_t        decoded;   /* frames decoded, all passes together (tw_video.frames_decoded) */
 } pass;
 
 /* Converts the decoder's current frame to rgb24 at the video's size into the slot(s) wanted. */
@@ -424,6 +425,7 @@ static tw_status drain(decoder *d, pass *p) {
             return TW_OK;
         }
         tw_status s = TW_OK;
+        p->decoded++;
         if (p->want && p->next < p->n_want && p->want[p->next] == p->count) s = keep_frame(d, p, p->count);
         p->count++;
         av_frame_unref(d->frame);
@@ -463,7 +465,173 @@ static tw_status decode_pass(decoder *d, pass *p) {
     return drain(d, p);
 }
 
-/* The whole load: guess T, one pass, and a second one if the guess was wrong. */
+/* ---- seeking ------------------------------------------------------------------------------ */
+
+/* Frame numbers are decoder output ranks. After a seek the decoder no longer tells us the rank
+** of what it outputs, so seeking is only done where the rank can be computed from the
+** presentation time, and the computation is checked on every frame that comes out:
+**
+**   - the container counts the frames (nb_frames > 0) and indexes every one of them (MP4's sample
+**     table, AVI's idx1: as many index entries as frames), so T is known without decoding;
+**   - the stream is constant-rate: avg_frame_rate == r_frame_rate, one frame lasts a whole number
+**     of time-base ticks, and the index timestamps (decode order) step by exactly that duration;
+**     no entry is marked for discarding (edit lists that cut frames) and the first is a keyframe;
+**   - the input is seekable.
+**
+** Then the frame of rank k is the one whose pts is pts0 + k x duration, where pts0 is the pts of
+** the first frame decoded from the start (frame 0 is always sampled: arange starts at 0). Every
+** frame decoded from the start must satisfy it (rank == count), and after a seek every frame
+** must sit on that grid with consecutive ranks. To reach frame k: seek backward to the keyframe
+** at or before its pts (AVSEEK_FLAG_BACKWARD; the MP4 index holds decode timestamps, so the
+** keyframe found may come after frame k in presentation order: then seek again one GOP earlier),
+** flush the decoder, decode forward and convert only frame k. Any surprise — a frame off the
+** grid, a gap, a decode error, the end of the stream before frame k — abandons the seeking pass
+** and the clip is read sequentially instead, so damaged files keep the sequential behaviour
+** (docs/video.md lists what a seek cannot see). */
+
+#define SEEK_GOPS 2          /* AUTO seeks when the next sampled frame is more than this many GOPs on */
+#define SEEK_RETRIES 4       /* seeks one GOP further back when the keyframe found is past the target */
+
+typedef struct seek_plan {
+    int64_t total;       /* T: the container's frame count                              */
+    int64_t dur;         /* one frame, in the stream's time base                        */
+    int64_t gop;         /* largest distance between two keyframes (or the end), frames */
+    int64_t first_ts;    /* first index timestamp (a decode timestamp)                  */
+} seek_plan;
+
+/* NULL when the stream can be sought frame-exactly (sp filled), else why not. */
+static const char *seek_plan_make(const decoder *d, const AVStream *st, seek_plan *sp) {
+    memset(sp, 0, sizeof *sp);
+    if (!d->fmt->pb || !(d->fmt->pb->seekable & AVIO_SEEKABLE_NORMAL)) return "input not seekable";
+    if (st->nb_frames <= 0) return "no frame count in the container";
+    AVRational fr = st->avg_frame_rate, tb = st->time_base;
+    if (fr.num <= 0 || fr.den <= 0 || tb.num <= 0 || tb.den <= 0) return "no frame rate";
+    if (av_cmp_q(fr, st->r_frame_rate) != 0) return "variable frame rate (avg != r_frame_rate)";
+    /* duration = (1 / fr) / tb = tb.den * fr.den / (tb.num * fr.num) ticks, whole or nothing */
+    int64_t num = (int64_t)tb.den * fr.den, den = (int64_t)tb.num * fr.num;
+    if (num % den != 0 || num / den <= 0) return "frame duration not a whole number of ticks";
+    sp->dur = num / den;
+    int n = avformat_index_get_entries_count(st);
+    if (n != st->nb_frames) return "the index does not list every frame";
+    int64_t last_key = -1;
+    for (int i = 0; i < n; i++) {
+        const AVIndexEntry *e = avformat_index_get_entry((AVStream *)st, i);
+        if (!e) return "no index entry";
+        if (e->flags & AVINDEX_DISCARD_FRAME) return "the index discards frames (edit list)";
+        if (i == 0) sp->first_ts = e->timestamp;
+        else if (e->timestamp - avformat_index_get_entry((AVStream *)st, i - 1)->timestamp != sp->dur)
+            return "index timestamps not evenly spaced";
+        if (e->flags & AVINDEX_KEYFRAME) {
+            if (last_key < 0 && i != 0) return "the first frame is not a keyframe";
+            if (last_key >= 0) sp->gop = TW_MAX(sp->gop, i - last_key);
+            last_key = i;
+        }
+    }
+    if (last_key < 0) return "no keyframe in the index";
+    sp->gop = TW_MAX(sp->gop, n - last_key);
+    sp->total = n;
+    return NULL;
+}
+
+/* Whether to seek for wanted frame k when the last frame out of the decoder had rank `last`. */
+static bool seek_wanted(const seek_plan *sp, tw_seek_mode mode, int64_t k, int64_t last) {
+    if (mode == TW_SEEK_ALWAYS) return true;
+    return k - last > SEEK_GOPS * sp->gop;
+}
+
+/* AUTO: seek only if some sampled frame lies more than SEEK_GOPS GOPs after the previous one. */
+static bool seek_worth(const seek_plan *sp, const int64_t *want, int32_t n_want) {
+    for (int32_t i = 1; i < n_want; i++)
+        if (seek_wanted(sp, TW_SEEK_AUTO, want[i], want[i - 1])) return true;
+    return false;
+}
+
+/* Positions the demuxer at the keyframe at or before frame `from` and empties the decoder. */
+static bool seek_to(decoder *d, const seek_plan *sp, int64_t pts0, int64_t from) {
+    int64_t ts = from > 0 ? pts0 + from * sp->dur : sp->first_ts;
+    if (ts < sp->first_ts) ts = sp->first_ts;
+    if (av_seek_frame(d->fmt, d->stream, ts, AVSEEK_FLAG_BACKWARD) < 0) return false;
+    avcodec_flush_buffers(d->dec);
+    return true;
+}
+
+/* The seeking pass: fills p like decode_pass but reaches the wanted frames by seeking. Returns
+** TW_OK, TW_E_NOMEM / a limit error, or TW_E_UNSUPPORTED with *why set when the pass gave up
+** (nothing is reported through tw_err then: the caller falls back on sequential decoding). */
+static tw_status seek_pass(decoder *d, pass *p, const seek_plan *sp, tw_seek_mode mode, int32_t *seeks,
+                           const char **why) {
+    int64_t pts0 = AV_NOPTS_VALUE;   /* pts of frame 0                                          */
+    int64_t last = -1;               /* rank of the last frame out of the decoder               */
+    int64_t target = -1;             /* the frame the current seek aims at; -1: read from start */
+    bool fresh = true;               /* no frame yet since the start or the last seek           */
+    int retries = 0;
+    bool eof = false;
+    *seeks = 0;
+#define GIVE_UP(reason) do { *why = (reason); return TW_E_UNSUPPORTED; } while (0)
+    while (p->next < p->n_want) {
+        int64_t k = p->want[p->next];
+        if (pts0 != AV_NOPTS_VALUE && target != k && seek_wanted(sp, mode, k, last)) {
+            if (!seek_to(d, sp, pts0, k)) GIVE_UP("av_seek_frame failed");
+            (*seeks)++;
+            target = k, fresh = true, retries = 0, eof = false;
+        }
+        int r = avcodec_receive_frame(d->dec, d->frame);
+        if (r == AVERROR(EAGAIN)) {
+            if (eof) GIVE_UP("the decoder wants input after the end");
+            r = av_read_frame(d->fmt, d->pkt);
+            if (r < 0) {
+                if (r != AVERROR_EOF) GIVE_UP("read error");
+                eof = true;
+                avcodec_send_packet(d->dec, NULL);
+                continue;
+            }
+            if (d->pkt->stream_index == d->stream) r = avcodec_send_packet(d->dec, d->pkt);
+            av_packet_unref(d->pkt);
+            if (r < 0 && r != AVERROR(EAGAIN)) GIVE_UP("decode error");
+            continue;
+        }
+        if (r == AVERROR_EOF) GIVE_UP("the stream ended before a sampled frame");
+        if (r < 0) GIVE_UP("decode error");
+        p->decoded++;
+        int64_t pts = d->frame->pts != AV_NOPTS_VALUE ? d->frame->pts : d->frame->best_effort_timestamp;
+        if (pts == AV_NOPTS_VALUE) {
+            av_frame_unref(d->frame);
+            GIVE_UP("a frame without a timestamp");
+        }
+        if (pts0 == AV_NOPTS_VALUE) pts0 = pts;   /* the first frame from the start: rank 0 */
+        int64_t off = pts - pts0, rank = off / sp->dur;
+        if (off < 0 || off % sp->dur != 0 || rank >= sp->total) {
+            av_frame_unref(d->frame);
+            GIVE_UP("a timestamp off the frame grid");
+        }
+        if (fresh && target >= 0 && rank > target) {
+            /* The keyframe found comes after frame k in presentation order: one GOP earlier. */
+            av_frame_unref(d->frame);
+            if (++retries > SEEK_RETRIES) GIVE_UP("no keyframe before a sampled frame");
+            if (!seek_to(d, sp, pts0, target - retries * sp->gop)) GIVE_UP("av_seek_frame failed");
+            (*seeks)++;
+            eof = false;
+            continue;
+        }
+        if (!fresh && rank != last + 1) {
+            av_frame_unref(d->frame);
+            GIVE_UP("frame timestamps not consecutive");
+        }
+        fresh = false;
+        last = rank;
+        tw_status s = TW_OK;
+        if (rank == k) s = keep_frame(d, p, rank);
+        av_frame_unref(d->frame);
+        TW_TRY(s);
+        if (rank > k) GIVE_UP("passed a sampled frame");
+    }
+#undef GIVE_UP
+    p->count = sp->total;
+    return TW_OK;
+}
+
+/* The whole load: a seeking pass when the container allows it and it pays off; else (or when it
+** gives up) guess T, one sequential pass, and a second one if the guess was wrong. */
 static tw_status ff_load(const char *src, bool url, int32_t n_frames, const tw_video_opts *o, tw_video **out) {
     pthread_once(&vlog_once, vlog_install);
     decoder d;
@@ -471,6 +639,9 @@ static tw_status ff_load(const char *src, bool url, int32_t n_frames, const tw_v
     memset(&p, 0, sizeof p);
     p.opts = o;
     int64_t *want = NULL;
+    int64_t decoded = 0;   /* frames decoded by passes that were thrown away */
+    int32_t seeks = 0;
+    char access[sizeof ((tw_video *)0)->access];
     tw_status s = dec_open(&d, src, url);
     if (s != TW_OK) goto fail;
 
@@ -487,7 +658,47 @@ static tw_status ff_load(const char *src, bool url, int32_t n_frames, const tw_v
     }
     if (guess > (int64_t)1 << 40) guess = 0;   /* absurd header values: count instead */
 
+    /* Seeking: only for a sample (not "all frames") of a clip the container fully indexes. */
+    seek_plan sp;
+    const char *why = NULL;
+    if (o->seek_mode == TW_SEEK_NEVER) why = "seek_mode never";
+    else if (o->count_by_decoding) why = "count_by_decoding";
+    else if (n_frames <= 0) why = "all frames wanted";
+    else why = seek_plan_make(&d, st, &sp);
+    if (!why && n_frames >= sp.total) why = "all frames wanted";
     int32_t n_want = 0;
+    if (!why) {
+        if (!(want = tw_calloc((size_t)n_frames, sizeof *want))) { s = TW_E_NOMEM; goto fail; }
+        if ((s = tw_video_sample_indices(sp.total, n_frames, want, &n_want)) != TW_OK) goto fail;
+        if (o->seek_mode == TW_SEEK_AUTO && !seek_worth(&sp, want, n_want)) why = "sampled frames within 2 GOPs";
+    }
+    if (!why) {
+        p.want = want, p.n_want = n_want;
+        s = seek_pass(&d, &p, &sp, o->seek_mode, &seeks, &why);
+        if (s == TW_OK) {
+            snprintf(access, sizeof access, "seek (%d seeks, GOP %lld)", seeks, (long long)sp.gop);
+            goto done;
+        }
+        if (s != TW_E_UNSUPPORTED) goto fail;
+        /* The seeking pass gave up: start over, sequentially. */
+        snprintf(access, sizeof access, "sequential (a seek gave up: %s)", why);
+        why = NULL;
+        decoded += p.decoded;
+        tw_video_free(p.v);
+        free(want);
+        want = NULL;
+        memset(&p, 0, sizeof p);
+        p.opts = o;
+        seeks = 0;
+        dec_close(&d);
+        if ((s = dec_open(&d, src, url)) != TW_OK) goto fail;
+        st = d.fmt->streams[d.stream];
+    }
+    if (why) snprintf(access, sizeof access, "sequential (%s)", why);
+
+    n_want = 0;
+    free(want);
+    want = NULL;
     if (guess > 0) {
         if (n_frames > 0 || guess <= o->max_frames) {
             int64_t cap = n_frames > 0 ? TW_MIN((int64_t)n_frames, guess) : guess;
@@ -501,10 +712,10 @@ static tw_status ff_load(const char *src, bool url, int32_t n_frames, const tw_v
 
     int64_t total = p.count;
     if (total == 0) {
-        char why[512] = "";
-        if (vlog_last[0]) snprintf(why, sizeof why, " (FFmpeg: %s)", vlog_last);
+        char msg[512] = "";
+        if (vlog_last[0]) snprintf(msg, sizeof msg, " (FFmpeg: %s)", vlog_last);
         s = tw_err(TW_E_FORMAT, "%s: no frame of the %s stream could be decoded (%d decode errors)%s", src,
-                   avcodec_get_name(st->codecpar->codec_id), p.errors, why);
+                   avcodec_get_name(st->codecpar->codec_id), p.errors, msg);
         goto fail;
     }
     if (total != guess || !want) {
@@ -513,6 +724,7 @@ static tw_status ff_load(const char *src, bool url, int32_t n_frames, const tw_v
         want = NULL;
         tw_video_free(p.v);
         int32_t errors = p.errors;
+        decoded += p.decoded;
         memset(&p, 0, sizeof p);
         p.opts = o;
         int64_t cap = n_frames > 0 ? TW_MIN((int64_t)n_frames, total) : total;
@@ -535,17 +747,21 @@ static tw_status ff_load(const char *src, bool url, int32_t n_frames, const tw_v
         }
         p.errors = TW_MAX(p.errors, errors);
     }
+done:
     if (!p.v || p.next != p.n_want) {
         s = tw_err(TW_E_INTERNAL, "%s: %d of %d sampled frames were decoded", src, p.next, p.n_want);
         goto fail;
     }
     tw_video *v = p.v;
-    v->total_frames = total;
+    v->total_frames = p.count;
     v->container_frames = container_frames;
     v->decode_errors = p.errors;
     v->rotation = stream_rotation(st);
     v->fps = fps;
     v->duration_s = duration;
+    v->frames_decoded = decoded + p.decoded;
+    v->seeks = seeks;
+    snprintf(v->access, sizeof v->access, "%s", access);
     snprintf(v->codec, sizeof v->codec, "%s", avcodec_get_name(st->codecpar->codec_id));
     dec_close(&d);
     free(want);
