@@ -14,6 +14,117 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* ---- synthetic clips (tests/tool_videobench.c includes this file for them) ------------------ */
+
+#ifdef TW_HAVE_FFMPEG
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/opt.h>
+
+/* Frame i shows its number as 16 blocks, 8 per row, of 8x18 pixels: block b is bright when bit b
+** of i is set. The blocks survive any sane quantiser, so a decoded frame tells its own number. */
+#define GEN_W 64
+#define GEN_H 36
+
+static void gen_draw(AVFrame *f, int64_t i) {
+    for (int y = 0; y < GEN_H; y++)
+        for (int x = 0; x < GEN_W; x++) {
+            int b = (y / 18) * 8 + x / 8;
+            f->data[0][y * f->linesize[0] + x] = (uint8_t)((i >> b) & 1 ? 200 : 40);
+        }
+    for (int y = 0; y < GEN_H / 2; y++) {
+        memset(f->data[1] + y * f->linesize[1], 128, GEN_W / 2);
+        memset(f->data[2] + y * f->linesize[2], 128, GEN_W / 2);
+    }
+}
+
+/* The frame number drawn on a decoded rgb24 frame of GEN_W x GEN_H (-1: not such a frame). */
+static int64_t gen_read(const uint8_t *rgb, int32_t h, int32_t w) {
+    if (h != GEN_H || w != GEN_W) return -1;
+    int64_t i = 0;
+    for (int b = 0; b < 16; b++) {
+        int x = (b % 8) * 8 + 4, y = (b / 8) * 18 + 9;
+        if (rgb[((size_t)y * w + x) * 3 + 1] > 120) i |= (int64_t)1 << b;
+    }
+    return i;
+}
+
+static int gen_write(AVFormatContext *oc, AVCodecContext *enc, AVStream *st, AVFrame *f, AVPacket *pkt) {
+    int r = avcodec_send_frame(enc, f);
+    while (r >= 0) {
+        r = avcodec_receive_packet(enc, pkt);
+        if (r == AVERROR(EAGAIN) || r == AVERROR_EOF) return 0;
+        if (r < 0) break;
+        av_packet_rescale_ts(pkt, enc->time_base, st->time_base);
+        pkt->stream_index = st->index;
+        r = av_interleaved_write_frame(oc, pkt);
+    }
+    return r;
+}
+
+/* Writes an MP4 of n frames at fps frames per second with a keyframe every gop frames and up to
+** bframes B-frames, with the encoder `codec` ("libx264", "mpeg4"). 0 on success, -1 when this
+** FFmpeg lacks the encoder or writing failed. */
+static int gen_clip(const char *path, const char *codec, int64_t n, int fps, int gop, int bframes) {
+    const AVCodec *c = avcodec_find_encoder_by_name(codec);
+    if (!c) return -1;
+    AVFormatContext *oc = NULL;
+    AVCodecContext *enc = NULL;
+    AVFrame *f = av_frame_alloc();
+    AVPacket *pkt = av_packet_alloc();
+    int r = -1;
+    if (!f || !pkt || avformat_alloc_output_context2(&oc, NULL, "mp4", path) < 0) goto out;
+    AVStream *st = avformat_new_stream(oc, NULL);
+    if (!st || !(enc = avcodec_alloc_context3(c))) goto out;
+    enc->width = GEN_W, enc->height = GEN_H, enc->pix_fmt = AV_PIX_FMT_YUV420P;
+    enc->time_base = (AVRational){ 1, fps }, enc->framerate = (AVRational){ fps, 1 };
+    enc->gop_size = gop, enc->keyint_min = gop, enc->max_b_frames = bframes;
+    enc->thread_count = 1;
+    if (oc->oformat->flags & AVFMT_GLOBALHEADER) enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+    if (strcmp(codec, "libx264") == 0) {
+        char params[128];
+        snprintf(params, sizeof params, "keyint=%d:min-keyint=%d:scenecut=0:bframes=%d:open-gop=0", gop, gop, bframes);
+        av_opt_set(enc->priv_data, "preset", "veryfast", 0);
+        av_opt_set(enc->priv_data, "x264-params", params, 0);
+        av_opt_set(enc->priv_data, "qp", "12", 0);
+    } else {
+        enc->flags |= AV_CODEC_FLAG_QSCALE;
+        enc->global_quality = FF_QP2LAMBDA * 2;
+    }
+    if (avcodec_open2(enc, c, NULL) < 0 || avcodec_parameters_from_context(st->codecpar, enc) < 0) goto out;
+    st->time_base = enc->time_base;
+    st->avg_frame_rate = enc->framerate;
+    if (avio_open(&oc->pb, path, AVIO_FLAG_WRITE) < 0 || avformat_write_header(oc, NULL) < 0) goto out;
+    f->format = enc->pix_fmt, f->width = GEN_W, f->height = GEN_H;
+    if (av_frame_get_buffer(f, 0) < 0) goto out;
+    for (int64_t i = 0; i < n; i++) {
+        if (av_frame_make_writable(f) < 0) goto out;
+        gen_draw(f, i);
+        f->pts = i;
+        if (gen_write(oc, enc, st, f, pkt) < 0) goto out;
+    }
+    if (gen_write(oc, enc, st, NULL, pkt) < 0 || av_write_trailer(oc) < 0) goto out;
+    r = 0;
+out:
+    if (oc && oc->pb) avio_closep(&oc->pb);
+    avformat_free_context(oc);
+    avcodec_free_context(&enc);
+    av_frame_free(&f);
+    av_packet_free(&pkt);
+    return r;
+}
+
+/* Where generated clips go: $TMPDIR, else /dev/shm, else /tmp. */
+static void gen_path(char *buf, size_t n, const char *tag) {
+    const char *dir = getenv("TMPDIR");
+    struct stat sb;
+    if (!dir || !*dir) dir = stat("/dev/shm", &sb) == 0 && S_ISDIR(sb.st_mode) ? "/dev/shm" : "/tmp";
+    snprintf(buf, n, "%s/tw_video_%s_%d.mp4", dir, tag, (int)getpid());
+}
+#endif /* TW_HAVE_FFMPEG */
+
+#ifndef TW_VIDEO_TEST_NO_MAIN
+
 static const char *media(const char *name) {
     static char buf[4][1024];
     static int k;
@@ -132,16 +243,20 @@ static void check_prep(const char *name, const tw_st_set *st, const tw_video_pre
     tw_video_free(v);
 }
 
-/* Decoding: sampled indices and frames against the fixture. */
+/* Decoding: sampled indices and frames against the fixture, in every reading mode: trusting the
+** container's count or counting first, and seeking automatically, never or whenever possible. */
 static void check_decode(const char *name, const tw_st_set *st, const char *clip, int32_t n_frames,
                          int64_t total, int32_t h, int32_t w) {
     const tw_tensor *idx = need(st, "video_frame_indices", TW_DT_I64);
     const tw_tensor *rgb = need(st, "video_frames_rgb", TW_DT_U8);
     if (!idx || !rgb) return;
-    for (int pass = 0; pass < 2; pass++) {
-        /* pass 0: trust the container's count when it has one; pass 1: always count first. */
+    static const tw_seek_mode modes[] = { TW_SEEK_AUTO, TW_SEEK_NEVER, TW_SEEK_ALWAYS };
+    static const char *const mode_names[] = { "auto", "never", "always" };
+    for (int pass = 0; pass < 6; pass++) {
+        /* pass & 1: always count first; pass / 2: the seek mode. */
         tw_video_opts o = {0};
-        o.count_by_decoding = pass;
+        o.count_by_decoding = pass & 1;
+        o.seek_mode = modes[pass / 2];
         tw_video *v = NULL;
         CHECK_OK(tw_video_load(media(clip), n_frames, &o, &v), clip);
         if (!v) continue;
@@ -151,7 +266,7 @@ static void check_decode(const char *name, const tw_st_set *st, const char *clip
         CHECK(v->height == h && v->width == w, "%s: frames %dx%d, expected %dx%d", name, v->width, v->height, w, h);
         bool same = v->n_frames == idx->shape[0];
         for (int32_t i = 0; same && i < v->n_frames; i++) same = v->indices[i] == ((const int64_t *)idx->data)[i];
-        CHECK(same, "%s: sampled indices differ from video_frame_indices", name);
+        CHECK(same, "%s: sampled indices differ from video_frame_indices (seek %s)", name, mode_names[pass / 2]);
         if (same && v->height == rgb->shape[1] && v->width == rgb->shape[2]) {
             double frac;
             int mx = u8_diff(v->rgb, rgb->data, rgb->nbytes, &frac);
@@ -159,8 +274,18 @@ static void check_decode(const char *name, const tw_st_set *st, const char *clip
                 printf("  %-20s decode %s: T=%lld codec %s rot %d fps %.3f dur %.3f; vs video_frames_rgb: max %d, "
                        "%.4f%% differ\n", name, clip, (long long)v->total_frames, v->codec, v->rotation, v->fps,
                        v->duration_s, mx, 100 * frac);
-            CHECK(mx <= 2, "%s: decoded frames differ by %d levels (%.4f%%)", name, mx, 100 * frac);
+            if (!o.count_by_decoding)
+                printf("  %-20s   seek %-6s: %lld frames decoded, %s\n", name, mode_names[pass / 2],
+                       (long long)v->frames_decoded, v->access);
+            /* Every mode gives the sequential frames bit for bit (the fixture frames are exact). */
+            CHECK(mx == 0, "%s: decoded frames differ by %d levels (%.4f%%, seek %s)", name, mx, 100 * frac,
+                  mode_names[pass / 2]);
         }
+        /* The fixture clips are short: AUTO never seeks them; ALWAYS seeks the indexed MP4s. */
+        if (o.seek_mode != TW_SEEK_ALWAYS || o.count_by_decoding)
+            CHECK(v->seeks == 0, "%s: %d seeks in mode %s", name, v->seeks, mode_names[pass / 2]);
+        else if (strstr(clip, ".mp4"))
+            CHECK(v->seeks > 0, "%s: no seek in mode always (%s)", name, v->access);
         tw_video_free(v);
     }
 }
@@ -304,6 +429,150 @@ static void test_corrupt(void) {
 }
 #endif
 
+#ifdef TW_HAVE_FFMPEG
+/* Loads clip with n frames in a seek mode; NULL (and a failed check) on error. */
+static tw_video *load_mode(const char *clip, int32_t n, tw_seek_mode mode) {
+    tw_video_opts o = { .seek_mode = mode };
+    tw_video *v = NULL;
+    CHECK_OK(tw_video_load(clip, n, &o, &v), clip);
+    return v;
+}
+
+/* Same sampled indices, same frame count, same pixels. */
+static bool same_video(const tw_video *a, const tw_video *b) {
+    if (!a || !b || a->n_frames != b->n_frames || a->height != b->height || a->width != b->width ||
+        a->total_frames != b->total_frames)
+        return false;
+    return memcmp(a->indices, b->indices, (size_t)a->n_frames * sizeof *a->indices) == 0 &&
+           memcmp(a->rgb, b->rgb, (size_t)a->n_frames * a->height * a->width * 3) == 0;
+}
+
+/* The seeking path against the sequential one on the fixture clips, for many sample counts:
+** every target lands on another spot of the GOP (B-frames reordered around it). */
+static void test_seek_fixtures(void) {
+    static const struct { const char *clip; int32_t n[8]; } cases[] = {
+        { "testsrc2_h264_640x360_30fps_5s.mp4", { 2, 3, 5, 7, 8, 16, 32, 149 } },
+        { "testsrc2_h264_480x270_rot90_24fps_3s.mp4", { 2, 3, 4, 5, 9, 13, 32, 71 } },
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int n_same = 0, n_runs = 0, seeks = 0;
+        for (int j = 0; j < 8; j++) {
+            int32_t n = cases[c].n[j];
+            tw_video *seq = load_mode(media(cases[c].clip), n, TW_SEEK_NEVER);
+            tw_video *sk = load_mode(media(cases[c].clip), n, TW_SEEK_ALWAYS);
+            n_runs++;
+            if (same_video(seq, sk)) n_same++;
+            else CHECK(0, "%s, %d frames: seeking differs from sequential decoding", cases[c].clip, n);
+            if (sk) {
+                CHECK(sk->seeks > 0 && seq->seeks == 0, "%s, %d frames: %s", cases[c].clip, n, sk->access);
+                seeks += sk->seeks;
+            }
+            tw_video_free(seq);
+            tw_video_free(sk);
+        }
+        printf("  seek always == never: %s, %d of %d sample counts identical (%d seeks)\n", cases[c].clip, n_same,
+               n_runs, seeks);
+    }
+    /* Damaged files: the seeking pass notices the decode errors near its targets and gives up, and
+    ** the sequential behaviour (T = 147 decodable frames) stands. WebM has no count: no seek. */
+    static const struct { const char *clip; int32_t n; } bad[] = {
+        { "corrupt_garbled_mdat_h264.mp4", 8 }, { "corrupt_truncated_30pct_vp9.webm", 4 },
+        { "testsrc_vp9_320x240_25fps_4s.webm", 4 },
+    };
+    for (size_t c = 0; c < sizeof bad / sizeof bad[0]; c++) {
+        tw_video *seq = load_mode(media(bad[c].clip), bad[c].n, TW_SEEK_NEVER);
+        tw_video *sk = load_mode(media(bad[c].clip), bad[c].n, TW_SEEK_ALWAYS);
+        CHECK(same_video(seq, sk), "%s: seek always differs from never", bad[c].clip);
+        if (sk) printf("  %s, seek always: T=%lld, %s\n", bad[c].clip, (long long)sk->total_frames, sk->access);
+        tw_video_free(seq);
+        tw_video_free(sk);
+    }
+}
+
+/* Every kept frame shows the number it was sampled as. */
+static bool frames_show_indices(const tw_video *v) {
+    if (!v) return false;
+    for (int32_t i = 0; i < v->n_frames; i++)
+        if (gen_read(v->rgb + (size_t)i * v->height * v->width * 3, v->height, v->width) != v->indices[i]) return false;
+    return true;
+}
+
+/* Generated clips (B-frames, several encoders and GOPs): seeking == sequential, frame by frame. */
+static void test_seek_generated(void) {
+    static const struct { const char *codec; int64_t n; int fps, gop, bframes; } clips[] = {
+        { "libx264", 600, 30, 30, 3 }, { "mpeg4", 600, 25, 25, 2 }, { "libx264", 500, 24, 7, 0 },
+    };
+    static const int32_t counts[] = { 2, 7, 32, 100, 499 };
+    for (size_t c = 0; c < sizeof clips / sizeof clips[0]; c++) {
+        char path[256];
+        gen_path(path, sizeof path, clips[c].codec);
+        if (gen_clip(path, clips[c].codec, clips[c].n, clips[c].fps, clips[c].gop, clips[c].bframes) != 0) {
+            printf("  (no %s encoder in this FFmpeg: clip skipped)\n", clips[c].codec);
+            remove(path);
+            continue;
+        }
+        int ok = 0, shown = 0, seeks = 0;
+        for (size_t j = 0; j < sizeof counts / sizeof counts[0]; j++) {
+            tw_video *seq = load_mode(path, counts[j], TW_SEEK_NEVER);
+            tw_video *sk = load_mode(path, counts[j], TW_SEEK_ALWAYS);
+            ok += same_video(seq, sk);
+            shown += frames_show_indices(sk);
+            CHECK(same_video(seq, sk), "%s: %d frames: seeking differs from sequential", clips[c].codec, counts[j]);
+            CHECK(frames_show_indices(seq) && frames_show_indices(sk), "%s: %d frames: a frame shows another number",
+                  clips[c].codec, counts[j]);
+            if (sk) {
+                CHECK(sk->seeks > 0 && sk->total_frames == clips[c].n, "%s: %s", clips[c].codec, sk->access);
+                seeks += sk->seeks;
+            }
+            tw_video_free(seq);
+            tw_video_free(sk);
+        }
+        printf("  generated %s %lld frames GOP %d, %d B-frames: %d of %zu sample counts identical, %d show their "
+               "numbers (%d seeks)\n", clips[c].codec, (long long)clips[c].n, clips[c].gop, clips[c].bframes, ok,
+               sizeof counts / sizeof counts[0], shown, seeks);
+        remove(path);
+    }
+}
+
+/* A "2-hour" clip: 7200 frames at 1 fps (64x36), a keyframe every 12 frames, 2 B-frames. AUTO
+** sampling 32 frames must seek and decode a small part of it; the frames must be the right ones
+** (each shows its number) and equal to a full sequential decode. */
+static void test_long_clip(void) {
+    char path[256];
+    gen_path(path, sizeof path, "2h");
+    double t0 = (tw_time_ms() / 1000);
+    int r = gen_clip(path, "libx264", 7200, 1, 12, 2);
+    if (r != 0) r = gen_clip(path, "mpeg4", 7200, 1, 12, 2);
+    if (r != 0) {
+        printf("  (no H.264 / MPEG-4 encoder in this FFmpeg: long-clip test skipped)\n");
+        remove(path);
+        return;
+    }
+    double t1 = (tw_time_ms() / 1000);
+    tw_video *sk = load_mode(path, 32, TW_SEEK_AUTO);
+    double t2 = (tw_time_ms() / 1000);
+    tw_video *seq = load_mode(path, 32, TW_SEEK_NEVER);
+    double t3 = (tw_time_ms() / 1000);
+    if (sk && seq) {
+        printf("  2-hour clip (7200 frames): written in %.2f s; 32 frames: seeking %.3f s, %lld frames decoded, %s; "
+               "sequential %.3f s, %lld decoded\n", t1 - t0, t2 - t1, (long long)sk->frames_decoded, sk->access,
+               t3 - t2, (long long)seq->frames_decoded);
+        CHECK(sk->total_frames == 7200 && sk->n_frames == 32 && sk->indices[1] == 225 && sk->indices[31] == 6975,
+              "2-hour clip: T=%lld, indices %lld %lld", (long long)sk->total_frames, (long long)sk->indices[1],
+              (long long)sk->indices[31]);
+        CHECK(sk->seeks >= 31 && sk->frames_decoded < 7200 / 10, "2-hour clip: %d seeks, %lld frames decoded",
+              sk->seeks, (long long)sk->frames_decoded);
+        CHECK(seq->seeks == 0 && seq->frames_decoded == 7200, "sequential: %lld frames decoded",
+              (long long)seq->frames_decoded);
+        CHECK(frames_show_indices(sk), "2-hour clip: a seeked frame shows another number");
+        CHECK(same_video(sk, seq), "2-hour clip: seeking differs from sequential decoding");
+    }
+    tw_video_free(sk);
+    tw_video_free(seq);
+    remove(path);
+}
+#endif
+
 /* A 24-bit BMP of w x h whose pixels are all (v, 255 - v, 7). */
 static void write_bmp(const char *path, int w, int h, uint8_t v) {
     int row = (w * 3 + 3) & ~3;
@@ -378,8 +647,12 @@ int main(void) {
     test_cases();
 #ifdef TW_HAVE_FFMPEG
     test_corrupt();
+    test_seek_fixtures();
+    test_seek_generated();
+    test_long_clip();
 #endif
     test_frame_dir();
     test_errors();
     return th_report();
 }
+#endif /* TW_VIDEO_TEST_NO_MAIN */
