@@ -114,6 +114,23 @@ out:
     return r;
 }
 
+/* Same sampled indices, same frame count, same pixels. */
+static bool same_video(const tw_video *a, const tw_video *b) {
+    if (!a || !b || a->n_frames != b->n_frames || a->height != b->height || a->width != b->width ||
+        a->total_frames != b->total_frames)
+        return false;
+    return memcmp(a->indices, b->indices, (size_t)a->n_frames * sizeof *a->indices) == 0 &&
+           memcmp(a->rgb, b->rgb, (size_t)a->n_frames * a->height * a->width * 3) == 0;
+}
+
+/* Every kept frame shows the number it was sampled as. */
+static bool frames_show_indices(const tw_video *v) {
+    if (!v) return false;
+    for (int32_t i = 0; i < v->n_frames; i++)
+        if (gen_read(v->rgb + (size_t)i * v->height * v->width * 3, v->height, v->width) != v->indices[i]) return false;
+    return true;
+}
+
 /* Where generated clips go: $TMPDIR, else /dev/shm, else /tmp. */
 static void gen_path(char *buf, size_t n, const char *tag) {
     const char *dir = getenv("TMPDIR");
@@ -438,15 +455,6 @@ static tw_video *load_mode(const char *clip, int32_t n, tw_seek_mode mode) {
     return v;
 }
 
-/* Same sampled indices, same frame count, same pixels. */
-static bool same_video(const tw_video *a, const tw_video *b) {
-    if (!a || !b || a->n_frames != b->n_frames || a->height != b->height || a->width != b->width ||
-        a->total_frames != b->total_frames)
-        return false;
-    return memcmp(a->indices, b->indices, (size_t)a->n_frames * sizeof *a->indices) == 0 &&
-           memcmp(a->rgb, b->rgb, (size_t)a->n_frames * a->height * a->width * 3) == 0;
-}
-
 /* The seeking path against the sequential one on the fixture clips, for many sample counts:
 ** every target lands on another spot of the GOP (B-frames reordered around it). */
 static void test_seek_fixtures(void) {
@@ -487,14 +495,6 @@ static void test_seek_fixtures(void) {
         tw_video_free(seq);
         tw_video_free(sk);
     }
-}
-
-/* Every kept frame shows the number it was sampled as. */
-static bool frames_show_indices(const tw_video *v) {
-    if (!v) return false;
-    for (int32_t i = 0; i < v->n_frames; i++)
-        if (gen_read(v->rgb + (size_t)i * v->height * v->width * 3, v->height, v->width) != v->indices[i]) return false;
-    return true;
 }
 
 /* Generated clips (B-frames, several encoders and GOPs): seeking == sequential, frame by frame. */
