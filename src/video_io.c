@@ -21,8 +21,12 @@
 ** from the container (nb_frames, else duration x average frame rate), decode once keeping the
 ** frames the guess samples, and count. If the count equals the guess we are done in one pass; if
 ** not (WebM without a count, truncated or damaged files) we know the true T and decode a second
-** time keeping the right frames. Without any guess the first pass only counts. Nothing seeks:
-** frame numbers are decoder-output ranks, which a seek would lose (see docs/video.md).
+** time keeping the right frames. Without any guess the first pass only counts.
+**
+** Long clips: when the container counts and indexes every frame of a constant-rate stream, the
+** rank of a frame follows from its pts, so a seeking pass jumps to the keyframe before each
+** sampled frame instead of decoding everything ("seeking" below, docs/video.md). It checks every
+** frame it decodes against that rule and hands over to the sequential passes on any surprise.
 */
 #include "video.h"
 
