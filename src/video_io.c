@@ -560,8 +560,9 @@ static bool seek_to(decoder *d, const seek_plan *sp, int64_t pts0, int64_t from)
 }
 
 /* The seeking pass: fills p like decode_pass but reaches the wanted frames by seeking. Returns
-** TW_OK, TW_E_NOMEM / a limit error, or TW_E_UNSUPPORTED with *why set when the pass gave up
-** (nothing is reported through tw_err then: the caller falls back on sequential decoding). */
+** TW_OK; or an error with *why NULL (memory, limits, an unconvertible pixel format); or
+** TW_E_UNSUPPORTED with *why set when the pass gave up (nothing is reported through tw_err then:
+** the caller falls back on sequential decoding). *why must be NULL on entry. */
 static tw_status seek_pass(decoder *d, pass *p, const seek_plan *sp, tw_seek_mode mode, int32_t *seeks,
                            const char **why) {
     int64_t pts0 = AV_NOPTS_VALUE;   /* pts of frame 0                                          */
@@ -683,7 +684,7 @@ static tw_status ff_load(const char *src, bool url, int32_t n_frames, const tw_v
             snprintf(access, sizeof access, "seek (%d seeks, GOP %lld)", seeks, (long long)sp.gop);
             goto done;
         }
-        if (s != TW_E_UNSUPPORTED) goto fail;
+        if (!why) goto fail;   /* a real error (memory, limits, pixel format), not a give-up */
         /* The seeking pass gave up: start over, sequentially. */
         snprintf(access, sizeof access, "sequential (a seek gave up: %s)", why);
         why = NULL;
