@@ -20,66 +20,16 @@
 **
 ** Memory: a long prompt is processed in chunks of CHUNK rows, layer by layer within a chunk, so
 ** the activation scratch is O(CHUNK * n_ff) whatever the prompt length; the causal cache makes a
-** chunk see the previous ones exactly as a single pass would. Attention keeps one score row per
-** worker thread ([n_keys]) instead of a [T, n_keys] matrix per head. All scratch is allocated
-** once per call from one arena; nothing is allocated inside the layer loop.
+** chunk see the previous ones exactly as a single pass would. Attention (attn.c) reads the cache
+** in place and never forms a [T, n_keys] score matrix. All scratch is allocated once per call from
+** one arena; nothing is allocated inside the layer loop except attention's per-thread blocks.
 */
+#include "attn.h"
 #include "model.h"
 
 #include <math.h>
 
 enum { CHUNK = 256 };   /* prompt rows per pass through the layers */
-
-/* ---- attention ------------------------------------------------------------------------------ */
-
-typedef struct attn_job {
-    const float *q;       /* [tc, nh*D]   roped queries of this chunk            */
-    const float *k, *v;   /* [n_alloc, nkv*D] this layer's cache (roped keys)    */
-    float       *out;     /* [tc, nh*D]   attention output, heads concatenated  */
-    float       *scores;  /* [n_threads, n_keys] one score row per worker        */
-    int32_t      n_keys;  /* stride of a score row: every position this call can see */
-    int32_t      p0;      /* absolute position of the chunk's first row          */
-    int32_t      nh, nkv, D;
-    int32_t      window;  /* 0: full causal; else key j visible iff p - j < window */
-    float        scale, softcap;
-} attn_job;
-
-/* One (query row, head) pair: i = t * nh + h. */
-static void attn_task(void *ctx, int64_t i, int tid) {
-    const attn_job *j = ctx;
-    int32_t t = (int32_t)(i / j->nh), h = (int32_t)(i % j->nh);
-    int32_t D = j->D, kvd = j->nkv * D;
-    int32_t g = h / (j->nh / j->nkv);                /* GQA: the kv head this query head reads */
-    int32_t p = j->p0 + t;                           /* absolute position of the query        */
-    int32_t lo = j->window > 0 ? TW_MAX(0, p - j->window + 1) : 0;
-    const float *q = j->q + (size_t)t * j->nh * D + (size_t)h * D;   /* [D] */
-    float *s = j->scores + (size_t)tid * j->n_keys;                   /* [p - lo + 1] */
-
-    float mx = -INFINITY;
-    for (int32_t k = lo; k <= p; k++) {
-        const float *kr = j->k + (size_t)k * kvd + (size_t)g * D;
-        float d = 0;
-        for (int32_t e = 0; e < D; e++) d += q[e] * kr[e];
-        d *= j->scale;
-        if (j->softcap > 0) d = j->softcap * tanhf(d / j->softcap);
-        s[k - lo] = d;
-        mx = d > mx ? d : mx;
-    }
-    float sum = 0;
-    for (int32_t k = lo; k <= p; k++) {
-        s[k - lo] = expf(s[k - lo] - mx);
-        sum += s[k - lo];
-    }
-    float inv = 1.0f / sum;
-
-    float *o = j->out + (size_t)t * j->nh * D + (size_t)h * D;        /* [D] */
-    for (int32_t e = 0; e < D; e++) o[e] = 0;
-    for (int32_t k = lo; k <= p; k++) {
-        const float *vr = j->v + (size_t)k * kvd + (size_t)g * D;
-        float w = s[k - lo] * inv;
-        for (int32_t e = 0; e < D; e++) o[e] += w * vr[e];
-    }
-}
 
 /* ---- RoPE ------------------------------------------------------------------------------------- */
 
@@ -118,14 +68,12 @@ tw_status tw_gemma2_forward(tw_seq *s, const float *x_in, int32_t T, float *logi
     ** HF rounds it to the activation dtype: f32 here). */
     const float normalizer = (float)sqrt((double)H);
     const float scale = (float)pow((double)c->query_pre_attn_scalar, -0.5);
-    const int32_t n_thr = tw_pool_size(pool);
     const int32_t C = TW_MIN(T, CHUNK);
 
     /* scratch, one arena for the whole call */
     size_t fl = sizeof(float), need = 0;
     size_t sizes[] = { (size_t)C * H, (size_t)C * H, (size_t)C * qd, (size_t)C * qd, (size_t)C * H,
-                       (size_t)C * F, (size_t)C * F, (size_t)C * half, (size_t)C * half,
-                       (size_t)n_thr * n_keys, (size_t)half };
+                       (size_t)C * F, (size_t)C * F, (size_t)C * half, (size_t)C * half, (size_t)half };
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) need += sizes[i] * fl + 64;
     tw_arena ar;
     TW_TRY(tw_arena_init(&ar, need));
@@ -138,8 +86,7 @@ tw_status tw_gemma2_forward(tw_seq *s, const float *x_in, int32_t T, float *logi
     float *up     = tw_arena_push(&ar, sizes[6] * fl);   /* [C, F]                            */
     float *cs     = tw_arena_push(&ar, sizes[7] * fl);   /* [C, D/2]  cos of the RoPE angles  */
     float *sn     = tw_arena_push(&ar, sizes[8] * fl);   /* [C, D/2]  sin                     */
-    float *scores = tw_arena_push(&ar, sizes[9] * fl);   /* [n_thr, n_keys]                   */
-    float *inv_freq = tw_arena_push(&ar, sizes[10] * fl);/* [D/2]                             */
+    float *inv_freq = tw_arena_push(&ar, sizes[9] * fl); /* [D/2]                             */
 
     /* inv_freq[i] = 1 / theta^(2i/D), every step in float32 as HF computes it */
     for (int32_t i = 0; i < half; i++) inv_freq[i] = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)D);
@@ -174,13 +121,14 @@ tw_status tw_gemma2_forward(tw_seq *s, const float *x_in, int32_t T, float *logi
             rope(q, tc, nh, D, cs, sn);
             rope(k_new, tc, nkv, D, cs, sn);
 
-            attn_job aj = {
-                .q = q, .k = kc, .v = vc, .out = att, .scores = scores, .n_keys = n_keys, .p0 = p0,
-                .nh = nh, .nkv = nkv, .D = D,
-                .window = c->layer_sliding[l] ? c->sliding_window : 0,
+            /* queries of this chunk against every cached position up to theirs */
+            tw_attn_args aa = {
+                .q = q, .ldq = qd, .k = kc, .ldk = kvd, .v = vc, .ldv = kvd, .out = att, .ldo = qd,
+                .Tq = tc, .Tk = p0 + tc, .n_head = nh, .n_kv = nkv, .D = D,
                 .scale = scale, .softcap = c->attn_softcap,
+                .causal = true, .q_pos = p0, .window = c->layer_sliding[l] ? c->sliding_window : 0,
             };
-            tw_pool_run(pool, (int64_t)tc * nh, attn_task, &aj);
+            tw_attention(pool, &aa);
 
             tw_matmul(pool, o, att, tc, ly->wo, NULL);
             tw_rmsnorm_1p(o, o, ly->post_attn_norm_f, tc, H, c->rms_eps);

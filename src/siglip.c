@@ -8,6 +8,7 @@
 **   feature = hidden_states[vision_feature_layer]          (no post_layernorm)
 ** All tiles of a call go through the matrix products together (T = n_tiles * N rows).
 */
+#include "attn.h"
 #include "vision.h"
 
 #include <math.h>
@@ -22,42 +23,7 @@ static int32_t layers_needed(const tw_model *m) {
 }
 
 typedef struct {
-    const float *qkv;   /* [T, 3C]: q | k | v */
-    float *out;         /* [T, C]             */
-    int32_t N, C, n_head;
-    float *scratch;     /* [n_threads][N]     */
-} attn_job;
-
-static void attn_task(void *ctx, int64_t i, int tid) {
-    attn_job *j = ctx;
-    int32_t N = j->N, C = j->C, D = C / j->n_head;
-    int64_t tile = i / j->n_head, h = i % j->n_head;
-    const float *base = j->qkv + (size_t)tile * N * 3 * C;
-    float *s = j->scratch + (size_t)tid * N, scale = 1.0f / sqrtf((float)D);
-    for (int32_t r = 0; r < N; r++) {
-        const float *q = base + (size_t)r * 3 * C + h * D;
-        float mx = -INFINITY;
-        for (int32_t c = 0; c < N; c++) {
-            const float *k = base + (size_t)c * 3 * C + C + h * D;
-            float d = 0;
-            for (int32_t e = 0; e < D; e++) d += q[e] * k[e];
-            s[c] = d * scale;
-            if (s[c] > mx) mx = s[c];
-        }
-        float sum = 0;
-        for (int32_t c = 0; c < N; c++) sum += (s[c] = expf(s[c] - mx));
-        float inv = 1.0f / sum, *o = j->out + ((size_t)tile * N + r) * C + h * D;
-        for (int32_t e = 0; e < D; e++) o[e] = 0;
-        for (int32_t c = 0; c < N; c++) {
-            const float *v = base + (size_t)c * 3 * C + 2 * C + h * D;
-            float p = s[c] * inv;
-            for (int32_t e = 0; e < D; e++) o[e] += p * v[e];
-        }
-    }
-}
-
-typedef struct {
-    float *h, *a, *big, *scr, *lnw, *lnb;   /* [T,C], [T,C], [T,max(3C,F)], [threads][N], [C], [C] */
+    float *h, *a, *big, *lnw, *lnb;   /* [T,C], [T,C], [T,max(3C,F)], [C], [C] */
     int64_t T;
     int32_t N, n_tiles;
 } layer_bufs;
@@ -78,8 +44,18 @@ static void siglip_layer(const tw_model *m, const tw_siglip_layer *L, float *x, 
         tw_matmul(m->pool, a, h, T, w[i], bias[i]);
         for (int64_t t = 0; t < T; t++) memcpy(qkv + t * 3 * C + i * C, a + t * C, sizeof(float) * (size_t)C);
     }
-    attn_job j = { qkv, h, b->N, C, vc->n_head, b->scr };
-    tw_pool_run(m->pool, (int64_t)b->n_tiles * vc->n_head, attn_task, &j);
+    /* each tile attends to itself only: N queries x N keys, q|k|v read in place from [T, 3C] */
+    int32_t D = C / vc->n_head;
+    for (int32_t tile = 0; tile < b->n_tiles; tile++) {
+        const float *base = qkv + (size_t)tile * b->N * 3 * C;
+        tw_attn_args aa = {
+            .q = base, .ldq = 3 * C, .k = base + C, .ldk = 3 * C, .v = base + 2 * C, .ldv = 3 * C,
+            .out = h + (size_t)tile * b->N * C, .ldo = C,
+            .Tq = b->N, .Tk = b->N, .n_head = vc->n_head, .n_kv = vc->n_head, .D = D,
+            .scale = 1.0f / sqrtf((float)D),
+        };
+        tw_attention(m->pool, &aa);
+    }
     tw_matmul(m->pool, a, h, T, L->wo, L->bo);
     for (size_t i = 0; i < n_x; i++) x[i] += a[i];
 
@@ -104,12 +80,11 @@ tw_status tw_siglip_forward(const tw_model *m, const float *pixels, int32_t n_ti
 
     /* one allocation for every activation of the call */
     size_t n_x = (size_t)T * C, n_big = (size_t)T * TW_MAX(3 * (int64_t)C, TW_MAX((int64_t)F, K));
-    int n_thr = tw_pool_size(m->pool);
     float *x = tw_malloc(sizeof(float) * n_x), *h = tw_malloc(sizeof(float) * n_x), *a = tw_malloc(sizeof(float) * n_x);
-    float *big = tw_malloc(sizeof(float) * n_big), *scr = tw_malloc(sizeof(float) * (size_t)n_thr * N);
+    float *big = tw_malloc(sizeof(float) * n_big);
     float *lnw = tw_malloc(sizeof(float) * (size_t)C), *lnb = tw_malloc(sizeof(float) * (size_t)C);
     tw_status st = TW_E_NOMEM;
-    if (!x || !h || !a || !big || !scr || !lnw || !lnb) goto done;
+    if (!x || !h || !a || !big || !lnw || !lnb) goto done;
 
     /* patch embedding as a matrix product: im2col rows in the weight's (channel, ky, kx) order */
     for (int32_t t = 0; t < n_tiles; t++)
@@ -138,7 +113,7 @@ tw_status tw_siglip_forward(const tw_model *m, const float *pixels, int32_t n_ti
     ** asked for every hidden state (tower dump). */
     int32_t n_total = hidden ? vc->n_layer : n_run;
     if (n_run == 0) memcpy(feat, x, sizeof(float) * n_x);
-    layer_bufs b = { h, a, big, scr, lnw, lnb, T, N, n_tiles };
+    layer_bufs b = { h, a, big, lnw, lnb, T, N, n_tiles };
     for (int32_t l = 0; l < n_total; l++) {
         siglip_layer(m, &m->vw.layers[l], x, &b);
         if (hidden) memcpy(hidden + (size_t)(l + 1) * n_x, x, sizeof(float) * n_x);
@@ -146,7 +121,7 @@ tw_status tw_siglip_forward(const tw_model *m, const float *pixels, int32_t n_ti
     }
     st = TW_OK;
 done:
-    free(x), free(h), free(a), free(big), free(scr), free(lnw), free(lnb);
+    free(x), free(h), free(a), free(big), free(lnw), free(lnb);
     return st;
 }
 
