@@ -199,8 +199,9 @@ expect_error "chat --image -: usage error" 2 "stdin" "$T" chat -m "$M" --image -
 # a text-only model (the fixture's Gemma2 weights as Gemma2ForCausalLM), when python3 can write it
 if command -v python3 >/dev/null 2>&1; then
     mkdir "$tmp/textonly"
+    Mabs=$(cd "$M" && pwd)   # symlink targets must not be relative to $tmp
     for f in tokenizer.json tokenizer_config.json special_tokens_map.json generation_config.json chat_template.jinja; do
-        [ -e "$M/$f" ] && ln -s "$M/$f" "$tmp/textonly/$f"
+        [ -e "$Mabs/$f" ] && ln -s "$Mabs/$f" "$tmp/textonly/$f"
     done
     python3 - "$M" "$tmp/textonly" <<'EOF'
 import json, struct, sys
