@@ -29,6 +29,9 @@ double      tw_bench_bf16_peak(tw_pool *pool, int reps);
 double      tw_bench_int8_peak(tw_pool *pool, int reps);
 const char *tw_bench_fma_isa(void);   /* "avx512", "avx2" or "scalar": what tw_bench_fma_peak ran */
 
+/* Benchmarks store results here so the compiler cannot drop the work that produced them. */
+extern volatile uint64_t tw_bench_sink;
+
 /* ---- work counted from the shapes -------------------------------------------------------------- */
 
 /* Bytes one decode step reads: every weight tensor the step touches (all layers' projections and
@@ -59,7 +62,9 @@ typedef struct tw_random_spec {
     tw_siglip_config  vision;
     int32_t           n_pinpoints;
     int32_t           pinpoints[32][2];   /* (height, width)                                  */
-    tw_dtype          type;         /* weight type of every tensor (BF16 as released)          */
+    tw_dtype          type;         /* weight type of every matrix (BF16 as released); with a
+                                    ** quantized type, vectors, the patch convolution and the
+                                    ** position embedding stay BF16 (as `tower quantize` stores)  */
     int32_t           n_distinct;   /* text layers with their own weights, cycled over all
                                     ** layers; 0: every layer distinct                         */
     int               n_threads;    /* the model's pool; 0: every core                         */
@@ -77,6 +82,10 @@ bool tw_random_spec_preset(const char *name, tw_random_spec *out);
 ** alone would leak the weights). */
 tw_status tw_random_model_new(const tw_random_spec *spec, tw_model **out);
 void      tw_random_model_free(tw_model *m);
+/* Whether this build can fill weights of type t (float types; Q8_0 / Q4_0 with the quant module). */
+bool      tw_random_type_ok(tw_dtype t);
+/* "bf16", "f16", "f32", and "q8" / "q4" when the build has the quant module. */
+bool      tw_random_type_parse(const char *name, tw_dtype *t);
 /* Bytes of weight data the model holds (shared layers counted once). */
 uint64_t  tw_random_model_bytes(const tw_model *m);
 

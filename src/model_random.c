@@ -20,6 +20,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* Quantized types (Q8_0, Q4_0) come from quant.h; a tree without it builds float models only. */
+#if __has_include("quant.h")
+#include "quant.h"
+#define HAVE_QUANT 1
+#else
+#define HAVE_QUANT 0
+#endif
+
 /* ---- presets ------------------------------------------------------------------------------------ */
 
 /* TowerVision's image_grid_pinpoints in tiles (rows, cols), in the checkpoint's order (SPEC 1.4). */
@@ -114,6 +122,43 @@ static void fill_task(void *ctx, int64_t i, int tid) {
     }
 }
 
+#if HAVE_QUANT
+/* Quantized matrices: random f32 rows (each row its own generator), quantized with the quant
+** module's reference quantizer, as `tower quantize` would store them. */
+typedef struct qfill_job {
+    uint8_t *data;
+    tw_dtype type;
+    int64_t  N, K, rows;      /* rows per task */
+    size_t   row_bytes;
+    float    scale;
+    uint64_t seed;
+} qfill_job;
+
+static void qfill_task(void *ctx, int64_t i, int tid) {
+    TW_UNUSED(tid);
+    const qfill_job *j = ctx;
+    float *x = malloc(sizeof(float) * (size_t)j->K);
+    if (!x) return;   /* the row stays as allocated: the benchmark's timing does not depend on values */
+    for (int64_t r = i * j->rows; r < TW_MIN(j->N, (i + 1) * j->rows); r++) {
+        fill_job f = { x, TW_DT_F32, j->K, j->K, j->scale, j->seed ^ ((uint64_t)r * 0x9e3779b97f4a7c15ull) };
+        fill_task(&f, 0, 0);
+        tw_quantize_row(j->type, x, j->K, j->data + (size_t)r * j->row_bytes);
+    }
+    free(x);
+}
+#endif
+
+/* Is t stored as `type` or, for types that only make sense for matrices (quantized blocks), in
+** BF16 as `tower quantize` keeps vectors, convolutions and position embeddings? */
+static tw_dtype stored_type(tw_dtype type, int ndim, const char *name) {
+#if HAVE_QUANT
+    if (tw_dtype_is_quant(type) && (ndim != 2 || strstr(name, "position_embedding"))) return TW_DT_BF16;
+#else
+    TW_UNUSED(ndim), TW_UNUSED(name);
+#endif
+    return type;
+}
+
 /* A new tensor of the model's weight type, filled. name: a static string (messages only). */
 static tw_status new_tensor(rand_model *r, tw_dtype type, const char *name, float scale, const tw_tensor **out,
                             int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
@@ -126,21 +171,38 @@ static tw_status new_tensor(rand_model *r, tw_dtype type, const char *name, floa
     tw_tensor *t = tw_calloc(1, sizeof *t);
     if (!t) return TW_E_NOMEM;
     const int64_t d[4] = { d0, d1, d2, d3 };
+    type = stored_type(type, ndim, name);
     t->name = name, t->type = type, t->ndim = ndim, t->file = "(random weights)";
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) n *= (t->shape[i] = d[i]);
+    bool quant = false;
+#if HAVE_QUANT
+    quant = tw_dtype_is_quant(type);
+    if (quant) t->nbytes = (size_t)d0 * tw_quant_row_bytes(type, d1);
+    else
+#endif
     t->nbytes = (size_t)n * tw_dtype_size(type);
     /* aligned_alloc needs a size that is a multiple of the alignment */
     void *data = aligned_alloc(64, (t->nbytes + 63) & ~(size_t)63);
     if (!data) {
+        size_t mb = t->nbytes >> 20;
         free(t);
-        return tw_err(TW_E_NOMEM, "random weights: cannot allocate %zu MB for %s", t->nbytes >> 20, name);
+        return tw_err(TW_E_NOMEM, "random weights: cannot allocate %zu MB for %s", mb, name);
     }
     t->data = data;
     r->tensors[r->n++] = t;
     r->bytes += t->nbytes;
-    fill_job j = { data, type, n, 1 << 18, scale, r->seed + 0x9e37u * r->n };
-    tw_pool_run(r->pool, (n + j.chunk - 1) / j.chunk, fill_task, &j);
+    uint64_t seed = r->seed + 0x9e37u * r->n;
+    if (!quant) {
+        fill_job j = { data, type, n, 1 << 18, scale, seed };
+        tw_pool_run(r->pool, (n + j.chunk - 1) / j.chunk, fill_task, &j);
+    }
+#if HAVE_QUANT
+    else {
+        qfill_job j = { data, type, d0, d1, 64, tw_quant_row_bytes(type, d1), scale, seed };
+        tw_pool_run(r->pool, (d0 + j.rows - 1) / j.rows, qfill_task, &j);
+    }
+#endif
     *out = t;
     return TW_OK;
 }
@@ -150,6 +212,24 @@ static tw_status widen(const tw_tensor *t, float **out) {
     if (!*out) return TW_E_NOMEM;
     tw_tensor_to_f32(t, *out);
     return TW_OK;
+}
+
+bool tw_random_type_ok(tw_dtype t) {
+#if HAVE_QUANT
+    if (tw_dtype_is_quant(t)) return true;
+#endif
+    return t == TW_DT_BF16 || t == TW_DT_F16 || t == TW_DT_F32;
+}
+
+bool tw_random_type_parse(const char *name, tw_dtype *t) {
+    if (strcmp(name, "bf16") == 0) return *t = TW_DT_BF16, true;
+    if (strcmp(name, "f16") == 0) return *t = TW_DT_F16, true;
+    if (strcmp(name, "f32") == 0) return *t = TW_DT_F32, true;
+#if HAVE_QUANT
+    return tw_quant_parse(name, t);
+#else
+    return false;
+#endif
 }
 
 /* ---- building ------------------------------------------------------------------------------------- */
@@ -253,9 +333,9 @@ static tw_status build(rand_model *r, const tw_random_spec *sp) {
     if (c->n_embd <= 0 || c->n_ff <= 0 || c->n_layer <= 0 || c->n_head <= 0 || c->n_head_kv <= 0 ||
         c->n_head % c->n_head_kv || c->head_dim <= 0 || c->head_dim % 2 || c->n_vocab <= 0)
         return tw_err(TW_E_CONFIG, "random model %s: inconsistent text config", m->dir);
-    if (sp->type != TW_DT_BF16 && sp->type != TW_DT_F16 && sp->type != TW_DT_F32)
-        return tw_err(TW_E_UNSUPPORTED, "random model %s: weight type %s: only F32, F16 and BF16 can be filled",
-                      m->dir, tw_dtype_name(sp->type));
+    if (!tw_random_type_ok(sp->type))
+        return tw_err(TW_E_UNSUPPORTED, "random model %s: weight type %s: this build fills only F32, F16, BF16%s",
+                      m->dir, tw_dtype_name(sp->type), HAVE_QUANT ? ", Q8_0 and Q4_0" : " (no quant module)");
     /* even layer indices slide (Gemma2's layer_types; model.c's default without them) */
     m->text.layer_sliding = tw_calloc((size_t)c->n_layer, 1);
     if (!m->text.layer_sliding) return TW_E_NOMEM;
