@@ -9,6 +9,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -58,6 +59,7 @@ static const struct {
 /* Set once by kernels_choose (pthread_once), later only by tw_kernels_force, which callers use
 ** at start-up or in tests, not while matmuls run. */
 static tw_kpath active_path = TW_KPATH_REF;
+static bool bf16_act;   /* TOWER_MATMUL=bf16 / tw_kernels_set_bf16_activations */
 static char note[256];
 static pthread_once_t choose_once = PTHREAD_ONCE_INIT;
 
@@ -119,8 +121,9 @@ static tw_kpath best_path(void) {
 /* Best path, or the one TOWER_KERNELS asks for if the CPU can run it. */
 static void kernels_choose(void) {
     tw_kpath best = best_path(), want;
-    const char *env = getenv("TOWER_KERNELS");
+    const char *env = getenv("TOWER_KERNELS"), *mm = getenv("TOWER_MATMUL");
     active_path = best;
+    bf16_act = mm && strcmp(mm, "bf16") == 0;
     if (!env || !*env) return;
     if (!tw_kpath_parse(env, &want))
         snprintf(note, sizeof note, "TOWER_KERNELS=%s is not ref, avx2 or avx512; using %s", env,
@@ -155,6 +158,19 @@ bool tw_kernels_force(tw_kpath p) {
     active_path = p;
     note[0] = 0;
     return true;
+}
+
+bool tw_kernels_set_bf16_activations(bool on) {
+    tw_kernels_init();
+    bool was = bf16_act;
+    bf16_act = on;
+    return was;
+}
+
+bool tw_kernels_bf16_activations(void) {
+    tw_kernels_init();
+    __builtin_cpu_init();
+    return bf16_act && active_path == TW_KPATH_AVX512 && __builtin_cpu_supports("avx512bf16");
 }
 
 /* ---- matmul ---------------------------------------------------------------------------------- */
@@ -251,6 +267,12 @@ static void matmul_simd(tw_pool *pool, tw_kpath path, float *y, const float *x, 
     tw_pool_run(pool, j.n_panels * n_tblocks, simd_task, &j);
 }
 
+/* Below this many tokens the row-dot tiles of tw_mm_block_avx512 run (no packing: decode and
+** short prompts are bound by reading the weights, docs/kernels.md). */
+static _Atomic int64_t gemm_min_t = 2;
+
+int64_t tw_kernels_set_gemm_min_tokens(int64_t t) { return atomic_exchange(&gemm_min_t, t); }
+
 void tw_matmul(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const tw_tensor *bias) {
     tw_kpath path = tw_kernels_init();
     int64_t N = W->shape[0], K = W->shape[W->ndim - 1];
@@ -266,7 +288,10 @@ void tw_matmul(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tens
         b = bf;
     }
     bool simd_type = W->type == TW_DT_F32 || W->type == TW_DT_F16 || W->type == TW_DT_BF16;
-    if (path != TW_KPATH_REF && simd_type && K > 0) {
+    if (path == TW_KPATH_AVX512 && simd_type && K > 0 && T >= atomic_load_explicit(&gemm_min_t, memory_order_relaxed) &&
+        tw_gemm_avx512(pool, y, x, T, N, K, W->data, W->type, b, tw_kernels_bf16_activations())) {
+        /* done: packed panels, 8 x 48 register tiles */
+    } else if (path != TW_KPATH_REF && simd_type && K > 0) {
         matmul_simd(pool, path, y, x, T, N, K, W, b);
     } else {
         ref_job j = { y, x, T, N, K, W->data, (size_t)K * tw_dtype_size(W->type), ref_dot[W->type], b };
@@ -293,7 +318,9 @@ void tw_tensor_row_f32(const tw_tensor *t, int64_t row, float *out) {
     widen(t->type, (const uint8_t *)t->data + (size_t)row * (size_t)K * tw_dtype_size(t->type), out, K);
 }
 
-void tw_tensor_to_f32(const tw_tensor *t, float *out) { widen(t->type, t->data, out, tw_tensor_nelem(t)); }
+void tw_tensor_to_f32(const tw_tensor *t, float *out) {
+    widen(t->type, t->data, out, tw_tensor_nelem(t));
+}
 
 /* ---- norms and activations ------------------------------------------------------------------- */
 

@@ -31,6 +31,20 @@ const char *tw_cpu_features(void);            /* "avx2 fma avx512f avx512bf16 ..
 ** Accumulates in f32. Rows of y are computed in parallel on the pool. */
 void tw_matmul(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const tw_tensor *bias);
 
+/* Optional faster matrix-matrix products (T > 1) with AVX512-BF16 vdpbf16ps: x is rounded to
+** bf16 once per call (round to nearest even), BF16 weights are used as stored, sums in f32. About
+** twice the arithmetic rate of the f32 FMA path, but results differ from it by up to
+** 2^-8 * sum_k |w_k x_k| (docs/kernels.md). Default off; TOWER_MATMUL=bf16 turns it on at start,
+** this switches it at run time. It applies only to BF16 weights on the avx512 path of a CPU with
+** avx512bf16 (elsewhere the call is accepted and changes nothing); returns the previous setting.
+** tw_kernels_bf16_activations() says whether it is on and can run on this CPU. */
+bool tw_kernels_set_bf16_activations(bool on);
+bool tw_kernels_bf16_activations(void);
+
+/* From how many tokens the avx512 path uses the packed-panel product (tw_gemm_avx512) instead of
+** the row-dot tiles that decode uses; for tests and benchmarks. Returns the previous value. */
+int64_t tw_kernels_set_gemm_min_tokens(int64_t t);
+
 /* One row of a 2-D weight tensor widened to f32 (embedding lookup). */
 void tw_tensor_row_f32(const tw_tensor *t, int64_t row, float *out);
 /* Whole tensor widened to f32 (small tensors: norms, biases). out has tw_tensor_nelem floats. */
@@ -64,6 +78,13 @@ typedef struct tw_mm_block {
 } tw_mm_block;
 
 void tw_mm_block_avx2(const tw_mm_block *b);     /* only call when tw_kpath_supported(AVX2)   */
+
+/* The whole product y[T,N] = x[T,K] . W[N,K]^T (+ bias[N] f32) for T > 1 on the pool, with
+** weights packed per task into 48-row panels (src/gemm_avx512.c). bf16_dot: the vdpbf16ps variant
+** (BF16 weights only, CPU must have avx512bf16; ignored for other weight types). Returns false
+** (nothing written) when it cannot allocate its packing buffers. */
+bool tw_gemm_avx512(tw_pool *pool, float *y, const float *x, int64_t T, int64_t N, int64_t K, const void *w,
+                    tw_dtype wt, const float *bias, bool bf16_dot);
 void tw_mm_block_avx512(const tw_mm_block *b);   /* only call when tw_kpath_supported(AVX512) */
 
 /* The norms above, vectorised (same sums in double, same f32 formula per element). */

@@ -1,19 +1,25 @@
 /*
-** tool_kbench.c — micro-benchmark of the matmul paths on Gemma2-2B shapes (bf16 weights):
-**   decode  (T = 1):   GB/s of weight streaming, to compare with the machine's read bandwidth;
-**   prefill (T = 512): GFLOP/s.
-** for every path the CPU can run and for 1 and 2 threads, plus a plain read-bandwidth figure
-** (sum over a 1 GB buffer) and memcpy, so the decode ratio is visible.
+** tool_kbench.c — micro-benchmark of the matmul paths.
+**   peak:    a register-only FMA loop (and a vdpbf16ps loop) per core, 1 and 2 threads at once:
+**            the yardstick for the GFLOP/s below;
+**   memory:  read bandwidth (sum over a 1 GB buffer) and memcpy;
+**   decode  (T = 1): GB/s of weight streaming on Gemma2-2B shapes, every path;
+**   matrix  (T > 1): GFLOP/s and % of the measured peak for T in {16, 64, 256, 729, 2048} on the
+**            Gemma2-2B MLP shapes (2304x9216, 9216x2304) and the SigLIP so400m ones (1152x1152,
+**            4304x1152, 1152x4304), bf16 weights, 1 and 2 threads, for the f32-FMA packed path,
+**            the bf16-dot packed path (vdpbf16ps) and the older row-dot tiles.
 **
-** Usage: build/tests/tool_kbench [--quick]     (--quick: smaller buffers and fewer repeats)
-** Decode cycles through several copies of the weights (more than the L3 holds), as a real
-** forward pass through 26 layers would, so every call reads its weights from memory.
+** Usage: build/tests/tool_kbench [--quick] [--gemm-only]
+** Weights are cycled through enough copies (> 64 MB in all) that each call reads them from memory,
+** as a forward pass through 26 layers would. 1-thread figures are also given per CPU-second of
+** the calling thread (the kernel's own speed, even when the machine is shared).
 */
 #include "kernels.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <immintrin.h>
 
 static bool quick;
 
@@ -83,21 +89,90 @@ static void bench_bandwidth(tw_pool *pool, int threads) {
     tw_aligned_free(dst);
 }
 
+/* ---- peak ------------------------------------------------------------------------------------ */
+
+/* A register-only loop: 12 independent accumulators (more than the FMA latency x throughput needs),
+** no memory. Compiled for AVX-512 by attribute; only called when the CPU has it. */
+__attribute__((target("avx512f,fma"))) static double fma_loop(int64_t iters) {
+    __m512 a[12], m = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(1e-3f);
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps((float)i);
+    for (int64_t n = 0; n < iters; n++)
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; i++) a[i] = _mm512_fmadd_ps(a[i], m, c);
+    __m512 s = a[0];
+    for (int i = 1; i < 12; i++) s = _mm512_add_ps(s, a[i]);
+    return (double)_mm512_reduce_add_ps(s);
+}
+
+__attribute__((target("avx512f,avx512bf16"))) static double dpbf16_loop(int64_t iters) {
+    __m512 a[12];
+    __m512bh m = (__m512bh)_mm512_set1_epi32(0x3f803f80), c = (__m512bh)_mm512_set1_epi32(0x3a803a80);
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps((float)i);
+    for (int64_t n = 0; n < iters; n++)
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; i++) a[i] = _mm512_dpbf16_ps(a[i], m, c);
+    __m512 s = a[0];
+    for (int i = 1; i < 12; i++) s = _mm512_add_ps(s, a[i]);
+    return (double)_mm512_reduce_add_ps(s);
+}
+
+typedef struct {
+    bool bf16;
+    int64_t iters;
+    double sink[64];
+    double cpu_ms[64];   /* per task: CPU time of the thread that ran it */
+} peak_job;
+
+static double thread_cpu_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void peak_task(void *ctx, int64_t i, int tid) {
+    peak_job *j = ctx;
+    double c0 = thread_cpu_ms();
+    j->sink[i & 63] += j->bf16 ? dpbf16_loop(j->iters) : fma_loop(j->iters);
+    j->cpu_ms[i & 63] = thread_cpu_ms() - c0;
+}
+
+/* GFLOP/s of `threads` cores running the loop at once (one task each), each core's share per
+** CPU-second of the thread that ran it (a register-only loop's speed does not depend on the other
+** processes of a shared machine, only whether it runs): the best of 5, summed over the cores */
+static double measure_peak(tw_pool *pool, int threads, bool bf16) {
+    peak_job j = { .bf16 = bf16, .iters = 2000000 };
+    /* 12 instructions per iteration; an FMA lane is 2 flops, a vdpbf16ps lane 4 */
+    double flop = (double)j.iters * 12 * 16 * (bf16 ? 4 : 2), best = 0;
+    for (int r = 0; r < 5; r++) {
+        tw_pool_run(pool, threads, peak_task, &j);
+        double sum = 0;
+        for (int i = 0; i < threads; i++) sum += flop / j.cpu_ms[i] / 1e6;
+        best = TW_MAX(best, sum);
+    }
+    return best;
+}
+
 /* ---- matmul ---------------------------------------------------------------------------------- */
 
-enum { COPIES = 8 };   /* 8 x 42 MB of weights: far more than the L3 */
+enum { MAX_COPIES = 16 };
 
 typedef struct {
     int64_t N, K;
-    uint16_t *w[COPIES];
-    tw_tensor t[COPIES];
+    int copies;
+    uint16_t *w[MAX_COPIES];
+    tw_tensor t[MAX_COPIES];
 } shape;
 
-static bool make_shape(shape *s, int64_t N, int64_t K, int copies) {
+/* enough copies for `bytes_min` bytes in all, at most MAX_COPIES */
+static bool make_shape(shape *s, int64_t N, int64_t K, double bytes_min) {
     memset(s, 0, sizeof *s);
     s->N = N, s->K = K;
+    double one = 2.0 * (double)(N * K);
+    s->copies = (int)TW_MIN(MAX_COPIES, TW_MAX(1, (int)(bytes_min / one + 0.999)));
     uint32_t r = 12345;
-    for (int c = 0; c < copies; c++) {
+    for (int c = 0; c < s->copies; c++) {
         s->w[c] = tw_aligned_alloc(sizeof(uint16_t) * (size_t)(N * K));
         if (!s->w[c]) return false;
         for (int64_t i = 0; i < N * K; i++) {
@@ -111,13 +186,7 @@ static bool make_shape(shape *s, int64_t N, int64_t K, int copies) {
 }
 
 static void free_shape(shape *s) {
-    for (int c = 0; c < COPIES; c++) tw_aligned_free(s->w[c]);
-}
-
-static double thread_cpu_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+    for (int c = 0; c < s->copies; c++) tw_aligned_free(s->w[c]);
 }
 
 /* ms per call: the fastest of `calls` timed calls, cycling through the copies. The fastest, not
@@ -125,14 +194,13 @@ static double thread_cpu_ms(void) {
 ** fastest call is the one that ran alone. *cpu_ms gets this thread's CPU time for that call: with
 ** a 1-thread pool all the work runs on this thread, so it is the time the kernel needed even when
 ** the scheduler took the core away in between. */
-static double time_matmul(tw_pool *pool, shape *s, int copies, int64_t T, const float *x, float *y, int calls,
-                          double *cpu_ms) {
+static double time_matmul(tw_pool *pool, shape *s, int64_t T, const float *x, float *y, int calls, double *cpu_ms) {
     double best = 1e30;
     *cpu_ms = 1e30;
     tw_matmul(pool, y, x, T, &s->t[0], NULL);   /* warm-up: pool threads, page tables */
     for (int c = 0; c < calls; c++) {
         double t0 = tw_time_ms(), c0 = thread_cpu_ms();
-        tw_matmul(pool, y, x, T, &s->t[c % copies], NULL);
+        tw_matmul(pool, y, x, T, &s->t[(c + 1) % s->copies], NULL);
         best = TW_MIN(best, tw_time_ms() - t0);
         *cpu_ms = TW_MIN(*cpu_ms, thread_cpu_ms() - c0);
     }
@@ -149,32 +217,15 @@ static void print_load(const char *when) {
     printf("load average %s: %s", when, buf);
 }
 
-int main(int argc, char **argv) {
-    quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
-    tw_kernels_init();
-    printf("cpu: %s\n", tw_cpu_features());
-    print_load("at start");
-    printf("default path: %s%s%s\n\n", tw_kpath_name(tw_kernels_path()), tw_kernels_note()[0] ? " — " : "",
-           tw_kernels_note());
-    int max_threads = TW_MIN(2, tw_cpu_count());
-    tw_pool *pools[3] = { NULL, tw_pool_new(1), max_threads > 1 ? tw_pool_new(2) : NULL };
-
-    for (int th = 1; th <= max_threads; th++) bench_bandwidth(pools[th], th);
-    printf("\n");
-
-    int copies = quick ? 2 : COPIES;
+/* decode: weight streaming of the two Gemma2-2B MLP shapes on every path */
+static void bench_decode(tw_pool **pools, int max_threads, const float *x, float *y) {
     shape shapes[2];
     const int64_t dims[2][2] = { { 9216, 2304 }, { 2304, 9216 } };   /* [N, K]: gate/up, down */
-    int64_t Tp = 512, Kmax = 9216, Nmax = 9216;
-    float *x = tw_aligned_alloc(sizeof(float) * (size_t)(Tp * Kmax));
-    float *y = tw_aligned_alloc(sizeof(float) * (size_t)(Tp * Nmax));
-    for (int64_t i = 0; i < Tp * Kmax; i++) x[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
     for (int si = 0; si < 2; si++)
-        if (!make_shape(&shapes[si], dims[si][0], dims[si][1], copies)) {
+        if (!make_shape(&shapes[si], dims[si][0], dims[si][1], quick ? 100e6 : 300e6)) {
             printf("cannot allocate weights\n");
-            return 1;
+            return;
         }
-
     printf("%-7s %-7s %-16s %8s %10s %10s\n", "path", "threads", "W [N,K] bf16", "T", "ms/call", "result");
     for (int p = 0; p < TW_KPATH_COUNT; p++) {
         if (!tw_kernels_force((tw_kpath)p)) {
@@ -185,23 +236,102 @@ int main(int argc, char **argv) {
             for (int si = 0; si < 2; si++) {
                 shape *s = &shapes[si];
                 double bytes = 2.0 * (double)(s->N * s->K), cpu;
-                double ms = time_matmul(pools[th], s, copies, 1, x, y, quick ? 8 : 48, &cpu);
+                double ms = time_matmul(pools[th], s, 1, x, y, quick ? 8 : 48, &cpu);
                 printf("%-7s %-7d %5lldx%-10lld %8d %10.3f %7.1f GB/s", tw_kpath_name((tw_kpath)p), th,
                        (long long)s->N, (long long)s->K, 1, ms, bytes / ms / 1e6);
                 if (th == 1) printf("     (%.1f per CPU-second)", bytes / cpu / 1e6);
                 printf("\n");
-                /* the plain C path would take minutes at T = 512: it is timed on 8 tokens */
-                int64_t T = p == TW_KPATH_REF ? 8 : (quick ? 64 : Tp);
-                ms = time_matmul(pools[th], s, copies, T, x, y, quick ? 2 : 3, &cpu);
-                double flop = 2.0 * (double)(T * s->N * s->K);
-                printf("%-7s %-7d %5lldx%-10lld %8lld %10.3f %7.1f GFLOP/s", tw_kpath_name((tw_kpath)p), th,
-                       (long long)s->N, (long long)s->K, (long long)T, ms, flop / ms / 1e6);
-                if (th == 1) printf("  (%.1f per CPU-second)", flop / cpu / 1e6);
-                printf("\n");
             }
     }
-    print_load("at end");
     for (int si = 0; si < 2; si++) free_shape(&shapes[si]);
+}
+
+/* matrix products: the packed f32-FMA path, the packed bf16-dot path, the older row-dot tiles */
+static void bench_gemm(tw_pool **pools, int max_threads, const float *x, float *y, const double peak[3][2]) {
+    enum { NS = 5, NT = 5 };
+    const int64_t dims[NS][2] = { { 2304, 9216 }, { 9216, 2304 }, { 1152, 1152 }, { 4304, 1152 }, { 1152, 4304 } };
+    const int64_t Ts[NT] = { 16, 64, 256, 729, 2048 };
+    const char *modes[3] = { "f32-fma", "bf16-dot", "rowdot" };
+    bool have_bf16 = __builtin_cpu_supports("avx512bf16");
+    if (!tw_kernels_force(TW_KPATH_AVX512)) {
+        printf("matrix products: avx512 path not available (%s)\n", tw_kpath_missing(TW_KPATH_AVX512));
+        return;
+    }
+    printf("%-9s %-3s %-11s %5s %9s %9s %7s %9s %7s\n", "mode", "th", "W [N,K]", "T", "ms/call", "GFLOP/s", "%peak",
+           "cpu-GF/s", "%peak");
+    for (int si = 0; si < NS; si++) {
+        shape s;
+        if (!make_shape(&s, dims[si][0], dims[si][1], 64e6)) {
+            printf("cannot allocate weights\n");
+            return;
+        }
+        for (int mode = 0; mode < 3; mode++) {
+            if (mode == 1 && !have_bf16) continue;
+            tw_kernels_set_bf16_activations(mode == 1);
+            int64_t old = tw_kernels_set_gemm_min_tokens(mode == 2 ? INT64_MAX : 8);
+            for (int th = 1; th <= max_threads; th++)
+                for (int ti = 0; ti < NT; ti++) {
+                    int64_t T = Ts[ti];
+                    if (quick && T == 2048) continue;
+                    double flop = 2.0 * (double)(T * s.N * s.K), cpu;
+                    int calls = flop > 2e10 ? 2 : flop > 2e9 ? 3 : 8;
+                    double ms = time_matmul(pools[th], &s, T, x, y, calls, &cpu);
+                    double gf = flop / ms / 1e6, pk = peak[mode == 1 ? 1 : 0][th - 1];
+                    printf("%-9s %-3d %5lldx%-5lld %5lld %9.3f %9.1f %6.1f%%", modes[mode], th, (long long)s.N,
+                           (long long)s.K, (long long)T, ms, gf, 100 * gf / pk);
+                    if (th == 1) printf(" %9.1f %6.1f%%", flop / cpu / 1e6, 100 * flop / cpu / 1e6 / pk);
+                    printf("\n");
+                    fflush(stdout);
+                }
+            tw_kernels_set_gemm_min_tokens(old);
+        }
+        tw_kernels_set_bf16_activations(false);
+        free_shape(&s);
+    }
+}
+
+int main(int argc, char **argv) {
+    bool gemm_only = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--quick") == 0) quick = true;
+        else if (strcmp(argv[i], "--gemm-only") == 0) gemm_only = true;
+    }
+    tw_kernels_init();
+    printf("cpu: %s\n", tw_cpu_features());
+    print_load("at start");
+    printf("default path: %s%s%s\n\n", tw_kpath_name(tw_kernels_path()), tw_kernels_note()[0] ? " — " : "",
+           tw_kernels_note());
+    int max_threads = TW_MIN(2, tw_cpu_count());
+    tw_pool *pools[3] = { NULL, tw_pool_new(1), max_threads > 1 ? tw_pool_new(2) : NULL };
+
+    /* peak[0] f32 FMA, peak[1] vdpbf16ps, per thread count; [2] unused */
+    double peak[3][2] = { { 1, 1 }, { 1, 1 }, { 1, 1 } };
+    if (tw_kpath_supported(TW_KPATH_AVX512))
+        for (int th = 1; th <= max_threads; th++) {
+            peak[0][th - 1] = measure_peak(pools[th], th, false);
+            printf("peak  f32 FMA     %d thread%s  %6.1f GFLOP/s  (register-only loop, per CPU-second)\n", th, th > 1 ? "s" : " ",
+                   peak[0][th - 1]);
+            if (__builtin_cpu_supports("avx512bf16")) {
+                peak[1][th - 1] = measure_peak(pools[th], th, true);
+                printf("peak  vdpbf16ps   %d thread%s  %6.1f GFLOP/s\n", th, th > 1 ? "s" : " ", peak[1][th - 1]);
+            }
+        }
+    if (!gemm_only)
+        for (int th = 1; th <= max_threads; th++) bench_bandwidth(pools[th], th);
+    printf("\n");
+
+    int64_t Tmax = 2048, Kmax = 9216, Nmax = 9216;
+    float *x = tw_aligned_alloc(sizeof(float) * (size_t)(Tmax * Kmax));
+    float *y = tw_aligned_alloc(sizeof(float) * (size_t)(Tmax * Nmax));
+    if (!x || !y) {
+        printf("cannot allocate activations\n");
+        return 1;
+    }
+    for (int64_t i = 0; i < Tmax * Kmax; i++) x[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
+    if (!gemm_only) bench_decode(pools, max_threads, x, y);
+    printf("\n");
+    bench_gemm(pools, max_threads, x, y, peak);
+    print_load("at end");
     tw_aligned_free(x);
     tw_aligned_free(y);
     tw_pool_free(pools[1]);
