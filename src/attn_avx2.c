@@ -1,38 +1,289 @@
 /*
-** attn_avx2.c — the attention block (tw_attn_block, attn.h) for AVX2/FMA machines.
-** (interim: scalar loops; the vectorised version follows)
+** attn_avx2.c — the attention block (tw_attn_block, attn.h) for AVX2/FMA machines: the same
+** three steps as attn_avx512.c with 8-lane vectors and 16 registers, so smaller tiles:
+**   S = Qp K^T   keys packed transposed (8x8 register transposes), tile 4 rows x 24 keys;
+**   softmax      scale, softcap, mask, online max/sum, the same vectorised exp and tanh (2^n is
+**                built in the exponent bits, as AVX2 has no vscalefps);
+**   O += P V     tile 4 rows x 24 columns of D, V rows read in place, the D tail masked.
+** Every score is one FMA chain over d = 0..D-1, as on the AVX-512 path and for the same reason
+** (a query's result does not depend on the other rows of its block).
 */
 #include "attn.h"
 
+#include <immintrin.h>
 #include <math.h>
 
-void tw_attn_block_avx2(const tw_attn_block *b) {
-    for (int32_t i = 0; i < b->m; i++) {
-        float *s = b->s + (size_t)i * b->lds, mb = -INFINITY;
-        int32_t lo = b->lo ? b->lo[i] : 0, hi = b->hi ? b->hi[i] : b->nk;
-        for (int32_t j = 0; j < b->nk; j++) {
-            float d = -INFINITY;
-            if (j >= lo && j < hi) {
-                const float *q = b->qp + (size_t)i * b->D, *k = b->k + (size_t)j * b->ldk;
-                d = 0;
-                for (int32_t e = 0; e < b->D; e++) d += q[e] * k[e];
-                d *= b->scale;
-                if (b->softcap > 0) d = b->softcap * tanhf(d / b->softcap);
-            }
-            s[j] = d;
-            mb = d > mb ? d : mb;
-        }
-        float m_old = b->mx[i], m_new = m_old > mb ? m_old : mb;
-        if (m_new == -INFINITY) continue;
-        float alpha = m_old == -INFINITY ? 0.0f : expf(m_old - m_new), sum = 0;
-        for (int32_t j = 0; j < b->nk; j++) sum += (s[j] = s[j] == -INFINITY ? 0.0f : expf(s[j] - m_new));
-        b->l[i] = b->l[i] * alpha + sum;
-        b->mx[i] = m_new;
-        float *o = b->o + (size_t)i * b->ldo;
-        for (int32_t e = 0; e < b->D; e++) o[e] *= alpha;
-        for (int32_t j = 0; j < b->nk; j++) {
-            const float *v = b->v + (size_t)j * b->ldv;
-            for (int32_t e = 0; e < b->D; e++) o[e] += s[j] * v[e];
+#define INLINE static inline __attribute__((always_inline))
+
+/* ---- vector math (see attn_avx512.c for the method and the error bounds) ------------------- */
+
+static const float LOG2E = 1.44269504088896341f;
+static const float LN2_HI = 0.693359375f;
+static const float LN2_LO = -2.12194440e-4f;
+
+INLINE __m256 reduce_ln2(__m256 x, __m256 *r) {
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 t = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
+    *r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), t);
+    return n;
+}
+
+/* 2^n for integral n in [-126, 127] */
+INLINE __m256 pow2i(__m256 n) {
+    __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
+}
+
+/* e^x for x in [-87.3, 88]; 0 below */
+INLINE __m256 exp256(__m256 x) {
+    __m256 ok = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_GE_OQ);
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.0f));
+    __m256 r, n = reduce_ln2(x, &r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    /* n = 128 (x near 88) would overflow the exponent field: split 2^n = 2^(n-1) * 2 */
+    __m256 half_n = _mm256_sub_ps(n, _mm256_set1_ps(1.0f));
+    return _mm256_and_ps(ok, _mm256_mul_ps(_mm256_mul_ps(p, pow2i(half_n)), _mm256_set1_ps(2.0f)));
+}
+
+/* e^x - 1 for x in [-18, 0] */
+INLINE __m256 expm1_neg256(__m256 x) {
+    __m256 r, n = reduce_ln2(x, &r);
+    __m256 p = _mm256_set1_ps(1.0f / 40320);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 5040));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    __m256 q = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r);
+    __m256 two_n = pow2i(n);
+    return _mm256_add_ps(_mm256_mul_ps(two_n, q), _mm256_sub_ps(two_n, _mm256_set1_ps(1.0f)));
+}
+
+INLINE __m256 tanh256(__m256 y) {
+    __m256 sign = _mm256_and_ps(y, _mm256_set1_ps(-0.0f));
+    __m256 a = _mm256_min_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), y), _mm256_set1_ps(9.0f));
+    __m256 e = expm1_neg256(_mm256_mul_ps(a, _mm256_set1_ps(-2.0f)));
+    __m256 t = _mm256_div_ps(_mm256_sub_ps(_mm256_setzero_ps(), e), _mm256_add_ps(e, _mm256_set1_ps(2.0f)));
+    return _mm256_or_ps(t, sign);
+}
+
+INLINE float hmax(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+    return _mm_cvtss_f32(m);
+}
+
+INLINE float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+/* lanes < n set (n in 1..8) */
+INLINE __m256i tail_mask(int32_t n) {
+    __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), iota);
+}
+
+/* ---- S = Qp K^T ------------------------------------------------------------------------------ */
+
+enum { MR = 4, NV_MAX = 3 };
+
+INLINE void qk_tile(int R, int NV, const float *qp, int32_t D, const float *kt, int32_t lds, float *s) {
+    __m256 acc[MR][NV_MAX];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < NV; c++) acc[r][c] = _mm256_setzero_ps();
+    for (int32_t d = 0; d < D; d++) {
+        __m256 kv[NV_MAX];
+#pragma GCC unroll 4
+        for (int c = 0; c < NV; c++) kv[c] = _mm256_loadu_ps(kt + (size_t)d * lds + 8 * c);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            __m256 qb = _mm256_broadcast_ss(qp + (size_t)r * D + d);
+#pragma GCC unroll 4
+            for (int c = 0; c < NV; c++) acc[r][c] = _mm256_fmadd_ps(qb, kv[c], acc[r][c]);
         }
     }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < NV; c++) _mm256_storeu_ps(s + (size_t)r * lds + 8 * c, acc[r][c]);
+}
+
+#define QK_ROWS(NV)                                                                              \
+    static void qk_rows_##NV(const tw_attn_block *b, int32_t c0) {                               \
+        int32_t i = 0;                                                                           \
+        for (; i + MR <= b->m; i += MR)                                                          \
+            qk_tile(MR, NV, b->qp + (size_t)i * b->D, b->D, b->kt + c0, b->lds, b->s + (size_t)i * b->lds + c0); \
+        const float *q = b->qp + (size_t)i * b->D;                                               \
+        float *s = b->s + (size_t)i * b->lds + c0;                                               \
+        switch (b->m - i) {                                                                      \
+        case 3: qk_tile(3, NV, q, b->D, b->kt + c0, b->lds, s); break;                           \
+        case 2: qk_tile(2, NV, q, b->D, b->kt + c0, b->lds, s); break;                           \
+        case 1: qk_tile(1, NV, q, b->D, b->kt + c0, b->lds, s); break;                           \
+        default: break;                                                                          \
+        }                                                                                        \
+    }
+QK_ROWS(1)
+QK_ROWS(2)
+QK_ROWS(3)
+
+/* kt[d][j] = k[j][d], zero past nk up to a multiple of 8 keys; 8x8 blocks through registers */
+static void pack_kt(const tw_attn_block *b) {
+    int32_t D = b->D, nk = b->nk, nkp = (nk + 7) / 8 * 8, lds = b->lds;
+    for (int32_t j0 = 0; j0 < nkp; j0 += 8) {
+        int32_t nj = TW_MIN(8, nk - j0);
+        for (int32_t d0 = 0; d0 < D; d0 += 8) {
+            __m256i dm = tail_mask(D - d0);
+            __m256 r[8], t[8];
+            for (int32_t jj = 0; jj < 8; jj++)
+                r[jj] = jj < nj ? _mm256_maskload_ps(b->k + (size_t)(j0 + jj) * b->ldk + d0, dm) : _mm256_setzero_ps();
+            for (int32_t i = 0; i < 8; i += 2) {
+                t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+                t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+            }
+            for (int32_t i = 0; i < 8; i += 4) {   /* r[i + c]: column 4L + c of rows i..i+3, lane L */
+                __m256d a0 = _mm256_castps_pd(t[i]), a1 = _mm256_castps_pd(t[i + 1]);
+                __m256d a2 = _mm256_castps_pd(t[i + 2]), a3 = _mm256_castps_pd(t[i + 3]);
+                r[i] = _mm256_castpd_ps(_mm256_unpacklo_pd(a0, a2));
+                r[i + 1] = _mm256_castpd_ps(_mm256_unpackhi_pd(a0, a2));
+                r[i + 2] = _mm256_castpd_ps(_mm256_unpacklo_pd(a1, a3));
+                r[i + 3] = _mm256_castpd_ps(_mm256_unpackhi_pd(a1, a3));
+            }
+            for (int32_t c = 0; c < 4; c++) {
+                t[c] = _mm256_permute2f128_ps(r[c], r[c + 4], 0x20);       /* column c     */
+                t[c + 4] = _mm256_permute2f128_ps(r[c], r[c + 4], 0x31);   /* column 4 + c */
+            }
+            for (int32_t x = 0; x < 8 && d0 + x < D; x++) _mm256_storeu_ps(b->kt + (size_t)(d0 + x) * lds + j0, t[x]);
+        }
+    }
+}
+
+static void qk(const tw_attn_block *b) {
+    pack_kt(b);
+    int32_t nv = (b->nk + 7) / 8, c = 0;
+    for (; c + 3 <= nv; c += 3) qk_rows_3(b, 8 * c);
+    switch (nv - c) {
+    case 2: qk_rows_2(b, 8 * c); break;
+    case 1: qk_rows_1(b, 8 * c); break;
+    default: break;
+    }
+}
+
+/* ---- online softmax ------------------------------------------------------------------------- */
+
+static void softmax_block(const tw_attn_block *b) {
+    int32_t nv = (b->nk + 7) / 8, Dp = b->ldo;
+    const __m256 ninf = _mm256_set1_ps(-INFINITY), scale = _mm256_set1_ps(b->scale), cap = _mm256_set1_ps(b->softcap);
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int32_t i = 0; i < b->m; i++) {
+        float *s = b->s + (size_t)i * b->lds;
+        int32_t lo = b->lo ? b->lo[i] : 0, hi = b->hi ? b->hi[i] : b->nk;
+        __m256i vlo = _mm256_set1_epi32(lo - 1), vhi = _mm256_set1_epi32(hi);
+        __m256 vmax = ninf;
+        for (int32_t c = 0; c < nv; c++) {
+            __m256 x = _mm256_mul_ps(_mm256_loadu_ps(s + 8 * c), scale);
+            if (b->softcap > 0) x = _mm256_mul_ps(cap, tanh256(_mm256_div_ps(x, cap)));
+            __m256i col = _mm256_add_epi32(iota, _mm256_set1_epi32(8 * c));
+            __m256i vis = _mm256_and_si256(_mm256_cmpgt_epi32(col, vlo), _mm256_cmpgt_epi32(vhi, col));
+            x = _mm256_blendv_ps(ninf, x, _mm256_castsi256_ps(vis));
+            _mm256_storeu_ps(s + 8 * c, x);
+            vmax = _mm256_max_ps(vmax, x);
+        }
+        float mb = hmax(vmax), m_old = b->mx[i], m_new = m_old > mb ? m_old : mb;
+        if (m_new == -INFINITY) {
+            for (int32_t c = 0; c < nv; c++) _mm256_storeu_ps(s + 8 * c, _mm256_setzero_ps());
+            continue;
+        }
+        __m256 vm = _mm256_set1_ps(m_new), vsum = _mm256_setzero_ps();
+        for (int32_t c = 0; c < nv; c++) {
+            __m256 p = exp256(_mm256_sub_ps(_mm256_loadu_ps(s + 8 * c), vm));
+            _mm256_storeu_ps(s + 8 * c, p);
+            vsum = _mm256_add_ps(vsum, p);
+        }
+        float sum = hsum(vsum);
+        if (m_old == m_new) {
+            b->l[i] += sum;
+        } else {
+            float alpha = m_old == -INFINITY ? 0.0f : expf(m_old - m_new);
+            b->l[i] = b->l[i] * alpha + sum;
+            float *o = b->o + (size_t)i * Dp;
+            __m256 va = _mm256_set1_ps(alpha);
+            for (int32_t d = 0; d < Dp; d += 8) _mm256_storeu_ps(o + d, _mm256_mul_ps(_mm256_loadu_ps(o + d), va));
+        }
+        b->mx[i] = m_new;
+    }
+}
+
+/* ---- O += P V ------------------------------------------------------------------------------- */
+
+INLINE void pv_tile(int R, int NV, const tw_attn_block *b, int32_t i0, int32_t d0, __m256i last) {
+    __m256 acc[MR][NV_MAX];
+    float *o = b->o + (size_t)i0 * b->ldo + d0;
+    const float *p = b->s + (size_t)i0 * b->lds;
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < NV; c++) acc[r][c] = _mm256_loadu_ps(o + (size_t)r * b->ldo + 8 * c);
+    const float *v = b->v + d0;
+    for (int32_t j = 0; j < b->nk; j++, v += b->ldv) {
+        __m256 vv[NV_MAX];
+#pragma GCC unroll 4
+        for (int c = 0; c < NV; c++) vv[c] = c == NV - 1 ? _mm256_maskload_ps(v + 8 * c, last) : _mm256_loadu_ps(v + 8 * c);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            __m256 pb = _mm256_broadcast_ss(p + (size_t)r * b->lds + j);
+#pragma GCC unroll 4
+            for (int c = 0; c < NV; c++) acc[r][c] = _mm256_fmadd_ps(pb, vv[c], acc[r][c]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < NV; c++) _mm256_storeu_ps(o + (size_t)r * b->ldo + 8 * c, acc[r][c]);
+}
+
+#define PV_COLS(NV)                                                                              \
+    static void pv_cols_##NV(const tw_attn_block *b, int32_t d0, __m256i last) {                 \
+        int32_t i = 0;                                                                           \
+        for (; i + MR <= b->m; i += MR) pv_tile(MR, NV, b, i, d0, last);                         \
+        switch (b->m - i) {                                                                      \
+        case 3: pv_tile(3, NV, b, i, d0, last); break;                                           \
+        case 2: pv_tile(2, NV, b, i, d0, last); break;                                           \
+        case 1: pv_tile(1, NV, b, i, d0, last); break;                                           \
+        default: break;                                                                          \
+        }                                                                                        \
+    }
+PV_COLS(1)
+PV_COLS(2)
+PV_COLS(3)
+
+static void pv(const tw_attn_block *b) {
+    int32_t D = b->D, nvd = (D + 7) / 8, c = 0;
+    __m256i full = _mm256_set1_epi32(-1), last = tail_mask(D - 8 * (nvd - 1));
+    for (; c + 3 < nvd; c += 3) pv_cols_3(b, 8 * c, full);
+    switch (nvd - c) {
+    case 3: pv_cols_3(b, 8 * c, last); break;
+    case 2: pv_cols_2(b, 8 * c, last); break;
+    case 1: pv_cols_1(b, 8 * c, last); break;
+    default: break;
+    }
+}
+
+void tw_attn_block_avx2(const tw_attn_block *b) {
+    qk(b);
+    softmax_block(b);
+    pv(b);
 }

@@ -26,6 +26,14 @@ static double now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* CPU seconds of the whole process (all threads): on a loaded machine wall time measures the
+** other processes too, CPU time / threads is what the kernel itself costs. */
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static uint64_t rng = 88172645463325252ull;
 static float frand(void) {
     rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
@@ -43,6 +51,8 @@ static float *rand_buf(size_t n, float amp) {
 }
 
 static bool quick;
+static int n_calls;       /* timed units run_shape ran, for the CPU time per unit */
+static double cpu_acc;   /* CPU seconds inside the timed regions                 */
 
 typedef struct {
     const char *name;
@@ -73,11 +83,13 @@ static double run_shape(tw_pool *pool, const shape *sh, const variant *va, doubl
                            .out = out, .ldo = C, .Tq = T, .Tk = T, .n_head = H, .n_kv = H, .D = D,
                            .scale = 1.0f / sqrtf(72.0f) };
         tw_attn_plan p = va->own_plan ? tw_attention_plan(&a, tw_pool_size(pool)) : va->plan;
+        n_calls = reps;
         for (int r = 0; r < reps; r++) {
-            double t0 = now();
+            double t0 = now(), c0 = cpu_now();
             if (va->path == TW_KPATH_COUNT) tw_attention(pool, &a);
             else tw_attention_with(pool, &a, va->path, p);
             double dt = now() - t0;
+            cpu_acc += cpu_now() - c0;
             best = dt < best ? dt : best;
         }
         *flops = 4.0 * D * (double)T * T * H;
@@ -90,24 +102,26 @@ static double run_shape(tw_pool *pool, const shape *sh, const variant *va, doubl
         float *k = rand_buf((size_t)T * kvd, 1.0f), *v = rand_buf((size_t)T * kvd, 1.0f);
         int n_layers = T > 4096 ? 2 : 1;
         double total = 0;
+        n_calls = (quick ? 1 : 2) * n_layers;
         for (int r = 0; r < (quick ? 1 : 2); r++) {
-            double t0 = now(), fl = 0;
+            double t0 = now(), c0 = cpu_now(), fl = 0;
             for (int ly = 0; ly < n_layers; ly++)
-                for (int32_t c0 = 0; c0 < T; c0 += CHUNK) {
-                    int32_t tc = TW_MIN(CHUNK, T - c0);
+                for (int32_t q0 = 0; q0 < T; q0 += CHUNK) {
+                    int32_t tc = TW_MIN(CHUNK, T - q0);
                     tw_attn_args a = { .q = q, .ldq = NH * DG, .k = k, .ldk = kvd, .v = v, .ldv = kvd, .out = out,
-                                       .ldo = NH * DG, .Tq = tc, .Tk = c0 + tc, .n_head = NH, .n_kv = NKV, .D = DG,
-                                       .scale = 1.0f / 16.0f, .softcap = 50.0f, .causal = true, .q_pos = c0,
+                                       .ldo = NH * DG, .Tq = tc, .Tk = q0 + tc, .n_head = NH, .n_kv = NKV, .D = DG,
+                                       .scale = 1.0f / 16.0f, .softcap = 50.0f, .causal = true, .q_pos = q0,
                                        .window = ly == 1 ? 4096 : 0 };
                     tw_attn_plan p = va->own_plan ? tw_attention_plan(&a, tw_pool_size(pool)) : va->plan;
                     if (va->path == TW_KPATH_COUNT) tw_attention(pool, &a);
                     else tw_attention_with(pool, &a, va->path, p);
                     for (int32_t t = 0; t < tc; t++) {
-                        int32_t pos = c0 + t, lo = a.window ? TW_MAX(0, pos - a.window + 1) : 0;
+                        int32_t pos = q0 + t, lo = a.window ? TW_MAX(0, pos - a.window + 1) : 0;
                         fl += 4.0 * DG * NH * (double)(pos + 1 - lo);
                     }
                 }
             double dt = (now() - t0) / n_layers;
+            cpu_acc += cpu_now() - c0;
             total = r == 0 || dt < total ? dt : total;
             *flops = fl / n_layers;
         }
@@ -119,7 +133,8 @@ static double run_shape(tw_pool *pool, const shape *sh, const variant *va, doubl
     float *q = rand_buf((size_t)NH * DG, 3.0f), *out = malloc(sizeof(float) * NH * DG);
     float *kv = rand_buf((size_t)L * 2 * ctx * kvd, 1.0f);
     int n_steps = quick ? 4 : 32;
-    double t0 = now();
+    n_calls = n_steps;
+    double t0 = now(), c0 = cpu_now();
     for (int s = 0; s < n_steps; s++) {
         int ly = s % L;
         const float *k = kv + (size_t)ly * 2 * ctx * kvd, *v = k + (size_t)ctx * kvd;
@@ -131,6 +146,7 @@ static double run_shape(tw_pool *pool, const shape *sh, const variant *va, doubl
         else tw_attention_with(pool, &a, va->path, p);
     }
     double dt = (now() - t0) / n_steps;
+    cpu_acc += cpu_now() - c0;
     *flops = 4.0 * DG * NH * (double)ctx;
     *bytes = 2.0 * sizeof(float) * (double)ctx * kvd;
     free(q), free(out), free(kv);
@@ -179,8 +195,11 @@ int main(int argc, char **argv) {
                 if (va->path == TW_KPATH_REF && !with_ref) continue;
                 bool decode = shapes[s].kind == 2;
                 if (decode != (va->plan.bq == 1) && !va->own_plan && va->path != TW_KPATH_REF) continue;
+                cpu_acc = 0;
                 double fl, by, dt = run_shape(pool, &shapes[s], va, &fl, &by);
-                printf("%-7s %d thr  %-22s %9.3f ms  %7.1f GFLOP/s", shapes[s].name, th, va->name, dt * 1e3, fl / dt * 1e-9);
+                double cpu = cpu_acc / n_calls / th;   /* per call, per thread */
+                printf("%-7s %d thr  %-22s %9.3f ms  %7.1f GFLOP/s  cpu/thr %9.3f ms %7.1f GFLOP/s", shapes[s].name,
+                       th, va->name, dt * 1e3, fl / dt * 1e-9, cpu * 1e3, fl / cpu * 1e-9);
                 if (by > 0) printf("  %6.1f GB/s", by / dt * 1e-9);
                 printf("\n");
                 fflush(stdout);
