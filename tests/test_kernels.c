@@ -53,6 +53,9 @@ static void free_weight(weight *w) {
 
 static bool tested[TW_KPATH_COUNT];
 static int64_t n_cases;
+/* relative part of the bound: 1e-5 for the f32 paths; the bf16-dot mode adds its rounding of x */
+static double tol_rel = 1e-5;
+static double worst_ratio;   /* the largest |y - y_ref| / bound seen since it was last reset */
 
 /* One shape: reference result, then every other supported path, compared elementwise. */
 static void check_shape(tw_pool *pool, tw_dtype dt, int64_t T, int64_t N, int64_t K, bool with_bias) {
@@ -81,13 +84,14 @@ static void check_shape(tw_pool *pool, tw_dtype dt, int64_t T, int64_t N, int64_
             for (int64_t n = 0; n < N; n++) {
                 double mag = 0;
                 for (int64_t k = 0; k < K; k++) mag += fabs((double)w.wf[n * K + k] * x[t * K + k]);
-                double d = fabs((double)y[t * N + n] - yref[t * N + n]), tol = 1e-5 * mag + 1e-6;
+                double d = fabs((double)y[t * N + n] - yref[t * N + n]), tol = tol_rel * mag + 1e-6;
                 if (!(d <= tol)) {
                     if (first < 0) first = t * N + n;
                     bad++;
                 }
                 if (d / tol > worst) worst = d / tol;
             }
+        if (worst > worst_ratio) worst_ratio = worst;
         CHECK(bad == 0, "%s %s T=%lld N=%lld K=%lld bias=%d: %lld of %lld outputs off (first [%lld]: %g vs %g)",
               tw_kpath_name((tw_kpath)p), tw_dtype_name(dt), (long long)T, (long long)N, (long long)K,
               with_bias, (long long)bad, (long long)(T * N), (long long)(first < 0 ? 0 : first),
@@ -130,6 +134,62 @@ static void test_shapes(tw_pool *pool) {
     }
     /* the LM head: 256001 rows (not a multiple of anything), one token */
     check_shape(pool, TW_DT_BF16, 1, 256001, 64, false);
+}
+
+/* The packed GEMM (T >= 2 on avx512) against the row-dot tiles it replaced, which stay the T = 1
+** path and are checked here for T > 1 too; then the opt-in bf16-dot mode, whose bound adds the
+** rounding of x to bf16: |x~ - x| <= 2^-8 |x| (8 significant bits, round to nearest even), so
+** |sum w x~ - sum w x| <= 2^-8 sum |w x|, plus the f32 summation's 1e-5 sum |w x|. */
+static void test_gemm_modes(tw_pool *pool) {
+    static const tw_dtype dts[] = { TW_DT_F32, TW_DT_F16, TW_DT_BF16 };
+    int64_t old = tw_kernels_set_gemm_min_tokens(INT64_MAX);
+    for (size_t d = 0; d < 3; d++) {   /* row-dot tiles for many tokens */
+        check_shape(pool, dts[d], 37, 130, 1152, true);
+        check_shape(pool, dts[d], 13, 9, 3100, false);
+    }
+    tw_kernels_set_gemm_min_tokens(old);
+
+    tw_kernels_force(TW_KPATH_AVX512);
+    bool was = tw_kernels_set_bf16_activations(true);
+    bool on = tw_kernels_bf16_activations();
+    printf("bf16-dot mode %s on this CPU\n", on ? "runs" : "cannot run (no avx512bf16): f32 bound");
+    tol_rel = on ? 1.0 / 256 + 1e-5 : 1e-5;
+    worst_ratio = 0;
+    static const int64_t shapes[][3] = {   /* T, N, K: tails in every direction, odd K, chunked K */
+        { 2, 48, 64 }, { 5, 7, 13 }, { 16, 100, 1152 }, { 37, 130, 1153 }, { 9, 64, 4304 }, { 729, 20, 72 },
+        { 64, 96, 2304 },
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        check_shape(pool, TW_DT_BF16, shapes[i][0], shapes[i][1], shapes[i][2], i & 1);
+    printf("bf16-dot: worst |y - y_ref| / bound %.3f (bound (2^-8 + 1e-5) sum|wx| + 1e-6)\n", worst_ratio);
+    /* other weight types ignore the mode: the f32 bound holds */
+    tol_rel = 1e-5;
+    check_shape(pool, TW_DT_F32, 16, 64, 300, true);
+    check_shape(pool, TW_DT_F16, 16, 64, 300, false);
+    tw_kernels_set_bf16_activations(was);
+}
+
+/* The packed GEMM does the same arithmetic for a token whatever T, the token's place in its tile
+** and the thread count: prefill, re-evaluation after a rewind and a batch give the same bits. */
+static void test_gemm_invariance(tw_pool *p2, tw_pool *p1) {
+    const int64_t T = 41, N = 100, K = 1000;
+    weight w = make_weight(TW_DT_BF16, N, K);
+    float *x = malloc(sizeof(float) * (size_t)(T * K)), *all = malloc(sizeof(float) * (size_t)(T * N));
+    float *part = malloc(sizeof(float) * (size_t)(T * N));
+    for (int64_t i = 0; i < T * K; i++) x[i] = frand();
+    if (!tw_kernels_force(TW_KPATH_AVX512)) goto done;
+    tw_matmul(p2, all, x, T, &w.t, NULL);
+    for (int64_t t0 = 3, n = 2; t0 + n <= T; t0 += n, n = n * 2 % 11 + 2) {
+        tw_matmul(n & 1 ? p1 : p2, part, x + t0 * K, n, &w.t, NULL);
+        CHECK(memcmp(part, all + t0 * N, sizeof(float) * (size_t)(n * N)) == 0,
+              "gemm: tokens %lld..%lld alone differ from the same tokens in a batch of %lld", (long long)t0,
+              (long long)(t0 + n), (long long)T);
+    }
+done:
+    free(part);
+    free(all);
+    free(x);
+    free_weight(&w);
 }
 
 /* The norms: every path against ref, on rows with tails, in place and not. The SIMD versions sum
@@ -270,6 +330,8 @@ int main(int argc, char **argv) {
     check_shape(p1, TW_DT_BF16, 16, 300, 2304, true);
     check_shape(p3, TW_DT_F16, 29, 70, 1000, true);
     check_shape(NULL, TW_DT_F32, 3, 33, 77, false);
+    test_gemm_modes(pool);
+    test_gemm_invariance(pool, p1);
     tw_pool_free(p3);
     tw_pool_free(p1);
     tw_pool_free(pool);
