@@ -8,8 +8,7 @@
 ** Per case: token counts exact (tw_images_n_tokens / tw_images_encode, the video's), the tile
 ** pixels (pad + Pillow resize + normalise from the internal building blocks) bit-exact, the image
 ** rows of tw_images_encode within 1e-4, input_ids identical, logits at the last position,
-** logsumexp everywhere and probe logits at text positions within 3e-3 (probe logits at image-token
-** positions within 1e-2: see MEDIA_LOGIT_TOL), argmax identical at every position, and the 16
+** logsumexp and probe logits at every position within 3e-3 (see MEDIA_LOGIT_TOL), argmax identical at every position, and the 16
 ** greedy tokens of tw_generate identical. The video of two_images_video is taken once from the
 ** reference's resized frames (strict checks) and once from the decoded frames in the shared
 ** fixtures (resized by the engine; a value within float noise of .5 may round the other way, so
@@ -25,11 +24,11 @@
 
 #define LOGIT_TOL 3e-3
 #define FEAT_TOL 1e-4
-/* Logits AT image-token positions are ill-conditioned on this random model: some feature rows are
-** small (rms 0.017-0.04), so RMSNorm turns a 1e-6 float32 difference in the features into ~3e-3 in
-** those logits (the reference's own f32 features give 9e-5 there). Text positions, the last
-** position and every argmax are held to the strict tolerance. */
-#define MEDIA_LOGIT_TOL 1e-2
+/* Logits AT image-token positions are the worst conditioned on this random model: some feature
+** rows are small (rms 0.017-0.04), so RMSNorm turns a 1e-6 float32 difference in the features into
+** up to ~2.8e-3 in those logits (the reference's own f32 features give 9e-5 there). They are still
+** held to the fixtures' tolerance; if a kernel change crosses it, find out why before anything else. */
+#define MEDIA_LOGIT_TOL LOGIT_TOL
 
 /* Where this test's data lives: $TOWER_TESTDATA, else tests/data (tests run from the repo root). */
 static const char *data_dir(void) {
