@@ -2,13 +2,16 @@
 ** tower.c — the `tower` command-line program: run, chat, translate, tokenize, dump, info.
 **
 ** Everything the program does goes through the public API in include/tower.h; `dump` and
-** `info` also use the safetensors writer/reader and the kernel report from src/. This is the
-** only place in the project that prints and exits:
+** `info` also use the safetensors writer/reader and the kernel report from src/, and `dump
+** --image` the vision internals (src/vision.h) to write every intermediate of the image path.
+** Images (--image, chat's /image) are decoded and counted first, placed at the prompt's
+** "<image>" placeholders, encoded once, and their features passed as tw_eval_opts.embd.
+** This is the only place in the project that prints and exits:
 **   - a failing library call prints "tower: error: <tw_last_error()>" on stderr, exit 1;
 **   - a usage mistake prints a one-line reason and a hint on stderr, exit 2;
 **   - stdout carries only the requested output (generated text, ids, JSON lines, reports).
 **
-** Sections: small helpers / options / model loading / generation / subcommands / main.
+** Sections: small helpers / options / model loading / images / generation / subcommands / main.
 ** See docs/cli.md for the user's view of every option.
 */
 #include "tower.h"
@@ -469,9 +472,10 @@ static int image_open(const tw_model *m, const char *src, cli_image *ci) {
     static int32_t next_serial;
     memset(ci, 0, sizeof *ci);
     if (tw_image_load(src, NULL, &ci->im) != TW_OK) return fail_lib();
-    if (tw_image_n_tokens(m, tw_image_width(ci->im), tw_image_height(ci->im), &ci->n_tokens) != TW_OK ||
-        !(ci->src = malloc(strlen(src) + 1))) {
-        int rc = ci->src ? fail_lib() : fail("out of memory");
+    int rc = 0;
+    if (tw_image_n_tokens(m, tw_image_width(ci->im), tw_image_height(ci->im), &ci->n_tokens) != TW_OK) rc = fail_lib();
+    else if (!(ci->src = malloc(strlen(src) + 1))) rc = fail("out of memory");
+    if (rc) {
         tw_image_free(ci->im);
         ci->im = NULL;
         return rc;
