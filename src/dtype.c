@@ -6,6 +6,7 @@ static const struct { const char *name; size_t size; } dtypes[TW_DT_COUNT] = {
     [TW_DT_F64] = { "F64", 8 }, [TW_DT_I64] = { "I64", 8 }, [TW_DT_I32] = { "I32", 4 },
     [TW_DT_I16] = { "I16", 2 }, [TW_DT_I8] = { "I8", 1 },   [TW_DT_U8] = { "U8", 1 },
     [TW_DT_BOOL] = { "BOOL", 1 },
+    [TW_DT_Q8_0] = { "Q8_0", 0 },   [TW_DT_Q4_0] = { "Q4_0", 0 },   /* blocks, not elements: quant.h */
 };
 
 size_t tw_dtype_size(tw_dtype t) { return (unsigned)t < TW_DT_COUNT ? dtypes[t].size : 0; }
@@ -14,7 +15,7 @@ const char *tw_dtype_name(tw_dtype t) { return (unsigned)t < TW_DT_COUNT ? dtype
 
 bool tw_dtype_parse(const char *s, tw_dtype *out) {
     for (int i = 0; i < TW_DT_COUNT; i++)
-        if (strcmp(s, dtypes[i].name) == 0) {
+        if (dtypes[i].size && strcmp(s, dtypes[i].name) == 0) {   /* quant types are not header dtypes */
             *out = (tw_dtype)i;
             return true;
         }

@@ -15,6 +15,7 @@
 */
 #include "model.h"
 #include "hub.h"
+#include "quant.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -260,12 +261,18 @@ static tw_status need(loader *L, const tw_tensor **out, bool optional, const cha
         if (optional) return TW_OK;
         return tw_err(TW_E_WEIGHTS, "%s: tensor \"%s\" is missing (%s)", L->wfile, name, why);
     }
-    if (t->type != TW_DT_F32 && t->type != TW_DT_F16 && t->type != TW_DT_BF16)
+    /* Quantized blocks (src/quant.h, retyped at open by tw_quant_apply) only for matrices; the
+    ** kernels read them with unaligned loads. */
+    bool quant = tw_dtype_is_quant(t->type);
+    if (quant && ndim != 2)
+        return tw_err(TW_E_WEIGHTS, "%s: tensor \"%s\": dtype %s, but only 2-D weights may be quantized", t->file, name,
+                      tw_dtype_name(t->type));
+    if (!quant && t->type != TW_DT_F32 && t->type != TW_DT_F16 && t->type != TW_DT_BF16)
         return tw_err(TW_E_WEIGHTS, "%s: tensor \"%s\": dtype %s, expected F32, F16 or BF16", t->file, name,
                       tw_dtype_name(t->type));
     /* The kernels load elements straight from the mapping: they must be naturally aligned
     ** (always true for files written by the safetensors library, which orders data by width). */
-    if ((uintptr_t)t->data % tw_dtype_size(t->type))
+    if (!quant && (uintptr_t)t->data % tw_dtype_size(t->type))
         return tw_err(TW_E_UNSUPPORTED, "%s: tensor \"%s\": %s data is not aligned to %zu bytes in the file", t->file,
                       name, tw_dtype_name(t->type), tw_dtype_size(t->type));
     bool ok = t->ndim == ndim;
@@ -470,6 +477,7 @@ static tw_status load_dir(tw_model *m, const tw_model_params *p) {
 
     /* Weights. */
     if ((st = tw_st_open_dir(m->dir, &m->st))) goto done;
+    if ((st = tw_quant_apply(m->st))) goto done;   /* quantized files: U8 blobs -> Q8_0 / Q4_0 */
     char *wfile = tw_path_join(m->dir, "model.safetensors.index.json");
     if (!wfile) {
         st = TW_E_NOMEM;
@@ -548,6 +556,7 @@ void tw_model_free(tw_model *m) {
     free(m->eos_token);
     if (m->pool) tw_pool_free(m->pool);
     tw_st_close(m->st);
+    tw_quant_unpack_remove(m->dir);   /* only a directory tw_quant_unpack made */
     free(m->dir);
     free(m);
 }
@@ -700,9 +709,14 @@ tw_status tw_model_load(const char *name, const tw_model_params *params, tw_mode
     if (!out) return tw_err(TW_E_ARG, "tw_model_load: out is NULL");
     *out = NULL;
     char *dir = NULL;
-    TW_TRY(tw_model_resolve(name, params, &dir));
+    /* A single-file checkpoint (`tower quantize` output): its embedded JSON files go to a private
+    ** temp directory, removed again by tw_model_free (or below on failure). */
+    bool packed = name && tw_quant_is_packed(name);
+    if (packed) TW_TRY(tw_quant_unpack(name, &dir));
+    else TW_TRY(tw_model_resolve(name, params, &dir));
     tw_model *m = NULL;
     tw_status st = tw_model_load_dir(dir, params, &m);
+    if (st && packed) tw_quant_unpack_remove(dir);
     free(dir);
     if (!st) st = load_rest(m, params);
     if (st) {

@@ -1,0 +1,97 @@
+/*
+** quant.h — block-quantized weight matrices: Q8_0 and Q4_0, their matmul, and the single-file
+** quantized checkpoint (`tower quantize`). See docs/quantization.md.
+**
+** A quantized matrix is logically [N, K] like any weight; physically each of its N rows is
+** ceil(K / 32) blocks of 32 consecutive columns, the last block zero-padded, so any K works
+** (SigLIP's 4304 = 134.5 blocks, the tiny model's 13). Block layouts (little-endian):
+**
+**   Q8_0  34 bytes: f16 d, int8 q[32]                       w[i] = d * q[i]
+**   Q4_0  18 bytes: f16 d, uint8 qs[16]                     w[i]      = d * ((qs[i] & 15) - 8)
+**                                                            w[i + 16] = d * ((qs[i] >> 4) - 8)
+**
+** (the nibble order puts columns 0..15 in the low halves and 16..31 in the high halves, so one
+** 16-byte load feeds two 16-lane vectors). Activations stay f32: nothing but the weights is
+** rounded. tw_tensor for a quantized matrix: type TW_DT_Q8_0 / TW_DT_Q4_0, shape [N, K],
+** data = N * tw_quant_row_bytes(type, K) bytes.
+*/
+#ifndef TW_QUANT_H
+#define TW_QUANT_H
+
+#include "kernels.h"
+#include "safetensors.h"
+
+enum { TW_QBLOCK = 32 };   /* weights per block, both formats */
+
+bool    tw_dtype_is_quant(tw_dtype t);
+size_t  tw_quant_block_bytes(tw_dtype t);              /* 34, 18; 0 for other types          */
+int64_t tw_quant_blocks(int64_t K);                    /* ceil(K / 32)                       */
+size_t  tw_quant_row_bytes(tw_dtype t, int64_t K);     /* blocks * block bytes               */
+bool    tw_quant_parse(const char *s, tw_dtype *t);    /* "q8" / "q8_0" / "q4" / "q4_0"      */
+const char *tw_quant_name(tw_dtype t);                 /* "q8_0", "q4_0"                     */
+
+/* ---- reference (plain C): the definition every faster path is tested against --------------- */
+
+/* One row of K floats into tw_quant_row_bytes(t, K) bytes. Q8_0: d = max|x| / 127 rounded to
+** f16, q = round(x / d). Q4_0: the scale is searched (a few candidates around max / -8, then
+** one least-squares refinement) to minimise the block's squared error. */
+void  tw_quantize_row(tw_dtype t, const float *x, int64_t K, void *out);
+void  tw_dequantize_row(tw_dtype t, const void *q, int64_t K, float *out);
+/* sum_k w[k] x[k] over one quantized row, f32 sums block by block (x: K floats) */
+float tw_quant_dot_ref(tw_dtype t, const void *q, const float *x, int64_t K);
+
+/* ---- matmul ---------------------------------------------------------------------------------- */
+
+/* tw_matmul for quantized W (tw_matmul hands them here). y[T,N] = x[T,K] . W^T (+ bias). */
+void tw_matmul_quant(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const tw_tensor *bias);
+/* One row dequantized (embedding lookup of a quantized embed_tokens). */
+void tw_quant_row_f32(const tw_tensor *t, int64_t row, float *out);
+
+/* SIMD pieces (quant_avx512.c, quant_avx2.c; called only when the path is supported):
+** y[r] = dot(row r, x) for r < nrows, rows row_bytes apart starting at w (decode); and
+** nrows rows' blocks [b0, b0 + nb) dequantized into out[r * ldo + (b - b0) * 32 ...] (prefill). */
+void tw_qdot_rows_avx512(tw_dtype t, const uint8_t *w, size_t row_bytes, int64_t nrows, const float *x, int64_t K,
+                         float *y);
+void tw_qdot_rows_avx2(tw_dtype t, const uint8_t *w, size_t row_bytes, int64_t nrows, const float *x, int64_t K,
+                       float *y);
+void tw_qdequant_rows_avx512(tw_dtype t, const uint8_t *w, size_t row_bytes, int64_t nrows, int64_t b0, int64_t nb,
+                             float *out, int64_t ldo);
+void tw_qdequant_rows_avx2(tw_dtype t, const uint8_t *w, size_t row_bytes, int64_t nrows, int64_t b0, int64_t nb,
+                           float *out, int64_t ldo);
+
+/* ---- quantized checkpoints --------------------------------------------------------------------- */
+
+/* What `tower quantize` makes of a checkpoint directory: one .safetensors file holding
+**   - every 2-D weight matrix (".weight", both dims > 1, not a position embedding) quantized, as a
+**     U8 tensor [N, row_bytes] plus metadata "tower.quant.<name>": "q4_0:32:[N,K]";
+**   - every other tensor as it was (norms, biases, the patch convolution, position embeddings);
+**   - the directory's *.json and *.jinja files as U8 tensors "__file__/<name>";
+** and "tower.format": "towervision-quant/1". keep_vision keeps the SigLIP tower and the projector
+** in their stored type; keep_embed keeps embed_tokens (and so a tied lm_head). */
+typedef struct tw_quant_opts {
+    tw_dtype type;          /* TW_DT_Q8_0 or TW_DT_Q4_0 */
+    bool     keep_vision;
+    bool     keep_embed;
+    int      n_threads;     /* 0: every core */
+    /* called once per tensor written (may be NULL): how it was stored and, for quantized ones,
+    ** the RMS relative error sqrt(sum (w - w')^2 / sum w^2) */
+    void   (*report)(void *user, const char *name, const char *how, int64_t N, int64_t K, double rel_rms);
+    void    *user;
+} tw_quant_opts;
+
+tw_status tw_quantize_model(const char *dir, const char *out_path, const tw_quant_opts *o);
+
+/* Retypes the quantized U8 blobs of an opened set to TW_DT_Q8_0 / TW_DT_Q4_0 [N, K] as the files'
+** "tower.quant.*" metadata says (checking sizes); a set without such metadata is left alone. */
+tw_status tw_quant_apply(tw_st_set *s);
+/* True if path is a regular file holding embedded checkpoint files ("__file__/config.json"). */
+bool      tw_quant_is_packed(const char *path);
+/* Writes the embedded files of a packed checkpoint to a new private directory (mkdtemp under
+** $TMPDIR or /tmp) with model.safetensors a symlink to the file, so the directory loader, the
+** tokenizer and the preprocessor configs find everything. *dir is malloc'ed. */
+tw_status tw_quant_unpack(const char *path, char **dir);
+/* Removes a directory made by tw_quant_unpack (recognised by its marker file); anything else is
+** left untouched. */
+void      tw_quant_unpack_remove(const char *dir);
+
+#endif
