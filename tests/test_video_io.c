@@ -458,13 +458,13 @@ static tw_video *load_mode(const char *clip, int32_t n, tw_seek_mode mode) {
 /* The seeking path against the sequential one on the fixture clips, for many sample counts:
 ** every target lands on another spot of the GOP (B-frames reordered around it). */
 static void test_seek_fixtures(void) {
-    static const struct { const char *clip; int32_t n[8]; } cases[] = {
-        { "testsrc2_h264_640x360_30fps_5s.mp4", { 2, 3, 5, 7, 8, 16, 32, 149 } },
-        { "testsrc2_h264_480x270_rot90_24fps_3s.mp4", { 2, 3, 4, 5, 9, 13, 32, 71 } },
+    static const struct { const char *clip; int32_t n[5]; } cases[] = {
+        { "testsrc2_h264_640x360_30fps_5s.mp4", { 3, 7, 8, 32, 149 } },
+        { "testsrc2_h264_480x270_rot90_24fps_3s.mp4", { 2, 4, 9, 13, 71 } },
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         int n_same = 0, n_runs = 0, seeks = 0;
-        for (int j = 0; j < 8; j++) {
+        for (int j = 0; j < 5; j++) {
             int32_t n = cases[c].n[j];
             tw_video *seq = load_mode(media(cases[c].clip), n, TW_SEEK_NEVER);
             tw_video *sk = load_mode(media(cases[c].clip), n, TW_SEEK_ALWAYS);
