@@ -5,7 +5,7 @@
 **   - the first video stream by type (an MP4's audio stream is skipped; attached cover pictures
 **     are not video and are skipped too);
 **   - frames numbered 0, 1, 2, ... in decoder output order (enumerate(container.decode(video=0))),
-**     never from timestamps;
+**     never from timestamps (the seeking pass derives ranks from pts only where it can check them);
 **   - RGB from libswscale with PyAV's defaults: SWS_BILINEAR to rgb24, no colorspace override
 **     (so untagged / tagged yuv420p is BT.601 limited range, yuvj* full range), into a 16-byte
 **     aligned buffer as PyAV's VideoFrame allocates it;
