@@ -226,16 +226,17 @@ static tw_attn_block_fn block_fn(tw_kpath path) {
 tw_attn_plan tw_attention_plan(const tw_attn_args *a, int n_threads) {
     tw_attn_plan p;
     int32_t grp = a->n_head / a->n_kv;
-    (void)n_threads;
-    if (!a->causal) {              /* vision: every key in one block, exact two-pass softmax */
-        p.bq = 64;
-        p.bk = 0;
-    } else if (a->Tq * grp <= 8) { /* decode: K/V bandwidth */
+    (void)n_threads;   /* the pool balances: every shape below gives >= 8 tasks per 2 threads */
+    if (!a->causal) {              /* vision: equal query blocks of <= 192 rows (729 -> 4 x 183) */
+        int32_t nb = (a->Tq + 191) / 192;
+        p.bq = (a->Tq + nb - 1) / nb;
+        p.bk = 256;
+    } else if (a->Tq * grp <= 8) { /* decode: K/V bandwidth; keys split between threads */
         p.bq = a->Tq;
-        p.bk = 256;
-    } else {                       /* prefill: compute */
-        p.bq = TW_MAX(1, 64 / grp);
-        p.bk = 256;
+        p.bk = 128;
+    } else {                       /* prefill: 256 rows (queries x GQA group) per block */
+        p.bq = TW_MAX(1, 256 / grp);
+        p.bk = 128;
     }
     return p;
 }

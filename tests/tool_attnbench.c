@@ -11,7 +11,9 @@
 ** Printed: ms per call (per layer for prefill/decode, per tile-layer for siglip), GFLOP/s counting
 ** 4 * D flops per visible (query, key, head), and for decode GB/s of K/V read.
 **
-** Usage: build/tests/tool_attnbench [--quick] [shape...]
+** Usage: build/tests/tool_attnbench [--quick] [--ref] [--only NAME] [shape...]
+**   --ref: also the plain C loops (slow: minutes for p5000); --only: variants whose name contains
+**   NAME; shapes: siglip p512 p5000 d128 d4096 (default all).
 */
 #include "attn.h"
 
@@ -160,8 +162,10 @@ int main(int argc, char **argv) {
     const char *want[8];
     int n_want = 0;
     bool with_ref = false;
+    const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) quick = true;
+        else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
         else if (strcmp(argv[i], "--ref") == 0) with_ref = true;
         else if (n_want < 8) want[n_want++] = argv[i];
     }
@@ -170,13 +174,14 @@ int main(int argc, char **argv) {
         { "avx2 auto", TW_KPATH_AVX2, { 0, 0 }, true },
         { "avx512 auto", TW_KPATH_AVX512, { 0, 0 }, true },
         { "avx512 rows bq64", TW_KPATH_AVX512, { 64, 0 }, false },
-        { "avx512 rows bq32", TW_KPATH_AVX512, { 32, 0 }, false },
-        { "avx512 rows bq16", TW_KPATH_AVX512, { 16, 0 }, false },
-        { "avx512 flash 64x128", TW_KPATH_AVX512, { 64, 128 }, false },
+        { "avx512 rows bq96", TW_KPATH_AVX512, { 96, 0 }, false },
         { "avx512 flash 32x256", TW_KPATH_AVX512, { 32, 256 }, false },
-        { "avx512 flash 32x128", TW_KPATH_AVX512, { 32, 128 }, false },
-        { "avx512 flash 16x512", TW_KPATH_AVX512, { 16, 512 }, false },
+        { "avx512 flash 64x128", TW_KPATH_AVX512, { 64, 128 }, false },
+        { "avx512 flash 64x256", TW_KPATH_AVX512, { 64, 256 }, false },
+        { "avx512 flash 96x128", TW_KPATH_AVX512, { 96, 128 }, false },
         { "avx512 flash 96x256", TW_KPATH_AVX512, { 96, 256 }, false },
+        { "avx512 flash 128x128", TW_KPATH_AVX512, { 128, 128 }, false },
+        { "avx512 flash 192x256", TW_KPATH_AVX512, { 192, 256 }, false },
         { "avx512 flash 1x64", TW_KPATH_AVX512, { 1, 64 }, false },
         { "avx512 flash 1x256", TW_KPATH_AVX512, { 1, 256 }, false },
         { "avx512 flash 1x1024", TW_KPATH_AVX512, { 1, 1024 }, false },
@@ -193,6 +198,7 @@ int main(int argc, char **argv) {
                 const variant *va = &variants[v];
                 if (va->path < TW_KPATH_COUNT && !tw_kpath_supported(va->path)) continue;
                 if (va->path == TW_KPATH_REF && !with_ref) continue;
+                if (only && !strstr(va->name, only)) continue;
                 bool decode = shapes[s].kind == 2;
                 if (decode != (va->plan.bq == 1) && !va->own_plan && va->path != TW_KPATH_REF) continue;
                 cpu_acc = 0;
