@@ -51,6 +51,9 @@ static inline void blk_set_d(uint8_t *blk, uint16_t h) {
 
 /* ---- reference quantize / dequantize / dot ------------------------------------------------- */
 
+/* round half away from zero, inline (roundf is a libm call without SSE4.1); |v| < 2^31 here */
+static inline float rnd(float v) { return (float)(int32_t)(v + (v >= 0 ? 0.5f : -0.5f)); }
+
 /* d rounded to f16 as stored (clamped to the f16 range) */
 static uint16_t scale_f16(float d) { return tw_f32_to_f16(fminf(d, 65504.0f)); }
 
@@ -61,7 +64,7 @@ static void quantize_q8_block(const float *x, uint8_t *blk) {
     float d = tw_f16_to_f32(h), id = d > 0 ? 1.0f / d : 0.0f;
     blk_set_d(blk, h);
     for (int i = 0; i < TW_QBLOCK; i++) {
-        float q = roundf(x[i] * id);
+        float q = rnd(x[i] * id);
         blk[2 + i] = (uint8_t)(int8_t)fmaxf(-127.0f, fminf(127.0f, q));
     }
 }
@@ -70,7 +73,7 @@ static void quantize_q8_block(const float *x, uint8_t *blk) {
 static float q4_try(const float *x, float d, uint8_t *q) {
     float id = d != 0 ? 1.0f / d : 0.0f, e = 0;
     for (int i = 0; i < TW_QBLOCK; i++) {
-        float v = fmaxf(-8.0f, fminf(7.0f, roundf(x[i] * id)));
+        float v = rnd(fmaxf(-8.0f, fminf(7.0f, x[i] * id)));
         q[i] = (uint8_t)(v + 8.0f);
         float r = x[i] - v * d;
         e += r * r;
@@ -80,7 +83,7 @@ static float q4_try(const float *x, float d, uint8_t *q) {
 
 /* The scale that maps the largest |x| onto -8 (llama.cpp's choice) is not the best for most
 ** blocks; a few nearby denominators (both signs: the extreme value may sit on +7 instead) and a
-** least-squares refit for the chosen q cut the block error by about a tenth. */
+** least-squares refit for the chosen q lower the block's squared error (never raise it). */
 static void quantize_q4_block(const float *x, uint8_t *blk) {
     static const float den[] = { -8.0f, -8.5f, -7.75f, -7.5f, -7.25f, -7.0f, -6.5f, 6.5f, 7.0f, 7.25f, 7.5f };
     float mx = 0;
