@@ -347,6 +347,8 @@ typedef struct {
     int64_t         n_groups;     /* row groups: tasks = n_groups x token blocks  */
     uint8_t        *bufs;         /* one packing buffer per thread                */
     size_t          buf_bytes;
+    const uint32_t *pre;          /* weights packed once (tw_gemm_pack_avx512), or NULL */
+    int64_t         pre_stride;   /* u32 per 48-row panel of pre                  */
 } gemm_job;
 
 static void gemm_task(void *ctx, int64_t i, int tid) {
@@ -359,7 +361,10 @@ static void gemm_task(void *ctx, int64_t i, int tid) {
     for (int64_t k0 = 0; k0 < j->K; k0 += j->KC) {
         int64_t nk = TW_MIN(j->KC, j->K - k0);
         int64_t pstride;   /* elements (f32 or u32) per packed panel */
-        if (j->bf16 || j->pairs) {
+        if (j->pre) {      /* packed at load: this chunk of this task's panels, in place */
+            buf = (void *)(j->pre + n0 / NP * j->pre_stride + k0 / 2 * NP);
+            pstride = j->pre_stride;
+        } else if (j->bf16 || j->pairs) {
             pack_bf16_pairs(buf, w, j->K, nn, k0, nk);
             pstride = ((nk + 31) & ~(int64_t)31) / 2 * NP;
         } else {
@@ -441,10 +446,12 @@ static void ws_give(void *p, int which) {
 **     weights (from L3 when they fit there, or memory: a 2304 x 9216 bf16 weight read twice for
 **     T = 729 is 85 MB, 3 ms at 28 GB/s, against 60 ms of arithmetic). */
 bool tw_gemm_avx512(tw_pool *pool, float *y, const float *x, int64_t T, int64_t N, int64_t K, const void *w,
-                    tw_dtype wt, const float *bias, bool bf16_dot) {
+                    tw_dtype wt, const void *packed, const float *bias, bool bf16_dot) {
     bf16_dot = bf16_dot && wt == TW_DT_BF16;
+    if (wt != TW_DT_BF16) packed = NULL;
     gemm_job j = { .y = y, .w = w, .wt = wt, .bias = bias, .T = T, .N = N, .K = K, .bf16 = bf16_dot,
-                   .pairs = !bf16_dot && wt == TW_DT_BF16 && T < PAIRS_BELOW_T };
+                   .pairs = !bf16_dot && wt == TW_DT_BF16 && (T < PAIRS_BELOW_T || packed), .pre = packed,
+                   .pre_stride = ((K + 31) & ~(int64_t)31) / 2 * NP };
     int64_t threads = tw_pool_size(pool);
     j.KC = bf16_dot || j.pairs ? 512 : 256;
     if (K <= j.KC + j.KC / 2) j.KC = K;   /* one chunk rather than a big and a tiny one */
@@ -461,6 +468,7 @@ bool tw_gemm_avx512(tw_pool *pool, float *y, const float *x, int64_t T, int64_t 
     j.kq = bf16_dot ? (K + 1) / 2 : K;
     j.buf_bytes = bf16_dot || j.pairs ? (size_t)j.NC * (size_t)((j.KC + 31) & ~(int64_t)31) * 2
                            : (size_t)j.NC * (size_t)((j.KC + 15) & ~(int64_t)15) * 4;
+    if (packed) j.buf_bytes = 0;
     size_t xq_bytes = ((sizeof(uint32_t) * (size_t)(tiles * j.kq * MR)) + 63) & ~(size_t)63;
     int slot;
     uint8_t *mem = ws_take(xq_bytes + j.buf_bytes * (size_t)threads, &slot);
@@ -473,4 +481,19 @@ bool tw_gemm_avx512(tw_pool *pool, float *y, const float *x, int64_t T, int64_t 
     tw_pool_run(pool, j.n_groups * blocks, gemm_task, &j);
     ws_give(mem, slot);
     return true;
+}
+
+/* The whole of a BF16 weight [N, K] packed once in the layout the tasks above build per call: per
+** 48-row panel (N rounded up to 48, missing rows zero), [K32 / 2][48] bf16 pairs (K32 = K rounded
+** up to 32, missing columns zero). Same size as the weight, give or take the padding. NULL when
+** out of memory. *bytes gets the size. */
+void *tw_gemm_pack_avx512(const void *w, int64_t N, int64_t K, size_t *bytes) {
+    int64_t panels = (N + NP - 1) / NP, stride = ((K + 31) & ~(int64_t)31) / 2 * NP;
+    *bytes = sizeof(uint32_t) * (size_t)(panels * stride);
+    uint32_t *dst = tw_aligned_alloc(*bytes);
+    if (!dst) return NULL;
+    for (int64_t p = 0; p < panels; p++)
+        pack_bf16_pairs(dst + p * stride, (const uint16_t *)w + (size_t)(p * NP) * (size_t)K, K, TW_MIN(NP, N - p * NP),
+                        0, K);
+    return dst;
 }

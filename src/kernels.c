@@ -6,7 +6,6 @@
 ** blocks for the thread pool, sized so that weights stream from memory once and x stays in cache.
 */
 #include "kernels.h"
-#include "quant.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -272,13 +271,82 @@ static void matmul_simd(tw_pool *pool, tw_kpath path, float *y, const float *x, 
 ** short prompts are bound by reading the weights, docs/kernels.md). */
 static _Atomic int64_t gemm_min_t = 2;
 
+/* ---- packed weights: a list keyed by the weight's data pointer ---------------------------- */
+
+typedef struct {
+    const void *data;
+    int64_t N, K;
+    void *packed;
+    size_t bytes;
+} packed_entry;
+
+static struct {
+    pthread_mutex_t lock;
+    packed_entry *e;
+    int64_t n, cap;
+    size_t bytes;
+} packs = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* the packed copy of W, or NULL; a linear look over a few hundred entries per matmul call */
+static const void *packed_find(const tw_tensor *W) {
+    const void *p = NULL;
+    pthread_mutex_lock(&packs.lock);
+    for (int64_t i = 0; i < packs.n && !p; i++)
+        if (packs.e[i].data == W->data && packs.e[i].N == W->shape[0] && packs.e[i].K == W->shape[W->ndim - 1])
+            p = packs.e[i].packed;
+    pthread_mutex_unlock(&packs.lock);
+    return p;
+}
+
+bool tw_kernels_pack_weight(const tw_tensor *W) {
+    if (W->type != TW_DT_BF16 || W->ndim != 2 || tw_kernels_init() != TW_KPATH_AVX512) return false;
+    if (packed_find(W)) return true;
+    size_t bytes;
+    void *p = tw_gemm_pack_avx512(W->data, W->shape[0], W->shape[1], &bytes);
+    if (!p) return false;
+    pthread_mutex_lock(&packs.lock);
+    bool ok = true;
+    if (packs.n == packs.cap) {
+        int64_t cap = packs.cap ? 2 * packs.cap : 64;
+        packed_entry *e = realloc(packs.e, sizeof *e * (size_t)cap);
+        if (e) packs.e = e, packs.cap = cap;
+        else ok = false;
+    }
+    if (ok) {
+        packs.e[packs.n++] = (packed_entry){ W->data, W->shape[0], W->shape[1], p, bytes };
+        packs.bytes += bytes;
+    }
+    pthread_mutex_unlock(&packs.lock);
+    if (!ok) tw_aligned_free(p);
+    return ok;
+}
+
+void tw_kernels_unpack_weight(const tw_tensor *W) {
+    pthread_mutex_lock(&packs.lock);
+    for (int64_t i = 0; i < packs.n; i++)
+        if (packs.e[i].data == W->data) {
+            tw_aligned_free(packs.e[i].packed);
+            packs.bytes -= packs.e[i].bytes;
+            packs.e[i--] = packs.e[--packs.n];
+        }
+    if (packs.n == 0) {
+        free(packs.e);
+        packs.e = NULL;
+        packs.cap = 0;
+    }
+    pthread_mutex_unlock(&packs.lock);
+}
+
+size_t tw_kernels_packed_bytes(void) {
+    pthread_mutex_lock(&packs.lock);
+    size_t b = packs.bytes;
+    pthread_mutex_unlock(&packs.lock);
+    return b;
+}
+
 int64_t tw_kernels_set_gemm_min_tokens(int64_t t) { return atomic_exchange(&gemm_min_t, t); }
 
 void tw_matmul(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const tw_tensor *bias) {
-    if (tw_dtype_is_quant(W->type)) {   /* Q8_0 / Q4_0 blocks: src/quant.c */
-        tw_matmul_quant(pool, y, x, T, W, bias);
-        return;
-    }
     tw_kpath path = tw_kernels_init();
     int64_t N = W->shape[0], K = W->shape[W->ndim - 1];
     if (T <= 0 || N <= 0) return;
@@ -294,7 +362,8 @@ void tw_matmul(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tens
     }
     bool simd_type = W->type == TW_DT_F32 || W->type == TW_DT_F16 || W->type == TW_DT_BF16;
     if (path == TW_KPATH_AVX512 && simd_type && K > 0 && T >= atomic_load_explicit(&gemm_min_t, memory_order_relaxed) &&
-        tw_gemm_avx512(pool, y, x, T, N, K, W->data, W->type, b, tw_kernels_bf16_activations())) {
+        tw_gemm_avx512(pool, y, x, T, N, K, W->data, W->type, W->type == TW_DT_BF16 ? packed_find(W) : NULL, b,
+                       tw_kernels_bf16_activations())) {
         /* done: packed panels, 8 x 48 register tiles */
     } else if (path != TW_KPATH_REF && simd_type && K > 0) {
         matmul_simd(pool, path, y, x, T, N, K, W, b);
@@ -319,19 +388,11 @@ static void widen(tw_dtype t, const void *src, float *out, int64_t n) {
 }
 
 void tw_tensor_row_f32(const tw_tensor *t, int64_t row, float *out) {
-    if (tw_dtype_is_quant(t->type)) {
-        tw_quant_row_f32(t, row, out);
-        return;
-    }
     int64_t K = t->shape[t->ndim - 1];
     widen(t->type, (const uint8_t *)t->data + (size_t)row * (size_t)K * tw_dtype_size(t->type), out, K);
 }
 
 void tw_tensor_to_f32(const tw_tensor *t, float *out) {
-    if (tw_dtype_is_quant(t->type)) {
-        for (int64_t r = 0; r < t->shape[0]; r++) tw_quant_row_f32(t, r, out + r * t->shape[t->ndim - 1]);
-        return;
-    }
     widen(t->type, t->data, out, tw_tensor_nelem(t));
 }
 

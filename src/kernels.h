@@ -45,6 +45,18 @@ bool tw_kernels_bf16_activations(void);
 ** the row-dot tiles that decode uses; for tests and benchmarks. Returns the previous value. */
 int64_t tw_kernels_set_gemm_min_tokens(int64_t t);
 
+/* Weights packed once for the matrix-matrix path (optional). Without it, every call with T >= 2
+** packs the weights it needs, per task, into a small buffer (no extra RAM); with it, a BF16
+** weight is packed once into the panel layout the avx512 GEMM reads (as much RAM again as the
+** weight) and calls skip that step: measured gain in docs/kernels.md. Model code that wants it
+** calls tw_kernels_pack_weight after loading and tw_kernels_unpack_weight before the weight's
+** memory goes away (the copy is found by W->data: a stale entry would be used for new data at
+** the same address). Pack returns false when it does not apply (not BF16 2-D, no avx512 path)
+** or memory is short; both are safe to call from several threads. */
+bool   tw_kernels_pack_weight(const tw_tensor *W);
+void   tw_kernels_unpack_weight(const tw_tensor *W);
+size_t tw_kernels_packed_bytes(void);   /* RAM held by packed copies */
+
 /* One row of a 2-D weight tensor widened to f32 (embedding lookup). */
 void tw_tensor_row_f32(const tw_tensor *t, int64_t row, float *out);
 /* Whole tensor widened to f32 (small tensors: norms, biases). out has tw_tensor_nelem floats. */
@@ -84,7 +96,10 @@ void tw_mm_block_avx2(const tw_mm_block *b);     /* only call when tw_kpath_supp
 ** (BF16 weights only, CPU must have avx512bf16; ignored for other weight types). Returns false
 ** (nothing written) when it cannot allocate its packing buffers. */
 bool tw_gemm_avx512(tw_pool *pool, float *y, const float *x, int64_t T, int64_t N, int64_t K, const void *w,
-                    tw_dtype wt, const float *bias, bool bf16_dot);
+                    tw_dtype wt, const void *packed, const float *bias, bool bf16_dot);
+/* packed: NULL, or w as laid out by tw_gemm_pack_avx512 (BF16 only), which tw_kernels_pack_weight
+** keeps. Returns a tw_aligned_alloc'ed copy (*bytes long) or NULL. */
+void *tw_gemm_pack_avx512(const void *w, int64_t N, int64_t K, size_t *bytes);
 void tw_mm_block_avx512(const tw_mm_block *b);   /* only call when tw_kpath_supported(AVX512) */
 
 /* The norms above, vectorised (same sums in double, same f32 formula per element). */

@@ -192,6 +192,44 @@ done:
     free_weight(&w);
 }
 
+/* Weights packed once (tw_kernels_pack_weight) give the same bits as packing per call, in both
+** modes, for shapes with row and column tails; unpacking gives the memory back. */
+static void test_packed_weights(tw_pool *pool) {
+    static const int64_t shapes[][3] = { { 2, 48, 64 }, { 5, 7, 13 }, { 37, 100, 1153 }, { 70, 130, 2304 }, { 9, 49, 4304 } };
+    if (!tw_kernels_force(TW_KPATH_AVX512)) return;
+    CHECK(tw_kernels_packed_bytes() == 0, "no packed weights at start");
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        int64_t T = shapes[i][0], N = shapes[i][1], K = shapes[i][2];
+        weight w = make_weight(TW_DT_BF16, N, K);
+        float *x = malloc(sizeof(float) * (size_t)(T * K)), *bias = malloc(sizeof(float) * (size_t)N);
+        float *y0 = malloc(sizeof(float) * (size_t)(T * N)), *y1 = malloc(sizeof(float) * (size_t)(T * N));
+        for (int64_t k = 0; k < T * K; k++) x[k] = frand();
+        for (int64_t n = 0; n < N; n++) bias[n] = frand();
+        tw_tensor bt = { .name = "b", .type = TW_DT_F32, .ndim = 1, .shape = { N }, .data = bias,
+                         .nbytes = sizeof(float) * (size_t)N };
+        for (int mode = 0; mode < 2; mode++) {
+            bool was = tw_kernels_set_bf16_activations(mode == 1);
+            tw_matmul(pool, y0, x, T, &w.t, &bt);
+            CHECK(tw_kernels_pack_weight(&w.t), "pack %lldx%lld", (long long)N, (long long)K);
+            CHECK(tw_kernels_packed_bytes() >= sizeof(uint16_t) * (size_t)(N * K), "packed bytes counted");
+            tw_matmul(pool, y1, x, T, &w.t, &bt);
+            CHECK(memcmp(y0, y1, sizeof(float) * (size_t)(T * N)) == 0, "packed weight %lldx%lld T=%lld mode %d: other bits",
+                  (long long)N, (long long)K, (long long)T, mode);
+            tw_kernels_unpack_weight(&w.t);
+            CHECK(tw_kernels_packed_bytes() == 0, "unpack frees");
+            tw_kernels_set_bf16_activations(was);
+        }
+        free(y1);
+        free(y0);
+        free(bias);
+        free(x);
+        free_weight(&w);
+    }
+    weight f = make_weight(TW_DT_F32, 4, 4);
+    CHECK(!tw_kernels_pack_weight(&f.t), "only BF16 weights are packed");
+    free_weight(&f);
+}
+
 /* The norms: every path against ref, on rows with tails, in place and not. The SIMD versions sum
 ** in double like the reference, so the outputs agree to a few ulp of f32. */
 static void test_norms(void) {
@@ -332,6 +370,7 @@ int main(int argc, char **argv) {
     check_shape(NULL, TW_DT_F32, 3, 33, 77, false);
     test_gemm_modes(pool);
     test_gemm_invariance(pool, p1);
+    test_packed_weights(pool);
     tw_pool_free(p3);
     tw_pool_free(p1);
     tw_pool_free(pool);

@@ -9,7 +9,9 @@
 **            4304x1152, 1152x4304), bf16 weights, 1 and 2 threads, for the f32-FMA packed path,
 **            the bf16-dot packed path (vdpbf16ps) and the older row-dot tiles.
 **
-** Usage: build/tests/tool_kbench [--quick] [--gemm-only]
+** Usage: build/tests/tool_kbench [--quick] [--gemm-only] [--mode N]
+**   --mode N: only one GEMM mode: 0 f32-fma, 1 f32-pre, 2 bf16-dot, 3 bf16-pre, 4 rowdot
+**   ("-pre": weights packed once with tw_kernels_pack_weight; otherwise packed per call)
 ** Weights are cycled through enough copies (> 64 MB in all) that each call reads them from memory,
 ** as a forward pass through 26 layers would. 1-thread figures are also given per CPU-second of
 ** the calling thread (the kernel's own speed, even when the machine is shared).
@@ -22,6 +24,7 @@
 #include <immintrin.h>
 
 static bool quick;
+static int only_mode = -1;   /* --mode N: one GEMM mode only */
 
 /* ---- read bandwidth ------------------------------------------------------------------------ */
 
@@ -194,17 +197,35 @@ static void free_shape(shape *s) {
 ** fastest call is the one that ran alone. *cpu_ms gets this thread's CPU time for that call: with
 ** a 1-thread pool all the work runs on this thread, so it is the time the kernel needed even when
 ** the scheduler took the core away in between. */
-static double time_matmul(tw_pool *pool, shape *s, int64_t T, const float *x, float *y, int calls, double *cpu_ms) {
+static double process_cpu_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* *proc_ms: the CPU time of all the process's threads for the call (the least seen). With several
+** threads, flop / proc_ms x threads is the rate the cores would reach if none were taken away —
+** it counts cache and memory contention between our threads but not time spent waiting for the
+** last task (an idle pool thread sleeps), so it is an upper bound for the wall-clock figure. */
+static double time_matmul_p(tw_pool *pool, shape *s, int64_t T, const float *x, float *y, int calls, double *cpu_ms,
+                            double *proc_ms) {
     double best = 1e30;
     *cpu_ms = 1e30;
+    *proc_ms = 1e30;
     tw_matmul(pool, y, x, T, &s->t[0], NULL);   /* warm-up: pool threads, page tables */
     for (int c = 0; c < calls; c++) {
-        double t0 = tw_time_ms(), c0 = thread_cpu_ms();
+        double t0 = tw_time_ms(), c0 = thread_cpu_ms(), p0 = process_cpu_ms();
         tw_matmul(pool, y, x, T, &s->t[(c + 1) % s->copies], NULL);
         best = TW_MIN(best, tw_time_ms() - t0);
         *cpu_ms = TW_MIN(*cpu_ms, thread_cpu_ms() - c0);
+        *proc_ms = TW_MIN(*proc_ms, process_cpu_ms() - p0);
     }
     return best;
+}
+
+static double time_matmul(tw_pool *pool, shape *s, int64_t T, const float *x, float *y, int calls, double *cpu_ms) {
+    double proc;
+    return time_matmul_p(pool, s, T, x, y, calls, cpu_ms, &proc);
 }
 
 static void print_load(const char *when) {
@@ -251,7 +272,9 @@ static void bench_gemm(tw_pool **pools, int max_threads, const float *x, float *
     enum { NS = 5, NT = 5 };
     const int64_t dims[NS][2] = { { 2304, 9216 }, { 9216, 2304 }, { 1152, 1152 }, { 4304, 1152 }, { 1152, 4304 } };
     const int64_t Ts[NT] = { 16, 64, 256, 729, 2048 };
-    const char *modes[3] = { "f32-fma", "bf16-dot", "rowdot" };
+    /* f32-fma / bf16-dot: weights packed per call; -pre: packed once (tw_kernels_pack_weight) */
+    enum { F32, F32_PRE, BF16, BF16_PRE, ROWDOT, MODES };
+    const char *modes[MODES] = { "f32-fma", "f32-pre", "bf16-dot", "bf16-pre", "rowdot" };
     bool have_bf16 = __builtin_cpu_supports("avx512bf16");
     if (!tw_kernels_force(TW_KPATH_AVX512)) {
         printf("matrix products: avx512 path not available (%s)\n", tw_kpath_missing(TW_KPATH_AVX512));
@@ -265,27 +288,33 @@ static void bench_gemm(tw_pool **pools, int max_threads, const float *x, float *
             printf("cannot allocate weights\n");
             return;
         }
-        for (int mode = 0; mode < 3; mode++) {
-            if (mode == 1 && !have_bf16) continue;
-            tw_kernels_set_bf16_activations(mode == 1);
-            int64_t old = tw_kernels_set_gemm_min_tokens(mode == 2 ? INT64_MAX : 8);
+        for (int mode = 0; mode < MODES; mode++) {
+            bool bf16 = mode == BF16 || mode == BF16_PRE, pre = mode == F32_PRE || mode == BF16_PRE;
+            if (bf16 && !have_bf16) continue;
+            if (only_mode >= 0 && mode != only_mode) continue;
+            tw_kernels_set_bf16_activations(bf16);
+            for (int c = 0; c < s.copies; c++)
+                if (pre) tw_kernels_pack_weight(&s.t[c]);
+                else tw_kernels_unpack_weight(&s.t[c]);
+            int64_t old = tw_kernels_set_gemm_min_tokens(mode == ROWDOT ? INT64_MAX : 2);
             for (int th = 1; th <= max_threads; th++)
                 for (int ti = 0; ti < NT; ti++) {
                     int64_t T = Ts[ti];
                     if (quick && T == 2048) continue;
-                    double flop = 2.0 * (double)(T * s.N * s.K), cpu;
+                    double flop = 2.0 * (double)(T * s.N * s.K), cpu, proc;
                     int calls = flop > 2e10 ? 2 : flop > 2e9 ? 3 : 8;
-                    double ms = time_matmul(pools[th], &s, T, x, y, calls, &cpu);
-                    double gf = flop / ms / 1e6, pk = peak[mode == 1 ? 1 : 0][th - 1];
-                    printf("%-9s %-3d %5lldx%-5lld %5lld %9.3f %9.1f %6.1f%%", modes[mode], th, (long long)s.N,
-                           (long long)s.K, (long long)T, ms, gf, 100 * gf / pk);
-                    if (th == 1) printf(" %9.1f %6.1f%%", flop / cpu / 1e6, 100 * flop / cpu / 1e6 / pk);
-                    printf("\n");
+                    double ms = time_matmul_p(pools[th], &s, T, x, y, calls, &cpu, &proc);
+                    double gf = flop / ms / 1e6, pk = peak[bf16 ? 1 : 0][th - 1];
+                    /* CPU-second rate: this thread's (1 thread), all threads' times th (2) */
+                    double cg = th == 1 ? flop / cpu / 1e6 : flop / proc * th / 1e6;
+                    printf("%-9s %-3d %5lldx%-5lld %5lld %9.3f %9.1f %6.1f%% %9.1f %6.1f%%\n", modes[mode], th,
+                           (long long)s.N, (long long)s.K, (long long)T, ms, gf, 100 * gf / pk, cg, 100 * cg / pk);
                     fflush(stdout);
                 }
             tw_kernels_set_gemm_min_tokens(old);
         }
         tw_kernels_set_bf16_activations(false);
+        for (int c = 0; c < s.copies; c++) tw_kernels_unpack_weight(&s.t[c]);
         free_shape(&s);
     }
 }
@@ -295,6 +324,7 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) quick = true;
         else if (strcmp(argv[i], "--gemm-only") == 0) gemm_only = true;
+        else if (strcmp(argv[i], "--mode") == 0 && i + 1 < argc) only_mode = atoi(argv[++i]);
     }
     tw_kernels_init();
     printf("cpu: %s\n", tw_cpu_features());
