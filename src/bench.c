@@ -90,13 +90,16 @@ double tw_bench_read_bw(tw_pool *pool, size_t bytes, int reps) {
 /* ---- multiply-add peaks ------------------------------------------------------------------------- */
 
 /* Each loop runs `iters` iterations of NCH independent chains (more than latency x throughput on
-** current cores: 4-5 cycles x 2 pipes) and returns the operations it did. */
+** current cores: 4-5 cycles x 2 pipes) and returns the operations it did. The chain loop must be
+** unrolled so the accumulators live in registers (a loop over an array in memory is bound by
+** store-to-load forwarding, not by the multiply-add units). */
 enum { NCH = 12 };
 
 __attribute__((target("avx512f,fma"))) static double fma_avx512(int64_t iters) {
     __m512 a[NCH], m = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-6f);
     for (int c = 0; c < NCH; c++) a[c] = _mm512_set1_ps((float)c);
     for (int64_t i = 0; i < iters; i++)
+#pragma GCC unroll 16
         for (int c = 0; c < NCH; c++) a[c] = _mm512_fmadd_ps(a[c], m, b);
     float s = 0;
     for (int c = 0; c < NCH; c++) s += _mm512_reduce_add_ps(a[c]);
@@ -108,6 +111,7 @@ __attribute__((target("avx2,fma"))) static double fma_avx2(int64_t iters) {
     __m256 a[NCH], m = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-6f);
     for (int c = 0; c < NCH; c++) a[c] = _mm256_set1_ps((float)c);
     for (int64_t i = 0; i < iters; i++)
+#pragma GCC unroll 16
         for (int c = 0; c < NCH; c++) a[c] = _mm256_fmadd_ps(a[c], m, b);
     float s[8], t = 0;
     for (int c = 0; c < NCH; c++) {
@@ -122,6 +126,7 @@ static double fma_scalar(int64_t iters) {
     float a[NCH];
     for (int c = 0; c < NCH; c++) a[c] = (float)c;
     for (int64_t i = 0; i < iters; i++)
+#pragma GCC unroll 16
         for (int c = 0; c < NCH; c++) a[c] = a[c] * 0.999999f + 1e-6f;
     float t = 0;
     for (int c = 0; c < NCH; c++) t += a[c];
@@ -135,6 +140,7 @@ __attribute__((target("avx512bf16,avx512f"))) static double dot_bf16(int64_t ite
     __m512bh y = _mm512_cvtne2ps_pbh(_mm512_set1_ps(1e-3f), _mm512_set1_ps(-1e-3f));
     for (int c = 0; c < NCH; c++) a[c] = _mm512_set1_ps((float)c);
     for (int64_t i = 0; i < iters; i++)
+#pragma GCC unroll 16
         for (int c = 0; c < NCH; c++) a[c] = _mm512_dpbf16_ps(a[c], x, y);
     float s = 0;
     for (int c = 0; c < NCH; c++) s += _mm512_reduce_add_ps(a[c]);
@@ -146,6 +152,7 @@ __attribute__((target("avx512vnni,avx512f"))) static double dot_int8(int64_t ite
     __m512i a[NCH], x = _mm512_set1_epi8(3), y = _mm512_set1_epi8(-1);
     for (int c = 0; c < NCH; c++) a[c] = _mm512_set1_epi32(c);
     for (int64_t i = 0; i < iters; i++)
+#pragma GCC unroll 16
         for (int c = 0; c < NCH; c++) a[c] = _mm512_dpbusd_epi32(a[c], x, y);
     int64_t s = 0;
     for (int c = 0; c < NCH; c++) s += _mm512_reduce_add_epi32(a[c]);
