@@ -81,4 +81,9 @@ typedef struct tw_attn_block {
 void tw_attn_block_avx512(const tw_attn_block *b);
 void tw_attn_block_avx2(const tw_attn_block *b);
 
+/* The blocks' vectorised exp (softmax) and tanh (softcap) over an array, for the accuracy test:
+** fn 0: y = exp(x) (0 below -87.3), fn 1: y = tanh(x). */
+void tw_attn_vmath_avx512(float *y, const float *x, int64_t n, int fn);
+void tw_attn_vmath_avx2(float *y, const float *x, int64_t n, int fn);
+
 #endif

@@ -12,7 +12,8 @@
 ** Tolerance: the paths differ from the reference in the order of the f32 additions, in the
 ** vectorised exp/tanh (a few ulp) and in normalising at the end (flash) instead of per weight, so
 ** |o - o_ref| <= 1e-5 * max|v| + 1e-6 per output. Scores are made large (up to ~+-40, as Gemma2's
-** softcapped ones are) so the softmax is peaked and errors in it show.
+** softcapped ones are) so the softmax is peaked and errors in it show. The vectorised exp and
+** tanh of each path are also checked on their own against libm in double (<= 3 ulp).
 */
 #include "attn.h"
 #include "testhelp.h"
@@ -116,8 +117,45 @@ static void run_case(tw_pool *pool2, const acase *c) {
     free(buf_q), free(buf_kv), free(ref), free(got);
 }
 
+/* ulps between got and the exact value (double), measured in the f32 spacing at the exact value */
+static double ulps(float got, double exact) {
+    float r = (float)fabs(exact);
+    double ulp = (double)nextafterf(r, INFINITY) - (double)r;
+    return fabs((double)got - exact) / ulp;
+}
+
+/* The SIMD paths' exp (x in [-87, 88]) and tanh (x in [-12, 12], and tiny |x|) against libm in
+** double: at most 3 ulp. */
+static void check_vmath(void) {
+    enum { N = 1 << 20 };
+    float *x = malloc(sizeof(float) * N), *y = malloc(sizeof(float) * N);
+    for (int p = TW_KPATH_AVX2; p < TW_KPATH_COUNT; p++) {
+        if (!tw_kpath_supported((tw_kpath)p)) continue;
+        void (*fn)(float *, const float *, int64_t, int) = p == TW_KPATH_AVX512 ? tw_attn_vmath_avx512 : tw_attn_vmath_avx2;
+        for (int f = 0; f < 2; f++) {
+            for (int i = 0; i < N; i++) {
+                double u = (double)i / (N - 1);
+                if (f == 0) x[i] = (float)(-87.0 + 175.0 * u);
+                else x[i] = i < N / 2 ? (float)(-12.0 + 24.0 * u * 2) : (float)((2 * u - 1.5) * 1e-3 * frand());
+            }
+            fn(y, x, N, f);
+            double worst = 0;
+            int at = 0;
+            for (int i = 0; i < N; i++) {
+                double e = f == 0 ? exp((double)x[i]) : tanh((double)x[i]);
+                double d = x[i] == 0 ? fabs(y[i]) : ulps(y[i], e);
+                if (!(d <= worst)) worst = d, at = i;
+            }
+            printf("%s %s: max %.2f ulp (at x = %g)\n", tw_kpath_name((tw_kpath)p), f ? "tanh" : "exp", worst, x[at]);
+            CHECK(worst <= 3.0, "%s %s: %g ulp at x = %g", tw_kpath_name((tw_kpath)p), f ? "tanh" : "exp", worst, x[at]);
+        }
+    }
+    free(x), free(y);
+}
+
 int main(void) {
     tw_pool *pool = tw_pool_new(2);
+    check_vmath();
     /* scores reach about amp * sqrt(D) / 3 (q in [-amp, amp), k in [-1, 1)) times 1/sqrt(D) */
     const acase cases[] = {
         /* SigLIP: non-causal, interleaved, Tq = Tk */
