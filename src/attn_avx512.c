@@ -83,6 +83,28 @@ INLINE __m512 tanh512(__m512 y) {
 
 INLINE __mmask16 tail_mask(int32_t n) { return n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1); }
 
+/* Visible key columns [*j0, *j1) of rows i0..i0+rows-1 together (the whole block without a mask).
+** Columns outside are masked for every one of those rows: their scores are never used (the
+** softmax overwrites them with -inf) and their P are 0, so the tiles skip them; the results are
+** bit for bit those of the full loops. */
+static void rows_span(const tw_attn_block *b, int32_t i0, int32_t rows, int32_t *j0, int32_t *j1) {
+    if (!b->lo) {
+        *j0 = 0, *j1 = b->nk;
+        return;
+    }
+    int32_t lo = b->nk, hi = 0;
+    for (int32_t r = i0; r < i0 + rows; r++)
+        if (b->hi[r] > b->lo[r]) lo = TW_MIN(lo, b->lo[r]), hi = TW_MAX(hi, b->hi[r]);
+    *j0 = lo, *j1 = TW_MAX(lo, hi);
+}
+
+/* does any row of i0..i0+rows-1 see a column of [c0, c1)? */
+static bool live(const tw_attn_block *b, int32_t i0, int32_t rows, int32_t c0, int32_t c1) {
+    int32_t j0, j1;
+    rows_span(b, i0, rows, &j0, &j1);
+    return j0 < c1 && c0 < j1;
+}
+
 /* ---- S = Qp K^T ------------------------------------------------------------------------------ */
 
 enum { QK_MR = 6, QK_NV = 4, PV_MR_MAX = 8, PV_NV_MAX = 5 };
@@ -113,9 +135,11 @@ INLINE void qk_tile(int MR, int NV, const float *qp, int32_t D, const float *kt,
 
 #define QK_ROWS(NV)                                                                              \
     static void qk_rows_##NV(const tw_attn_block *b, int32_t c0) {                               \
-        int32_t i = 0;                                                                           \
+        int32_t i = 0, c1 = c0 + 16 * NV;                                                        \
         for (; i + QK_MR <= b->m; i += QK_MR)                                                    \
-            qk_tile(QK_MR, NV, b->qp + (size_t)i * b->D, b->D, b->kt + c0, b->lds, b->s + (size_t)i * b->lds + c0); \
+            if (live(b, i, QK_MR, c0, c1))                                                       \
+                qk_tile(QK_MR, NV, b->qp + (size_t)i * b->D, b->D, b->kt + c0, b->lds, b->s + (size_t)i * b->lds + c0);\
+        if (i == b->m || !live(b, i, b->m - i, c0, c1)) return;                                  \
         const float *q = b->qp + (size_t)i * b->D;                                               \
         float *s = b->s + (size_t)i * b->lds + c0;                                               \
         switch (b->m - i) {                                                                      \
@@ -248,8 +272,10 @@ INLINE void pv_tile(int MR, int NV, const tw_attn_block *b, int32_t i0, int32_t 
     for (int r = 0; r < MR; r++)
 #pragma GCC unroll 8
         for (int c = 0; c < NV; c++) acc[r][c] = _mm512_loadu_ps(o + (size_t)r * b->ldo + 16 * c);
-    const float *v = b->v + d0;
-    for (int32_t j = 0; j < b->nk; j++, v += b->ldv) {
+    int32_t j0, j1;
+    rows_span(b, i0, MR, &j0, &j1);
+    const float *v = b->v + (size_t)j0 * b->ldv + d0;
+    for (int32_t j = j0; j < j1; j++, v += b->ldv) {
         __m512 vv[PV_NV_MAX];
 #pragma GCC unroll 8
         for (int c = 0; c < NV; c++)
