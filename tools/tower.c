@@ -15,6 +15,7 @@
 ** See docs/cli.md for the user's view of every option.
 */
 #include "tower.h"
+#include "commands.h"   /* bench, quantize: tools/cmd_*.c */
 #include "hub.h"
 #include "kernels.h"
 #include "safetensors.h"
@@ -874,7 +875,10 @@ static void help_main(void) {
            "  translate  translate text with the TowerVision paper's prompt (greedy)\n"
            "  tokenize   show the token ids and pieces of a text (or JSON lines with --jsonl)\n"
            "  dump       one forward pass: write ids, logits and hidden states to a .safetensors file\n"
-           "  info       describe a model: architecture, sizes, dtypes, tokens, template, kernels\n\n"
+           "  info       describe a model: architecture, sizes, dtypes, tokens, template, kernels\n"
+           "  bench      speed and memory on random weights of the real 2B/9B shapes (or a checkpoint),\n"
+           "             beside this machine's measured limits\n"
+           "  quantize   write an 8-bit or 4-bit single-file copy of a checkpoint\n\n"
            "MODEL (-m) is a local checkpoint directory or a Hugging Face repo id org/name[@revision],\n"
            "found in the HF cache or downloaded (HF_ENDPOINT, HF_TOKEN; HF_HUB_OFFLINE=1 or --offline\n"
            "to stay offline). TOWER_MODEL sets a default for -m.\n\n"
@@ -1966,6 +1970,17 @@ static int cmd_info(int argc, char **argv) {
 /* ============================================================================================ */
 /* main                                                                                         */
 
+/* bench and quantize print their own help */
+static void help_bench(void) {
+    char *a[] = { "bench", "--help", NULL };
+    tower_cmd_bench(2, a);
+}
+
+static void help_quantize(void) {
+    char *a[] = { "quantize", "--help", NULL };
+    tower_cmd_quantize(2, a);
+}
+
 static void print_version(void) {
     printf("tower %s\n", TW_VERSION);
     printf("build: %s\n", tw_build_info());
@@ -1980,10 +1995,11 @@ int main(int argc, char **argv) {
         {"run", cmd_run, help_run},             {"chat", cmd_chat, help_chat},
         {"translate", cmd_translate, help_translate}, {"tokenize", cmd_tokenize, help_tokenize},
         {"dump", cmd_dump, help_dump},          {"info", cmd_info, help_info},
+        {"bench", tower_cmd_bench, help_bench}, {"quantize", tower_cmd_quantize, help_quantize},
     };
     static char label[64];
     if (argc < 2) {
-        fprintf(stderr, "usage: tower COMMAND [options]   (commands: run, chat, translate, tokenize, dump, info)\n"
+        fprintf(stderr, "usage: tower COMMAND [options]   (commands: run, chat, translate, tokenize, dump, info, bench, quantize)\n"
                         "Try 'tower --help' for more information.\n");
         return 2;
     }
@@ -2005,5 +2021,5 @@ int main(int argc, char **argv) {
         free_options();
         return rc;
     }
-    usage_error("unknown command '%s' (commands: run, chat, translate, tokenize, dump, info)", c);
+    usage_error("unknown command '%s' (commands: run, chat, translate, tokenize, dump, info, bench, quantize)", c);
 }
