@@ -76,7 +76,61 @@ static void check_case(const char *name) {
     json_decref(cj);
 }
 
+
+/* Every resample filter preprocessor_config.json may name, against Pillow 9.4's Image.resize:
+** FNV-1a hashes of Pillow's output for a synthetic 53x37 RGB image (made by
+** /usr/bin/python3 with python3-pil from the same formula as below). */
+static void check_filters(void) {
+    enum { W = 53, H = 37 };
+    static uint8_t src[H][W][3];
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++)
+            for (int c = 0; c < 3; c++) src[y][x][c] = (uint8_t)((x * 37 + y * 101 + c * 53 + x * y * 7 + ((x ^ y) & 5) * 40) % 256);
+    static const struct { int filter, w, h; uint64_t fnv; } want[] = {
+        { 0, 20, 11, 0xa4e251dde13abd5dULL },
+        { 0, 120, 90, 0x7c00587824d09e79ULL },
+        { 0, 53, 80, 0xa3a7f0ab3e7c1eb9ULL },
+        { 0, 7, 37, 0x6c49c7253ba6cfecULL },
+        { 0, 1, 1, 0x5d214a1a69703344ULL },
+        { 1, 20, 11, 0x07b498c26e460e27ULL },
+        { 1, 120, 90, 0x5eff0e01417c9c81ULL },
+        { 1, 53, 80, 0xf3acd1a048a493ffULL },
+        { 1, 7, 37, 0xfa1f358942a0a050ULL },
+        { 1, 1, 1, 0xa32734196f09ea94ULL },
+        { 2, 20, 11, 0xaceef1ca1dfe7b82ULL },
+        { 2, 120, 90, 0xfbf85716b4d38335ULL },
+        { 2, 53, 80, 0xcf1301d8c5cf895aULL },
+        { 2, 7, 37, 0xade5e2ca6c974bc4ULL },
+        { 2, 1, 1, 0xaddcd21975afe20eULL },
+        { 3, 20, 11, 0xe2faff3c18b7612bULL },
+        { 3, 120, 90, 0x28c72b3413601604ULL },
+        { 3, 53, 80, 0x4fc48c0a9ffc14a4ULL },
+        { 3, 7, 37, 0xab79695d400da9abULL },
+        { 3, 1, 1, 0xaddc5d1975af1b3fULL },
+        { 4, 20, 11, 0x578d4d1c0803b7f3ULL },
+        { 4, 120, 90, 0x7c00587824d09e79ULL },
+        { 4, 53, 80, 0xa3a7f0ab3e7c1eb9ULL },
+        { 4, 7, 37, 0x821f59b21fc5e5e7ULL },
+        { 4, 1, 1, 0xa32434196f07b4bdULL },
+        { 5, 20, 11, 0x7380bffbf93e3addULL },
+        { 5, 120, 90, 0x6d164f112d9b4472ULL },
+        { 5, 53, 80, 0x3464d217b14c2aacULL },
+        { 5, 7, 37, 0xde624b85c3e76404ULL },
+        { 5, 1, 1, 0xaddc5d1975af1b3fULL },
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        size_t n = (size_t)want[i].w * want[i].h * 3;
+        uint8_t *out = malloc(n);
+        CHECK_OK(tw_resize_pil(&src[0][0][0], W, H, 3, out, want[i].w, want[i].h, (tw_resample)want[i].filter), "resize");
+        uint64_t h = 0xcbf29ce484222325ULL;
+        for (size_t k = 0; k < n; k++) h = (h ^ out[k]) * 0x100000001b3ULL;
+        CHECK(h == want[i].fnv, "filter %d, %dx%d: pixels differ from Pillow's", want[i].filter, want[i].w, want[i].h);
+        free(out);
+    }
+}
+
 int main(void) {
+    check_filters();
     const char *cases[] = { "img_60x60", "img_50x80", "img_200x100", "img_300x170", "img_13x400", "two_images" };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_case(cases[i]);
 
