@@ -6,6 +6,7 @@
 */
 #include "vision.h"
 #include "testhelp.h"
+#include "ckpt_variants.h"
 
 #include <math.h>
 
@@ -76,6 +77,53 @@ static void check_case(tw_model *m, const char *name, int n_images) {
     tw_st_close(st);
 }
 
+
+/* Checkpoints that are not in ../shared: the legacy key layout in 3 shards with F32 weights, and
+** other vision_feature_layer values (-2, 1, 0 = the embeddings); the selected features must be
+** the reference's hidden state of that layer. */
+static void check_variants(void) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/expected/img_200x100/tensors.safetensors", th_fixtures());
+    tw_st_set *st = NULL;
+    CHECK_OK(tw_st_open_file(path, &st), path);
+    if (!st) return;
+    const tw_tensor *pv = tw_st_get(st, "pixel_values"), *rh = tw_st_get(st, "vision_hidden_states");
+    char src[512];
+    snprintf(src, sizeof src, "%s/tiny-towervision", th_fixtures());
+    static const struct { const char *layer; int legacy, shards, dtype; int want; } v[] = {
+        { NULL, 1, 3, CV_F32, 3 }, { "-2", 0, 0, CV_KEEP, 2 }, { "1", 1, 2, CV_KEEP, 1 }, { "0", 0, 0, CV_MIX, 0 },
+    };
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        cv_opts o = cv_default();
+        o.legacy = v[i].legacy;
+        o.n_shards = v[i].shards;
+        o.dtype = v[i].dtype;
+        if (v[i].layer) {
+            o.set_key = "vision_feature_layer";
+            o.set_json = v[i].layer;
+        }
+        char *dir = cv_make(src, &o);
+        CHECK(dir != NULL, "variant %zu made", i);
+        if (!dir) continue;
+        tw_model_params mp = tw_model_default_params();
+        tw_model *m = NULL;
+        CHECK_OK(tw_model_load_dir(dir, &mp, &m), dir);
+        if (m) {
+            int32_t n_tiles = 7, N = 16, C = m->vision.n_embd;   /* 200x100: 2x3 grid + base */
+            size_t per = (size_t)n_tiles * N * C;
+            float *feat = malloc(sizeof(float) * per);
+            CHECK_OK(tw_siglip_forward(m, pv->data, n_tiles, feat, NULL), "siglip");
+            double d = max_abs_diff(feat, (const float *)rh->data + (size_t)v[i].want * per, per);
+            CHECK(d <= 1e-4, "variant %zu (layer %s): selected features differ from hidden_states[%d] by %g", i,
+                  v[i].layer ? v[i].layer : "-1", v[i].want, d);
+            free(feat);
+            tw_model_free(m);
+        }
+        cv_remove(dir);
+    }
+    tw_st_close(st);
+}
+
 int main(void) {
     tw_model_params mp = tw_model_default_params();
     tw_model *m = NULL;
@@ -87,5 +135,6 @@ int main(void) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_case(m, cases[i], 1);
     check_case(m, "two_images", 2);
     tw_model_free(m);
+    check_variants();
     return th_report();
 }
