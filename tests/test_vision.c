@@ -31,7 +31,7 @@ static void check_case(tw_model *m, const char *name, int n_images) {
     int32_t G = tw_vision_grid(m), N = G * G, C = m->vision.n_embd, H = m->text.n_embd, L = m->vision.n_layer;
     size_t tile_floats = 3 * (size_t)m->vision.image_size * m->vision.image_size;
     for (int j = 0; j < n_images; j++) {
-        char suf[8] = "";
+        char suf[16] = "";
         if (n_images > 1) snprintf(suf, sizeof suf, "_%d", j);
         char nm[64];
         const int64_t *hw = (const int64_t *)sizes->data + 2 * j;
