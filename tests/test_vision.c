@@ -124,6 +124,27 @@ static void check_variants(void) {
     tw_st_close(st);
 }
 
+/* Odd sizes (1 or 3 pixels tall or wide, extreme ratios): the encoder packs exactly the number of
+** rows the plan announced to the prompt builder, and nothing crashes. */
+static void check_odd_sizes(tw_model *m) {
+    static const int32_t sizes[][2] = { { 1, 1 }, { 1, 300 }, { 300, 1 }, { 3, 200 }, { 200, 3 }, { 13, 400 }, { 999, 7 } };
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        int32_t w = sizes[i][0], h = sizes[i][1];
+        uint8_t *rgb = malloc((size_t)w * h * 3);
+        for (size_t k = 0; k < (size_t)w * h * 3; k++) rgb[k] = (uint8_t)(k * 31);
+        tw_image *im = NULL;
+        CHECK_OK(tw_image_from_rgb(rgb, w, h, &im), "wrap");
+        int32_t want = -1, got = -2;
+        float *e = NULL;
+        CHECK_OK(tw_image_n_tokens(m, w, h, &want), "count");
+        CHECK_OK(tw_image_encode(m, im, &e, &got), "encode");
+        CHECK(want == got && want > 0, "%dx%d: the plan announced %d tokens, the encoder packed %d", w, h, want, got);
+        free(e);
+        free(rgb);
+        tw_image_free(im);
+    }
+}
+
 int main(void) {
     tw_model_params mp = tw_model_default_params();
     tw_model *m = NULL;
@@ -134,6 +155,7 @@ int main(void) {
     const char *cases[] = { "img_60x60", "img_50x80", "img_200x100", "img_300x170", "img_13x400" };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_case(m, cases[i], 1);
     check_case(m, "two_images", 2);
+    check_odd_sizes(m);
     tw_model_free(m);
     check_variants();
     return th_report();
