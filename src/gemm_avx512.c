@@ -11,16 +11,22 @@
 **
 ** For that the weights must be read "16 rows side by side": W is packed, per task, into panels of
 ** 48 rows in exactly the microkernel's order, [k][48] — for the f32-FMA path widened to f32 at
-** packing time (so the microkernel has nothing but loads, broadcasts and FMAs), for the bf16-dot
-** path as bf16 pairs [k/2][48][2] (vdpbf16ps multiplies a pair of bf16 x by a pair of bf16 w per
+** packing time (so the microkernel has nothing but loads, broadcasts and FMAs); with fewer than 64
+** tokens, or for the bf16-dot path, as bf16 pairs [k/2][48][2] (half the packing work; the FMA
+** kernel widens them in registers; vdpbf16ps multiplies a pair of bf16 x by a pair of bf16 w per
 ** lane). Packing transposes 16 x 16 blocks in registers; its cost is shared by every token of the
-** task (< 2 % of the time from 64 tokens up, docs/kernels.md). The packed copy lives in a small
-** per-thread buffer (NC rows x KC columns) that stays in L2: no second copy of the model's weights.
+** task (about 4 % of a vision matmul, docs/kernels.md). The packed copy lives in a small
+** per-thread buffer (NC rows x KC columns) that stays in L2: no second copy of the model's weights
+** — unless model code packed the weight once (tw_kernels_pack_weight, tw_gemm_pack_avx512 below),
+** then the tasks read that copy in place.
+**
+** Every output is one FMA chain over k in order, whatever T, tile, task or thread: results for a
+** token do not depend on how many tokens share the call.
 **
 ** Loops of one task (a group of NC rows x a block of TB tokens):
 **     for each K chunk of KC:         pack NC x KC weights (read from memory or L3 once per task)
-**       for each 48-row panel:         its KC x 48 weights stay in L1 ...
-**         for each 8-token tile:       ... while the x tiles stream from L2 (TB x KC f32)
+**       for each 48-row panel:         its KC x 48 weights stream from L1/L2 ...
+**         for each 8-token tile:       ... with the x tiles of the block (TB x KC f32, in L2)
 **           microkernel over KC        y tile (+)= x tile . panel
 */
 #include "kernels.h"

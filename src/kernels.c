@@ -4,9 +4,11 @@
 ** each, tw_mm_block_*, that multiplies a block of tokens by a block of weight rows; this file
 ** decides which path runs (CPUID, TOWER_KERNELS, tw_kernels_force) and cuts a matmul into such
 ** blocks for the thread pool, sized so that weights stream from memory once and x stays in cache.
+** On the avx512 path, products of two tokens or more go instead to the packed-panel GEMM
+** (gemm_avx512.c, which cuts its own tasks); this file keeps the optional packed copies of
+** weights (tw_kernels_pack_weight) and the bf16-activation switch (TOWER_MATMUL=bf16).
 */
 #include "kernels.h"
-#include "quant.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -348,10 +350,6 @@ size_t tw_kernels_packed_bytes(void) {
 int64_t tw_kernels_set_gemm_min_tokens(int64_t t) { return atomic_exchange(&gemm_min_t, t); }
 
 void tw_matmul(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const tw_tensor *bias) {
-    if (tw_dtype_is_quant(W->type)) {   /* Q8_0 / Q4_0 blocks: src/quant.c */
-        tw_matmul_quant(pool, y, x, T, W, bias);
-        return;
-    }
     tw_kpath path = tw_kernels_init();
     int64_t N = W->shape[0], K = W->shape[W->ndim - 1];
     if (T <= 0 || N <= 0) return;
@@ -393,19 +391,11 @@ static void widen(tw_dtype t, const void *src, float *out, int64_t n) {
 }
 
 void tw_tensor_row_f32(const tw_tensor *t, int64_t row, float *out) {
-    if (tw_dtype_is_quant(t->type)) {
-        tw_quant_row_f32(t, row, out);
-        return;
-    }
     int64_t K = t->shape[t->ndim - 1];
     widen(t->type, (const uint8_t *)t->data + (size_t)row * (size_t)K * tw_dtype_size(t->type), out, K);
 }
 
 void tw_tensor_to_f32(const tw_tensor *t, float *out) {
-    if (tw_dtype_is_quant(t->type)) {
-        for (int64_t r = 0; r < t->shape[0]; r++) tw_quant_row_f32(t, r, out + r * t->shape[t->ndim - 1]);
-        return;
-    }
     widen(t->type, t->data, out, tw_tensor_nelem(t));
 }
 

@@ -2,8 +2,11 @@
 ** kernels_avx512.c — the AVX-512 matmul block (compiled with -mavx512f/bw/vl/dq -mfma -mf16c;
 ** only called when CPUID says the CPU has them). Weights are widened to f32 in registers —
 ** bf16 by shifting into the high half, f16 with vcvtph2ps — and multiplied with f32 FMAs, so
-** the result differs from the plain C path only by the order of the additions. vdpbf16ps is
-** deliberately not used: it would round x to bf16.
+** the result differs from the plain C path only by the order of the additions.
+**
+** On this path tw_matmul sends only decode (T = 1) here; two tokens or more go to the packed-panel
+** GEMM of gemm_avx512.c (which also has the opt-in vdpbf16ps variant). The T > 1 tiles below stay
+** for tests and benchmarks (tw_kernels_set_gemm_min_tokens).
 **
 ** The work unit is a tile of MT tokens x NR weight rows whose MT*NR dot products run side by
 ** side along K, 16 lanes at a time: each widened weight vector is used MT times and each x
