@@ -19,7 +19,8 @@
 #include "hub.h"
 #include "kernels.h"
 #include "safetensors.h"
-#include "vision.h"      /* dump: SigLIP hidden states, projector, packing (struct tw_model) */
+#include "video.h"       /* struct tw_video (frames, indices); dump: frame preprocessing */
+#include "vision.h"      /* dump: SigLIP hidden states, projector, packing, pooling (struct tw_model) */
 
 #include <ctype.h>
 #include <errno.h>
@@ -180,7 +181,7 @@ enum {
     O_SYSTEM = 256, O_TEMP, O_TOP_K, O_TOP_P, O_MIN_P, O_REPEAT, O_PRESENCE, O_FREQUENCY,
     O_PENALTY_N, O_SEED, O_STOP, O_RAW, O_NO_SOFTCAP, O_SOFTCAP, O_TEMPLATE, O_OFFLINE, O_CTX,
     O_PRINT_IDS, O_SHOW_PROMPT, O_FROM, O_TO, O_LIST_LANG, O_LINES, O_NO_SPECIAL, O_JSONL, O_IDS,
-    O_CHECK, O_IGNORE_EOS, O_IMAGE, O_IMAGE_TOKENS,
+    O_CHECK, O_IGNORE_EOS, O_IMAGE, O_IMAGE_TOKENS, O_VIDEO, O_VIDEO_FRAMES, O_VIDEO_FRAME, O_FRAMES,
 };
 
 typedef struct cli_opt {
@@ -228,6 +229,10 @@ static const cli_opt k_opts[] = {
     {{"check-against", required_argument, 0, O_CHECK}, C_DUMP},
     {{"image", required_argument, 0, O_IMAGE}, C_GEN | C_DUMP},
     {{"image-tokens", no_argument, 0, O_IMAGE_TOKENS}, C_RUN | C_TRANSLATE},
+    {{"video", required_argument, 0, O_VIDEO}, C_GEN | C_DUMP},
+    {{"video-frames", required_argument, 0, O_VIDEO_FRAMES}, C_GEN | C_DUMP},
+    {{"video-frame", required_argument, 0, O_VIDEO_FRAME}, C_GEN | C_DUMP},
+    {{"frames", required_argument, 0, O_FRAMES}, C_GEN | C_DUMP},
     {{"help", no_argument, 0, 'h'}, C_ALL},
 };
 #define N_OPTS (sizeof k_opts / sizeof k_opts[0])
@@ -256,6 +261,11 @@ typedef struct cli {
     const char **images;          /* --image sources, in the order given              */
     size_t      n_images;
     int         image_tokens;     /* --image-tokens: print the counts and exit        */
+    const char **videos;          /* --video sources, in the order given              */
+    size_t      n_videos;
+    char      **frame_paths;      /* --video-frames / --video-frame: one more video   */
+    size_t      n_frame_paths;
+    int32_t     n_frames;         /* --frames: frames sampled per video (0: all)      */
 } cli;
 
 static cli g;
@@ -281,6 +291,7 @@ static void parse_options(int argc, char **argv, unsigned cmd, void (*help)(void
     g.sp = tw_sampler_default_params();
     g.final_softcap = cmd == C_DUMP ? 0 : -1;
     g.model = getenv("TOWER_MODEL");
+    g.n_frames = 32;   /* as TowerVideo was trained */
     opterr = 0;
     optind = 1;
     for (;;) {
@@ -351,6 +362,33 @@ static void parse_options(int argc, char **argv, unsigned cmd, void (*help)(void
             break;
         }
         case O_IMAGE_TOKENS: g.image_tokens = 1; break;
+        case O_VIDEO: {
+            const char **nv = realloc(g.videos, (g.n_videos + 1) * sizeof *nv);
+            if (!nv) { fputs("tower: error: out of memory\n", stderr); exit(1); }
+            if (!*optarg) usage_error("option --video: the path is empty");
+            g.videos = nv;
+            g.videos[g.n_videos++] = optarg;
+            break;
+        }
+        case O_VIDEO_FRAMES:
+        case O_VIDEO_FRAME: {
+            /* --video-frames splits at commas; --video-frame takes one path as is */
+            for (const char *p = optarg;;) {
+                size_t n = c == O_VIDEO_FRAMES ? strcspn(p, ",") : strlen(p);
+                if (!n) usage_error("option %s: an empty frame path in '%s'", name, optarg);
+                char **nf = realloc(g.frame_paths, (g.n_frame_paths + 1) * sizeof *nf);
+                char *f = malloc(n + 1);
+                if (!nf || !f) { fputs("tower: error: out of memory\n", stderr); exit(1); }
+                memcpy(f, p, n);
+                f[n] = 0;
+                g.frame_paths = nf;
+                g.frame_paths[g.n_frame_paths++] = f;
+                if (!p[n]) break;
+                p += n + 1;
+            }
+            break;
+        }
+        case O_FRAMES: g.n_frames = (int32_t)parse_long(name, optarg, 0, 4096); break;
         case ':':
             if (optopt && optopt < 256) usage_error("option '-%c' needs a value", optopt);
             usage_error("option '%s' needs a value", argv[optind - 1]);
@@ -370,6 +408,13 @@ static void free_options(void) {
     free(g.images);
     g.images = NULL;
     g.n_images = 0;
+    free(g.videos);
+    g.videos = NULL;
+    g.n_videos = 0;
+    for (size_t i = 0; i < g.n_frame_paths; i++) free(g.frame_paths[i]);
+    free(g.frame_paths);
+    g.frame_paths = NULL;
+    g.n_frame_paths = 0;
 }
 
 /* The prompt text: -p TEXT, -p - or -f - (stdin), -f FILE, or stdin when it is not a terminal. */
@@ -441,21 +486,29 @@ static int load_model(tw_model **m) {
 }
 
 /* ============================================================================================ */
-/* Images                                                                                       */
+/* Media: images and videos                                                                     */
 
-/* One image of a prompt: decoded once, counted before anything runs, encoded at most once. */
-typedef struct cli_image {
-    char     *src;        /* as given: path, "-", data: or http(s) URL             */
-    tw_image *im;
-    int32_t   n_tokens;   /* <image> tokens it takes in the prompt                 */
-    float    *embd;       /* [n_tokens][n_embd] once encoded, else NULL            */
-    int32_t   serial;     /* tells images apart in the KV-cache bookkeeping        */
-} cli_image;
+typedef enum media_kind { MEDIA_IMAGE, MEDIA_VIDEO } media_kind;
 
-static const char *k_placeholder = "<image>";
+/* One image or video of a prompt: decoded once, counted before anything runs, encoded at most
+** once. An image is counted again when the prompt's set of images changes: on LlavaOnevision
+** checkpoints several images in one prompt are single tiles, one image is tiled (anyres). */
+typedef struct cli_media {
+    media_kind kind;
+    char      *src;        /* as given: path, "-", directory, URL; a frame list: "a.png ... (N files)" */
+    tw_image  *im;         /* MEDIA_IMAGE                                            */
+    tw_video  *vid;        /* MEDIA_VIDEO: the sampled frames                        */
+    int32_t    n_tokens;   /* placeholder tokens it takes in the prompt              */
+    float     *embd;       /* [n_tokens][n_embd] once encoded, else NULL             */
+    int32_t    serial;     /* tells media apart in the KV-cache bookkeeping          */
+} cli_media;
+
+static const char *const k_placeholder[2] = {"<image>", "<video>"};   /* by media_kind */
+static const char *const k_kind_name[2] = {"image", "video"};
+static int32_t g_next_serial;   /* serial numbers are never reused */
 
 /* A short name for messages: data: URLs are cut after their media type. */
-static const char *image_label(const char *src, char *buf, size_t cap) {
+static const char *media_label(const char *src, char *buf, size_t cap) {
     if (strncmp(src, "data:", 5) != 0) return src;
     size_t n = strcspn(src, ",;");
     snprintf(buf, cap, "%.*s,...", (int)(n < 40 ? n : 40), src);
@@ -468,106 +521,284 @@ static int require_vision(const tw_model *m) {
                 tw_model_dir(m), tw_model_arch(m));
 }
 
-/* Decodes one image and works out its token count; serial numbers are never reused. */
-static int image_open(const tw_model *m, const char *src, cli_image *ci) {
-    static int32_t next_serial;
+/* Videos need a LlavaOnevision (TowerVideo) checkpoint: one with a <video> token. */
+static int require_video(const tw_model *m) {
+    int32_t n = 0;
+    if (!m->has_vision)
+        return fail("%s: a text-only model (%s) has no vision tower and cannot take videos (--video, /video)",
+                    tw_model_dir(m), tw_model_arch(m));
+    if (tw_video_n_tokens(m, 1, &n) != TW_OK)
+        return fail("%s; videos need a TowerVideo (LlavaOnevision) checkpoint, TowerVision takes images only",
+                    tw_last_error());
+    return 0;
+}
+
+static char *xstrdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+/* Decodes one image and works out its token count as the prompt's only image. */
+static int image_open(const tw_model *m, const char *src, cli_media *ci) {
     memset(ci, 0, sizeof *ci);
+    ci->kind = MEDIA_IMAGE;
+    if (require_vision(m)) return 1;
     if (tw_image_load(src, NULL, &ci->im) != TW_OK) return fail_lib();
     int rc = 0;
     if (tw_image_n_tokens(m, tw_image_width(ci->im), tw_image_height(ci->im), &ci->n_tokens) != TW_OK) rc = fail_lib();
-    else if (!(ci->src = malloc(strlen(src) + 1))) rc = fail("out of memory");
+    else if (!(ci->src = xstrdup(src))) rc = fail("out of memory");
     if (rc) {
         tw_image_free(ci->im);
         ci->im = NULL;
         return rc;
     }
-    strcpy(ci->src, src);
-    ci->serial = next_serial++;
+    ci->serial = g_next_serial++;
     return 0;
 }
 
-static void image_close(cli_image *ci) {
+/* Opens a video (file, directory of frames or URL: src; or a list of frame images: frames) and
+** samples g.n_frames frames. -v: what was sampled and how long decoding took. */
+static int video_open(const tw_model *m, const char *src, const char *const *frames, size_t n_paths, cli_media *ci) {
+    memset(ci, 0, sizeof *ci);
+    ci->kind = MEDIA_VIDEO;
+    if (require_video(m)) return 1;
+    char label[512];
+    if (frames) snprintf(label, sizeof label, "%s ... %s (%zu files)", frames[0], frames[n_paths - 1], n_paths);
+    else snprintf(label, sizeof label, "%s", src);
+    double t0 = now_ms();
+    tw_status st = frames ? tw_video_open_frames(frames, (int32_t)n_paths, g.n_frames, &ci->vid)
+                          : tw_video_open(src, g.n_frames, &ci->vid);
+    if (st != TW_OK) return fail_lib();
+    double dt = now_ms() - t0;
+    int rc = 0;
+    if (tw_video_n_tokens(m, tw_video_n_frames(ci->vid), &ci->n_tokens) != TW_OK) rc = fail_lib();
+    else if (!(ci->src = xstrdup(label))) rc = fail("out of memory");
+    if (rc) {
+        tw_video_free(ci->vid);
+        ci->vid = NULL;
+        return rc;
+    }
+    ci->serial = g_next_serial++;
+    if (g.verbose) {
+        const tw_video *v = ci->vid;
+        fprintf(stderr, "[video %s: %d of %lld frames (%s, %dx%d", media_label(ci->src, label, sizeof label),
+                v->n_frames, (long long)v->total_frames, v->codec, v->width, v->height);
+        if (v->fps > 0) fprintf(stderr, ", %.3g fps", v->fps);
+        if (v->decode_errors) fprintf(stderr, ", %d packets skipped as undecodable", v->decode_errors);
+        fputs("), indices", stderr);
+        for (int32_t i = 0; i < v->n_frames; i++) fprintf(stderr, " %lld", (long long)v->indices[i]);
+        fprintf(stderr, "; decoded in %.1f ms; %d tokens]\n", dt, ci->n_tokens);
+    }
+    return 0;
+}
+
+static void media_close(cli_media *ci) {
     free(ci->src);
     tw_image_free(ci->im);
+    tw_video_free(ci->vid);
     free(ci->embd);
     memset(ci, 0, sizeof *ci);
 }
 
-/* Runs the vision tower once per image (nothing to do when already encoded). -v: timing. */
-static int image_encode(const tw_model *m, cli_image *ci, size_t index) {
-    if (ci->embd) return 0;
-    double t0 = now_ms();
-    int32_t n = 0;
-    if (tw_image_encode(m, ci->im, &ci->embd, &n) != TW_OK) return fail_lib();
-    if (n != ci->n_tokens) return fail("image %zu: encoded to %d tokens, %d were planned", index + 1, n, ci->n_tokens);
-    if (g.verbose) {
-        char buf[64];
-        fprintf(stderr, "[image %zu (%s): %dx%d, %d tokens, encoded in %.1f ms]\n", index + 1,
-                image_label(ci->src, buf, sizeof buf), tw_image_width(ci->im), tw_image_height(ci->im), n, now_ms() - t0);
-    }
-    return 0;
+static void close_media(cli_media *items, size_t n) {
+    for (size_t i = 0; items && i < n; i++) media_close(&items[i]);
+    free(items);
 }
 
-/* Loads the --image list (after checking that the model can take images). */
-static int open_cli_images(const tw_model *m, cli_image **out) {
+static size_t n_cli_videos(void) { return g.n_videos + (g.n_frame_paths > 0); }
+static size_t n_cli_media(void) { return g.n_images + n_cli_videos(); }
+
+/* Opens the command line's media: the --image list, then the --video list, then the video
+** given by --video-frame(s). Not yet in prompt order (order_media) nor counted together
+** (media_count). */
+static int open_cli_media(const tw_model *m, cli_media **out) {
     *out = NULL;
-    if (!g.n_images) return 0;
-    if (require_vision(m)) return 1;
-    cli_image *imgs = calloc(g.n_images, sizeof *imgs);
-    if (!imgs) return fail("out of memory");
-    for (size_t i = 0; i < g.n_images; i++) {
-        if (image_open(m, g.images[i], &imgs[i])) {
-            while (i--) image_close(&imgs[i]);
-            free(imgs);
-            return 1;
-        }
+    size_t n = n_cli_media(), k = 0;
+    if (!n) return 0;
+    cli_media *items = calloc(n, sizeof *items);
+    if (!items) return fail("out of memory");
+    int rc = 0;
+    for (size_t i = 0; !rc && i < g.n_images; i++) rc = image_open(m, g.images[i], &items[k++]);
+    for (size_t i = 0; !rc && i < g.n_videos; i++) rc = video_open(m, g.videos[i], NULL, 0, &items[k++]);
+    if (!rc && g.n_frame_paths)
+        rc = video_open(m, NULL, (const char *const *)g.frame_paths, g.n_frame_paths, &items[k++]);
+    if (rc) {
+        close_media(items, n);
+        return rc;
     }
-    *out = imgs;
+    *out = items;
     return 0;
 }
 
-static void close_images(cli_image *imgs, size_t n) {
-    for (size_t i = 0; imgs && i < n; i++) image_close(&imgs[i]);
-    free(imgs);
+/* Works out every image's count as part of this prompt (tw_images_n_tokens); an image whose
+** count changes drops its features and takes a new serial, so no cache entry is reused. */
+static int media_count(const tw_model *m, cli_media *items, size_t n) {
+    size_t ni = 0;
+    for (size_t i = 0; i < n; i++) ni += items[i].kind == MEDIA_IMAGE;
+    if (!ni) return 0;
+    const tw_image **ims = malloc(ni * sizeof *ims);
+    int32_t *cnt = malloc(ni * sizeof *cnt);
+    int rc = 0;
+    if (!ims || !cnt) rc = fail("out of memory");
+    for (size_t i = 0, j = 0; !rc && i < n; i++)
+        if (items[i].kind == MEDIA_IMAGE) ims[j++] = items[i].im;
+    if (!rc && tw_images_n_tokens(m, ims, ni, cnt) != TW_OK) rc = fail_lib();
+    for (size_t i = 0, j = 0; !rc && i < n; i++) {
+        if (items[i].kind != MEDIA_IMAGE) continue;
+        if (cnt[j] != items[i].n_tokens) {
+            free(items[i].embd);
+            items[i].embd = NULL;
+            items[i].n_tokens = cnt[j];
+            items[i].serial = g_next_serial++;
+        }
+        j++;
+    }
+    free(ims);
+    free(cnt);
+    return rc;
 }
 
-/* --image-tokens: one line per image: tokens, width x height, source. */
-static void print_image_tokens(FILE *f, const cli_image *imgs, size_t n) {
+/* Encodes what has no features yet. Images go through tw_images_encode as one prompt's set (the
+** ones missing alone when that counts them the same way, else all of them); videos one by one.
+** -v: timings. */
+static int media_encode(const tw_model *m, cli_media *items, size_t n) {
+    size_t ni = 0, nmiss = 0;
+    for (size_t i = 0; i < n; i++)
+        if (items[i].kind == MEDIA_IMAGE) ni++, nmiss += !items[i].embd;
+    int rc = 0;
+    if (nmiss) {
+        const tw_image **all = malloc(ni * sizeof *all), **miss = malloc(nmiss * sizeof *miss);
+        cli_media **all_it = malloc(ni * sizeof *all_it), **miss_it = malloc(nmiss * sizeof *miss_it);
+        int32_t *cnt = malloc(ni * sizeof *cnt);
+        float *rows = NULL;
+        if (!all || !miss || !all_it || !miss_it || !cnt) rc = fail("out of memory");
+        for (size_t i = 0, a = 0, b = 0; !rc && i < n; i++) {
+            if (items[i].kind != MEDIA_IMAGE) continue;
+            all_it[a] = &items[i], all[a++] = items[i].im;
+            if (!items[i].embd) miss_it[b] = &items[i], miss[b++] = items[i].im;
+        }
+        /* the missing ones alone, if that does not change how they are counted */
+        int alone = !rc && tw_images_n_tokens(m, miss, nmiss, cnt) == TW_OK;
+        for (size_t b = 0; alone && b < nmiss; b++) alone = cnt[b] == miss_it[b]->n_tokens;
+        const tw_image **set = alone ? miss : all;
+        cli_media **set_it = alone ? miss_it : all_it;
+        size_t nset = alone ? nmiss : ni;
+        double t0 = now_ms();
+        if (!rc && tw_images_encode(m, set, nset, &rows, cnt) != TW_OK) rc = fail_lib();
+        double dt = now_ms() - t0;
+        size_t H = (size_t)tw_model_n_embd(m), off = 0;
+        for (size_t j = 0; !rc && j < nset; j++) {
+            cli_media *ci = set_it[j];
+            if (cnt[j] != ci->n_tokens) {
+                rc = fail("image %s: encoded to %d tokens, %d were planned", ci->src, cnt[j], ci->n_tokens);
+                break;
+            }
+            if (!ci->embd) {
+                if (!(ci->embd = malloc((size_t)cnt[j] * H * sizeof *ci->embd))) { rc = fail("out of memory"); break; }
+                memcpy(ci->embd, rows + off * H, (size_t)cnt[j] * H * sizeof *ci->embd);
+            }
+            off += (size_t)cnt[j];
+            if (g.verbose) {
+                char buf[64];
+                fprintf(stderr, "[image (%s): %dx%d, %d tokens]\n", media_label(ci->src, buf, sizeof buf),
+                        tw_image_width(ci->im), tw_image_height(ci->im), ci->n_tokens);
+            }
+        }
+        if (!rc && g.verbose)
+            fprintf(stderr, "[%zu image(s) encoded in %.1f ms%s]\n", nset, dt,
+                    nset > 1 && m->arch == TW_ARCH_LLAVA_ONEVISION ? ", one tile each (several images in one prompt)" : "");
+        free(all), free(miss), free(all_it), free(miss_it), free(cnt), free(rows);
+    }
+    for (size_t i = 0; !rc && i < n; i++) {
+        cli_media *ci = &items[i];
+        if (ci->kind != MEDIA_VIDEO || ci->embd) continue;
+        double t0 = now_ms();
+        int32_t got = 0;
+        if (tw_video_encode(m, ci->vid, &ci->embd, &got) != TW_OK) { rc = fail_lib(); break; }
+        if (got != ci->n_tokens) rc = fail("video %s: encoded to %d tokens, %d were planned", ci->src, got, ci->n_tokens);
+        else if (g.verbose)
+            fprintf(stderr, "[video (%s): %d frames encoded in %.1f ms, %d tokens]\n", ci->src,
+                    tw_video_n_frames(ci->vid), now_ms() - t0, got);
+    }
+    return rc;
+}
+
+/* --image-tokens: one line per image or video: tokens, size, source. */
+static void print_media_tokens(FILE *f, const cli_media *items, size_t n) {
     for (size_t i = 0; i < n; i++) {
         char buf[64];
-        fprintf(f, "%s%d\t%dx%d\t%s%s\n", f == stderr ? "[image tokens: " : "", imgs[i].n_tokens,
-                tw_image_width(imgs[i].im), tw_image_height(imgs[i].im), image_label(imgs[i].src, buf, sizeof buf),
-                f == stderr ? "]" : "");
+        const cli_media *ci = &items[i];
+        const char *pre = f == stderr ? (ci->kind == MEDIA_IMAGE ? "[image tokens: " : "[video tokens: ") : "";
+        if (ci->kind == MEDIA_IMAGE)
+            fprintf(f, "%s%d\t%dx%d\t%s%s\n", pre, ci->n_tokens, tw_image_width(ci->im), tw_image_height(ci->im),
+                    media_label(ci->src, buf, sizeof buf), f == stderr ? "]" : "");
+        else
+            fprintf(f, "%s%d\t%d frames of %dx%d\t%s%s\n", pre, ci->n_tokens, tw_video_n_frames(ci->vid),
+                    ci->vid->width, ci->vid->height, media_label(ci->src, buf, sizeof buf), f == stderr ? "]" : "");
     }
 }
 
-static size_t count_placeholders(const char *s) {
-    size_t n = 0, pl = strlen(k_placeholder);
-    for (const char *p = s; (p = strstr(p, k_placeholder)) != NULL; p += pl) n++;
+static size_t count_placeholders(const char *s, media_kind k) {
+    size_t n = 0, pl = strlen(k_placeholder[k]);
+    for (const char *p = s; (p = strstr(p, k_placeholder[k])) != NULL; p += pl) n++;
     return n;
 }
 
-/* The text with one "<image>" per image: as written when its placeholders match the images,
-** else (none written, prepend allowed) "<image>\n" per image before the text, as the
-** TowerVision model card puts them. NULL after printing an error. */
-static char *place_images(const char *text, size_t n_images, int prepend) {
-    size_t have = count_placeholders(text), len = strlen(text), pl = strlen(k_placeholder) + 1;
-    if (have != n_images && !(have == 0 && prepend)) {
-        fail("the prompt has %zu %s placeholder(s) but %zu image(s) were given: write one %s where each image goes%s",
-             have, k_placeholder, n_images, k_placeholder, prepend ? ", or none to put all images first" : "");
+/* The text with one "<image>" per image and one "<video>" per video: as written when its
+** placeholders of a kind match the media of that kind, else (none of that kind written, prepend
+** allowed) one "<image>\n" per image then one "<video>\n" per video before the text, as the
+** TowerVision / TowerVideo model cards put them. NULL after printing an error. */
+static char *place_media(const char *text, size_t n_images, size_t n_videos, int prepend) {
+    size_t want[2] = {n_images, n_videos}, add[2] = {0, 0}, extra = 0, len = strlen(text);
+    for (int k = 0; k < 2; k++) {
+        size_t have = count_placeholders(text, (media_kind)k);
+        if (!want[k] || have == want[k]) continue;
+        if (have == 0 && prepend) {
+            add[k] = want[k];
+            extra += want[k] * (strlen(k_placeholder[k]) + 1);
+            continue;
+        }
+        fail("the prompt has %zu %s placeholder(s) but %zu %s(s) were given: write one %s where each %s goes%s", have,
+             k_placeholder[k], want[k], k_kind_name[k], k_placeholder[k], k_kind_name[k],
+             prepend ? ", or none to put them first" : "");
         return NULL;
     }
-    size_t extra = have == n_images ? 0 : n_images * pl;
-    char *out = malloc(len + extra + 1);
+    char *out = malloc(len + extra + 1), *o = out;
     if (!out) { fail("out of memory"); return NULL; }
-    for (size_t i = 0; extra && i < n_images; i++) memcpy(out + i * pl, "<image>\n", pl);
-    memcpy(out + extra, text, len + 1);
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; i < add[k]; i++) o += sprintf(o, "%s\n", k_placeholder[k]);
+    memcpy(o, text, len + 1);
     return out;
 }
 
-/* What a tokenized prompt's image tokens stand for: the images' embeddings concatenated in
-** placeholder order, and per token the serial of its image (-1 for text), so the KV cache is
-** reused across an image only when it holds that very image. */
+/* Puts items (images in their given order, videos in theirs) into the order in which text's
+** placeholders name them: the i-th "<image>" is the i-th image, the i-th "<video>" the i-th video. */
+static int order_media(const char *text, cli_media *items, size_t n) {
+    if (n < 2) return 0;
+    cli_media *sorted = malloc(n * sizeof *sorted);
+    char *used = calloc(n, 1);
+    if (!sorted || !used) { free(sorted); free(used); return fail("out of memory"); }
+    size_t k = 0;
+    for (const char *p = text; k < n && *p; p++) {
+        int kind = !strncmp(p, k_placeholder[MEDIA_IMAGE], strlen(k_placeholder[MEDIA_IMAGE])) ? MEDIA_IMAGE
+                 : !strncmp(p, k_placeholder[MEDIA_VIDEO], strlen(k_placeholder[MEDIA_VIDEO])) ? MEDIA_VIDEO : -1;
+        if (kind < 0) continue;
+        for (size_t i = 0; i < n; i++)
+            if (!used[i] && items[i].kind == (media_kind)kind) { used[i] = 1; sorted[k++] = items[i]; break; }
+    }
+    for (size_t i = 0; i < n; i++)   /* not named (cannot happen after place_media): keep at the end */
+        if (!used[i]) sorted[k++] = items[i];
+    memcpy(items, sorted, n * sizeof *items);
+    free(sorted);
+    free(used);
+    return 0;
+}
+
+/* What a tokenized prompt's media tokens stand for: the media's embeddings concatenated in
+** placeholder order, and per token the serial of its image or video (-1 for text), so the KV
+** cache is reused across media only when it holds that very image or video. */
 typedef struct prompt_media {
     float   *embd;      /* [n_rows][n_embd] or NULL                */
     size_t   n_rows;
@@ -580,52 +811,71 @@ static void media_free(prompt_media *pm) {
     memset(pm, 0, sizeof *pm);
 }
 
-/* imgs[i] must be encoded; ids come from tw_tokenize_prompt with their token counts. */
-static int media_build(const tw_model *m, const int32_t *ids, size_t n_ids, const cli_image *imgs, size_t n_imgs,
+/* items[i] must be encoded; ids come from tw_tokenize_prompt with their token counts. */
+static int media_build(const tw_model *m, const int32_t *ids, size_t n_ids, const cli_media *items, size_t n,
                        prompt_media *pm) {
     memset(pm, 0, sizeof *pm);
-    if (!n_imgs) return 0;
+    if (!n) return 0;
     size_t H = (size_t)tw_model_n_embd(m), rows = 0;
-    int32_t img_tok = tw_model_image_token(m);
-    for (size_t i = 0; i < n_imgs; i++) rows += (size_t)imgs[i].n_tokens;
+    int32_t tok[2] = {tw_model_image_token(m), m->video_token_id};
+    for (size_t i = 0; i < n; i++) rows += (size_t)items[i].n_tokens;
     pm->embd = malloc((rows ? rows : 1) * H * sizeof *pm->embd);
     pm->tags = malloc((n_ids ? n_ids : 1) * sizeof *pm->tags);
-    if (!pm->embd || !pm->tags) { media_free(pm); return fail("out of memory (%zu image tokens)", rows); }
-    size_t r = 0, img = 0, used = 0;   /* rows written; current image; its rows used so far */
-    for (size_t i = 0; i < n_imgs; i++) {
-        memcpy(pm->embd + r * H, imgs[i].embd, (size_t)imgs[i].n_tokens * H * sizeof *pm->embd);
-        r += (size_t)imgs[i].n_tokens;
+    if (!pm->embd || !pm->tags) { media_free(pm); return fail("out of memory (%zu media tokens)", rows); }
+    size_t r = 0, cur = 0, used = 0;   /* rows written; current item; its rows used so far */
+    for (size_t i = 0; i < n; i++) {
+        memcpy(pm->embd + r * H, items[i].embd, (size_t)items[i].n_tokens * H * sizeof *pm->embd);
+        r += (size_t)items[i].n_tokens;
     }
     for (size_t i = 0; i < n_ids; i++) {
         pm->tags[i] = -1;
-        if (ids[i] != img_tok) continue;
-        while (img < n_imgs && used == (size_t)imgs[img].n_tokens) img++, used = 0;
-        if (img == n_imgs) { media_free(pm); return fail("the prompt has more image tokens than its images give (%zu)", rows); }
-        pm->tags[i] = imgs[img].serial;
+        if (ids[i] != tok[0] && (tok[1] < 0 || ids[i] != tok[1])) continue;
+        while (cur < n && used == (size_t)items[cur].n_tokens) cur++, used = 0;
+        if (cur == n || ids[i] != tok[items[cur].kind]) {
+            media_free(pm);
+            return fail("the prompt's image and video tokens do not match its media (%zu rows)", rows);
+        }
+        pm->tags[i] = items[cur].serial;
         used++;
     }
     pm->n_rows = rows;
     return 0;
 }
 
-/* Tokenizes a rendered prompt whose placeholders stand for imgs (in order). */
-static int tokenize_with_images(const tw_model *m, const char *prompt, const cli_image *imgs, size_t n_imgs,
-                                int32_t **ids, size_t *n_ids) {
-    int32_t *counts = malloc((n_imgs ? n_imgs : 1) * sizeof *counts);
+/* Tokenizes a rendered prompt whose placeholders stand for items (in order). */
+static int tokenize_with_media(const tw_model *m, const char *prompt, const cli_media *items, size_t n,
+                               int32_t **ids, size_t *n_ids) {
+    int32_t *counts = malloc((n ? n : 1) * sizeof *counts);
     if (!counts) return fail("out of memory");
-    for (size_t i = 0; i < n_imgs; i++) counts[i] = imgs[i].n_tokens;
-    tw_status st = tw_tokenize_prompt(m, prompt, strlen(prompt), counts, n_imgs, ids, n_ids);
+    for (size_t i = 0; i < n; i++) counts[i] = items[i].n_tokens;
+    tw_status st = tw_tokenize_prompt(m, prompt, strlen(prompt), counts, n, ids, n_ids);
     free(counts);
     return st == TW_OK ? 0 : fail_lib();
 }
 
-/* The prompt (n tokens, of which image tokens) must leave room for at least one more token. */
-static int check_fits(const tw_seq *seq, size_t n, size_t n_image_tokens, size_t n_imgs) {
+/* The prompt (n tokens, some for media) must leave room for at least one more token. With a
+** video, says how many tokens it takes and how many frames would fit. */
+static int check_fits(const tw_seq *seq, size_t n, const cli_media *items, size_t n_items) {
     int32_t n_ctx = tw_seq_n_ctx(seq);
-    if ((int64_t)n < n_ctx) return 0;
-    if (!n_imgs) return 0;   /* generate_turn says it for text */
-    return fail("the prompt has %zu tokens (%zu of them for %zu image(s)) but the context holds %d: use fewer or "
-                "smaller images, a shorter prompt, or raise --ctx", n, n_image_tokens, n_imgs, n_ctx);
+    if ((int64_t)n < n_ctx || !n_items) return 0;   /* generate_turn says it for text */
+    size_t img_tok = 0, n_img = 0, vid_tok = 0, n_vid = 0, frames = 0;
+    for (size_t i = 0; i < n_items; i++) {
+        if (items[i].kind == MEDIA_IMAGE) img_tok += (size_t)items[i].n_tokens, n_img++;
+        else vid_tok += (size_t)items[i].n_tokens, n_vid++, frames += (size_t)tw_video_n_frames(items[i].vid);
+    }
+    if (!n_vid)
+        return fail("the prompt has %zu tokens (%zu of them for %zu image(s)) but the context holds %d: use fewer or "
+                    "smaller images, a shorter prompt, or raise --ctx", n, img_tok, n_img, n_ctx);
+    /* tokens per frame; the rest of the prompt and one newline per video stay */
+    size_t per = (vid_tok - n_vid) / (frames ? frames : 1), fixed = n - vid_tok + n_vid;
+    long fit = (int64_t)fixed + 1 <= n_ctx ? (long)(((size_t)n_ctx - 1 - fixed) / (per ? per : 1) / n_vid) : 0;
+    char hint[64], imgs[64] = "";
+    if (fit >= 1) snprintf(hint, sizeof hint, "use fewer frames (--frames %ld fits)", fit);
+    else snprintf(hint, sizeof hint, "shorten the prompt");
+    if (n_img) snprintf(imgs, sizeof imgs, ", the image(s) %zu", img_tok);
+    return fail("the prompt has %zu tokens but the context holds %d: the video%s take%s %zu (%zu frames x %zu + %zu)%s; "
+                "%s or raise --ctx", n, n_ctx, n_vid > 1 ? "s" : "", n_vid > 1 ? "" : "s", vid_tok, frames, per, n_vid,
+                imgs, hint);
 }
 
 /* ============================================================================================ */
@@ -1056,8 +1306,8 @@ static void help_info(void) {
 /* run / translate                                                                              */
 
 /* Renders [system?, user] (or takes the text as is with --raw) and tokenizes it without specials;
-** the user text's "<image>" placeholders stand for imgs, in order. */
-static int build_prompt(tw_model *m, const char *user, int raw, const cli_image *imgs, size_t n_imgs, char **prompt,
+** the user text's "<image>" / "<video>" placeholders stand for imgs, in order. */
+static int build_prompt(tw_model *m, const char *user, int raw, const cli_media *imgs, size_t n_imgs, char **prompt,
                         int32_t **ids, size_t *n_ids) {
     if (raw) {
         *prompt = malloc(strlen(user) + 1);
@@ -1073,7 +1323,7 @@ static int build_prompt(tw_model *m, const char *user, int raw, const cli_image 
         *prompt = out;
     }
     if (!ids) return 0;
-    int rc = n_imgs ? tokenize_with_images(m, *prompt, imgs, n_imgs, ids, n_ids)
+    int rc = n_imgs ? tokenize_with_media(m, *prompt, imgs, n_imgs, ids, n_ids)
                     : tw_tokenize(tw_model_tokenizer(m), *prompt, strlen(*prompt), 0, ids, n_ids) != TW_OK ? fail_lib() : 0;
     if (rc) {
         tw_free(*prompt);
@@ -1083,18 +1333,18 @@ static int build_prompt(tw_model *m, const char *user, int raw, const cli_image 
 }
 
 /* Renders, tokenizes and generates one prompt on seq; prints the reply (or ids) and a newline.
-** The user text holds one "<image>" per image of imgs; images are encoded on first use. */
-static int one_shot(tw_model *m, tw_seq *seq, const char *user, int raw, int newline_safe, cli_image *imgs,
+** The user text holds one placeholder per image / video of imgs (in prompt order, counted with
+** media_count); media are encoded on first use. */
+static int one_shot(tw_model *m, tw_seq *seq, const char *user, int raw, int newline_safe, cli_media *imgs,
                     size_t n_imgs) {
     char *prompt = NULL;
     int32_t *ids = NULL;
-    size_t n_ids = 0, reused = 0, n_img_tok = 0;
+    size_t n_ids = 0, reused = 0;
     prompt_media pm = {0};
     int rc = build_prompt(m, user, raw, imgs, n_imgs, &prompt, &ids, &n_ids);
     if (rc) return rc;
-    for (size_t i = 0; i < n_imgs; i++) n_img_tok += (size_t)imgs[i].n_tokens;
-    rc = check_fits(seq, n_ids, n_img_tok, n_imgs);
-    for (size_t i = 0; !rc && i < n_imgs; i++) rc = image_encode(m, &imgs[i], i);
+    rc = check_fits(seq, n_ids, imgs, n_imgs);
+    if (!rc) rc = media_encode(m, imgs, n_imgs);
     if (!rc) rc = media_build(m, ids, n_ids, imgs, n_imgs, &pm);
     if (rc) {
         tw_free(ids);
@@ -1118,9 +1368,11 @@ static int one_shot(tw_model *m, tw_seq *seq, const char *user, int raw, int new
     return rc;
 }
 
-/* Usage checks shared by run and translate for --image / --image-tokens. */
+/* Usage checks shared by run and translate for --image / --video / --image-tokens. */
 static void check_image_usage(void) {
-    if (g.image_tokens && !g.n_images) usage_error("--image-tokens needs at least one --image");
+    if (g.image_tokens && !n_cli_media()) usage_error("--image-tokens needs at least one --image or --video");
+    for (size_t i = 0; i < g.n_videos; i++)
+        if (!strcmp(g.videos[i], "-")) usage_error("--video cannot read stdin: give a file, directory or URL");
     size_t from_stdin = 0;
     for (size_t i = 0; i < g.n_images; i++) from_stdin += strcmp(g.images[i], "-") == 0;
     if (from_stdin > 1) usage_error("only one --image can be read from stdin ('-')");
@@ -1129,14 +1381,16 @@ static void check_image_usage(void) {
         usage_error("--image - reads the image from stdin: give the text with -p TEXT or -f FILE");
 }
 
-/* --image-tokens: loads the model and the images, prints each image's token count, exits. */
+/* --image-tokens: loads the model and the media, prints each one's token count (images counted
+** together, as one prompt's), exits. */
 static int image_tokens_only(void) {
     tw_model *m = NULL;
-    cli_image *imgs = NULL;
+    cli_media *imgs = NULL;
     int rc = load_model(&m);
-    if (!rc) rc = open_cli_images(m, &imgs);
-    if (!rc) print_image_tokens(stdout, imgs, g.n_images);
-    close_images(imgs, g.n_images);
+    if (!rc) rc = open_cli_media(m, &imgs);
+    if (!rc) rc = media_count(m, imgs, n_cli_media());
+    if (!rc) print_media_tokens(stdout, imgs, n_cli_media());
+    close_media(imgs, n_cli_media());
     tw_model_free(m);
     return rc;
 }
@@ -1150,26 +1404,30 @@ static int cmd_run(int argc, char **argv) {
     size_t len = 0;
     if (read_prompt(&text, &len)) return 1;
     if (strlen(text) != len) { free(text); return fail("the prompt contains a NUL byte"); }
-    if (blank(text) && !g.n_images) { free(text); return fail("the prompt is empty"); }
+    size_t n_media = n_cli_media();
+    if (blank(text) && !n_media) { free(text); return fail("the prompt is empty"); }
     tw_model *m = NULL;
     tw_seq *seq = NULL;
-    cli_image *imgs = NULL;
+    cli_media *imgs = NULL;
     int rc = load_model(&m);
-    /* images go where the text has "<image>"; with none, one "<image>\n" each before the text
-    ** (--raw: the text must place them itself, it starts with <bos>) */
-    if (!rc && g.n_images && !(utext = place_images(text, g.n_images, !g.raw))) rc = 1;
+    /* media go where the text has "<image>" / "<video>"; with none of a kind, one "<image>\n"
+    ** per image then one "<video>\n" per video before the text (--raw: the text must place them
+    ** itself, it starts with <bos>) */
+    if (!rc && n_media && !(utext = place_media(text, g.n_images, n_cli_videos(), !g.raw))) rc = 1;
     if (!rc && g.show_prompt) {
         char *prompt = NULL;
         rc = build_prompt(m, utext ? utext : text, g.raw, NULL, 0, &prompt, NULL, NULL);
         if (!rc) fputs(prompt, stdout);
         tw_free(prompt);
     } else if (!rc) {
-        rc = open_cli_images(m, &imgs);
-        if (!rc && g.verbose && g.n_images) print_image_tokens(stderr, imgs, g.n_images);
+        rc = open_cli_media(m, &imgs);
+        if (!rc && n_media) rc = order_media(utext, imgs, n_media);
+        if (!rc) rc = media_count(m, imgs, n_media);
+        if (!rc && g.verbose && n_media) print_media_tokens(stderr, imgs, n_media);
         if (!rc && tw_seq_new(m, g.n_ctx, &seq) != TW_OK) rc = fail_lib();
-        if (!rc) rc = one_shot(m, seq, utext ? utext : text, g.raw, 0, imgs, g.n_images);
+        if (!rc) rc = one_shot(m, seq, utext ? utext : text, g.raw, 0, imgs, n_media);
     }
-    close_images(imgs, g.n_images);
+    close_media(imgs, n_media);
     tw_seq_free(seq);
     tw_model_free(m);
     free(utext);
@@ -1178,15 +1436,18 @@ static int cmd_run(int argc, char **argv) {
 }
 
 /* Builds the paper's translation request for one source text; with images (multimodal
-** translation) their placeholders come first, one "<image>\n" each, as in the paper. */
-static char *translation_request(const language *from, const language *to, const char *src, size_t n_images) {
+** translation) their placeholders come first, one "<image>\n" each, as in the paper, then one
+** "<video>\n" per video. */
+static char *translation_request(const language *from, const language *to, const char *src, size_t n_images,
+                                 size_t n_videos) {
     const char *fmt = "Translate the following source text from %s to %s:\n%s";
-    size_t pl = strlen(k_placeholder) + 1;
-    size_t n = n_images * pl + strlen(fmt) + strlen(from->name) + strlen(to->name) + strlen(src) + 1;
-    char *s = malloc(n);
+    size_t pre = n_images * strlen("<image>\n") + n_videos * strlen("<video>\n");
+    size_t n = pre + strlen(fmt) + strlen(from->name) + strlen(to->name) + strlen(src) + 1;
+    char *s = malloc(n), *o = s;
     if (!s) return NULL;
-    for (size_t i = 0; i < n_images; i++) memcpy(s + i * pl, "<image>\n", pl);
-    snprintf(s + n_images * pl, n - n_images * pl, fmt, from->name, to->name, src);
+    for (size_t i = 0; i < n_images; i++) o += sprintf(o, "<image>\n");
+    for (size_t i = 0; i < n_videos; i++) o += sprintf(o, "<video>\n");
+    snprintf(o, n - pre, fmt, from->name, to->name, src);
     return s;
 }
 
@@ -1209,11 +1470,13 @@ static int cmd_translate(int argc, char **argv) {
 
     tw_model *m = NULL;
     tw_seq *seq = NULL;
-    cli_image *imgs = NULL;   /* encoded once, shared by every line (and their KV reused) */
+    cli_media *imgs = NULL;   /* encoded once, shared by every line (and their KV reused) */
+    size_t n_media = n_cli_media();
     int rc = load_model(&m);
     if (!rc && !g.show_prompt) {
-        rc = open_cli_images(m, &imgs);
-        if (!rc && g.verbose && g.n_images) print_image_tokens(stderr, imgs, g.n_images);
+        rc = open_cli_media(m, &imgs);   /* images then videos: the request's order */
+        if (!rc) rc = media_count(m, imgs, n_media);
+        if (!rc && g.verbose && n_media) print_media_tokens(stderr, imgs, n_media);
         if (!rc && tw_seq_new(m, g.n_ctx, &seq) != TW_OK) rc = fail_lib();
     }
     char *line = text;
@@ -1228,7 +1491,7 @@ static int cmd_translate(int argc, char **argv) {
         if (g.lines && !*line) {
             if (!g.show_prompt) putchar('\n');   /* keep output lines aligned with input lines */
         } else {
-            char *req = translation_request(from, to, line, g.n_images);
+            char *req = translation_request(from, to, line, g.n_images, n_cli_videos());
             if (!req) { rc = fail("out of memory"); break; }
             if (g.show_prompt) {
                 char *prompt = NULL;
@@ -1236,14 +1499,14 @@ static int cmd_translate(int argc, char **argv) {
                 if (!rc) fputs(prompt, stdout);
                 tw_free(prompt);
             } else {
-                rc = one_shot(m, seq, req, 0, g.lines, imgs, g.n_images);
+                rc = one_shot(m, seq, req, 0, g.lines, imgs, n_media);
             }
             free(req);
         }
         if (!next || !*next) break;
         line = next;
     }
-    close_images(imgs, g.n_images);
+    close_media(imgs, n_media);
     tw_seq_free(seq);
     tw_model_free(m);
     free(text);
@@ -1258,12 +1521,6 @@ typedef struct convo {
     size_t      n, cap;
 } convo;
 
-static char *xstrdup(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d) memcpy(d, s, n);
-    return d;
-}
 
 static int convo_push(convo *c, const char *role, const char *content, size_t at) {
     if (c->n == c->cap) {
@@ -1319,36 +1576,44 @@ static char *read_message(int tty) {
     return msg;
 }
 
-/* The images of a conversation, in prompt order; the last n_pending are attached (by /image or
-** --image) to the next user message. Earlier images keep their features, so a re-rendered
-** conversation gives the same prefix and its KV cache is reused; only new images are encoded. */
-typedef struct chat_images {
-    cli_image *v;
+/* The images and videos of a conversation, in prompt order; the last n_pending are attached (by
+** /image, /video, --image or --video) to the next user message. Earlier media keep their
+** features, so a re-rendered conversation gives the same prefix and its KV cache is reused; only
+** new media are encoded (and, on OneVision, images whose count changes with the image set). */
+typedef struct chat_media {
+    cli_media *v;
     size_t     n, cap, n_pending;
-} chat_images;
+} chat_media;
 
-static int chat_attach(const tw_model *m, chat_images *ci, const char *src, int tty) {
-    if (require_vision(m)) return 1;
+/* src, or with frames (n_paths > 0) the --video-frame(s) list. */
+static int chat_attach(const tw_model *m, chat_media *ci, media_kind kind, const char *src, const char *const *frames,
+                       size_t n_paths, int tty) {
     if (ci->n == ci->cap) {
         size_t cap = ci->cap ? ci->cap * 2 : 4;
-        cli_image *nv = realloc(ci->v, cap * sizeof *nv);
+        cli_media *nv = realloc(ci->v, cap * sizeof *nv);
         if (!nv) return fail("out of memory");
         ci->v = nv;
         ci->cap = cap;
     }
-    if (image_open(m, src, &ci->v[ci->n])) return 1;
-    const cli_image *im = &ci->v[ci->n++];
+    if (kind == MEDIA_IMAGE ? image_open(m, src, &ci->v[ci->n]) : video_open(m, src, frames, n_paths, &ci->v[ci->n]))
+        return 1;
+    const cli_media *im = &ci->v[ci->n++];
     ci->n_pending++;
     if (tty || g.verbose) {
         char buf[64];
-        fprintf(stderr, "[image %s: %dx%d, %d tokens; attached to your next message]\n",
-                image_label(im->src, buf, sizeof buf), tw_image_width(im->im), tw_image_height(im->im), im->n_tokens);
+        if (kind == MEDIA_IMAGE)
+            fprintf(stderr, "[image %s: %dx%d, %d tokens; attached to your next message]\n",
+                    media_label(im->src, buf, sizeof buf), tw_image_width(im->im), tw_image_height(im->im), im->n_tokens);
+        else
+            fprintf(stderr, "[video %s: %d frames of %dx%d, %d tokens; attached to your next message]\n",
+                    media_label(im->src, buf, sizeof buf), tw_video_n_frames(im->vid), im->vid->width, im->vid->height,
+                    im->n_tokens);
     }
     return 0;
 }
 
-static void chat_drop_images(chat_images *ci, size_t keep) {
-    while (ci->n > keep) image_close(&ci->v[--ci->n]);
+static void chat_drop_media(chat_media *ci, size_t keep) {
+    while (ci->n > keep) media_close(&ci->v[--ci->n]);
     if (ci->n_pending > ci->n) ci->n_pending = ci->n;
 }
 
@@ -1357,6 +1622,8 @@ static int cmd_chat(int argc, char **argv) {
     require_model();
     for (size_t i = 0; i < g.n_images; i++)
         if (!strcmp(g.images[i], "-")) usage_error("chat reads messages from stdin: --image - is not possible here");
+    for (size_t i = 0; i < g.n_videos; i++)
+        if (!strcmp(g.videos[i], "-")) usage_error("--video cannot read stdin: give a file, directory or URL");
     tw_model *m = NULL;
     tw_seq *seq = NULL;
     int rc = load_model(&m);
@@ -1366,9 +1633,12 @@ static int cmd_chat(int argc, char **argv) {
     if (tty) fprintf(stderr, "tower chat: %s. Type a message and press Enter; /help lists commands.\n", g.model);
 
     convo c = {0};
-    chat_images ci = {0};
+    chat_media ci = {0};
     if (g.system && convo_push(&c, "system", g.system, 0)) rc = fail("out of memory");
-    for (size_t i = 0; !rc && i < g.n_images; i++) rc = chat_attach(m, &ci, g.images[i], tty);
+    for (size_t i = 0; !rc && i < g.n_images; i++) rc = chat_attach(m, &ci, MEDIA_IMAGE, g.images[i], NULL, 0, tty);
+    for (size_t i = 0; !rc && i < g.n_videos; i++) rc = chat_attach(m, &ci, MEDIA_VIDEO, g.videos[i], NULL, 0, tty);
+    if (!rc && g.n_frame_paths)
+        rc = chat_attach(m, &ci, MEDIA_VIDEO, NULL, (const char *const *)g.frame_paths, g.n_frame_paths, tty);
     int errors = 0;
     char *msg;
     while (!rc && (msg = read_message(tty)) != NULL) {
@@ -1378,10 +1648,12 @@ static int cmd_chat(int argc, char **argv) {
             if (!strcmp(msg, "/help")) {
                 printf("/exit  leave\n/reset  forget the conversation (keeps the system message)\n"
                        "/system TEXT  set the system message (empty: remove)\n"
-                       "/image PATH  attach an image (file, data: or http(s) URL) to your next message\n/help  this list\n");
+                       "/image PATH  attach an image (file, data: or http(s) URL) to your next message\n"
+                       "/video PATH  attach a video (file, directory of frames or URL; --frames N sampled)\n"
+                       "/help  this list\n");
             } else if (!strcmp(msg, "/reset")) {
                 while (c.n > (size_t)has_system(&c)) convo_drop(&c, c.n - 1);
-                chat_drop_images(&ci, 0);
+                chat_drop_media(&ci, 0);
                 if (tw_seq_rewind(seq, 0) != TW_OK) rc = fail_lib();
                 if (tty) fprintf(stderr, "[conversation cleared]\n");
             } else if (!strncmp(msg, "/system", 7) && (msg[7] == ' ' || !msg[7])) {
@@ -1390,27 +1662,29 @@ static int cmd_chat(int argc, char **argv) {
                 if (has_system(&c)) convo_drop(&c, 0);
                 if (*t && convo_push(&c, "system", t, 0)) rc = fail("out of memory");
                 if (tty) fprintf(stderr, "[system message %s]\n", *t ? "set" : "removed");
-            } else if (!strncmp(msg, "/image", 6) && (msg[6] == ' ' || !msg[6])) {
+            } else if ((!strncmp(msg, "/image", 6) || !strncmp(msg, "/video", 6)) && (msg[6] == ' ' || !msg[6])) {
+                media_kind kind = msg[1] == 'i' ? MEDIA_IMAGE : MEDIA_VIDEO;
                 char *t = msg + 6;
                 while (*t == ' ') t++;
                 size_t tl = strlen(t);
                 while (tl && t[tl - 1] == ' ') t[--tl] = 0;
-                if (!*t) fprintf(stderr, "tower chat: /image needs a path or URL\n"), errors++;
-                else if (chat_attach(m, &ci, t, tty)) errors++;
+                if (!*t) fprintf(stderr, "tower chat: /%s needs a path or URL\n", k_kind_name[kind]), errors++;
+                else if (chat_attach(m, &ci, kind, t, NULL, 0, tty)) errors++;
             } else {
                 fprintf(stderr, "tower chat: unknown command '%s' (/help lists them)\n", msg);
             }
             free(msg);
             continue;
         }
-        /* pending images go where the message has "<image>", or all at its start */
-        size_t n_before = ci.n - ci.n_pending;
-        char *content = ci.n_pending ? place_images(msg, ci.n_pending, 1) : msg;
-        if (!content || convo_push(&c, "user", content, c.n)) {
+        /* pending media go where the message has "<image>" / "<video>", or all at its start */
+        size_t n_before = ci.n - ci.n_pending, p_img = 0;
+        for (size_t i = n_before; i < ci.n; i++) p_img += ci.v[i].kind == MEDIA_IMAGE;
+        char *content = ci.n_pending ? place_media(msg, p_img, ci.n_pending - p_img, 1) : msg;
+        if (!content || order_media(content, ci.v + n_before, ci.n_pending) || convo_push(&c, "user", content, c.n)) {
             if (content) rc = fail("out of memory");
             if (content != msg) free(content);
             free(msg);
-            chat_drop_images(&ci, n_before);
+            chat_drop_media(&ci, n_before);
             errors++;
             continue;
         }
@@ -1419,15 +1693,15 @@ static int cmd_chat(int argc, char **argv) {
 
         char *prompt = NULL;
         int32_t *ids = NULL;
-        size_t n_ids = 0, reused = 0, n_img_tok = 0;
+        size_t n_ids = 0, reused = 0;
         prompt_media pm = {0};
-        int trc = 0;
-        if (tw_chat_render(m, c.msgs, c.n, 1, &prompt) != TW_OK) trc = fail_lib();
-        else if (ci.n) trc = tokenize_with_images(m, prompt, ci.v, ci.n, &ids, &n_ids);
-        else if (tw_tokenize(tw_model_tokenizer(m), prompt, strlen(prompt), 0, &ids, &n_ids) != TW_OK) trc = fail_lib();
-        for (size_t i = 0; i < ci.n; i++) n_img_tok += (size_t)ci.v[i].n_tokens;
-        if (!trc) trc = check_fits(seq, n_ids, n_img_tok, ci.n);
-        for (size_t i = n_before; !trc && i < ci.n; i++) trc = image_encode(m, &ci.v[i], i);
+        int trc = media_count(m, ci.v, ci.n);   /* a new image may change how the others count */
+        if (!trc && tw_chat_render(m, c.msgs, c.n, 1, &prompt) != TW_OK) trc = fail_lib();
+        if (!trc && ci.n) trc = tokenize_with_media(m, prompt, ci.v, ci.n, &ids, &n_ids);
+        else if (!trc && tw_tokenize(tw_model_tokenizer(m), prompt, strlen(prompt), 0, &ids, &n_ids) != TW_OK)
+            trc = fail_lib();
+        if (!trc) trc = check_fits(seq, n_ids, ci.v, ci.n);
+        if (!trc) trc = media_encode(m, ci.v, ci.n);
         if (!trc) trc = media_build(m, ids, n_ids, ci.v, ci.n, &pm);
         tw_gen_params gp = gen_params(1024);
         tw_gen_result res = {0};
@@ -1435,8 +1709,8 @@ static int cmd_chat(int argc, char **argv) {
                                       &reused);
         media_free(&pm);
         if (trc) {
-            convo_drop(&c, c.n - 1);   /* the message did not fit: forget it (and its images), keep chatting */
-            chat_drop_images(&ci, n_before);
+            convo_drop(&c, c.n - 1);   /* the message did not fit: forget it (and its media), keep chatting */
+            chat_drop_media(&ci, n_before);
             errors++;
         } else {
             ci.n_pending = 0;
@@ -1450,7 +1724,7 @@ static int cmd_chat(int argc, char **argv) {
         tw_free(prompt);
     }
     convo_free(&c);
-    chat_drop_images(&ci, 0);
+    chat_drop_media(&ci, 0);
     free(ci.v);
     tw_seq_free(seq);
     tw_model_free(m);
@@ -1585,7 +1859,7 @@ static double max_abs_diff(const float *a, const float *b, size_t n, double *max
     return d;
 }
 
-/* What dump computed for one image, kept for writing and checking (packed = the cli_image's
+/* What dump computed for one image, kept for writing and checking (packed = the cli_media's
 ** embd, what the text model receives). */
 typedef struct dump_image {
     tw_anyres_plan plan;
@@ -1604,7 +1878,7 @@ static void dump_image_free(dump_image *d) {
 
 /* Runs the image path step by step, keeping every intermediate: preprocess, SigLIP (all hidden
 ** states), projector, packing into ci->embd. */
-static int dump_vision(const tw_model *m, cli_image *ci, size_t index, dump_image *d) {
+static int dump_vision(const tw_model *m, cli_media *ci, size_t index, dump_image *d) {
     double t0 = now_ms();
     int32_t n_tiles = 0;
     int32_t G = tw_vision_grid(m), N = G * G, C = m->vision.n_embd, H = tw_model_n_embd(m), Lv = m->vision.n_layer;
@@ -1634,15 +1908,68 @@ static int dump_vision(const tw_model *m, cli_image *ci, size_t index, dump_imag
     return 0;
 }
 
-/* Tensor name with the fixtures' _j suffix when the prompt has several images. */
+/* What dump computed for one video (video_features = the cli_media's embd; video_pooled = its
+** rows before the final image_newline). */
+typedef struct dump_video {
+    int32_t  S;         /* frame side after resizing                */
+    uint8_t *resized;   /* [F][S][S][3]                             */
+    float   *pixels;    /* [F][3][S][S]  pixel_values_videos         */
+    float   *hidden;    /* [L_v + 1][F][G*G][C]                     */
+    float   *selected;  /* [F][G*G][C]                              */
+    float   *projected; /* [F][G*G][H]                              */
+} dump_video;
+
+static void dump_video_free(dump_video *d) {
+    free(d->resized);
+    free(d->pixels);
+    free(d->hidden);
+    free(d->selected);
+    free(d->projected);
+}
+
+/* The video path step by step: resize, normalise, SigLIP per frame (all hidden states),
+** projector, pooling + newline into ci->embd. */
+static int dump_video_run(const tw_model *m, cli_media *ci, size_t index, dump_video *d) {
+    double t0 = now_ms();
+    const tw_video *v = ci->vid;
+    int32_t F = v->n_frames, G = tw_vision_grid(m), N = G * G, C = m->vision.n_embd, H = tw_model_n_embd(m),
+            Lv = m->vision.n_layer, S = m->vision.image_size, oh = 0, ow = 0;
+    tw_video_preproc vp;
+    if (tw_video_preproc_load(m->dir, &vp) != TW_OK || tw_video_resize(&vp, v, &d->resized, &oh, &ow) != TW_OK ||
+        tw_video_preprocess(&vp, v, &d->pixels, &oh, &ow) != TW_OK)
+        return fail_lib();
+    if (oh != S || ow != S)
+        return fail("video %zu: the video processor makes %dx%d frames, the vision tower takes %dx%d", index + 1, ow, oh,
+                    S, S);
+    d->S = S;
+    size_t nt = (size_t)F * (size_t)N;
+    d->hidden = malloc((size_t)(Lv + 1) * nt * (size_t)C * sizeof(float));
+    d->selected = malloc(nt * (size_t)C * sizeof(float));
+    d->projected = malloc(nt * (size_t)H * sizeof(float));
+    ci->embd = malloc((size_t)ci->n_tokens * (size_t)H * sizeof(float));
+    if (!d->hidden || !d->selected || !d->projected || !ci->embd)
+        return fail("out of memory (video %zu: %d frames)", index + 1, F);
+    if (tw_siglip_forward(m, d->pixels, F, d->selected, d->hidden) != TW_OK ||
+        tw_projector_forward(m, d->selected, (int64_t)nt, d->projected) != TW_OK ||
+        tw_pool_video(m, d->projected, F, ci->embd) != TW_OK)
+        return fail_lib();
+    if (g.verbose)
+        fprintf(stderr, "[dump: video %zu: %d frames of %dx%d -> %dx%d, %d tokens, vision in %.1f ms]\n", index + 1, F,
+                v->width, v->height, S, S, ci->n_tokens, now_ms() - t0);
+    return 0;
+}
+
+/* Tensor name with the fixtures' _j suffix when the prompt has several images (or videos). */
 static const char *img_name(char *buf, size_t cap, const char *base, size_t j, size_t n_imgs) {
     if (n_imgs > 1) snprintf(buf, cap, "%s_%zu", base, j);
     else snprintf(buf, cap, "%s", base);
     return buf;
 }
 
-/* One check line on stderr; returns 1 on a mismatch. A tensor the fixture lacks is skipped. */
-static int check_f32(const tw_st_set *set, const char *name, const float *ours, size_t n, double limit, int rel) {
+/* One check line on stderr; returns 1 on a mismatch. A tensor the fixture lacks is skipped.
+** why != NULL: the difference is only reported (an input upstream already differs). */
+static int check_f32_why(const tw_st_set *set, const char *name, const float *ours, size_t n, double limit, int rel,
+                         const char *why) {
     const tw_tensor *t = tw_st_get(set, name);
     if (!t) return 0;
     if (t->type != TW_DT_F32 || (size_t)tw_tensor_nelem(t) != n) {
@@ -1651,8 +1978,16 @@ static int check_f32(const tw_st_set *set, const char *name, const float *ours, 
         return 1;
     }
     double mb, d = max_abs_diff(ours, t->data, n, &mb), lim = rel ? limit * mb + limit : limit;
+    if (why) {
+        fprintf(stderr, "check %s: max |diff| %.3g (reported, not compared: %s)\n", name, d, why);
+        return 0;
+    }
     fprintf(stderr, "check %s: max |diff| %.3g (limit %.3g): %s\n", name, d, lim, d <= lim ? "ok" : "MISMATCH");
     return !(d <= lim);
+}
+
+static int check_f32(const tw_st_set *set, const char *name, const float *ours, size_t n, double limit, int rel) {
+    return check_f32_why(set, name, ours, n, limit, rel, NULL);
 }
 
 static int check_exact(const tw_st_set *set, const char *name, tw_dtype type, const void *ours, size_t n) {
@@ -1661,6 +1996,36 @@ static int check_exact(const tw_st_set *set, const char *name, tw_dtype type, co
     int ok = t->type == type && (size_t)tw_tensor_nelem(t) == n && memcmp(t->data, ours, n * tw_dtype_size(type)) == 0;
     fprintf(stderr, "check %s (%zu): %s\n", name, n, ok ? "ok" : "MISMATCH");
     return !ok;
+}
+
+/* uint8 pixels: max |diff| in levels and how many values differ; limit < 0: report only.
+** *maxd = the largest difference (-1: the tensor is absent or has another shape). */
+static int check_u8(const tw_st_set *set, const char *name, const uint8_t *ours, size_t n, int limit, int *maxd) {
+    const tw_tensor *t = tw_st_get(set, name);
+    *maxd = -1;
+    if (!t) return 0;
+    if (t->type != TW_DT_U8 || (size_t)tw_tensor_nelem(t) != n) {
+        fprintf(stderr, "check %s: MISMATCH (the reference has %lld %s values, dump computed %zu)\n", name,
+                (long long)tw_tensor_nelem(t), tw_dtype_name(t->type), n);
+        return 1;
+    }
+    const uint8_t *r = t->data;
+    size_t differ = 0;
+    int d = 0;
+    for (size_t i = 0; i < n; i++) {
+        int x = abs((int)ours[i] - (int)r[i]);
+        differ += x != 0;
+        if (x > d) d = x;
+    }
+    *maxd = d;
+    if (limit < 0) {
+        fprintf(stderr, "check %s: max |diff| %d level(s), %zu of %zu values differ (reported, not compared: the "
+                        "decoded frames differ)\n", name, d, differ, n);
+        return 0;
+    }
+    fprintf(stderr, "check %s: max |diff| %d level(s) (limit %d), %zu of %zu values differ: %s\n", name, d, limit, differ,
+            n, d <= limit ? "ok" : "MISMATCH");
+    return d > limit;
 }
 
 /* What dump computed, for writing and checking. */
@@ -1673,14 +2038,80 @@ typedef struct dump_out {
     size_t         n_hidden;
     const int64_t *gen64;          /* [N]                            */
     size_t         N;
-    const cli_image  *imgs;        /* n_imgs, packed features in embd */
-    const dump_image *dimg;
+    cli_media *const *imgs;        /* n_imgs images in prompt order, packed features in embd */
+    const dump_image *dimg;        /* NULL: several OneVision images (single tiles: packed only) */
     size_t         n_imgs;
     const float   *pixel_values;   /* [n_imgs, max_tiles, 3, S, S]   */
     size_t         n_pixel_values;
     const int64_t *image_sizes;    /* [n_imgs, 2]                    */
     const int64_t *num_tokens;     /* [n_imgs]                       */
+    cli_media *const *vids;        /* n_vids videos in prompt order, video_features in embd */
+    const dump_video *dvid;
+    size_t         n_vids;
 } dump_out;
+
+/* The video side of check_against. *pixels_differ is set when a video's pixel_values_videos are
+** not the reference's (decoding or resize ties), so what follows can only be reported. */
+static int check_videos(const tw_st_set *set, const tw_model *m, const dump_out *o, int *pixels_differ) {
+    int bad = 0;
+    int32_t G = tw_vision_grid(m), N = G * G, C = m->vision.n_embd, H = tw_model_n_embd(m), Lv = m->vision.n_layer;
+    int32_t P = tw_video_pooled_side(m);
+    for (size_t j = 0; j < o->n_vids; j++) {
+        char nm[64];
+        const cli_media *ci = o->vids[j];
+        const dump_video *d = &o->dvid[j];
+        const tw_video *v = ci->vid;
+        size_t F = (size_t)v->n_frames, S = (size_t)d->S, nt = F * (size_t)N;
+        int64_t ntok = ci->n_tokens;
+        int rgb_d = -1, res_d = -1;
+        bad += check_exact(set, img_name(nm, sizeof nm, "video_frame_indices", j, o->n_vids), TW_DT_I64, v->indices, F);
+        bad += check_exact(set, img_name(nm, sizeof nm, "num_video_tokens", j, o->n_vids), TW_DT_I64, &ntok, 1);
+        /* swscale's yuv->rgb paths may differ by a level or two between builds and CPUs */
+        bad += check_u8(set, img_name(nm, sizeof nm, "video_frames_rgb", j, o->n_vids), v->rgb,
+                        F * (size_t)v->height * (size_t)v->width * 3, 2, &rgb_d);
+        /* same frames: the resize may still differ by one level where torch's value is within
+        ** float noise of .5 (docs/video.md) */
+        bad += check_u8(set, img_name(nm, sizeof nm, "video_frames_resized", j, o->n_vids), d->resized, F * S * S * 3,
+                        rgb_d == 0 ? 1 : -1, &res_d);
+        const char *name = img_name(nm, sizeof nm, "pixel_values_videos", j, o->n_vids);
+        const tw_tensor *t = tw_st_get(set, name);
+        size_t npx = F * 3 * S * S;
+        int same_px = 0;
+        if (t) {
+            if (t->type != TW_DT_F32 || (size_t)tw_tensor_nelem(t) != npx) {
+                bad += check_f32(set, name, d->pixels, npx, 0, 0);   /* prints the shape mismatch */
+            } else {
+                const float *r = t->data;
+                size_t differ = 0;
+                for (size_t i = 0; i < npx; i++) differ += fabsf(d->pixels[i] - r[i]) > 1e-6f;
+                double md = max_abs_diff(d->pixels, r, npx, NULL), level = 1.0 / 127.5 + 1e-6;
+                same_px = differ == 0;
+                if (rgb_d == 0) {
+                    int ok = md <= level;
+                    fprintf(stderr, "check %s: max |diff| %.3g, %zu of %zu values differ (%s; limit 1 level = %.3g): %s\n",
+                            name, md, differ, npx, same_px ? "exact" : "resize ties", level, ok ? "ok" : "MISMATCH");
+                    bad += !ok;
+                } else {
+                    fprintf(stderr, "check %s: max |diff| %.3g, %zu of %zu values differ (reported, not compared: the "
+                                    "decoded frames differ)\n", name, md, differ, npx);
+                }
+            }
+        }
+        if (!same_px) *pixels_differ = 1;
+        const char *why = same_px ? NULL : "the frames' pixels differ from the reference's";
+        bad += check_f32_why(set, img_name(nm, sizeof nm, "video_vision_hidden_states", j, o->n_vids), d->hidden,
+                             (size_t)(Lv + 1) * nt * (size_t)C, 1e-4, 0, why);
+        bad += check_f32_why(set, img_name(nm, sizeof nm, "video_vision_selected", j, o->n_vids), d->selected,
+                             nt * (size_t)C, 1e-4, 0, why);
+        bad += check_f32_why(set, img_name(nm, sizeof nm, "video_projected", j, o->n_vids), d->projected,
+                             nt * (size_t)H, 1e-4, 0, why);
+        bad += check_f32_why(set, img_name(nm, sizeof nm, "video_pooled", j, o->n_vids), ci->embd,
+                             F * (size_t)P * (size_t)P * (size_t)H, 1e-4, 0, why);
+        bad += check_f32_why(set, img_name(nm, sizeof nm, "video_features", j, o->n_vids), ci->embd,
+                             (size_t)ci->n_tokens * (size_t)H, 1e-4, 0, why);
+    }
+    return bad;
+}
 
 /* Compares what dump computed with a fixture's tensors; prints one line per check on stderr. */
 static int check_against(const char *path, const tw_model *m, const dump_out *o) {
@@ -1694,35 +2125,87 @@ static int check_against(const char *path, const tw_model *m, const dump_out *o)
         fprintf(stderr, "check generated_ids (%zu): %s\n", k, ok ? "ok" : "MISMATCH");
         bad += !ok;
     }
+    /* the video side first: when its pixels differ (resize ties), the text side moves a little */
+    int pixels_differ = 0;
+    if (o->n_vids) bad += check_videos(set, m, o, &pixels_differ);
+    const char *why = pixels_differ ? "the video's pixels differ from the reference's" : NULL;
+    if ((t = tw_st_get(set, "logits_argmax")) && t->type == TW_DT_I64 && (size_t)tw_tensor_nelem(t) == o->T) {
+        size_t differ = 0;
+        for (size_t i = 0; i < o->T; i++) {
+            const float *lg = o->logits + i * (size_t)o->V;
+            int32_t best = 0;
+            for (int32_t k = 1; k < o->V; k++)
+                if (lg[k] > lg[best]) best = k;
+            differ += best != ((const int64_t *)t->data)[i];
+        }
+        fprintf(stderr, "check logits_argmax (%zu): %s\n", o->T, differ ? "MISMATCH" : "ok");
+        bad += differ != 0;
+    }
     size_t TV = o->T * (size_t)o->V;
     if ((t = tw_st_get(set, "logits_full")) && (size_t)tw_tensor_nelem(t) == TV)
-        bad += check_f32(set, "logits_full", o->logits, TV, 3e-3, 0);
+        bad += check_f32_why(set, "logits_full", o->logits, TV, 3e-3, 0, why);
     if ((t = tw_st_get(set, "logits_last")) && tw_tensor_nelem(t) == o->V && o->T)
-        bad += check_f32(set, "logits_last", o->logits + (o->T - 1) * (size_t)o->V, (size_t)o->V, 3e-3, 0);
-    bad += check_f32(set, "text_hidden_states", o->hidden, o->n_hidden, 1e-4, 1);
+        bad += check_f32_why(set, "logits_last", o->logits + (o->T - 1) * (size_t)o->V, (size_t)o->V, 3e-3, 0, why);
+    bad += check_f32_why(set, "text_hidden_states", o->hidden, o->n_hidden, 1e-4, 1, why);
     if (o->n_imgs) {
         int32_t G = tw_vision_grid(m), N = G * G, C = m->vision.n_embd, H = tw_model_n_embd(m), Lv = m->vision.n_layer;
-        bad += check_f32(set, "pixel_values", o->pixel_values, o->n_pixel_values, 1e-6, 0);
+        if (o->dimg) bad += check_f32(set, "pixel_values", o->pixel_values, o->n_pixel_values, 1e-6, 0);
         bad += check_exact(set, "image_sizes", TW_DT_I64, o->image_sizes, 2 * o->n_imgs);
         bad += check_exact(set, "num_image_tokens", TW_DT_I64, o->num_tokens, o->n_imgs);
         for (size_t j = 0; j < o->n_imgs; j++) {
             char nm[64];
-            const cli_image *ci = &o->imgs[j];
-            const dump_image *d = &o->dimg[j];
-            size_t nt = (size_t)d->plan.n_tiles * (size_t)N;
+            const cli_media *ci = o->imgs[j];
             bad += check_exact(set, img_name(nm, sizeof nm, "image_rgb", j, o->n_imgs), TW_DT_U8, tw_image_rgb(ci->im),
                                (size_t)tw_image_width(ci->im) * (size_t)tw_image_height(ci->im) * 3);
-            bad += check_f32(set, img_name(nm, sizeof nm, "vision_hidden_states", j, o->n_imgs), d->hidden,
-                             (size_t)(Lv + 1) * nt * (size_t)C, 1e-4, 0);
-            bad += check_f32(set, img_name(nm, sizeof nm, "vision_selected", j, o->n_imgs), d->selected, nt * (size_t)C,
-                             1e-4, 0);
-            bad += check_f32(set, img_name(nm, sizeof nm, "projected", j, o->n_imgs), d->projected, nt * (size_t)H, 1e-4, 0);
+            if (o->dimg) {
+                const dump_image *d = &o->dimg[j];
+                size_t nt = (size_t)d->plan.n_tiles * (size_t)N;
+                bad += check_f32(set, img_name(nm, sizeof nm, "vision_hidden_states", j, o->n_imgs), d->hidden,
+                                 (size_t)(Lv + 1) * nt * (size_t)C, 1e-4, 0);
+                bad += check_f32(set, img_name(nm, sizeof nm, "vision_selected", j, o->n_imgs), d->selected,
+                                 nt * (size_t)C, 1e-4, 0);
+                bad += check_f32(set, img_name(nm, sizeof nm, "projected", j, o->n_imgs), d->projected, nt * (size_t)H,
+                                 1e-4, 0);
+            }
             bad += check_f32(set, img_name(nm, sizeof nm, "packed", j, o->n_imgs), ci->embd,
                              (size_t)ci->n_tokens * (size_t)H, 1e-4, 0);
         }
     }
     tw_st_close(set);
     return bad ? fail("%d check(s) against %s failed", bad, path) : 0;
+}
+
+/* Adds one video's tensors (fixture names, _j with several videos). */
+static tw_status write_video(tw_st_writer *w, const tw_model *m, const dump_out *o, size_t j) {
+    int32_t G = tw_vision_grid(m), N = G * G, C = m->vision.n_embd, H = tw_model_n_embd(m), Lv = m->vision.n_layer,
+            P = tw_video_pooled_side(m);
+    const cli_media *ci = o->vids[j];
+    const dump_video *d = &o->dvid[j];
+    const tw_video *v = ci->vid;
+    int64_t F = v->n_frames, S = d->S, ntok = ci->n_tokens;
+    int64_t s_idx[1] = {F}, s_rgb[4] = {F, v->height, v->width, 3}, s_res[4] = {F, S, S, 3}, s_pv[5] = {1, F, 3, S, S},
+            s_vh[4] = {Lv + 1, F, N, C}, s_sel[3] = {F, N, C}, s_proj[3] = {F, N, H}, s_pool[3] = {F, (int64_t)P * P, H},
+            s_feat[2] = {ntok, H}, s_n[1] = {1};
+    char nm[64];
+    size_t n = o->n_vids;
+    tw_status st;
+    if ((st = tw_st_writer_add(w, img_name(nm, sizeof nm, "video_frame_indices", j, n), TW_DT_I64, 1, s_idx,
+                               v->indices)) != TW_OK ||
+        (st = tw_st_writer_add(w, img_name(nm, sizeof nm, "video_frames_rgb", j, n), TW_DT_U8, 4, s_rgb, v->rgb)) != TW_OK ||
+        (st = tw_st_writer_add(w, img_name(nm, sizeof nm, "video_frames_resized", j, n), TW_DT_U8, 4, s_res,
+                               d->resized)) != TW_OK ||
+        (st = tw_st_writer_add(w, img_name(nm, sizeof nm, "pixel_values_videos", j, n), TW_DT_F32, 5, s_pv,
+                               d->pixels)) != TW_OK ||
+        (st = tw_st_writer_add(w, img_name(nm, sizeof nm, "video_vision_hidden_states", j, n), TW_DT_F32, 4, s_vh,
+                               d->hidden)) != TW_OK ||
+        (st = tw_st_writer_add(w, img_name(nm, sizeof nm, "video_vision_selected", j, n), TW_DT_F32, 3, s_sel,
+                               d->selected)) != TW_OK ||
+        (st = tw_st_writer_add(w, img_name(nm, sizeof nm, "video_projected", j, n), TW_DT_F32, 3, s_proj,
+                               d->projected)) != TW_OK ||
+        (st = tw_st_writer_add(w, img_name(nm, sizeof nm, "video_pooled", j, n), TW_DT_F32, 3, s_pool, ci->embd)) != TW_OK ||
+        (st = tw_st_writer_add(w, img_name(nm, sizeof nm, "video_features", j, n), TW_DT_F32, 2, s_feat, ci->embd)) != TW_OK)
+        return st;
+    return tw_st_writer_add(w, img_name(nm, sizeof nm, "num_video_tokens", j, n), TW_DT_I64, 1, s_n, &ntok);
 }
 
 /* Writes everything dump computed to one safetensors file (atomically). */
@@ -1743,31 +2226,34 @@ static int write_dump(const char *path, const tw_model *m, const dump_out *o) {
         int64_t n = (int64_t)o->n_imgs;
         int64_t s_pv[5] = {n, (int64_t)(o->n_pixel_values / ((size_t)n * 3 * (size_t)S * (size_t)S)), 3, S, S};
         int64_t s_sizes[2] = {n, 2}, s_ntok[1] = {n};
-        if ((st = tw_st_writer_add(w, "pixel_values", TW_DT_F32, 5, s_pv, o->pixel_values)) != TW_OK ||
+        if ((o->dimg && (st = tw_st_writer_add(w, "pixel_values", TW_DT_F32, 5, s_pv, o->pixel_values)) != TW_OK) ||
             (st = tw_st_writer_add(w, "image_sizes", TW_DT_I64, 2, s_sizes, o->image_sizes)) != TW_OK ||
             (st = tw_st_writer_add(w, "num_image_tokens", TW_DT_I64, 1, s_ntok, o->num_tokens)) != TW_OK)
             goto done;
         for (size_t j = 0; j < o->n_imgs; j++) {
             char nm[64];
-            const cli_image *ci = &o->imgs[j];
-            const dump_image *d = &o->dimg[j];
-            int64_t tiles = d->plan.n_tiles;
-            int64_t s_rgb[3] = {tw_image_height(ci->im), tw_image_width(ci->im), 3};
-            int64_t s_vh[4] = {Lv + 1, tiles, N, C}, s_sel[3] = {tiles, N, C}, s_proj[3] = {tiles, N, H},
-                    s_pack[2] = {ci->n_tokens, H};
+            const cli_media *ci = o->imgs[j];
+            int64_t s_rgb[3] = {tw_image_height(ci->im), tw_image_width(ci->im), 3}, s_pack[2] = {ci->n_tokens, H};
             if ((st = tw_st_writer_add(w, img_name(nm, sizeof nm, "image_rgb", j, o->n_imgs), TW_DT_U8, 3, s_rgb,
                                        tw_image_rgb(ci->im))) != TW_OK ||
-                (st = tw_st_writer_add(w, img_name(nm, sizeof nm, "vision_hidden_states", j, o->n_imgs), TW_DT_F32, 4,
+                (st = tw_st_writer_add(w, img_name(nm, sizeof nm, "packed", j, o->n_imgs), TW_DT_F32, 2, s_pack,
+                                       ci->embd)) != TW_OK)
+                goto done;
+            if (!o->dimg) continue;
+            const dump_image *d = &o->dimg[j];
+            int64_t tiles = d->plan.n_tiles;
+            int64_t s_vh[4] = {Lv + 1, tiles, N, C}, s_sel[3] = {tiles, N, C}, s_proj[3] = {tiles, N, H};
+            if ((st = tw_st_writer_add(w, img_name(nm, sizeof nm, "vision_hidden_states", j, o->n_imgs), TW_DT_F32, 4,
                                        s_vh, d->hidden)) != TW_OK ||
                 (st = tw_st_writer_add(w, img_name(nm, sizeof nm, "vision_selected", j, o->n_imgs), TW_DT_F32, 3, s_sel,
                                        d->selected)) != TW_OK ||
                 (st = tw_st_writer_add(w, img_name(nm, sizeof nm, "projected", j, o->n_imgs), TW_DT_F32, 3, s_proj,
-                                       d->projected)) != TW_OK ||
-                (st = tw_st_writer_add(w, img_name(nm, sizeof nm, "packed", j, o->n_imgs), TW_DT_F32, 2, s_pack,
-                                       ci->embd)) != TW_OK)
+                                       d->projected)) != TW_OK)
                 goto done;
         }
     }
+    for (size_t j = 0; j < o->n_vids; j++)
+        if ((st = write_video(w, m, o, j)) != TW_OK) goto done;
     st = tw_st_writer_save(w, path);
 done:
     tw_st_writer_free(w);
@@ -1782,56 +2268,83 @@ static int cmd_dump(int argc, char **argv) {
     size_t from_stdin = !strcmp(g.prompt_file, "-");
     for (size_t i = 0; i < g.n_images; i++) from_stdin += !strcmp(g.images[i], "-");
     if (from_stdin > 1) usage_error("only one of --prompt-file and --image can read stdin ('-')");
+    for (size_t i = 0; i < g.n_videos; i++)
+        if (!strcmp(g.videos[i], "-")) usage_error("--video cannot read stdin: give a file, directory or URL");
     char *text = NULL;
     size_t len = 0;
     if (read_prompt(&text, &len)) return 1;
 
     tw_model *m = NULL;
     tw_seq *seq = NULL;
-    cli_image *imgs = NULL;
+    cli_media *items = NULL, **imgs = NULL, **vids = NULL;
     dump_image *dimg = NULL;
+    dump_video *dvid = NULL;
     prompt_media pm = {0};
     int32_t *ids = NULL, *gen = NULL;
     int64_t *ids64 = NULL, *gen64 = NULL, *sizes = NULL, *ntok = NULL;
     float *logits = NULL, *hidden = NULL, *pv = NULL;
-    size_t T = 0, N = (size_t)g.max_new, n_imgs = g.n_images, n_pv = 0;
+    size_t T = 0, N = (size_t)g.max_new, n_media = n_cli_media(), n_imgs = g.n_images, n_vids = n_cli_videos(), n_pv = 0;
     int rc = load_model(&m);
     if (rc) goto done;
-    if (n_imgs && strlen(text) != len) { rc = fail("%s: the prompt contains a NUL byte", g.prompt_file); goto done; }
-    if ((rc = open_cli_images(m, &imgs))) goto done;
-    if (n_imgs) rc = tokenize_with_images(m, text, imgs, n_imgs, &ids, &T);
+    if (n_media && strlen(text) != len) { rc = fail("%s: the prompt contains a NUL byte", g.prompt_file); goto done; }
+    /* the media in the order the file's placeholders name them */
+    if ((rc = open_cli_media(m, &items)) || (rc = order_media(text, items, n_media)) ||
+        (rc = media_count(m, items, n_media)))
+        goto done;
+    imgs = calloc(n_imgs + 1, sizeof *imgs);
+    vids = calloc(n_vids + 1, sizeof *vids);
+    if (!imgs || !vids) { rc = fail("out of memory"); goto done; }
+    for (size_t i = 0, a = 0, b = 0; i < n_media; i++) {
+        if (items[i].kind == MEDIA_IMAGE) imgs[a++] = &items[i];
+        else vids[b++] = &items[i];
+    }
+    if (n_media) rc = tokenize_with_media(m, text, items, n_media, &ids, &T);
     else if (tw_tokenize(tw_model_tokenizer(m), text, len, 0, &ids, &T) != TW_OK) rc = fail_lib();
     if (rc) goto done;
     if (T == 0) { rc = fail("%s: the prompt is empty", g.prompt_file); goto done; }
     if (tw_seq_new(m, g.n_ctx, &seq) != TW_OK) { rc = fail_lib(); goto done; }
     int32_t V = tw_model_n_vocab(m), H = tw_model_n_embd(m), L = tw_model_n_layer(m);
     if ((int64_t)T + (int64_t)N > tw_seq_n_ctx(seq)) {
-        rc = fail("%s: the prompt has %zu tokens and %zu more are asked for, but the context holds %d (see --ctx)",
-                  g.prompt_file, T, N, tw_seq_n_ctx(seq));
+        size_t vt = 0;
+        for (size_t j = 0; j < n_vids; j++) vt += (size_t)vids[j]->n_tokens;
+        rc = fail("%s: the prompt has %zu tokens%s and %zu more are asked for, but the context holds %d (see --ctx%s)",
+                  g.prompt_file, T, vt ? " (video included)" : "", N, tw_seq_n_ctx(seq), vt ? ", --frames" : "");
         goto done;
     }
 
-    /* the image side: every intermediate, then pixel_values zero-padded to the most tiles */
+    /* the image side: every intermediate, then pixel_values zero-padded to the most tiles;
+    ** several images on a OneVision checkpoint are single tiles: only packed is kept */
     if (n_imgs) {
-        dimg = calloc(n_imgs, sizeof *dimg);
+        int single_tiles = m->arch == TW_ARCH_LLAVA_ONEVISION && n_imgs > 1;
+        if (!single_tiles) dimg = calloc(n_imgs, sizeof *dimg);
         sizes = malloc(2 * n_imgs * sizeof *sizes);
         ntok = malloc(n_imgs * sizeof *ntok);
-        if (!dimg || !sizes || !ntok) { rc = fail("out of memory"); goto done; }
+        if ((!single_tiles && !dimg) || !sizes || !ntok) { rc = fail("out of memory"); goto done; }
         int32_t max_tiles = 0;
         for (size_t j = 0; j < n_imgs; j++) {
-            if ((rc = dump_vision(m, &imgs[j], j, &dimg[j]))) goto done;
-            if (dimg[j].plan.n_tiles > max_tiles) max_tiles = dimg[j].plan.n_tiles;
-            sizes[2 * j] = tw_image_height(imgs[j].im);
-            sizes[2 * j + 1] = tw_image_width(imgs[j].im);
-            ntok[j] = imgs[j].n_tokens;
+            if (dimg && (rc = dump_vision(m, imgs[j], j, &dimg[j]))) goto done;
+            if (dimg && dimg[j].plan.n_tiles > max_tiles) max_tiles = dimg[j].plan.n_tiles;
+            sizes[2 * j] = tw_image_height(imgs[j]->im);
+            sizes[2 * j + 1] = tw_image_width(imgs[j]->im);
+            ntok[j] = imgs[j]->n_tokens;
         }
-        size_t tile = 3 * (size_t)m->vision.image_size * (size_t)m->vision.image_size;
-        n_pv = n_imgs * (size_t)max_tiles * tile;
-        if (!(pv = calloc(n_pv, sizeof *pv))) { rc = fail("out of memory"); goto done; }
-        for (size_t j = 0; j < n_imgs; j++)
-            memcpy(pv + j * (size_t)max_tiles * tile, dimg[j].pixels, (size_t)dimg[j].plan.n_tiles * tile * sizeof *pv);
-        if ((rc = media_build(m, ids, T, imgs, n_imgs, &pm))) goto done;
+        if (single_tiles) {
+            if (g.verbose) fprintf(stderr, "[dump: %zu OneVision images, one tile each: packed only]\n", n_imgs);
+            if ((rc = media_encode(m, items, n_media))) goto done;   /* videos are encoded below, first */
+        } else {
+            size_t tile = 3 * (size_t)m->vision.image_size * (size_t)m->vision.image_size;
+            n_pv = n_imgs * (size_t)max_tiles * tile;
+            if (!(pv = calloc(n_pv, sizeof *pv))) { rc = fail("out of memory"); goto done; }
+            for (size_t j = 0; j < n_imgs; j++)
+                memcpy(pv + j * (size_t)max_tiles * tile, dimg[j].pixels, (size_t)dimg[j].plan.n_tiles * tile * sizeof *pv);
+        }
     }
+    if (n_vids) {
+        if (!(dvid = calloc(n_vids, sizeof *dvid))) { rc = fail("out of memory"); goto done; }
+        for (size_t j = 0; j < n_vids; j++)
+            if ((rc = dump_video_run(m, vids[j], j, &dvid[j]))) goto done;
+    }
+    if (n_media && (rc = media_build(m, ids, T, items, n_media, &pm))) goto done;
 
     size_t n_hidden = (size_t)(L + 2) * T * (size_t)H;
     logits = malloc(T * (size_t)V * sizeof *logits);
@@ -1862,14 +2375,18 @@ static int cmd_dump(int argc, char **argv) {
     dump_out o = {
         .ids64 = ids64, .T = T, .logits = logits, .V = V, .hidden = hidden, .n_hidden = n_hidden, .gen64 = gen64, .N = N,
         .imgs = imgs, .dimg = dimg, .n_imgs = n_imgs, .pixel_values = pv, .n_pixel_values = n_pv, .image_sizes = sizes,
-        .num_tokens = ntok,
+        .num_tokens = ntok, .vids = vids, .dvid = dvid, .n_vids = n_vids,
     };
     if (g.out && (rc = write_dump(g.out, m, &o))) goto done;
     if (g.check_against) rc = check_against(g.check_against, m, &o);
 done:
     for (size_t j = 0; dimg && j < n_imgs; j++) dump_image_free(&dimg[j]);
+    for (size_t j = 0; dvid && j < n_vids; j++) dump_video_free(&dvid[j]);
     free(dimg);
-    close_images(imgs, n_imgs);
+    free(dvid);
+    free(imgs);
+    free(vids);
+    close_media(items, n_media);
     media_free(&pm);
     free(pv);
     free(sizes);
