@@ -378,7 +378,10 @@ INLINE void direct_rows(int mt, const uint16_t *w, int64_t K, int nv, const floa
         __m512 r[16];
 #pragma GCC unroll 16
         for (int i = 0; i < 16; i++) {
+            /* ahead in these rows, and the next 16 rows at this column (short rows: K = 1152
+            ** is 36 blocks, too few for the hardware prefetcher to start on the next rows) */
             _mm_prefetch((const char *)(w + (size_t)i * (size_t)K + k + 256), _MM_HINT_T0);
+            _mm_prefetch((const char *)(w + (size_t)(16 + i) * (size_t)K + k), _MM_HINT_T1);
             r[i] = i < nv ? _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(m, w + (size_t)i * (size_t)K + k))
                           : _mm512_setzero_ps();
         }
