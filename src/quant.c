@@ -169,6 +169,74 @@ float tw_quant_dot_ref(tw_dtype t, const void *q, const float *x, int64_t K) {
     return s;
 }
 
+/* ---- int8 activations: quantizing, reference dot -------------------------------------------- */
+
+tw_status tw_qx_quantize(tw_qx *a, const float *x, int64_t T, int64_t K) {
+    int64_t nb = tw_quant_blocks(K), ld = (nb + 15) / 16 * 16;
+    size_t per = (size_t)ld * (TW_QBLOCK + sizeof(float) + sizeof(int32_t));
+    *a = (tw_qx){ .T = T, .K = K, .nb = nb, .ld = ld };
+    if (!(a->mem = tw_aligned_alloc((size_t)T * per))) return TW_E_NOMEM;   /* zeroed: the padding */
+    a->q = a->mem;
+    a->d = (float *)(a->q + (size_t)T * (size_t)ld * TW_QBLOCK);
+    a->s = (int32_t *)(a->d + (size_t)T * (size_t)ld);
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t b = 0; b < nb; b++) {
+            const float *xb = x + t * K + b * TW_QBLOCK;
+            int64_t n = TW_MIN(TW_QBLOCK, K - b * TW_QBLOCK);
+            float amax = 0;
+            for (int64_t i = 0; i < n; i++) amax = fmaxf(amax, fabsf(xb[i]));
+            float id = amax > 0 ? 127.0f / amax : 0.0f;
+            int8_t *q = a->q + (t * ld + b) * TW_QBLOCK;
+            int32_t sum = 0;
+            for (int64_t i = 0; i < n; i++) {
+                float v = fmaxf(-127.0f, fminf(127.0f, rnd(xb[i] * id)));
+                q[i] = (int8_t)v;
+                sum += q[i];
+            }
+            a->d[t * ld + b] = amax / 127.0f;
+            a->s[t * ld + b] = sum;
+        }
+    return TW_OK;
+}
+
+void tw_qx_free(tw_qx *a) {
+    if (a) tw_aligned_free(a->mem), a->mem = NULL;
+}
+
+float tw_quant_dot_i8_ref(tw_dtype t, const void *w, const tw_qx *a, int64_t token) {
+    const uint8_t *blk = w;
+    const size_t bb = tw_quant_block_bytes(t);
+    const int8_t *q = a->q + token * a->ld * TW_QBLOCK;
+    const float *dx = a->d + token * a->ld;
+    float s = 0;
+    for (int64_t b = 0; b < a->nb; b++, blk += bb, q += TW_QBLOCK) {
+        int32_t dot = 0;
+        if (t == TW_DT_Q8_0) {
+            for (int i = 0; i < TW_QBLOCK; i++) dot += (int8_t)blk[2 + i] * q[i];
+        } else {
+            for (int i = 0; i < 16; i++) dot += ((blk[2 + i] & 15) - 8) * q[i] + ((blk[2 + i] >> 4) - 8) * q[i + 16];
+        }
+        s += (float)dot * (blk_d(blk) * dx[b]);
+    }
+    return s;
+}
+
+static int act_mode = -1;   /* tw_qact, -1 until first read */
+
+tw_qact tw_quant_act(void) {
+    if (act_mode < 0) {
+        const char *e = getenv("TOWER_QUANT_ACT");
+        act_mode = e && strcmp(e, "f32") == 0 ? TW_QACT_F32 : TW_QACT_INT8;
+    }
+    return (tw_qact)act_mode;
+}
+
+tw_qact tw_quant_set_act(tw_qact m) {
+    tw_qact old = tw_quant_act();
+    act_mode = m;
+    return old;
+}
+
 void tw_quant_row_f32(const tw_tensor *t, int64_t row, float *out) {
     int64_t K = t->shape[t->ndim - 1];
     tw_dequantize_row(t->type, (const uint8_t *)t->data + (size_t)row * tw_quant_row_bytes(t->type, K), K, out);
@@ -177,11 +245,14 @@ void tw_quant_row_f32(const tw_tensor *t, int64_t row, float *out) {
 /* ---- matmul ------------------------------------------------------------------------------------ */
 
 enum {
-    QT_PANEL = 4,      /* from this many tokens on, dequantize panels and use the f32 tiles   */
-    QD_ROWS = 32,      /* rows per decode task: 2304 rows -> 72 tasks                         */
-    QP_ROWS = 64,      /* rows per prefill panel                                               */
-    QP_BLOCKS = 32,    /* blocks (x 32 columns) per K chunk: 64 x 1024 f32 = 256 KB in L2      */
+    QT_PANEL = 4,      /* f32 activations: from this many tokens on, dequantize panels (f32 tiles) */
+    QD_ROWS = 32,      /* f32 activations: rows per decode task                                  */
+    QP_ROWS = 64,      /* rows per prefill panel                                                 */
+    QP_BLOCKS = 32,    /* blocks (x 32 columns) per K chunk: 64 x 1024 f32 = 256 KB in L2        */
+    QI_TOKENS = 16,    /* int8 activations, T > 4: tokens per task (x: 16 x K bytes, L1/L2)       */
 };
+
+typedef enum { I8_REF, I8_AVX2, I8_AVX2_VNNI, I8_AVX512 } i8_kernel;
 
 typedef struct qjob {
     float *y;
@@ -192,10 +263,27 @@ typedef struct qjob {
     tw_dtype t;
     tw_kpath path;
     const float *bias;      /* [N] or NULL */
+    /* int8 activations */
+    const tw_qx *a;
+    i8_kernel ik;
+    int64_t rows;           /* rows per task */
     /* prefill */
     int64_t TB, n_panels;
     float *scratch;         /* [threads][QP_ROWS * QP_BLOCKS * 32] */
 } qjob;
+
+/* The int8 kernel the CPU can run on the active path: VNNI where it exists, else AVX2's
+** vpmaddubsw; the ref path keeps the plain C loop (same arithmetic). */
+static i8_kernel i8_pick(tw_kpath p) {
+    if (p == TW_KPATH_AVX512 && __builtin_cpu_supports("avx512vnni")) return I8_AVX512;
+    if (p >= TW_KPATH_AVX2) return __builtin_cpu_supports("avxvnni") ? I8_AVX2_VNNI : I8_AVX2;
+    return I8_REF;
+}
+
+const char *tw_quant_i8_kernel(void) {
+    static const char *names[] = { "ref", "avx2", "avx2-vnni", "avx512-vnni" };
+    return names[i8_pick(tw_kernels_init())];
+}
 
 static void rows_dot(const qjob *j, int64_t n0, int64_t nn, const float *x, float *y) {
     const uint8_t *w = j->w + (size_t)n0 * j->rb;
@@ -214,6 +302,28 @@ static void decode_task(void *ctx, int64_t i, int tid) {
     const qjob *j = ctx;
     int64_t n0 = i * QD_ROWS, nn = TW_MIN(QD_ROWS, j->N - n0);
     for (int64_t t = 0; t < j->T; t++) rows_dot(j, n0, nn, j->x + t * j->K, j->y + t * j->N + n0);
+}
+
+/* int8 activations: rows [n0, n0 + rows) x tokens [t0, t0 + TB) of the task grid */
+static void i8_task(void *ctx, int64_t i, int tid) {
+    const qjob *j = ctx;
+    int64_t n0 = (i % j->n_panels) * j->rows, t0 = (i / j->n_panels) * j->TB;
+    int64_t nn = TW_MIN(j->rows, j->N - n0), nt = TW_MIN(j->TB, j->T - t0);
+    const uint8_t *w = j->w + (size_t)n0 * j->rb;
+    float *y = j->y + t0 * j->N + n0;
+    switch (j->ik) {
+    case I8_AVX512: tw_qdot_i8_rows_avx512(j->t, w, j->rb, nn, j->a, t0, nt, y, j->N); break;
+    case I8_AVX2_VNNI: tw_qdot_i8_rows_avx2(j->t, w, j->rb, nn, j->a, t0, nt, y, j->N, true); break;
+    case I8_AVX2: tw_qdot_i8_rows_avx2(j->t, w, j->rb, nn, j->a, t0, nt, y, j->N, false); break;
+    default:
+        for (int64_t r = 0; r < nn; r++)
+            for (int64_t t = 0; t < nt; t++)
+                y[t * j->N + r] = tw_quant_dot_i8_ref(j->t, w + (size_t)r * j->rb, j->a, t0 + t);
+        break;
+    }
+    if (j->bias)
+        for (int64_t t = 0; t < nt; t++)
+            for (int64_t r = 0; r < nn; r++) y[t * j->N + r] += j->bias[n0 + r];
 }
 
 static void prefill_task(void *ctx, int64_t i, int tid) {
@@ -236,6 +346,28 @@ static void prefill_task(void *ctx, int64_t i, int tid) {
     }
 }
 
+/* int8 activations: x quantized once, then a grid of row panels x token blocks. Decode (T <= 4)
+** gives each task a contiguous run of rows (one sequential stream; about 8 tasks per thread so a
+** disturbed thread is caught up by the other), prefill 64 rows x 16 tokens. */
+static bool matmul_i8(tw_pool *pool, qjob *j) {
+    tw_qx a;
+    if (tw_qx_quantize(&a, j->x, j->T, j->K)) return false;
+    j->a = &a;
+    j->ik = i8_pick(j->path);
+    int threads = tw_pool_size(pool);
+    if (j->T <= 4) {
+        j->TB = j->T;
+        j->rows = TW_MAX(16, TW_MIN(256, j->N / (8 * threads)) / 16 * 16);
+    } else {
+        j->TB = QI_TOKENS;
+        j->rows = QP_ROWS;
+    }
+    j->n_panels = (j->N + j->rows - 1) / j->rows;
+    tw_pool_run(pool, j->n_panels * ((j->T + j->TB - 1) / j->TB), i8_task, j);
+    tw_qx_free(&a);
+    return true;
+}
+
 void tw_matmul_quant(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const tw_tensor *bias) {
     int64_t N = W->shape[0], K = W->shape[W->ndim - 1];
     if (T <= 0 || N <= 0) return;
@@ -246,6 +378,10 @@ void tw_matmul_quant(tw_pool *pool, float *y, const float *x, int64_t T, const t
     }
     qjob j = { .y = y, .x = x, .T = T, .N = N, .K = K, .w = W->data, .rb = tw_quant_row_bytes(W->type, K),
                .t = W->type, .path = tw_kernels_init(), .bias = bf ? bf : bias ? bias->data : NULL };
+    if (tw_quant_act() == TW_QACT_INT8 && matmul_i8(pool, &j)) {
+        free(bf);
+        return;
+    }
     int threads = tw_pool_size(pool);
     if (T >= QT_PANEL && j.path != TW_KPATH_REF)
         j.scratch = malloc(sizeof(float) * (size_t)threads * QP_ROWS * QP_BLOCKS * TW_QBLOCK);

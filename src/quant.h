@@ -11,9 +11,14 @@
 **                                                            w[i + 16] = d * ((qs[i] >> 4) - 8)
 **
 ** (the nibble order puts columns 0..15 in the low halves and 16..31 in the high halves, so one
-** 16-byte load feeds two 16-lane vectors). Activations stay f32: nothing but the weights is
-** rounded. tw_tensor for a quantized matrix: type TW_DT_Q8_0 / TW_DT_Q4_0, shape [N, K],
-** data = N * tw_quant_row_bytes(type, K) bytes.
+** 16-byte load feeds two 16-lane vectors). tw_tensor for a quantized matrix: type TW_DT_Q8_0 /
+** TW_DT_Q4_0, shape [N, K], data = N * tw_quant_row_bytes(type, K) bytes.
+**
+** Activations: by default (TW_QACT_INT8) each matmul call rounds x to int8 per block of 32
+** (tw_qx_quantize), every block's dot product is an exact integer sum, scaled by d_w * d_x in
+** f32; that is what lets the kernels run at memory speed (VNNI vpdpbusd). TOWER_QUANT_ACT=f32
+** (or tw_quant_set_act) keeps x in f32 and widens the weights instead: only the weights are
+** rounded, at several times the arithmetic cost. Error figures for both: docs/quantization.md.
 */
 #ifndef TW_QUANT_H
 #define TW_QUANT_H
@@ -40,6 +45,33 @@ void  tw_dequantize_row(tw_dtype t, const void *q, int64_t K, float *out);
 /* sum_k w[k] x[k] over one quantized row, f32 sums block by block (x: K floats) */
 float tw_quant_dot_ref(tw_dtype t, const void *q, const float *x, int64_t K);
 
+/* ---- int8 activations ------------------------------------------------------------------------ */
+
+/* T rows of K activations rounded per block of 32: d = max|x| / 127 (f32, 0 for an all-zero
+** block), q = round half away from zero (x * (127 / max|x|)), clamped to +-127, and s = sum of the
+** block's q (the kernels' offset corrections). Rows are padded with zero blocks (d = 0, q = 0,
+** s = 0) to ld = a multiple of 16 blocks so kernels can read whole groups. */
+typedef struct tw_qx {
+    int64_t  T, K, nb, ld;   /* tokens, columns, ceil(K / 32) blocks, blocks per stored row     */
+    int8_t  *q;              /* [T][ld * 32]                                                    */
+    float   *d;              /* [T][ld]                                                         */
+    int32_t *s;              /* [T][ld]                                                         */
+    void    *mem;            /* the one allocation behind q, d, s                               */
+} tw_qx;
+
+tw_status tw_qx_quantize(tw_qx *a, const float *x, int64_t T, int64_t K);
+void      tw_qx_free(tw_qx *a);
+
+/* sum over blocks of (float)(sum_i qw_i * qx_i) * (d_w * d_x), in block order (qw: the int8
+** or nibble - 8 of the weight): the definition the int8 kernels are tested against (their
+** integer sums are exact; only the order of the f32 additions differs). */
+float tw_quant_dot_i8_ref(tw_dtype t, const void *w, const tw_qx *a, int64_t token);
+
+typedef enum tw_qact { TW_QACT_INT8, TW_QACT_F32 } tw_qact;
+/* Current activation mode: TOWER_QUANT_ACT=f32|int8 at first use, default int8. */
+tw_qact tw_quant_act(void);
+tw_qact tw_quant_set_act(tw_qact m);   /* returns the previous mode */
+
 /* ---- matmul ---------------------------------------------------------------------------------- */
 
 /* tw_matmul for quantized W (tw_matmul hands them here). y[T,N] = x[T,K] . W^T (+ bias). */
@@ -58,6 +90,16 @@ void tw_qdequant_rows_avx512(tw_dtype t, const uint8_t *w, size_t row_bytes, int
                              float *out, int64_t ldo);
 void tw_qdequant_rows_avx2(tw_dtype t, const uint8_t *w, size_t row_bytes, int64_t nrows, int64_t b0, int64_t nb,
                            float *out, int64_t ldo);
+
+/* int8-activation kernels: y[t * ldy + r] = dot(row r, token t0 + t of a) for r < nrows,
+** t < nt; the same arithmetic as tw_quant_dot_i8_ref. The avx512 one needs avx512vnni; the avx2
+** one uses AVX-VNNI when vnni is true (the CPU must have avxvnni), else vpmaddubsw + vpmaddwd. */
+void tw_qdot_i8_rows_avx512(tw_dtype t, const uint8_t *w, size_t row_bytes, int64_t nrows, const tw_qx *a,
+                            int64_t t0, int64_t nt, float *y, int64_t ldy);
+void tw_qdot_i8_rows_avx2(tw_dtype t, const uint8_t *w, size_t row_bytes, int64_t nrows, const tw_qx *a,
+                          int64_t t0, int64_t nt, float *y, int64_t ldy, bool vnni);
+/* which int8 kernel tw_matmul_quant uses: "avx512-vnni", "avx2-vnni", "avx2", "ref" */
+const char *tw_quant_i8_kernel(void);
 
 /* ---- quantized checkpoints --------------------------------------------------------------------- */
 

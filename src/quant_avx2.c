@@ -98,3 +98,9 @@ void tw_qdequant_rows_avx2(tw_dtype t, const uint8_t *w, size_t row_bytes, int64
         }
     }
 }
+
+void tw_qdot_i8_rows_avx2(tw_dtype t, const uint8_t *w, size_t row_bytes, int64_t nrows, const tw_qx *a,
+                          int64_t t0, int64_t nt, float *y, int64_t ldy, bool vnni) {
+    for (int64_t r = 0; r < nrows; r++)
+        for (int64_t k = 0; k < nt; k++) y[k * ldy + r] = tw_quant_dot_i8_ref(t, w + (size_t)r * row_bytes, a, t0 + k);
+}

@@ -108,3 +108,134 @@ void tw_qdequant_rows_avx512(tw_dtype t, const uint8_t *w, size_t row_bytes, int
         }
     }
 }
+
+/* ---- int8 activations: VNNI ----------------------------------------------------------------------
+** The weights become unsigned bytes (Q8_0: q ^ 0x80 = q + 128; Q4_0: the nibble = q + 8) and
+** vpdpbusd multiplies them by the int8 activations; the offset comes back per block as
+** 128 * s or 8 * s (s: the sum of the activation block, tw_qx). Two blocks fill a 64-byte vector
+** (Q4_0's nibbles are spread to bytes in x's column order), and eight such products (16 blocks)
+** are summed horizontally into one vector holding each block's integer dot in one lane: the lane
+** order that reduction leaves is GPERM, and the scales and activation sums are read in that
+** same order (one gather of the 16 f16 d_w per row and group). Then per group and token: one
+** convert and one FMA by d_w * d_x into an f32 accumulator, reduced once per row. Integer sums
+** are exact, so the only difference from tw_quant_dot_i8_ref is the order of the f32 additions.
+** Rows are walked one at a time (rows are contiguous: one sequential stream per task), each row's
+** weights expanded once per pair of blocks for up to 4 tokens. */
+
+#pragma GCC push_options
+#pragma GCC target("avx512vnni")
+
+static const int32_t GPERM[16] = { 0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15 };
+
+/* blocks b, b + 1 (two) or b alone as 64 unsigned bytes in column order */
+INLINE __m512i pair_u8(tw_dtype t, const uint8_t *blk, bool two) {
+    if (t == TW_DT_Q8_0) {
+        __m512i z = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(blk + 2)));
+        if (two) z = _mm512_inserti64x4(z, _mm256_loadu_si256((const __m256i *)(blk + 36)), 1);
+        return _mm512_xor_si512(z, _mm512_set1_epi8((char)0x80));
+    }
+    __m128i a = _mm_loadu_si128((const __m128i *)(blk + 2));
+    __m256i v = two ? _mm256_inserti128_si256(_mm256_castsi128_si256(a), _mm_loadu_si128((const __m128i *)(blk + 20)), 1)
+                    : _mm256_zextsi128_si256(a);
+    /* [n0, n0 >> 4, n1, n1 >> 4] by 16-byte lanes: columns 0-15, 16-31 of each block */
+    __m512i z = _mm512_permutex2var_epi64(_mm512_castsi256_si512(v), _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11),
+                                          _mm512_castsi256_si512(_mm256_srli_epi16(v, 4)));
+    return _mm512_and_si512(z, _mm512_set1_epi8(15));
+}
+
+/* per 128-bit lane l: [sum of d0's lane l, d1's, d2's, d3's] */
+INLINE __m512i hsum4(__m512i d0, __m512i d1, __m512i d2, __m512i d3) {
+    __m512i a = _mm512_add_epi32(_mm512_unpacklo_epi32(d0, d1), _mm512_unpackhi_epi32(d0, d1));
+    __m512i b = _mm512_add_epi32(_mm512_unpacklo_epi32(d2, d3), _mm512_unpackhi_epi32(d2, d3));
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
+}
+
+/* blocks [b0, b0 + 8) of a group of n (pairs past n are zero): per token, hsum4 of the 4 pairs */
+INLINE void half(tw_dtype t, int NT, int n, int b0, const uint8_t *gw, const int8_t *const *xq, __m512i *S) {
+    const size_t bb = t == TW_DT_Q8_0 ? 34 : 18;
+    __m512i D[4][4];
+    for (int p = 0; p < 4; p++) {
+        int b = b0 + 2 * p;
+        __m512i z = b < n ? pair_u8(t, gw + (size_t)b * bb, b + 1 < n) : _mm512_setzero_si512();
+        for (int k = 0; k < NT; k++)
+            D[k][p] = b < n ? _mm512_dpbusd_epi32(_mm512_setzero_si512(), z, _mm512_loadu_si512(xq[k] + b * 32))
+                            : _mm512_setzero_si512();
+    }
+    for (int k = 0; k < NT; k++) S[k] = hsum4(D[k][0], D[k][1], D[k][2], D[k][3]);
+}
+
+/* One group of n <= 16 blocks (gw: its first block) of one row, NT tokens: adds each token's
+** sum over the group to acc[]. xq/xd/xs point at the group in each token's row of tw_qx. */
+INLINE void group(tw_dtype t, int NT, int n, const uint8_t *gw, const int8_t *const *xq, const float *const *xd,
+                  const int32_t *const *xs, __m512 *acc) {
+    const size_t bb = t == TW_DT_Q8_0 ? 34 : 18;
+    const __m512i perm = _mm512_loadu_si512(GPERM);
+    __m512i U[4], V[4], R[4];
+    half(t, NT, n, 0, gw, xq, U);
+    half(t, NT, n, 8, gw, xq, V);
+    for (int k = 0; k < NT; k++)   /* lanes: blocks 0 2 4 6 1 3 5 7 8 10 12 14 9 11 13 15 (GPERM) */
+        R[k] = _mm512_add_epi32(_mm512_shuffle_i64x2(U[k], V[k], 0x88), _mm512_shuffle_i64x2(U[k], V[k], 0xDD));
+    __m512i idx = _mm512_mullo_epi32(perm, _mm512_set1_epi32((int)bb)), dwi;
+    if (n == 16) dwi = _mm512_i32gather_epi32(idx, gw, 1);
+    else dwi = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), _mm512_cmplt_epi32_mask(perm, _mm512_set1_epi32(n)),
+                                           idx, gw, 1);
+    __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dwi));
+    for (int k = 0; k < NT; k++) {
+        __m512 dx = _mm512_permutexvar_ps(perm, _mm512_loadu_ps(xd[k]));
+        __m512i off = _mm512_slli_epi32(_mm512_permutexvar_epi32(perm, _mm512_loadu_si512(xs[k])), t == TW_DT_Q8_0 ? 7 : 3);
+        acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(R[k], off)), _mm512_mul_ps(dw, dx), acc[k]);
+    }
+}
+
+/* one row (w), NT tokens from t0 of a, into y[k * ldy] */
+INLINE void row_i8(tw_dtype t, int NT, const uint8_t *w, const tw_qx *a, int64_t t0, float *y, int64_t ldy) {
+    const size_t bb = t == TW_DT_Q8_0 ? 34 : 18;
+    const int8_t *xq[4];
+    const float *xd[4];
+    const int32_t *xs[4];
+    __m512 acc[4];
+    for (int k = 0; k < NT; k++) {
+        xq[k] = a->q + (t0 + k) * a->ld * TW_QBLOCK;
+        xd[k] = a->d + (t0 + k) * a->ld;
+        xs[k] = a->s + (t0 + k) * a->ld;
+        acc[k] = _mm512_setzero_ps();
+    }
+    int64_t g = 0;
+    for (; g + 16 <= a->nb; g += 16) {
+        _mm_prefetch((const char *)(w + (size_t)(g + 32) * bb), _MM_HINT_T0);
+        group(t, NT, 16, w + (size_t)g * bb, xq, xd, xs, acc);
+        for (int k = 0; k < NT; k++) xq[k] += 16 * TW_QBLOCK, xd[k] += 16, xs[k] += 16;
+    }
+    if (g < a->nb) group(t, NT, (int)(a->nb - g), w + (size_t)g * bb, xq, xd, xs, acc);
+    for (int k = 0; k < NT; k++) y[k * ldy] = _mm512_reduce_add_ps(acc[k]);
+}
+
+INLINE void rows_i8(tw_dtype t, const uint8_t *w, size_t rb, int64_t nrows, const tw_qx *a, int64_t t0, int64_t nt,
+                    float *y, int64_t ldy) {
+    for (int64_t r = 0; r < nrows; r++, w += rb, y++)
+        for (int64_t k = 0; k < nt; k += 4) {
+            switch (TW_MIN(4, nt - k)) {
+            case 1: row_i8(t, 1, w, a, t0 + k, y + k * ldy, ldy); break;
+            case 2: row_i8(t, 2, w, a, t0 + k, y + k * ldy, ldy); break;
+            case 3: row_i8(t, 3, w, a, t0 + k, y + k * ldy, ldy); break;
+            default: row_i8(t, 4, w, a, t0 + k, y + k * ldy, ldy); break;
+            }
+        }
+}
+
+static void i8_q8(const uint8_t *w, size_t rb, int64_t n, const tw_qx *a, int64_t t0, int64_t nt, float *y,
+                  int64_t ldy) {
+    rows_i8(TW_DT_Q8_0, w, rb, n, a, t0, nt, y, ldy);
+}
+static void i8_q4(const uint8_t *w, size_t rb, int64_t n, const tw_qx *a, int64_t t0, int64_t nt, float *y,
+                  int64_t ldy) {
+    rows_i8(TW_DT_Q4_0, w, rb, n, a, t0, nt, y, ldy);
+}
+
+void tw_qdot_i8_rows_avx512(tw_dtype t, const uint8_t *w, size_t row_bytes, int64_t nrows, const tw_qx *a,
+                            int64_t t0, int64_t nt, float *y, int64_t ldy) {
+    if (t == TW_DT_Q8_0) i8_q8(w, row_bytes, nrows, a, t0, nt, y, ldy);
+    else i8_q4(w, row_bytes, nrows, a, t0, nt, y, ldy);
+}
+
+#pragma GCC pop_options

@@ -84,54 +84,111 @@ static void qmat_make(qmat *m, tw_dtype q, int64_t N, int64_t K, float scale, bo
     m->t = (tw_tensor){ .name = "w", .type = q, .ndim = 2, .shape = { N, K }, .data = m->data, .nbytes = rb * (size_t)N };
 }
 
-static double worst_kernel_err;
+static double worst_kernel_err[2];   /* [tw_qact] */
 
-/* every available path, T tokens, against tw_quant_dot_ref (+ bias); tolerance relative to sum |w x| */
+/* Each path's tw_matmul, in both activation modes, against the plain C reference of the same
+** arithmetic (tw_quant_dot_i8_ref on the same tw_qx, or tw_quant_dot_ref) + bias, and the int8
+** AVX2 kernel's two variants (VNNI, vpmaddubsw) called directly, since tw_matmul picks only
+** one. Errors relative to sum |w x| (+ |bias|) of the row: the int8 integer sums are exact, so
+** only the order of f32 additions differs. check_rows: at most about this many rows checked. */
 static void check_kernels(tw_pool *pool, tw_dtype q, int64_t T, int64_t N, int64_t K, int64_t check_rows) {
     qmat m;
     qmat_make(&m, q, N, K, 0.05f, false);
     float *x = malloc(sizeof(float) * (size_t)(T * K)), *y = malloc(sizeof(float) * (size_t)(T * N));
     float *bias = malloc(sizeof(float) * (size_t)N);
-    for (int64_t i = 0; i < T * K; i++) x[i] = nrand();
+    for (int64_t i = 0; i < T * K; i++) x[i] = nrand() * (i % 29 == 0 ? 4.0f : 1.0f);
     for (int64_t n = 0; n < N; n++) bias[n] = nrand();
     tw_tensor bt = { .name = "b", .type = TW_DT_F32, .ndim = 1, .shape = { N }, .data = bias, .nbytes = sizeof(float) * (size_t)N };
     size_t rb = tw_quant_row_bytes(q, K);
+    int64_t step = N > check_rows ? N / check_rows : 1, nc = (N + step - 1) / step;
+    /* references and magnitudes of the checked rows, once: [mode][row][token] */
+    float *ref = malloc(sizeof(float) * (size_t)(2 * nc * T)), *mag = malloc(sizeof(float) * (size_t)(nc * T));
     float *w = malloc(sizeof(float) * (size_t)K);
+    tw_qx a;
+    CHECK_OK(tw_qx_quantize(&a, x, T, K), "quantize x");
+    for (int64_t c = 0; c < nc; c++) {
+        const uint8_t *row = m.data + (size_t)(c * step) * rb;
+        tw_dequantize_row(q, row, K, w);
+        for (int64_t t = 0; t < T; t++) {
+            double s = 0;
+            for (int64_t k = 0; k < K; k++) s += fabs((double)w[k] * x[t * K + k]);
+            mag[c * T + t] = (float)s + fabsf(bias[c * step]) + 1e-6f;
+            ref[(0 * nc + c) * T + t] = tw_quant_dot_i8_ref(q, row, &a, t) + bias[c * step];
+            ref[(1 * nc + c) * T + t] = tw_quant_dot_ref(q, row, x + t * K, K) + bias[c * step];
+        }
+    }
     tw_kpath before = tw_kernels_path();
-    for (int p = 0; p < TW_KPATH_COUNT; p++) {
-        if (!tw_kernels_force((tw_kpath)p)) continue;
-        tw_matmul(pool, y, x, T, &m.t, &bt);
+    tw_qact act0 = tw_quant_act();
+    /* runs: paths x modes through tw_matmul, then the int8 avx2 variants directly (no bias) */
+    for (int run = 0; run < 2 * TW_KPATH_COUNT + 2; run++) {
+        int mode = run < 2 * TW_KPATH_COUNT ? run / TW_KPATH_COUNT : TW_QACT_INT8;
+        const char *what;
+        bool with_bias = true;
+        if (run < 2 * TW_KPATH_COUNT) {
+            tw_kpath p = (tw_kpath)(run % TW_KPATH_COUNT);
+            if (!tw_kernels_force(p)) continue;
+            tw_quant_set_act((tw_qact)mode);
+            tw_matmul(pool, y, x, T, &m.t, &bt);
+            what = tw_kpath_name(p);
+        } else {
+            bool vnni = run == 2 * TW_KPATH_COUNT + 1;
+            if (!tw_kpath_supported(TW_KPATH_AVX2) || (vnni && !__builtin_cpu_supports("avxvnni"))) continue;
+            tw_qdot_i8_rows_avx2(q, m.data, rb, N, &a, 0, T, y, N, vnni);
+            what = vnni ? "avx2-vnni direct" : "avx2-maddubs direct";
+            with_bias = false;
+        }
         double worst = 0;
-        int64_t step = N > check_rows ? N / check_rows : 1;
-        for (int64_t n = 0; n < N; n += step)
+        for (int64_t c = 0; c < nc; c++)
             for (int64_t t = 0; t < T; t++) {
-                const uint8_t *row = m.data + (size_t)n * rb;
-                float ref = tw_quant_dot_ref(q, row, x + t * K, K) + bias[n];
-                tw_dequantize_row(q, row, K, w);
-                double mag = 0;
-                for (int64_t k = 0; k < K; k++) mag += fabs((double)w[k] * x[t * K + k]);
-                worst = fmax(worst, fabs((double)y[t * N + n] - ref) / (mag + fabs(bias[n]) + 1e-6));
+                double r = ref[((int64_t)mode * nc + c) * T + t] - (with_bias ? 0 : bias[c * step]);
+                worst = fmax(worst, fabs((double)y[t * N + c * step] - r) / mag[c * T + t]);
             }
-        worst_kernel_err = fmax(worst_kernel_err, worst);
-        CHECK(worst < 2e-6, "%s %s T=%lld N=%lld K=%lld: error %.2e of sum|wx|", tw_kpath_name((tw_kpath)p),
-              tw_quant_name(q), (long long)T, (long long)N, (long long)K, worst);
+        worst_kernel_err[mode] = fmax(worst_kernel_err[mode], worst);
+        CHECK(worst < 2e-6, "%s %s act %s T=%lld N=%lld K=%lld: error %.2e of sum|wx|", what, tw_quant_name(q),
+              mode == TW_QACT_INT8 ? "int8" : "f32", (long long)T, (long long)N, (long long)K, worst);
     }
     tw_kernels_force(before);
-    free(w), free(x), free(y), free(bias), free(m.data);
+    tw_quant_set_act(act0);
+    tw_qx_free(&a);
+    free(w), free(x), free(y), free(bias), free(m.data), free(ref), free(mag);
+}
+
+/* tw_qx: scales, rounding, sums and zero padding, on a block with exact halves */
+static void test_act_quant(void) {
+    float x[40];
+    for (int i = 0; i < 40; i++) x[i] = (float)(i - 20) * 0.25f;   /* block 0: -5 .. 2.75, max 5 */
+    tw_qx a;
+    CHECK_OK(tw_qx_quantize(&a, x, 1, 40), "quantize");
+    CHECK(a.nb == 2 && a.ld == 16 && a.d[0] == 5.0f / 127 && a.d[1] == 4.75f / 127 && a.d[2] == 0, "scales");
+    bool ok = true;
+    int32_t s = 0;
+    for (int i = 0; i < 32; i++) {
+        float v = x[i] * (127.0f / 5.0f);
+        int e = (int)(v + (v >= 0 ? 0.5f : -0.5f));
+        ok &= a.q[i] == e;
+        s += e;
+    }
+    CHECK(ok && a.q[0] == -127 && a.s[0] == s, "q = round half away (x * 127 / max), s = sum");
+    bool pad = true;
+    for (int i = 40; i < 16 * 32; i++) pad &= a.q[i] == 0;
+    CHECK(pad && a.s[2] == 0, "padding zero");
+    tw_qx_free(&a);
 }
 
 static void test_kernels(tw_pool *pool) {
     const int64_t shapes[][2] = { { 37, 13 }, { 64, 16 }, { 130, 1152 }, { 67, 4304 }, { 96, 2304 }, { 41, 9216 } };
-    const int64_t Ts[] = { 1, 2, 3, 4, 7, 17 };
+    const int64_t Ts[] = { 1, 2, 3, 4, 5, 7, 17 };
+    printf("  int8 kernel on this CPU: %s\n", tw_quant_i8_kernel());
     for (int q = 0; q < 2; q++) {
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
             for (size_t t = 0; t < sizeof Ts / sizeof Ts[0]; t++)
-                check_kernels(pool, QT[q], Ts[t], shapes[s][0], shapes[s][1], 1 << 30);
+                check_kernels(pool, QT[q], Ts[t], shapes[s][0], shapes[s][1], 64);
         /* a vocabulary head: 256001 rows (odd, not a multiple of any tile), decode and a prompt */
-        check_kernels(pool, QT[q], 1, 256001, 64, 4000);
-        check_kernels(pool, QT[q], 5, 256001, 64, 2000);
+        check_kernels(pool, QT[q], 1, 256001, 64, 3000);
+        check_kernels(pool, QT[q], 5, 256001, 64, 1000);
     }
-    printf("  kernels vs reference: worst %.2e of sum |w x|\n", worst_kernel_err);
+    printf("  kernels vs reference of the same arithmetic: worst %.2e (int8 act), %.2e (f32 act) of sum |w x|\n",
+           worst_kernel_err[TW_QACT_INT8], worst_kernel_err[TW_QACT_F32]);
 }
 
 /* ---- matmul error of quantization on realistic shapes ------------------------------------------ */
@@ -313,6 +370,7 @@ static void test_model(void) {
 int main(void) {
     tw_pool *pool = tw_pool_new(2);
     test_format();
+    test_act_quant();
     test_kernels(pool);
     test_matmul_error(pool);
     test_model();
