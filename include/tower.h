@@ -238,6 +238,21 @@ typedef struct tw_seq tw_seq;
 
 /* n_ctx 0: the model's max_position_embeddings. The KV cache grows as needed up to n_ctx. */
 TW_API tw_status tw_seq_new(tw_model *m, int32_t n_ctx, tw_seq **out);
+
+/* Element type of a sequence's KV cache. Keys and values are rounded once (to nearest even) when
+** written; attention widens them to f32 as it reads. f32 reproduces the float32 reference; f16 /
+** bf16 halve the cache and the bytes each decode step reads (docs/attention.md: numerics). */
+typedef enum tw_kv_type { TW_KV_F32 = 0, TW_KV_F16, TW_KV_BF16 } tw_kv_type;
+
+typedef struct tw_seq_params {
+    tw_kv_type kv_type;   /* TW_KV_F32 (the default) */
+} tw_seq_params;
+
+/* tw_seq_new with options; params NULL: the defaults (== tw_seq_new). */
+TW_API tw_status  tw_seq_new_ex(tw_model *m, int32_t n_ctx, const tw_seq_params *params, tw_seq **out);
+TW_API tw_kv_type tw_seq_kv_type(const tw_seq *s);
+TW_API const char *tw_kv_type_name(tw_kv_type t);                  /* "f32", "f16", "bf16"     */
+TW_API tw_status  tw_kv_type_parse(const char *name, tw_kv_type *out);   /* the same names; TW_E_ARG */
 TW_API void      tw_seq_free(tw_seq *s);
 TW_API int32_t   tw_seq_pos(const tw_seq *s);        /* tokens in the cache                        */
 TW_API int32_t   tw_seq_n_ctx(const tw_seq *s);

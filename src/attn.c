@@ -11,17 +11,95 @@
 ** out items in order, and starting with the longest ones balances the threads (LPT order).
 ** Decode (few query rows over a long cache) has too few such tasks for the threads, so its keys
 ** are split into ranges whose partial (max, sum, output) are merged afterwards (flash-decoding).
+** The decode kernel (tw_attn_decode_*) goes further: each task is one key range for all kv heads,
+** so the threads stream disjoint, contiguous parts of the cache.
+**
+** 16-bit K/V (kv_type f16 / bf16): the reference widens each row it reads; the block kernel reads
+** a widened copy of its key and value block (the widening is ~1 % of the block's arithmetic); the
+** decode kernel widens in registers.
 */
 #include "attn.h"
 
 #include <math.h>
 #include <stdlib.h>
 
+/* ---- 16-bit elements, plain C ------------------------------------------------------------------ */
+
+size_t tw_kv_size(tw_kv_type t) { return t == TW_KV_F32 ? 4 : 2; }
+
+static float bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static uint16_t f32_to_bf16(float f) {   /* round to nearest even; NaN stays NaN */
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((u >> 16) | 0x40);
+    return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1)) >> 16);
+}
+
+/* _Float16 (GCC >= 12 on x86-64): conversions round to nearest even, subnormals kept */
+static float f16_to_f32(uint16_t h) {
+    _Float16 x;
+    memcpy(&x, &h, 2);
+    return (float)x;
+}
+
+static uint16_t f32_to_f16(float f) {
+    _Float16 x = (_Float16)f;
+    uint16_t h;
+    memcpy(&h, &x, 2);
+    return h;
+}
+
+void tw_kv_widen_ref(float *dst, const void *src, tw_kv_type t, int64_t n) {
+    const uint16_t *h = src;
+    switch (t) {
+    case TW_KV_F32: memcpy(dst, src, sizeof(float) * (size_t)n); break;
+    case TW_KV_F16: for (int64_t i = 0; i < n; i++) dst[i] = f16_to_f32(h[i]); break;
+    case TW_KV_BF16: for (int64_t i = 0; i < n; i++) dst[i] = bf16_to_f32(h[i]); break;
+    }
+}
+
+float tw_kv_round_ref(float x, tw_kv_type t) {
+    switch (t) {
+    case TW_KV_F16: return f16_to_f32(f32_to_f16(x));
+    case TW_KV_BF16: return bf16_to_f32(f32_to_bf16(x));
+    default: return x;
+    }
+}
+
+void tw_kv_store(void *dst, tw_kv_type t, const float *src, int64_t n) {
+    if (t == TW_KV_F32) {
+        memmove(dst, src, sizeof(float) * (size_t)n);
+        return;
+    }
+    tw_kpath path = tw_kernels_path();
+    if (path == TW_KPATH_AVX512 && tw_kpath_supported(path)) {
+        tw_kv_store_avx512(dst, t, src, n);
+        return;
+    }
+    if (path == TW_KPATH_AVX2 && tw_kpath_supported(path)) {
+        tw_kv_store_avx2(dst, t, src, n);
+        return;
+    }
+    uint16_t *h = dst;
+    for (int64_t i = 0; i < n; i++) h[i] = t == TW_KV_F16 ? f32_to_f16(src[i]) : f32_to_bf16(src[i]);
+}
+
+/* element (row j, column e) of a K or V buffer */
+static const void *kv_at(const void *base, tw_kv_type t, int64_t ld, int64_t j, int64_t e) {
+    return (const char *)base + (size_t)(j * ld + e) * tw_kv_size(t);
+}
+
 /* ---- plain C reference ---------------------------------------------------------------------- */
 
 typedef struct {
     const tw_attn_args *a;
-    float *scores;   /* [n_threads, Tk] one score row per worker */
+    float *scores;   /* [n_threads, Tk + 2 D] one score row and two widened K/V rows per worker */
 } ref_job;
 
 /* visible keys [lo, hi) of query row t */
@@ -44,11 +122,14 @@ static void ref_task(void *ctx, int64_t i, int tid) {
     int32_t g = h / (a->n_head / a->n_kv), lo, hi;
     key_range(a, t, &lo, &hi);
     const float *q = a->q + (size_t)t * a->ldq + (size_t)h * D;   /* [D] */
-    float *s = j->scores + (size_t)tid * a->Tk;                     /* [hi - lo] */
+    float *s = j->scores + (size_t)tid * (a->Tk + 2 * (size_t)D);   /* [hi - lo] */
+    float *kw = s + a->Tk, *vw = kw + D;                             /* [D] widened rows */
+    bool wide = a->kv_type == TW_KV_F32;
 
     float mx = -INFINITY;
     for (int32_t k = lo; k < hi; k++) {
-        const float *kr = a->k + (size_t)k * a->ldk + (size_t)g * D;
+        const float *kr = kv_at(a->k, a->kv_type, a->ldk, k, (int64_t)g * D);
+        if (!wide) tw_kv_widen_ref(kw, kr, a->kv_type, D), kr = kw;
         float d = 0;
         for (int32_t e = 0; e < D; e++) d += q[e] * kr[e];
         d *= a->scale;
@@ -66,7 +147,8 @@ static void ref_task(void *ctx, int64_t i, int tid) {
     float *o = a->out + (size_t)t * a->ldo + (size_t)h * D;   /* [D] */
     for (int32_t e = 0; e < D; e++) o[e] = 0;
     for (int32_t k = lo; k < hi; k++) {
-        const float *vr = a->v + (size_t)k * a->ldv + (size_t)g * D;
+        const float *vr = kv_at(a->v, a->kv_type, a->ldv, k, (int64_t)g * D);
+        if (!wide) tw_kv_widen_ref(vw, vr, a->kv_type, D), vr = vw;
         float w = s[k - lo] * inv;
         for (int32_t e = 0; e < D; e++) o[e] += w * vr[e];
     }
@@ -74,9 +156,10 @@ static void ref_task(void *ctx, int64_t i, int tid) {
 
 void tw_attention_ref(tw_pool *pool, const tw_attn_args *a) {
     if (a->Tq <= 0 || a->Tk <= 0) return;
-    float *scores = malloc(sizeof(float) * (size_t)tw_pool_size(pool) * (size_t)a->Tk);
+    size_t row = (size_t)a->Tk + 2 * (size_t)a->D;
+    float *scores = malloc(sizeof(float) * (size_t)tw_pool_size(pool) * row);
     if (!scores) pool = NULL;   /* short of memory: one score row, on this thread */
-    if (!scores && !(scores = malloc(sizeof(float) * (size_t)a->Tk))) return;
+    if (!scores && !(scores = malloc(sizeof(float) * row))) return;
     ref_job j = { a, scores };
     tw_pool_run(pool, (int64_t)a->Tq * a->n_head, ref_task, &j);
     free(scores);
@@ -85,6 +168,8 @@ void tw_attention_ref(tw_pool *pool, const tw_attn_args *a) {
 /* ---- blocked driver for the SIMD paths ---------------------------------------------------- */
 
 typedef void (*tw_attn_block_fn)(const tw_attn_block *b);
+typedef void (*tw_attn_widen_fn)(float *dst, int32_t ldd, const void *src, int64_t ld, tw_kv_type t, int32_t rows, int32_t D);
+typedef void (*tw_attn_dec_fn)(const tw_attn_dec *d);
 
 enum { VEC = 16 };   /* score rows are padded to a multiple of the widest vector */
 
@@ -100,6 +185,8 @@ typedef struct {
     size_t  per_thread;       /* floats of scratch per thread                     */
     float  *scratch;          /* [n_threads][per_thread]                          */
     float  *part;             /* n_split > 1: [task][m_max][Dp + 2] partial results */
+    bool    wide;             /* K/V are f32: read in place                        */
+    tw_attn_widen_fn widen;   /* else widened per block                            */
 } blk_job;
 
 /* Task i: kv head g, query block qb (latest first), key range sp. */
@@ -116,7 +203,9 @@ static void blk_task(void *ctx, int64_t i, int tid) {
     float *o = qp + (size_t)j->m_max * D;                     /* [m_max, Dp]  accumulator     */
     float *s = o + (size_t)j->m_max * Dp;                     /* [m_max, lds] scores          */
     float *kt = s + (size_t)j->m_max * j->lds;                /* [D, lds]     packed keys     */
-    float *mx = kt + (size_t)D * j->lds;                      /* [m_max]                      */
+    float *kw = kt + (size_t)D * j->lds;                      /* [lds, D] widened keys (16-bit) */
+    float *vw = kw + (j->wide ? 0 : (size_t)j->lds * D);      /* [lds, D] widened values       */
+    float *mx = vw + (j->wide ? 0 : (size_t)j->lds * D);      /* [m_max]                      */
     float *l = mx + j->m_max;                                 /* [m_max]                      */
     int32_t *lo = (int32_t *)(l + j->m_max), *hi = lo + j->m_max;   /* [m_max] each          */
 
@@ -156,10 +245,18 @@ static void blk_task(void *ctx, int64_t i, int tid) {
             for (int32_t hh = 0; hh < grp; hh++) lo[tt * grp + hh] = rl, hi[tt * grp + hh] = rh;
         }
         if (!any) continue;
+        const float *kb = kv_at(a->k, a->kv_type, a->ldk, k0, (int64_t)g * D);
+        const float *vb = kv_at(a->v, a->kv_type, a->ldv, k0, (int64_t)g * D);
+        int64_t ldk = a->ldk, ldv = a->ldv;
+        if (!j->wide) {
+            j->widen(kw, D, kb, ldk, a->kv_type, nk, D);
+            j->widen(vw, D, vb, ldv, a->kv_type, nk, D);
+            kb = kw, vb = vw, ldk = ldv = D;
+        }
         tw_attn_block b = {
             .qp = qp, .m = m, .D = D,
-            .k = a->k + (size_t)k0 * a->ldk + (size_t)g * D, .ldk = a->ldk,
-            .v = a->v + (size_t)k0 * a->ldv + (size_t)g * D, .ldv = a->ldv,
+            .k = kb, .ldk = ldk,
+            .v = vb, .ldv = ldv,
             .nk = nk, .lo = full ? NULL : lo, .hi = full ? NULL : hi,
             .scale = a->scale, .softcap = a->softcap,
             .s = s, .lds = j->lds, .kt = kt, .o = o, .ldo = Dp, .mx = mx, .l = l,
@@ -220,11 +317,115 @@ static tw_attn_block_fn block_fn(tw_kpath path) {
     }
 }
 
+static tw_attn_widen_fn widen_fn(tw_kpath path) {
+    return path == TW_KPATH_AVX512 ? tw_attn_widen_avx512 : path == TW_KPATH_AVX2 ? tw_attn_widen_avx2 : NULL;
+}
+
+static tw_attn_dec_fn dec_fn(tw_kpath path) { return path == TW_KPATH_AVX512 ? tw_attn_decode_avx512 : NULL; }
+
+/* ---- decode driver ---------------------------------------------------------------------------- */
+
+typedef struct {
+    const tw_attn_args *a;
+    tw_attn_dec_fn fn;
+    int32_t grp, m;           /* query heads per kv head; rows per kv head (Tq * grp)      */
+    int32_t klo, khi, per;    /* keys any row sees, cut into ranges of `per` keys          */
+    int32_t n_split, lds, Dp;
+    const float *qp;          /* [n_kv][m][D] packed queries                               */
+    float  *scratch;          /* [n_threads][n_kv * m * lds] scores                         */
+    float  *part;             /* [n_split][n_kv * m][Dp + 2]: O, then max and sum            */
+} dec_job;
+
+static float *dec_part(const dec_job *j, int32_t sp, int32_t row) {
+    return j->part + ((size_t)sp * j->a->n_kv * j->m + (size_t)row) * (j->Dp + 2);
+}
+
+static void dec_task(void *ctx, int64_t i, int tid) {
+    const dec_job *j = ctx;
+    const tw_attn_args *a = j->a;
+    int32_t k0 = j->klo + (int32_t)i * j->per, nk = TW_MIN(j->per, j->khi - k0), m = j->m;
+    int32_t lo[8], hi[8], n_rows = a->n_kv * m;
+    float mx[64], l[64];
+    float *o = j->scratch + (size_t)tid * ((size_t)n_rows * j->lds + (size_t)n_rows * j->Dp);   /* [n_kv][m][Dp] */
+    for (int32_t r = 0; r < m; r++) {
+        int32_t rl, rh;
+        key_range(a, r / j->grp, &rl, &rh);
+        lo[r] = TW_MIN(TW_MAX(rl - k0, 0), nk), hi[r] = TW_MAX(TW_MIN(rh - k0, nk), lo[r]);
+    }
+    tw_attn_dec d = {
+        .qp = j->qp, .m = m, .D = a->D, .n_kv = a->n_kv,
+        .k = kv_at(a->k, a->kv_type, a->ldk, k0, 0), .ldk = a->ldk,
+        .v = kv_at(a->v, a->kv_type, a->ldv, k0, 0), .ldv = a->ldv,
+        .type = a->kv_type, .nk = nk, .lo = lo, .hi = hi, .scale = a->scale, .softcap = a->softcap,
+        .s = o + (size_t)n_rows * j->Dp, .lds = j->lds, .o = o, .ldo = j->Dp, .mx = mx, .l = l,
+    };
+    j->fn(&d);
+    for (int32_t r = 0; r < n_rows; r++) {
+        float *p = dec_part(j, (int32_t)i, r);
+        memcpy(p, o + (size_t)r * j->Dp, sizeof(float) * (size_t)a->D);
+        p[j->Dp] = mx[r], p[j->Dp + 1] = l[r];
+    }
+}
+
+/* Queries x group <= 8 rows per kv head: the key range [first row's lo, last row's hi) is cut
+** into equal ranges (several per thread so that a late thread does not stall the step), each
+** task streams its range of K (all kv heads, contiguous rows) then of V. */
+static bool decode_run(tw_pool *pool, const tw_attn_args *a, tw_attn_dec_fn fn, int32_t n_split) {
+    dec_job j = { .a = a, .fn = fn, .grp = a->n_head / a->n_kv };
+    j.m = a->Tq * j.grp;
+    int32_t dummy, D = a->D, n_rows;
+    key_range(a, 0, &j.klo, &dummy);
+    key_range(a, a->Tq - 1, &dummy, &j.khi);
+    if (j.khi <= j.klo) j.khi = j.klo + 1;   /* causal rows always see their own key */
+    int32_t n_keys = j.khi - j.klo, n_thr = tw_pool_size(pool);
+    if (n_split <= 0) n_split = n_thr <= 1 ? 1 : TW_MIN(4 * n_thr, (n_keys + 63) / 64);
+    n_split = TW_MAX(1, TW_MIN(n_split, n_keys));
+    j.per = (n_keys + n_split - 1) / n_split;
+    j.n_split = (n_keys + j.per - 1) / j.per;
+    j.lds = round_up(j.per, VEC);
+    j.Dp = round_up(D, VEC);
+    n_rows = a->n_kv * j.m;
+    if (n_rows > 64) return false;
+    float *qp = malloc(sizeof(float) * (size_t)n_rows * D);
+    j.scratch = malloc(sizeof(float) * (size_t)n_thr * n_rows * ((size_t)j.lds + j.Dp));
+    j.part = malloc(sizeof(float) * (size_t)j.n_split * n_rows * (j.Dp + 2));
+    if (!qp || !j.scratch || !j.part) {
+        free(qp), free(j.scratch), free(j.part);
+        return false;
+    }
+    for (int32_t g = 0; g < a->n_kv; g++)   /* row r of head g: query r / grp, head g * grp + r % grp */
+        for (int32_t r = 0; r < j.m; r++)
+            memcpy(qp + ((size_t)g * j.m + r) * D, a->q + (size_t)(r / j.grp) * a->ldq + (size_t)(g * j.grp + r % j.grp) * D,
+                   sizeof(float) * (size_t)D);
+    j.qp = qp;
+    tw_pool_run(pool, j.n_split, dec_task, &j);
+
+    for (int32_t g = 0; g < a->n_kv; g++)   /* merge the ranges */
+        for (int32_t r = 0; r < j.m; r++) {
+            int32_t row = g * j.m + r;
+            float M = -INFINITY, L = 0;
+            for (int32_t sp = 0; sp < j.n_split; sp++) M = fmaxf(M, dec_part(&j, sp, row)[j.Dp]);
+            float *dst = a->out + (size_t)(r / j.grp) * a->ldo + (size_t)(g * j.grp + r % j.grp) * D;
+            for (int32_t e = 0; e < D; e++) dst[e] = 0;
+            for (int32_t sp = 0; sp < j.n_split; sp++) {
+                const float *p = dec_part(&j, sp, row);
+                if (p[j.Dp] == -INFINITY) continue;   /* this range saw no key of the row */
+                float w = j.n_split == 1 ? 1.0f : expf(p[j.Dp] - M);
+                L += p[j.Dp + 1] * w;
+                for (int32_t e = 0; e < D; e++) dst[e] += p[e] * w;
+            }
+            float inv = 1.0f / L;
+            for (int32_t e = 0; e < D; e++) dst[e] *= inv;
+        }
+    free(qp), free(j.scratch), free(j.part);
+    return true;
+}
+
 /* Blocking per shape, from the measurements in docs/attention.md. Causal attention (Gemma2) always
 ** uses the same key grid, so a query's result is the same bit for bit whether it is evaluated in a
 ** long prefill, a short chunk after a rewind or alone (decode without split ranges). */
 tw_attn_plan tw_attention_plan(const tw_attn_args *a, int n_threads) {
-    tw_attn_plan p;
+    tw_attn_plan p = { 0 };
     int32_t grp = a->n_head / a->n_kv;
     (void)n_threads;   /* the pool balances: every shape below gives >= 8 tasks per 2 threads */
     if (!a->causal) {              /* vision: equal query blocks of <= 192 rows (729 -> 4 x 183) */
@@ -233,7 +434,9 @@ tw_attn_plan tw_attention_plan(const tw_attn_args *a, int n_threads) {
         p.bk = 256;
     } else if (a->Tq * grp <= 8) { /* decode: K/V bandwidth; keys split between threads */
         p.bq = a->Tq;
-        p.bk = 128;
+        p.bk = 128;                /* for a path without a decode kernel (AVX2) */
+        p.decode = true;
+        p.n_split = 0;
     } else {                       /* prefill: 256 rows (queries x GQA group) per block */
         p.bq = TW_MAX(1, 256 / grp);
         p.bk = 128;
@@ -249,8 +452,10 @@ bool tw_attention_with(tw_pool *pool, const tw_attn_args *a, tw_kpath path, tw_a
     tw_attn_block_fn fn = block_fn(path);
     if (!fn || !tw_kpath_supported(path)) return false;
     if (a->Tq <= 0 || a->Tk <= 0) return true;
+    tw_attn_dec_fn dfn = dec_fn(path);
+    if (plan.decode && dfn && a->Tq * (a->n_head / a->n_kv) <= 8 && decode_run(pool, a, dfn, plan.n_split)) return true;
 
-    blk_job j = { .a = a, .fn = fn, .grp = a->n_head / a->n_kv };
+    blk_job j = { .a = a, .fn = fn, .grp = a->n_head / a->n_kv, .wide = a->kv_type == TW_KV_F32, .widen = widen_fn(path) };
     j.bq = TW_MAX(1, TW_MIN(plan.bq, a->Tq));
     j.n_qb = (a->Tq + j.bq - 1) / j.bq;
     j.m_max = j.bq * j.grp;
@@ -272,6 +477,7 @@ bool tw_attention_with(tw_pool *pool, const tw_attn_args *a, tw_kpath path, tw_a
     j.lds = round_up(span, VEC);
     j.per_thread = (size_t)j.m_max * a->D + (size_t)j.m_max * j.Dp + (size_t)j.m_max * j.lds +
                    (size_t)a->D * j.lds + 4 * (size_t)j.m_max + 16;
+    if (!j.wide) j.per_thread += 2 * (size_t)j.lds * a->D;
     j.scratch = malloc(sizeof(float) * j.per_thread * (size_t)n_thr);
     if (j.n_split > 1) j.part = malloc(sizeof(float) * (size_t)(tasks * j.n_split) * j.m_max * (j.Dp + 2));
     if (!j.scratch || (j.n_split > 1 && !j.part)) {   /* no memory for blocks: the plain loops */

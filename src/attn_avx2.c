@@ -323,3 +323,55 @@ void tw_attn_vmath_avx2(float *y, const float *x, int64_t n, int fn) {
         memcpy(y + i, out, sizeof(float) * (size_t)k);
     }
 }
+
+/* ---- 16-bit keys and values ----------------------------------------------------------------- */
+
+/* 8 elements of type t at p widened to f32 (t is a constant where it matters) */
+INLINE __m256 load8_kv(tw_kv_type t, const void *p) {
+    if (t == TW_KV_F32) return _mm256_loadu_ps(p);
+    __m128i h = _mm_loadu_si128(p);
+    if (t == TW_KV_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+void tw_attn_widen_avx2(float *dst, int32_t ldd, const void *src, int64_t ld, tw_kv_type t, int32_t rows, int32_t D) {
+    size_t es = t == TW_KV_F32 ? 4 : 2;
+    for (int32_t r = 0; r < rows; r++) {
+        const char *s = (const char *)src + (size_t)r * (size_t)ld * es;
+        float *d = dst + (size_t)r * ldd;
+        int32_t e = 0;
+        for (; e + 8 <= D; e += 8)
+            _mm256_storeu_ps(d + e, t == TW_KV_F16 ? load8_kv(TW_KV_F16, s + (size_t)e * es)
+                                    : t == TW_KV_BF16 ? load8_kv(TW_KV_BF16, s + (size_t)e * es) : load8_kv(TW_KV_F32, s + (size_t)e * es));
+        if (e < D) tw_kv_widen_ref(d + e, s + (size_t)e * es, t, D - e);
+    }
+}
+
+void tw_kv_store_avx2(void *dst, tw_kv_type t, const float *src, int64_t n) {
+    uint16_t *h = dst;
+    for (int64_t i = 0; i < n; i += 8) {
+        float in[8] = { 0 };
+        int64_t k = TW_MIN(8, n - i);
+        const float *x = src + i;
+        if (k < 8) memcpy(in, x, sizeof(float) * (size_t)k), x = in;
+        __m256 v = _mm256_loadu_ps(x);
+        __m128i y;
+        if (t == TW_KV_F16) {
+            y = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        } else {   /* bf16, round to nearest even; NaN stays NaN */
+            __m256i u = _mm256_castps_si256(v);
+            __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+            __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(odd, _mm256_set1_epi32(0x7FFF))), 16);
+            __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+            r = _mm256_blendv_epi8(r, _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40)), nan);
+            /* 32 -> 16 bits: the values fit in 16 bits unsigned */
+            y = _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+        }
+        if (k == 8) _mm_storeu_si128((__m128i *)(h + i), y);
+        else {
+            uint16_t out[8];
+            _mm_storeu_si128((__m128i *)out, y);
+            memcpy(h + i, out, sizeof(uint16_t) * (size_t)k);
+        }
+    }
+}

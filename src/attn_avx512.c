@@ -353,3 +353,239 @@ void tw_attn_vmath_avx512(float *y, const float *x, int64_t n, int fn) {
         memcpy(y + i, out, sizeof(float) * (size_t)k);
     }
 }
+
+/* ---- 16-bit keys and values ----------------------------------------------------------------- */
+
+/* 16 elements of type T at p (masked), widened to f32. T is a constant at every call site. */
+INLINE __m512 load_kv(tw_kv_type T, const void *p, __mmask16 msk) {
+    if (T == TW_KV_F32) return _mm512_maskz_loadu_ps(msk, p);
+    __m256i h = _mm256_maskz_loadu_epi16(msk, p);
+    if (T == TW_KV_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+void tw_attn_widen_avx512(float *dst, int32_t ldd, const void *src, int64_t ld, tw_kv_type t, int32_t rows, int32_t D) {
+    size_t es = t == TW_KV_F32 ? 4 : 2;
+    for (int32_t r = 0; r < rows; r++) {
+        const char *s = (const char *)src + (size_t)r * (size_t)ld * es;
+        float *d = dst + (size_t)r * ldd;
+        for (int32_t e = 0; e < D; e += 16) {
+            __mmask16 m = tail_mask(D - e);
+            __m512 x = t == TW_KV_F16 ? load_kv(TW_KV_F16, s + (size_t)e * es, m)
+                     : t == TW_KV_BF16 ? load_kv(TW_KV_BF16, s + (size_t)e * es, m) : load_kv(TW_KV_F32, s + (size_t)e * es, m);
+            _mm512_mask_storeu_ps(d + e, m, x);
+        }
+    }
+}
+
+/* f32 -> bf16, round to nearest even (the NaN check keeps NaN a NaN) */
+INLINE __m256i to_bf16(__m512 x) {
+    __m512i u = _mm512_castps_si512(x);
+    __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF))), 16);
+    __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+    return _mm512_cvtepi32_epi16(r);
+}
+
+void tw_kv_store_avx512(void *dst, tw_kv_type t, const float *src, int64_t n) {
+    uint16_t *h = dst;
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask((int32_t)TW_MIN(16, n - i));
+        __m512 x = _mm512_maskz_loadu_ps(m, src + i);
+        __m256i y = t == TW_KV_F16 ? _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC) : to_bf16(x);
+        _mm256_mask_storeu_epi16(h + i, m, y);
+    }
+}
+
+/* ---- decode ----------------------------------------------------------------------------------- */
+
+/* r[j] = sum of the 16 lanes of a[j], j < 16: a transposing reduction tree (45 shuffles/adds for
+** 16 sums instead of 16 horizontal reductions). */
+INLINE __m512 hsum16(const __m512 *a) {
+    __m512 x[8], y[4];
+    for (int i = 0; i < 8; i++)   /* per 128-bit lane: [a0 02, a1 02, a0 13, a1 13] partial sums */
+        x[i] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]), _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
+    for (int i = 0; i < 4; i++) {   /* per lane: the lane sums of keys 4i .. 4i+3 */
+        __m512d p = _mm512_castps_pd(x[2 * i]), q = _mm512_castps_pd(x[2 * i + 1]);
+        y[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(p, q)), _mm512_castpd_ps(_mm512_unpackhi_pd(p, q)));
+    }
+    __m512 z0 = _mm512_add_ps(_mm512_shuffle_f32x4(y[0], y[1], 0x88), _mm512_shuffle_f32x4(y[0], y[1], 0xDD));
+    __m512 z1 = _mm512_add_ps(_mm512_shuffle_f32x4(y[2], y[3], 0x88), _mm512_shuffle_f32x4(y[2], y[3], 0xDD));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(z0, z1, 0x88), _mm512_shuffle_f32x4(z0, z1, 0xDD));
+}
+
+/* Keys ahead to prefetch: one sub-block (DEC_SB, below) ahead, each line of a (key, head) slice
+** fetched while the same slice of the key DEC_PF rows earlier is being used. */
+enum { DEC_PF = 64, DEC_SB = 64 };
+
+/* every line of the bytes [p, p + n) */
+INLINE void prefetch_span(const char *p, size_t n) {
+    for (size_t o = 0; o < n; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+}
+
+/* Scores of MR rows (one kv head) for 16 keys at k (rows [0, nj) valid): per key, per row, one
+** D-long dot in two interleaved accumulators, reduced across lanes for the 16 keys at once. */
+INLINE void dec_qk16(tw_kv_type T, int MR, const tw_attn_dec *d, const float *qp, const char *k, int32_t nj,
+                     float *s, float *part) {
+    const size_t es = T == TW_KV_F32 ? 4 : 2;
+    const int32_t D = d->D;
+    for (int32_t jj = 0; jj < 16; jj++) {
+        __m512 acc0[8], acc1[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; r++) acc0[r] = acc1[r] = _mm512_setzero_ps();
+        if (jj < nj) {
+            const char *kr = k + (size_t)jj * (size_t)d->ldk * es;
+            const char *pf = kr + (size_t)DEC_PF * (size_t)d->ldk * es;   /* the same head's row DEC_PF keys on */
+            int32_t e = 0;
+            prefetch_span(pf, (size_t)D * es);
+            for (; e + 32 <= D; e += 32) {
+                __m512 k0 = load_kv(T, kr + (size_t)e * es, 0xFFFF), k1 = load_kv(T, kr + (size_t)(e + 16) * es, 0xFFFF);
+#pragma GCC unroll 8
+                for (int r = 0; r < MR; r++) {
+                    acc0[r] = _mm512_fmadd_ps(k0, _mm512_loadu_ps(qp + (size_t)r * D + e), acc0[r]);
+                    acc1[r] = _mm512_fmadd_ps(k1, _mm512_loadu_ps(qp + (size_t)r * D + e + 16), acc1[r]);
+                }
+            }
+            for (; e < D; e += 16) {
+                __mmask16 msk = tail_mask(D - e);
+                __m512 k0 = load_kv(T, kr + (size_t)e * es, msk);
+#pragma GCC unroll 8
+                for (int r = 0; r < MR; r++) acc0[r] = _mm512_fmadd_ps(k0, _mm512_maskz_loadu_ps(msk, qp + (size_t)r * D + e), acc0[r]);
+            }
+        }
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; r++) _mm512_storeu_ps(part + ((size_t)r * 16 + jj) * 16, _mm512_add_ps(acc0[r], acc1[r]));
+    }
+    for (int r = 0; r < MR; r++) {
+        __m512 a[16];
+        for (int jj = 0; jj < 16; jj++) a[jj] = _mm512_loadu_ps(part + ((size_t)r * 16 + jj) * 16);
+        _mm512_storeu_ps(s + (size_t)r * d->lds, hsum16(a));
+    }
+}
+
+/* O[MR rows][16 NV columns from d0] += P[rows][0..nk) V[0..nk)[d0..]; masked past D. */
+INLINE void dec_pv(tw_kv_type T, int MR, int NV, const tw_attn_dec *d, const float *p, const char *v, float *o,
+                   int32_t d0) {
+    const size_t es = T == TW_KV_F32 ? 4 : 2;
+    __m512 acc[4][8];
+    __mmask16 msk[8];
+#pragma GCC unroll 8
+    for (int c = 0; c < NV; c++) msk[c] = d0 + 16 * c < d->D ? tail_mask(d->D - d0 - 16 * c) : 0;
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 8
+        for (int c = 0; c < NV; c++) acc[r][c] = _mm512_maskz_loadu_ps(msk[c], o + (size_t)r * d->ldo + d0 + 16 * c);
+    int32_t j0 = d->nk, j1 = 0;   /* keys any of these rows sees */
+    for (int r = 0; r < MR; r++)
+        if (d->hi[r] > d->lo[r]) j0 = TW_MIN(j0, d->lo[r]), j1 = TW_MAX(j1, d->hi[r]);
+    for (int32_t j = j0; j < j1; j++) {
+        const char *vr = v + ((size_t)j * (size_t)d->ldv + (size_t)d0) * es;
+        if (d0 == 0) prefetch_span(vr + (size_t)DEC_PF * (size_t)d->ldv * es, (size_t)d->D * es);
+        __m512 vv[8];
+#pragma GCC unroll 8
+        for (int c = 0; c < NV; c++) vv[c] = load_kv(T, vr + (size_t)16 * c * es, msk[c]);
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; r++) {
+            __m512 pb = _mm512_set1_ps(p[(size_t)r * d->lds + j]);
+#pragma GCC unroll 8
+            for (int c = 0; c < NV; c++) acc[r][c] = _mm512_fmadd_ps(pb, vv[c], acc[r][c]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 8
+        for (int c = 0; c < NV; c++) _mm512_mask_storeu_ps(o + (size_t)r * d->ldo + d0 + 16 * c, msk[c], acc[r][c]);
+}
+
+/* DEC_SB: keys per sub-block, whose K/V rows of all heads stay in L1/L2 while the heads take turns */
+
+INLINE void decode_t(tw_kv_type T, const tw_attn_dec *d) {
+    const size_t es = T == TW_KV_F32 ? 4 : 2;
+    const int32_t m = d->m, D = d->D, nkv = d->n_kv;
+    float part[8 * 16 * 16];
+    /* pass 1: raw scores, 16 keys at a time, every head of them while they are in cache */
+    for (int32_t j = 0; j < d->nk; j += 16)   /* 16 keys, every head: contiguous rows */
+        for (int32_t g = 0; g < nkv; g++) {
+                const char *k = (const char *)d->k + ((size_t)j * (size_t)d->ldk + (size_t)g * D) * es;
+                const float *qp = d->qp + (size_t)g * m * D;
+                float *s = d->s + (size_t)g * m * d->lds + j;
+                int32_t nj = TW_MIN(16, d->nk - j);
+                switch (m) {   /* rows at a time: up to 4 (8 accumulators of 2 x 4) */
+                case 1: dec_qk16(T, 1, d, qp, k, nj, s, part); break;
+                case 2: dec_qk16(T, 2, d, qp, k, nj, s, part); break;
+                case 3: dec_qk16(T, 3, d, qp, k, nj, s, part); break;
+                case 4: dec_qk16(T, 4, d, qp, k, nj, s, part); break;
+                default:
+                    dec_qk16(T, 4, d, qp, k, nj, s, part);
+                    switch (m - 4) {
+                    case 1: dec_qk16(T, 1, d, qp + 4 * (size_t)D, k, nj, s + 4 * (size_t)d->lds, part); break;
+                    case 2: dec_qk16(T, 2, d, qp + 4 * (size_t)D, k, nj, s + 4 * (size_t)d->lds, part); break;
+                    case 3: dec_qk16(T, 3, d, qp + 4 * (size_t)D, k, nj, s + 4 * (size_t)d->lds, part); break;
+                    default: dec_qk16(T, 4, d, qp + 4 * (size_t)D, k, nj, s + 4 * (size_t)d->lds, part); break;
+                    }
+                }
+            }
+    /* softmax of each (head, row) over the range, as the block kernel's (scale, softcap, mask) */
+    int32_t nv = (d->nk + 15) / 16;
+    const __m512 ninf = _mm512_set1_ps(-INFINITY), scale = _mm512_set1_ps(d->scale), cap = _mm512_set1_ps(d->softcap);
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (int32_t g = 0; g < nkv; g++)
+        for (int32_t i = 0; i < m; i++) {
+            float *s = d->s + ((size_t)g * m + i) * d->lds;
+            __m512i vlo = _mm512_set1_epi32(d->lo[i]), vhi = _mm512_set1_epi32(d->hi[i]);
+            __m512 vmax = ninf;
+            for (int32_t c = 0; c < nv; c++) {
+                __m512 x = _mm512_mul_ps(_mm512_loadu_ps(s + 16 * c), scale);
+                if (d->softcap > 0) x = _mm512_mul_ps(cap, tanh512(_mm512_div_ps(x, cap)));
+                __m512i col = _mm512_add_epi32(iota, _mm512_set1_epi32(16 * c));
+                __mmask16 vis = _mm512_cmpge_epi32_mask(col, vlo) & _mm512_cmplt_epi32_mask(col, vhi);
+                x = _mm512_mask_blend_ps(vis, ninf, x);
+                _mm512_storeu_ps(s + 16 * c, x);
+                vmax = _mm512_max_ps(vmax, x);
+            }
+            float mx = _mm512_reduce_max_ps(vmax);
+            __m512 vm = _mm512_set1_ps(mx), vsum = _mm512_setzero_ps();
+            for (int32_t c = 0; c < nv; c++) {
+                __m512 p = mx == -INFINITY ? _mm512_setzero_ps() : exp512(_mm512_sub_ps(_mm512_loadu_ps(s + 16 * c), vm));
+                _mm512_storeu_ps(s + 16 * c, p);
+                vsum = _mm512_add_ps(vsum, p);
+            }
+            d->mx[g * m + i] = mx;
+            d->l[g * m + i] = _mm512_reduce_add_ps(vsum);
+            memset(d->o + ((size_t)g * m + i) * d->ldo, 0, sizeof(float) * (size_t)d->ldo);
+        }
+    /* pass 2: O += P V, the same sub-blocks */
+    for (int32_t j0 = 0; j0 < d->nk; j0 += DEC_SB) {
+        int32_t nb = TW_MIN(DEC_SB, d->nk - j0);
+        tw_attn_dec sub = *d;   /* the sub-block's view: keys j0 .. j0+nb-1 */
+        int32_t lo[8], hi[8];
+        for (int32_t i = 0; i < m; i++)
+            lo[i] = TW_MIN(TW_MAX(d->lo[i] - j0, 0), nb), hi[i] = TW_MAX(TW_MIN(d->hi[i] - j0, nb), lo[i]);
+        sub.lo = lo, sub.hi = hi, sub.nk = nb;
+        for (int32_t g = 0; g < nkv; g++) {
+            const char *v = (const char *)d->v + ((size_t)j0 * (size_t)d->ldv + (size_t)g * D) * es;
+            for (int32_t i = 0; i < m; i += 2) {
+                const float *p = d->s + ((size_t)g * m + i) * d->lds + j0;
+                float *o = d->o + ((size_t)g * m + i) * d->ldo;
+                sub.lo = lo + i, sub.hi = hi + i, sub.m = m - i;
+                for (int32_t d0 = 0; d0 < D; d0 += 128) {   /* 8 vectors x 2 rows = 16 accumulators */
+                    if (m - i >= 2) dec_pv(T, 2, 8, &sub, p, v, o, d0);
+                    else dec_pv(T, 1, 8, &sub, p, v, o, d0);
+                }
+            }
+        }
+    }
+}
+
+static void decode_f32(const tw_attn_dec *d) { decode_t(TW_KV_F32, d); }
+static void decode_f16(const tw_attn_dec *d) { decode_t(TW_KV_F16, d); }
+static void decode_bf16(const tw_attn_dec *d) { decode_t(TW_KV_BF16, d); }
+
+void tw_attn_decode_avx512(const tw_attn_dec *d) {
+    switch (d->type) {
+    case TW_KV_F16: decode_f16(d); break;
+    case TW_KV_BF16: decode_bf16(d); break;
+    default: decode_f32(d); break;
+    }
+}

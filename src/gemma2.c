@@ -61,6 +61,8 @@ tw_status tw_gemma2_forward(tw_seq *s, const float *x_in, int32_t T, float *logi
     const int32_t nh = c->n_head, nkv = c->n_head_kv, D = c->head_dim, half = D / 2;
     const int32_t qd = nh * D, kvd = nkv * D;
     const int32_t pos = s->pos, n_keys = pos + T;
+    const tw_kv_type kt = tw_seq_kv_type(s);   /* the cache's element type */
+    const size_t kvrow = (size_t)kvd * tw_kv_size(kt);   /* bytes of one cached position */
     if (T <= 0) return tw_err(TW_E_ARG, "gemma2 forward: %d tokens", (int)T);
     if (n_keys > s->n_alloc) return tw_err(TW_E_INTERNAL, "gemma2 forward: cache holds %d positions, need %d", (int)s->n_alloc, (int)n_keys);
 
@@ -72,8 +74,10 @@ tw_status tw_gemma2_forward(tw_seq *s, const float *x_in, int32_t T, float *logi
 
     /* scratch, one arena for the whole call */
     size_t fl = sizeof(float), need = 0;
+    const size_t C_kv = kt == TW_KV_F32 ? 0 : (size_t)C;   /* 16-bit cache: K/V rows before rounding */
     size_t sizes[] = { (size_t)C * H, (size_t)C * H, (size_t)C * qd, (size_t)C * qd, (size_t)C * H,
-                       (size_t)C * F, (size_t)C * F, (size_t)C * half, (size_t)C * half, (size_t)half };
+                       (size_t)C * F, (size_t)C * F, (size_t)C * half, (size_t)C * half, (size_t)half,
+                       C_kv * kvd, C_kv * kvd };
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) need += sizes[i] * fl + 64;
     tw_arena ar;
     TW_TRY(tw_arena_init(&ar, need));
@@ -87,6 +91,8 @@ tw_status tw_gemma2_forward(tw_seq *s, const float *x_in, int32_t T, float *logi
     float *cs     = tw_arena_push(&ar, sizes[7] * fl);   /* [C, D/2]  cos of the RoPE angles  */
     float *sn     = tw_arena_push(&ar, sizes[8] * fl);   /* [C, D/2]  sin                     */
     float *inv_freq = tw_arena_push(&ar, sizes[9] * fl); /* [D/2]                             */
+    float *k_f32  = tw_arena_push(&ar, sizes[10] * fl);  /* [C, nkv*D] 16-bit cache only       */
+    float *v_f32  = tw_arena_push(&ar, sizes[11] * fl);  /* [C, nkv*D]                        */
 
     /* inv_freq[i] = 1 / theta^(2i/D), every step in float32 as HF computes it */
     for (int32_t i = 0; i < half; i++) inv_freq[i] = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)D);
@@ -108,10 +114,12 @@ tw_status tw_gemma2_forward(tw_seq *s, const float *x_in, int32_t T, float *logi
 
         for (int32_t l = 0; l < L; l++) {
             const tw_gemma2_layer *ly = &w->layers[l];
-            /* this layer's cache; the chunk's keys and values are written straight into it */
-            float *kc = s->k_cache + (size_t)l * s->n_alloc * kvd;   /* [n_alloc, nkv*D] */
-            float *vc = s->v_cache + (size_t)l * s->n_alloc * kvd;
-            float *k_new = kc + (size_t)p0 * kvd, *v_new = vc + (size_t)p0 * kvd;   /* [tc, nkv*D] */
+            /* this layer's cache [n_alloc, nkv*D] of kt elements; an f32 cache gets the chunk's keys
+            ** and values written straight into it, a 16-bit one rounded from k_f32 / v_f32 */
+            char *kc = (char *)s->k_cache + (size_t)l * s->n_alloc * kvrow;
+            char *vc = (char *)s->v_cache + (size_t)l * s->n_alloc * kvrow;
+            float *k_new = kt == TW_KV_F32 ? (float *)(kc + (size_t)p0 * kvrow) : k_f32;   /* [tc, nkv*D] */
+            float *v_new = kt == TW_KV_F32 ? (float *)(vc + (size_t)p0 * kvrow) : v_f32;
 
             /* ---- attention block ---- */
             tw_rmsnorm_1p(hn, x, ly->attn_norm_f, tc, H, c->rms_eps);
@@ -120,10 +128,14 @@ tw_status tw_gemma2_forward(tw_seq *s, const float *x_in, int32_t T, float *logi
             tw_matmul(pool, v_new, hn, tc, ly->wv, NULL);
             rope(q, tc, nh, D, cs, sn);
             rope(k_new, tc, nkv, D, cs, sn);
+            if (kt != TW_KV_F32) {   /* rounded once, here; attention widens them exactly */
+                tw_kv_store(kc + (size_t)p0 * kvrow, kt, k_new, (int64_t)tc * kvd);
+                tw_kv_store(vc + (size_t)p0 * kvrow, kt, v_new, (int64_t)tc * kvd);
+            }
 
             /* queries of this chunk against every cached position up to theirs */
             tw_attn_args aa = {
-                .q = q, .ldq = qd, .k = kc, .ldk = kvd, .v = vc, .ldv = kvd, .out = att, .ldo = qd,
+                .q = q, .ldq = qd, .k = kc, .ldk = kvd, .v = vc, .ldv = kvd, .kv_type = kt, .out = att, .ldo = qd,
                 .Tq = tc, .Tk = p0 + tc, .n_head = nh, .n_kv = nkv, .D = D,
                 .scale = scale, .softcap = c->attn_softcap,
                 .causal = true, .q_pos = p0, .window = c->layer_sliding[l] ? c->sliding_window : 0,

@@ -8,7 +8,13 @@
 ** allocating an 8192-position context up front would cost 1.7 GB for a short chat.
 ** Nothing here is shared between sequences, so several sequences of one model can be evaluated
 ** from different threads (their matmuls then take turns on the model's pool).
+**
+** The cache's element type (tw_seq_params.kv_type: f32, f16, bf16) is chosen per sequence. It is
+** kept next to the struct, in the allocation seq_box wraps around it (model.h's struct tw_seq has
+** no field for it); k_cache / v_cache then point to 16-bit elements despite their float type, and
+** only gemma2.c (through tw_kv_store) and attn.c read or write them.
 */
+#include "attn.h"
 #include "model.h"
 
 #include <math.h>
@@ -16,7 +22,26 @@
 
 enum { SEQ_INITIAL_ALLOC = 256 };   /* positions the cache holds before its first growth */
 
+/* a sequence and what struct tw_seq has no field for; s first, so a tw_seq * is a seq_box * */
+typedef struct {
+    struct tw_seq s;
+    tw_kv_type    kv_type;
+} seq_box;
+
+tw_kv_type tw_seq_kv_type(const tw_seq *s) { return s ? ((const seq_box *)s)->kv_type : TW_KV_F32; }
+
 static size_t kv_dim(const tw_model *m) { return (size_t)m->text.n_head_kv * (size_t)m->text.head_dim; }
+
+/* One of the two caches grown from `old` to n positions per layer, the first `pos` rows of every
+** layer kept. realloc keeps the old block's contents at its start (and for large blocks usually
+** remaps the pages instead of copying: no second cache alive at once); the layers then move to
+** their new offsets, last layer first, since each one moves up. */
+static void *grow_cache(void *c, size_t total, size_t L, size_t old, size_t n, size_t pos, size_t row) {
+    char *p = realloc(c, total);
+    if (!p) return NULL;
+    for (size_t l = L; l-- > 1 && pos > 0;) memmove(p + l * n * row, p + l * old * row, pos * row);
+    return p;
+}
 
 /* Makes room for at least `need` positions (need <= n_ctx), keeping the cached ones. The cache
 ** is [n_layer][n_alloc][kvd], so growing moves every layer's filled rows to their new place. */
@@ -27,36 +52,61 @@ static tw_status seq_reserve(tw_seq *s, int32_t need) {
     n = TW_MIN(TW_MAX(n, need), s->n_ctx);
 
     size_t kvd = kv_dim(s->m), L = (size_t)s->m->text.n_layer, layer_bytes, total;
-    if (tw_mul_overflow((size_t)n * kvd, sizeof(float), &layer_bytes) || tw_mul_overflow(layer_bytes, L, &total))
+    size_t row = kvd * tw_kv_size(tw_seq_kv_type(s));   /* bytes of one position of one layer */
+    if (tw_mul_overflow((size_t)n, row, &layer_bytes) || tw_mul_overflow(layer_bytes, L, &total))
         return tw_err(TW_E_NOMEM, "KV cache of %d positions is too large", (int)n);
-    float *k = malloc(total), *v = malloc(total);
-    int32_t *tok = malloc(sizeof(int32_t) * (size_t)n);
-    if (!k || !v || !tok) {
-        free(k); free(v); free(tok);
+    int32_t *tok = realloc(s->tokens, sizeof(int32_t) * (size_t)n);
+    if (tok) s->tokens = tok;
+    void *k = tok ? grow_cache(s->k_cache, total, L, (size_t)s->n_alloc, (size_t)n, (size_t)s->pos, row) : NULL;
+    if (k) s->k_cache = k;
+    void *v = k ? grow_cache(s->v_cache, total, L, (size_t)s->n_alloc, (size_t)n, (size_t)s->pos, row) : NULL;
+    if (!v) {
+        /* the tokens (and maybe K) grew, each keeping its rows; make the layout consistent again by
+        ** moving K's layers back to the old spacing (its block is at least as large as needed) */
+        if (k && s->pos > 0)
+            for (size_t l = 1; l < L; l++)
+                memmove((char *)k + l * (size_t)s->n_alloc * row, (char *)k + l * (size_t)n * row, (size_t)s->pos * row);
         return tw_err(TW_E_NOMEM, "out of memory growing the KV cache to %d positions (%zu MB)", (int)n,
                       2 * total >> 20);
     }
-    for (size_t l = 0; l < L && s->pos > 0; l++) {
-        memcpy(k + l * n * kvd, s->k_cache + l * (size_t)s->n_alloc * kvd, (size_t)s->pos * kvd * sizeof(float));
-        memcpy(v + l * n * kvd, s->v_cache + l * (size_t)s->n_alloc * kvd, (size_t)s->pos * kvd * sizeof(float));
-    }
-    if (s->pos > 0) memcpy(tok, s->tokens, sizeof(int32_t) * (size_t)s->pos);
-    free(s->k_cache); free(s->v_cache); free(s->tokens);
-    s->k_cache = k;
     s->v_cache = v;
-    s->tokens = tok;
     s->n_alloc = n;
     return TW_OK;
 }
 
-tw_status tw_seq_new(tw_model *m, int32_t n_ctx, tw_seq **out) {
+tw_status tw_seq_new(tw_model *m, int32_t n_ctx, tw_seq **out) { return tw_seq_new_ex(m, n_ctx, NULL, out); }
+
+const char *tw_kv_type_name(tw_kv_type t) {
+    switch (t) {
+    case TW_KV_F32: return "f32";
+    case TW_KV_F16: return "f16";
+    case TW_KV_BF16: return "bf16";
+    }
+    return "?";
+}
+
+tw_status tw_kv_type_parse(const char *name, tw_kv_type *out) {
+    for (int t = TW_KV_F32; t <= TW_KV_BF16; t++)
+        if (name && strcmp(name, tw_kv_type_name((tw_kv_type)t)) == 0) {
+            *out = (tw_kv_type)t;
+            return TW_OK;
+        }
+    return tw_err(TW_E_ARG, "KV cache type '%s': expected f32, f16 or bf16", name ? name : "(null)");
+}
+
+tw_status tw_seq_new_ex(tw_model *m, int32_t n_ctx, const tw_seq_params *params, tw_seq **out) {
     if (!m || !out) return tw_err(TW_E_ARG, "tw_seq_new: NULL argument");
     *out = NULL;
+    tw_kv_type kt = params ? params->kv_type : TW_KV_F32;
+    if (kt != TW_KV_F32 && kt != TW_KV_F16 && kt != TW_KV_BF16)
+        return tw_err(TW_E_ARG, "tw_seq_new: unknown KV cache type %d", (int)kt);
     if (n_ctx < 0) return tw_err(TW_E_ARG, "tw_seq_new: n_ctx %d is negative", (int)n_ctx);
     if (n_ctx == 0) n_ctx = m->text.n_ctx_train;
     if (n_ctx <= 0) return tw_err(TW_E_ARG, "tw_seq_new: the model gives no context length; pass n_ctx");
-    tw_seq *s = tw_calloc(1, sizeof *s);
-    if (!s) return TW_E_NOMEM;
+    seq_box *box = tw_calloc(1, sizeof *box);
+    if (!box) return TW_E_NOMEM;
+    box->kv_type = kt;
+    tw_seq *s = &box->s;
     s->m = m;
     s->n_ctx = n_ctx;
     s->logits = tw_calloc((size_t)m->text.n_vocab, sizeof(float));

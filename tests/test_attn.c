@@ -75,7 +75,7 @@ static void run_case(tw_pool *pool2, const acase *c) {
 
     float vmax = 0;
     for (int32_t j = 0; j < c->Tk; j++)
-        for (int32_t e = 0; e < nkv * D; e++) vmax = fmaxf(vmax, fabsf(a.v[(size_t)j * a.ldv + e]));
+        for (int32_t e = 0; e < nkv * D; e++) vmax = fmaxf(vmax, fabsf(((const float *)a.v)[(size_t)j * a.ldv + e]));
     float tol = 1e-5f * vmax + 1e-6f;
 
     tw_attn_plan plans[5];

@@ -7,15 +7,19 @@
 **   p5000    the same for 5000 tokens; the figure is the mean of a global layer and a sliding one
 **            (window 4096): the 2B alternates them
 **   d128, d4096   decode: one query over a cache of 128 / 4096 positions; the caches of 8 layers
-**            are cycled (256 MB at 4096), so K and V come from memory as in a real forward pass
+**            are cycled (256 MB at 4096 in f32), so K and V come from memory as in a real forward
+**            pass; with the cache in f32, f16 and bf16 (--kv TYPE: only that one)
 ** Printed: ms per call (per layer for prefill/decode, per tile-layer for siglip), GFLOP/s counting
-** 4 * D flops per visible (query, key, head), and for decode GB/s of K/V read.
+** 4 * D flops per visible (query, key, head), and for decode GB/s of K/V read and that rate as a
+** fraction of the read bandwidth (tw_bench_read_bw, 256 MB, the same thread count) measured in
+** the same run just before.
 **
-** Usage: build/tests/tool_attnbench [--quick] [--ref] [--only NAME] [shape...]
+** Usage: build/tests/tool_attnbench [--quick] [--ref] [--only NAME] [--kv TYPE] [shape...]
 **   --ref: also the plain C loops (slow: minutes for p5000); --only: variants whose name contains
 **   NAME; shapes: siglip p512 p5000 d128 d4096 (default all).
 */
 #include "attn.h"
+#include "bench.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -53,6 +57,7 @@ static float *rand_buf(size_t n, float amp) {
 }
 
 static bool quick;
+static tw_kv_type kv_type;   /* decode shapes: the cache's element type */
 static int n_calls;       /* timed units run_shape ran, for the CPU time per unit */
 static double cpu_acc;   /* CPU seconds inside the timed regions                 */
 
@@ -134,13 +139,16 @@ static double run_shape(tw_pool *pool, const shape *sh, const variant *va, doubl
     int32_t ctx = sh->T, kvd = NKV * DG, L = quick ? 2 : DECODE_LAYERS;
     float *q = rand_buf((size_t)NH * DG, 3.0f), *out = malloc(sizeof(float) * NH * DG);
     float *kv = rand_buf((size_t)L * 2 * ctx * kvd, 1.0f);
+    if (kv_type != TW_KV_F32) tw_kv_store(kv, kv_type, kv, (int64_t)L * 2 * ctx * kvd);   /* in place, front half */
+    size_t es = tw_kv_size(kv_type);
     int n_steps = quick ? 4 : 32;
     n_calls = n_steps;
     double t0 = now(), c0 = cpu_now();
     for (int s = 0; s < n_steps; s++) {
         int ly = s % L;
-        const float *k = kv + (size_t)ly * 2 * ctx * kvd, *v = k + (size_t)ctx * kvd;
-        tw_attn_args a = { .q = q, .ldq = NH * DG, .k = k, .ldk = kvd, .v = v, .ldv = kvd, .out = out, .ldo = NH * DG,
+        const char *k = (const char *)kv + (size_t)ly * 2 * ctx * kvd * es, *v = k + (size_t)ctx * kvd * es;
+        tw_attn_args a = { .q = q, .ldq = NH * DG, .k = k, .ldk = kvd, .v = v, .ldv = kvd, .kv_type = kv_type,
+                           .out = out, .ldo = NH * DG,
                            .Tq = 1, .Tk = ctx, .n_head = NH, .n_kv = NKV, .D = DG, .scale = 1.0f / 16.0f,
                            .softcap = 50.0f, .causal = true, .q_pos = ctx - 1 };
         tw_attn_plan p = va->own_plan ? tw_attention_plan(&a, tw_pool_size(pool)) : va->plan;
@@ -150,7 +158,7 @@ static double run_shape(tw_pool *pool, const shape *sh, const variant *va, doubl
     double dt = (now() - t0) / n_steps;
     cpu_acc += cpu_now() - c0;
     *flops = 4.0 * DG * NH * (double)ctx;
-    *bytes = 2.0 * sizeof(float) * (double)ctx * kvd;
+    *bytes = 2.0 * (double)es * (double)ctx * kvd;
     free(q), free(out), free(kv);
     return dt;
 }
@@ -161,39 +169,52 @@ int main(int argc, char **argv) {
     };
     const char *want[8];
     int n_want = 0;
-    bool with_ref = false;
+    bool with_ref = false, kv_only = false;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) quick = true;
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
         else if (strcmp(argv[i], "--ref") == 0) with_ref = true;
+        else if (strcmp(argv[i], "--kv") == 0 && i + 1 < argc) {
+            if (tw_kv_type_parse(argv[++i], &kv_type) != TW_OK) return 2;
+            kv_only = true;
+        }
         else if (n_want < 8) want[n_want++] = argv[i];
     }
     const variant variants[] = {
-        { "ref", TW_KPATH_REF, { 0, 0 }, false },
-        { "avx2 auto", TW_KPATH_AVX2, { 0, 0 }, true },
-        { "avx512 auto", TW_KPATH_AVX512, { 0, 0 }, true },
-        { "avx512 rows bq64", TW_KPATH_AVX512, { 64, 0 }, false },
-        { "avx512 rows bq96", TW_KPATH_AVX512, { 96, 0 }, false },
-        { "avx512 flash 32x256", TW_KPATH_AVX512, { 32, 256 }, false },
-        { "avx512 flash 64x128", TW_KPATH_AVX512, { 64, 128 }, false },
-        { "avx512 flash 64x256", TW_KPATH_AVX512, { 64, 256 }, false },
-        { "avx512 flash 96x128", TW_KPATH_AVX512, { 96, 128 }, false },
-        { "avx512 flash 96x256", TW_KPATH_AVX512, { 96, 256 }, false },
-        { "avx512 flash 128x128", TW_KPATH_AVX512, { 128, 128 }, false },
-        { "avx512 flash 192x256", TW_KPATH_AVX512, { 192, 256 }, false },
-        { "avx512 flash 1x64", TW_KPATH_AVX512, { 1, 64 }, false },
-        { "avx512 flash 1x256", TW_KPATH_AVX512, { 1, 256 }, false },
-        { "avx512 flash 1x1024", TW_KPATH_AVX512, { 1, 1024 }, false },
-        { "tw_attention", TW_KPATH_COUNT, { 0, 0 }, true },
+        { "ref", TW_KPATH_REF, { 0, 0, false, 0 }, false },
+        { "avx2 auto", TW_KPATH_AVX2, { 0, 0, false, 0 }, true },
+        { "avx512 auto", TW_KPATH_AVX512, { 0, 0, false, 0 }, true },
+        { "avx512 rows bq64", TW_KPATH_AVX512, { 64, 0, false, 0 }, false },
+        { "avx512 rows bq96", TW_KPATH_AVX512, { 96, 0, false, 0 }, false },
+        { "avx512 flash 32x256", TW_KPATH_AVX512, { 32, 256, false, 0 }, false },
+        { "avx512 flash 64x128", TW_KPATH_AVX512, { 64, 128, false, 0 }, false },
+        { "avx512 flash 64x256", TW_KPATH_AVX512, { 64, 256, false, 0 }, false },
+        { "avx512 flash 96x128", TW_KPATH_AVX512, { 96, 128, false, 0 }, false },
+        { "avx512 flash 96x256", TW_KPATH_AVX512, { 96, 256, false, 0 }, false },
+        { "avx512 flash 128x128", TW_KPATH_AVX512, { 128, 128, false, 0 }, false },
+        { "avx512 flash 192x256", TW_KPATH_AVX512, { 192, 256, false, 0 }, false },
+        { "avx512 flash 1x64", TW_KPATH_AVX512, { 1, 64, false, 0 }, false },
+        { "avx512 flash 1x256", TW_KPATH_AVX512, { 1, 256, false, 0 }, false },
+        { "avx512 flash 1x1024", TW_KPATH_AVX512, { 1, 1024, false, 0 }, false },
+        { "avx512 decode split1", TW_KPATH_AVX512, { 1, 0, true, 1 }, false },
+        { "avx512 decode split2", TW_KPATH_AVX512, { 1, 0, true, 2 }, false },
+        { "avx512 decode split16", TW_KPATH_AVX512, { 1, 0, true, 16 }, false },
+        { "tw_attention", TW_KPATH_COUNT, { 0, 0, false, 0 }, true },
     };
     printf("attention benchmark, CPU: %s\n", tw_cpu_features());
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         bool on = n_want == 0;
         for (int w = 0; w < n_want; w++) on |= strcmp(want[w], shapes[s].name) == 0;
         if (!on) continue;
-        for (int th = 1; th <= 2; th++) {
+        bool decode_shape = shapes[s].kind == 2;
+        for (int th = 1; th <= 2; th++) 
+        for (int kt = TW_KV_F32; kt <= (decode_shape ? TW_KV_BF16 : TW_KV_F32); kt++) {
+            if (decode_shape && kv_only && kt != (int)kv_type) continue;
+            if (decode_shape) kv_type = (tw_kv_type)kt;
             tw_pool *pool = tw_pool_new(th);
+            double bw = decode_shape ? tw_bench_read_bw(pool, (size_t)256 << 20, 3) : 0;
+            if (decode_shape) printf("%-7s %d thr  kv %-4s read bandwidth %.1f GB/s\n", shapes[s].name, th, tw_kv_type_name(kv_type), bw);
             for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
                 const variant *va = &variants[v];
                 if (va->path < TW_KPATH_COUNT && !tw_kpath_supported(va->path)) continue;
@@ -201,12 +222,13 @@ int main(int argc, char **argv) {
                 if (only && !strstr(va->name, only)) continue;
                 bool decode = shapes[s].kind == 2;
                 if (decode != (va->plan.bq == 1) && !va->own_plan && va->path != TW_KPATH_REF) continue;
+                if (decode && kv_type != TW_KV_F32 && va->path == TW_KPATH_REF && shapes[s].T > 128) continue;
                 cpu_acc = 0;
                 double fl, by, dt = run_shape(pool, &shapes[s], va, &fl, &by);
                 double cpu = cpu_acc / n_calls / th;   /* per call, per thread */
                 printf("%-7s %d thr  %-22s %9.3f ms  %7.1f GFLOP/s  cpu/thr %9.3f ms %7.1f GFLOP/s", shapes[s].name,
                        th, va->name, dt * 1e3, fl / dt * 1e-9, cpu * 1e3, fl / cpu * 1e-9);
-                if (by > 0) printf("  %6.1f GB/s", by / dt * 1e-9);
+                if (by > 0) printf("  %6.1f GB/s (%3.0f %%)", by / dt * 1e-9, 100 * by / dt * 1e-9 / bw);
                 printf("\n");
                 fflush(stdout);
             }
