@@ -99,8 +99,119 @@ void tw_qdequant_rows_avx2(tw_dtype t, const uint8_t *w, size_t row_bytes, int64
     }
 }
 
+/* ---- int8 activations ------------------------------------------------------------------------
+** The scheme of quant_avx512.c on 8 lanes, one block per 32-byte vector and groups of 8 blocks.
+** Two ways to multiply the bytes, picked by the caller from CPUID:
+**   - AVX-VNNI vpdpbusd (u8 x s8 -> s32), with the weights made unsigned (Q8_0: q ^ 0x80 = q +
+**     128; Q4_0: the nibble = q + 8) and the offset taken back per block as 128 s or 8 s;
+**   - vpmaddubsw + vpmaddwd: Q4_0 nibbles (<= 15) times int8 never saturate the 16-bit pairs;
+**     Q8_0 uses |w| times x with w's sign (|w| <= 128, so a pair stays <= 32512), no offset.
+** vpdpbusd is written as inline assembly ({vex} encoding): the file is compiled for AVX2 only
+** and the instruction must not leak into code that runs on CPUs without it. */
+
+INLINE __m256i dpbusd(__m256i acc, __m256i u, __m256i x) {
+    __asm__("{vex} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(u), "xm"(x));
+    return acc;
+}
+
+/* the block's integer dot with x (32 int8) as 8 int32 lanes, before the offset correction */
+INLINE __m256i blk_i8(tw_dtype t, bool vnni, const uint8_t *blk, __m256i x) {
+    if (t == TW_DT_Q4_0) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(blk + 2));
+        __m256i u = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), _mm256_set1_epi8(15));
+        return vnni ? dpbusd(_mm256_setzero_si256(), u, x)
+                    : _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1));
+    }
+    __m256i w = _mm256_loadu_si256((const __m256i *)(blk + 2));
+    if (vnni) return dpbusd(_mm256_setzero_si256(), _mm256_xor_si256(w, _mm256_set1_epi8((char)0x80)), x);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w)), _mm256_set1_epi16(1));
+}
+
+INLINE __m256i hsum4_8(__m256i d0, __m256i d1, __m256i d2, __m256i d3) {
+    __m256i a = _mm256_add_epi32(_mm256_unpacklo_epi32(d0, d1), _mm256_unpackhi_epi32(d0, d1));
+    __m256i b = _mm256_add_epi32(_mm256_unpacklo_epi32(d2, d3), _mm256_unpackhi_epi32(d2, d3));
+    return _mm256_add_epi32(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));
+}
+
+/* blocks [b0, b0 + 4) of a group of n: per token, lane l of 128-bit half h = sum of block b0+l's half h */
+INLINE void quad_i8(tw_dtype t, bool vnni, int NT, int n, int b0, const uint8_t *gw, const int8_t *const *xq,
+                    __m256i *S) {
+    const size_t bb = t == TW_DT_Q8_0 ? 34 : 18;
+    __m256i D[2][4];
+    for (int p = 0; p < 4; p++)
+        for (int k = 0; k < NT; k++)
+            D[k][p] = b0 + p < n ? blk_i8(t, vnni, gw + (size_t)(b0 + p) * bb,
+                                          _mm256_loadu_si256((const __m256i *)(xq[k] + (b0 + p) * 32)))
+                                 : _mm256_setzero_si256();
+    for (int k = 0; k < NT; k++) S[k] = hsum4_8(D[k][0], D[k][1], D[k][2], D[k][3]);
+}
+
+/* one group of n <= 8 blocks of one row, NT <= 2 tokens, added to acc[] */
+INLINE void group_i8(tw_dtype t, bool vnni, int NT, int n, const uint8_t *gw, const int8_t *const *xq,
+                     const float *const *xd, const int32_t *const *xs, __m256 *acc) {
+    const size_t bb = t == TW_DT_Q8_0 ? 34 : 18;
+    __m256i U[2], V[2];
+    quad_i8(t, vnni, NT, n, 0, gw, xq, U);
+    quad_i8(t, vnni, NT, n, 4, gw, xq, V);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i idx = _mm256_mullo_epi32(lane, _mm256_set1_epi32((int)bb)), dwi;
+    if (n == 8) dwi = _mm256_i32gather_epi32((const int *)gw, idx, 1);
+    else dwi = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), (const int *)gw, idx,
+                                           _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane), 1);
+    dwi = _mm256_and_si256(dwi, _mm256_set1_epi32(0xffff));
+    __m256 dw = _mm256_cvtph_ps(_mm_packus_epi32(_mm256_castsi256_si128(dwi), _mm256_extracti128_si256(dwi, 1)));
+    const int sh = t == TW_DT_Q4_0 ? 3 : vnni ? 7 : 0;
+    for (int k = 0; k < NT; k++) {
+        __m256i r = _mm256_add_epi32(_mm256_permute2x128_si256(U[k], V[k], 0x20),
+                                     _mm256_permute2x128_si256(U[k], V[k], 0x31));   /* blocks 0..7 */
+        if (sh) r = _mm256_sub_epi32(r, _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)xs[k]), sh));
+        acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(r), _mm256_mul_ps(dw, _mm256_loadu_ps(xd[k])), acc[k]);
+    }
+}
+
+INLINE void row_i8(tw_dtype t, bool vnni, int NT, const uint8_t *w, const tw_qx *a, int64_t t0, float *y,
+                   int64_t ldy) {
+    const size_t bb = t == TW_DT_Q8_0 ? 34 : 18;
+    const int8_t *xq[2];
+    const float *xd[2];
+    const int32_t *xs[2];
+    __m256 acc[2];
+    for (int k = 0; k < NT; k++) {
+        xq[k] = a->q + (t0 + k) * a->ld * TW_QBLOCK;
+        xd[k] = a->d + (t0 + k) * a->ld;
+        xs[k] = a->s + (t0 + k) * a->ld;
+        acc[k] = _mm256_setzero_ps();
+    }
+    int64_t g = 0;
+    for (; g + 8 <= a->nb; g += 8) {
+        group_i8(t, vnni, NT, 8, w + (size_t)g * bb, xq, xd, xs, acc);
+        for (int k = 0; k < NT; k++) xq[k] += 8 * TW_QBLOCK, xd[k] += 8, xs[k] += 8;
+    }
+    if (g < a->nb) group_i8(t, vnni, NT, (int)(a->nb - g), w + (size_t)g * bb, xq, xd, xs, acc);
+    for (int k = 0; k < NT; k++) y[k * ldy] = hsum(acc[k]);
+}
+
+INLINE void rows_i8(tw_dtype t, bool vnni, const uint8_t *w, size_t rb, int64_t nrows, const tw_qx *a, int64_t t0,
+                    int64_t nt, float *y, int64_t ldy) {
+    for (int64_t r = 0; r < nrows; r++, w += rb, y++)
+        for (int64_t k = 0; k < nt; k += 2) {
+            if (nt - k >= 2) row_i8(t, vnni, 2, w, a, t0 + k, y + k * ldy, ldy);
+            else row_i8(t, vnni, 1, w, a, t0 + k, y + k * ldy, ldy);
+        }
+}
+
+#define I8_VARIANT(name, T, V)                                                                                   \
+    static void name(const uint8_t *w, size_t rb, int64_t n, const tw_qx *a, int64_t t0, int64_t nt, float *y,  \
+                     int64_t ldy) {                                                                              \
+        rows_i8(T, V, w, rb, n, a, t0, nt, y, ldy);                                                              \
+    }
+I8_VARIANT(i8_q8_vnni, TW_DT_Q8_0, true)
+I8_VARIANT(i8_q4_vnni, TW_DT_Q4_0, true)
+I8_VARIANT(i8_q8_madd, TW_DT_Q8_0, false)
+I8_VARIANT(i8_q4_madd, TW_DT_Q4_0, false)
+
 void tw_qdot_i8_rows_avx2(tw_dtype t, const uint8_t *w, size_t row_bytes, int64_t nrows, const tw_qx *a,
                           int64_t t0, int64_t nt, float *y, int64_t ldy, bool vnni) {
-    for (int64_t r = 0; r < nrows; r++)
-        for (int64_t k = 0; k < nt; k++) y[k * ldy + r] = tw_quant_dot_i8_ref(t, w + (size_t)r * row_bytes, a, t0 + k);
+    if (t == TW_DT_Q8_0) (vnni ? i8_q8_vnni : i8_q8_madd)(w, row_bytes, nrows, a, t0, nt, y, ldy);
+    else (vnni ? i8_q4_vnni : i8_q4_madd)(w, row_bytes, nrows, a, t0, nt, y, ldy);
 }
