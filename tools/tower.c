@@ -700,15 +700,16 @@ static int media_encode(const tw_model *m, cli_media *items, size_t n) {
                 memcpy(ci->embd, rows + off * H, (size_t)cnt[j] * H * sizeof *ci->embd);
             }
             off += (size_t)cnt[j];
-            if (g.verbose) {
+            if (g.verbose) {   /* the time is the whole set's when several images are encoded together */
                 char buf[64];
-                fprintf(stderr, "[image (%s): %dx%d, %d tokens]\n", media_label(ci->src, buf, sizeof buf),
-                        tw_image_width(ci->im), tw_image_height(ci->im), ci->n_tokens);
+                size_t index = 1;
+                for (size_t a = 0; all_it[a] != ci; a++) index++;
+                fprintf(stderr, "[image %zu (%s): %dx%d, %d tokens, encoded in %.1f ms%s]\n", index,
+                        media_label(ci->src, buf, sizeof buf), tw_image_width(ci->im), tw_image_height(ci->im),
+                        ci->n_tokens, dt, nset < 2 ? "" : m->arch == TW_ARCH_LLAVA_ONEVISION
+                        ? " with the prompt's other images, one tile each" : " with the prompt's other images");
             }
         }
-        if (!rc && g.verbose)
-            fprintf(stderr, "[%zu image(s) encoded in %.1f ms%s]\n", nset, dt,
-                    nset > 1 && m->arch == TW_ARCH_LLAVA_ONEVISION ? ", one tile each (several images in one prompt)" : "");
         free(all), free(miss), free(all_it), free(miss_it), free(cnt), free(rows);
     }
     for (size_t i = 0; !rc && i < n; i++) {
@@ -719,7 +720,7 @@ static int media_encode(const tw_model *m, cli_media *items, size_t n) {
         if (tw_video_encode(m, ci->vid, &ci->embd, &got) != TW_OK) { rc = fail_lib(); break; }
         if (got != ci->n_tokens) rc = fail("video %s: encoded to %d tokens, %d were planned", ci->src, got, ci->n_tokens);
         else if (g.verbose)
-            fprintf(stderr, "[video (%s): %d frames encoded in %.1f ms, %d tokens]\n", ci->src,
+            fprintf(stderr, "[video %s: %d frames encoded in %.1f ms, %d tokens]\n", ci->src,
                     tw_video_n_frames(ci->vid), now_ms() - t0, got);
     }
     return rc;
