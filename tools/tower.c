@@ -3,15 +3,17 @@
 **
 ** Everything the program does goes through the public API in include/tower.h; `dump` and
 ** `info` also use the safetensors writer/reader and the kernel report from src/, and `dump
-** --image` the vision internals (src/vision.h) to write every intermediate of the image path.
-** Images (--image, chat's /image) are decoded and counted first, placed at the prompt's
-** "<image>" placeholders, encoded once, and their features passed as tw_eval_opts.embd.
+** --image / --video` the vision internals (src/vision.h, src/video.h) to write every intermediate
+** of the image and video paths. Images and videos (--image, --video, chat's /image and /video) are
+** decoded and counted first, placed at the prompt's "<image>" / "<video>" placeholders (in order
+** of appearance), encoded once (a prompt's images together: tw_images_encode), and their
+** features passed, concatenated in prompt order, as tw_eval_opts.embd.
 ** This is the only place in the project that prints and exits:
 **   - a failing library call prints "tower: error: <tw_last_error()>" on stderr, exit 1;
 **   - a usage mistake prints a one-line reason and a hint on stderr, exit 2;
 **   - stdout carries only the requested output (generated text, ids, JSON lines, reports).
 **
-** Sections: small helpers / options / model loading / images / generation / subcommands / main.
+** Sections: small helpers / options / model loading / media / generation / subcommands / main.
 ** See docs/cli.md for the user's view of every option.
 */
 #include "tower.h"
@@ -1136,6 +1138,7 @@ static void help_main(void) {
            "examples:\n"
            "  tower run -m utter-project/TowerVision-2B -p \"Write a haiku about Lisbon.\"\n"
            "  tower run -m utter-project/TowerVision-2B --image photo.jpg -p \"What is in this picture?\"\n"
+           "  tower run -m ./TowerVideo-2B --video clip.mp4 -p \"What happens in this video?\"\n"
            "  tower translate -m utter-project/TowerVision-2B --from en --to de -p \"Good morning!\"\n"
            "  echo 'Hello' | tower chat -m ./TowerVision-2B\n"
            "  tower tokenize -m ./TowerVision-2B -p \"Olá, mundo\"\n"
@@ -1188,10 +1191,21 @@ static void help_run(void) {
            "                           Each goes where the prompt says <image>, in order; a prompt without\n"
            "                           <image> gets one \"<image>\\n\" per image before its text (--raw:\n"
            "                           write them yourself). JPEG, PNG, WebP, GIF, BMP.\n"
-           "      --image-tokens       print each image's prompt tokens (tokens, WxH, source) and exit\n\n"
+           "      --image-tokens       print each image's / video's prompt tokens (tokens, size, source) and exit\n\n"
+           "videos (TowerVideo checkpoints):\n"
+           "      --video SRC          a video file (FFmpeg: MP4, WebM, MKV...), a directory of frame images, or\n"
+           "                           an http(s) URL; repeatable. Each goes where the prompt says <video>;\n"
+           "                           a prompt without <video> gets \"<video>\\n\" before its text, after the\n"
+           "                           images' \"<image>\\n\" (TowerVideo's format: <image>\\n<video>\\nQuestion)\n"
+           "      --frames N           frames sampled per video, evenly as transformers does (default 32, as\n"
+           "                           TowerVideo was trained; 0: every frame); tokens = N * 196 + 1 on 2B\n"
+           "      --video-frames F1,F2,...   a video given as frame images (paths or URLs), in order;\n"
+           "      --video-frame F      the same, one frame per option (repeatable; paths with commas)\n\n"
            HELP_SAMPLING_OPTS "\n" HELP_MODEL_OPTS "\n"
            "examples:\n"
            "  tower run -m utter-project/TowerVision-2B -p \"Explain a KV cache in one sentence.\"\n"
+           "  tower run -m ./TowerVideo-2B --video clip.mp4 --frames 16 -v -p \"Describe the video.\"\n"
+           "  tower run -m ./TowerVideo-2B --image logo.png --video ad.webm -p \"Does the video show the logo?\"\n"
            "  tower run -m ./TowerVision-2B --image cat.jpg -p \"Describe the image in Portuguese.\"\n"
            "  tower run -m ./TowerVision-2B --image a.png --image b.png -p \"<image> vs <image>: what changed?\"\n"
            "  tower run -m ./TowerVision-2B -f question.txt -n 200 --temp 0.7 --top-p 0.9 --seed 1\n"
@@ -1211,8 +1225,11 @@ static void help_chat(void) {
            "  /image SRC     attach an image (file, data: or http(s) URL) to the next message; its\n"
            "                 <image> goes at the start of that message (or where the message says\n"
            "                 <image>). Earlier images stay in the conversation and in the KV cache.\n"
+           "  /video SRC     attach a video (file, directory of frames or URL; --frames N sampled) to the\n"
+           "                 next message, like /image (<video> placeholder; TowerVideo checkpoints)\n"
            "  /help          this list\n\n"
-           "  --image SRC    attach an image to the first message, as /image does (repeatable)\n\n"
+           "  --image SRC    attach an image to the first message, as /image does (repeatable)\n"
+           "  --video SRC, --video-frames F1,F2,..., --frames N   a video for the first message\n\n"
            HELP_SAMPLING_OPTS "\n" HELP_MODEL_OPTS "\n"
            "examples:\n"
            "  tower chat -m utter-project/TowerVision-2B\n"
@@ -1235,7 +1252,8 @@ static void help_translate(void) {
            "  --image SRC          multimodal translation: the image comes first, as in the paper:\n"
            "                       <image>\\nTranslate the following source text from English to German:\\n{source}\n"
            "                       (repeatable; with --lines every line sees the image, encoded once)\n"
-           "  --image-tokens       print each image's prompt tokens and exit\n\n"
+           "  --video SRC, --frames N, --video-frames F1,...   a video (TowerVideo), after the images\n"
+           "  --image-tokens       print each image's / video's prompt tokens and exit\n\n"
            HELP_SAMPLING_OPTS "\n" HELP_MODEL_OPTS "\n"
            "examples:\n"
            "  tower translate -m utter-project/TowerVision-2B --to de -p \"The weather is lovely today.\"\n"
@@ -1261,7 +1279,8 @@ static void help_tokenize(void) {
 }
 
 static void help_dump(void) {
-    printf("usage: tower dump -m MODEL --prompt-file FILE [--image SRC ...] -o OUT.safetensors [-n N] [options]\n\n"
+    printf("usage: tower dump -m MODEL --prompt-file FILE [--image SRC ...] [--video SRC [--frames N]]\n"
+           "                  -o OUT.safetensors [-n N] [options]\n\n"
            "Runs one forward pass over the exact text of FILE (tokenized without adding special tokens:\n"
            "write <bos> in the file if you want it) and writes a safetensors file with\n"
            "  input_ids           I64 [T]          image tokens expanded\n"
@@ -1275,22 +1294,37 @@ static void help_dump(void) {
            "  image_rgb[_j]       U8  [h, w, 3]      the decoded image\n"
            "  vision_hidden_states[_j] F32 [L_v+1, tiles, G*G, C]; vision_selected[_j] [tiles, G*G, C]\n"
            "  projected[_j]       F32 [tiles, G*G, H];  packed[_j] F32 [n_tokens, H] (what the text model gets)\n"
+           "  (several images on a OneVision checkpoint are single tiles: image_rgb, packed and the sizes only)\n"
+           "With --video SRC (or --video-frames), the video side (_j suffixes only with several videos):\n"
+           "  video_frame_indices I64 [F]; video_frames_rgb U8 [F, h, w, 3] (decoded, before resizing);\n"
+           "  video_frames_resized U8 [F, S, S, 3]; pixel_values_videos F32 [1, F, 3, S, S];\n"
+           "  video_vision_hidden_states F32 [L_v+1, F, G*G, C]; video_vision_selected [F, G*G, C];\n"
+           "  video_projected [F, G*G, H]; video_pooled [F, P*P, H]; video_features [F*P*P+1, H];\n"
+           "  num_video_tokens I64 [1]\n"
            "The file is written atomically: after an error no file is left behind.\n\n"
            "  -f, --prompt-file FILE   prompt text ('-': stdin)\n"
            "  -o, --output FILE        where to write\n"
            "  -n, --max-new-tokens N   greedy tokens to generate (default 0; model stop tokens ignored)\n"
            "  --final-softcap          apply the final logit softcap to the stored logits\n"
            "  --image SRC              an image for the next <image> of FILE (file, '-', data: or http(s) URL)\n"
+           "  --video SRC              a video for the next <video> of FILE; --frames N (default 32),\n"
+           "                           --video-frames F1,F2,... / --video-frame F as for run\n"
            "  --check-against FILE     compare with a fixture's tensors.safetensors (input_ids,\n"
            "                           generated_ids exact; logits_full/logits_last 3e-3, text_hidden_states\n"
            "                           1e-4 relative; pixel_values 1e-6; image_sizes, image_rgb exact; vision\n"
-           "                           tensors 1e-4); tensors the file lacks are skipped; exit 1 on a\n"
+           "                           tensors 1e-4); video: indices, counts exact, video_frames_rgb within 2\n"
+           "                           levels, resized frames / pixel_values_videos within 1 level when the\n"
+           "                           decoded frames are identical (resize ties), video tensors 1e-4 when\n"
+           "                           the pixels are identical, else (and then logits) only reported;\n"
+           "                           logits_argmax exact. Tensors the file lacks are skipped; exit 1 on a\n"
            "                           mismatch. -o is optional with it.\n"
            "  -t, --threads N, --ctx N, --offline, -v, --verbose   as for run\n\n"
            "examples:\n"
            "  tower dump -m ./TowerVision-2B --prompt-file prompt.txt -o out.safetensors -n 16\n"
            "  tower dump -m ./tiny-towervision --prompt-file two.txt --image a.png --image b.png -n 16 \\\n"
-           "      --check-against expected/two_images/tensors.safetensors\n");
+           "      --check-against expected/two_images/tensors.safetensors\n"
+           "  tower dump -m ./tiny-towervideo --prompt-file v.txt --video clip.mp4 --frames 8 -n 16 \\\n"
+           "      --check-against expected-video/video_mp4_h264_8f/tensors.safetensors\n");
 }
 
 static void help_info(void) {
