@@ -519,7 +519,8 @@ static void ws_give(void *p, int which) {
 /* Cuts the product into tasks for the pool:
 **   - KC: 256 columns (f32: a 48-row panel's chunk is 48 KB, streamed from L1/L2 with the x tiles),
 **     512 for bf16 pairs (the same bytes); one chunk when K <= 1.5 KC;
-**   - NC: 96 rows (2 panels) per task; a 9216-row weight still gives 96 tasks;
+**   - NC: 96 rows (2 panels) per task; a 9216-row weight still gives 96 tasks; 48 when that
+**     gives fewer than 8 tasks per thread (the vision tower's 1152 rows: 24 groups of 48);
 **   - TB: all tokens, unless that gives fewer than 8 tasks per thread (small N, e.g. the vision
 **     tower's 1152 rows = 12 groups) or an x block (TB x KC f32) larger than half the L2: then
 **     the tokens are cut into equal blocks (multiples of 8). Each token block re-packs the
@@ -535,7 +536,8 @@ bool tw_gemm_avx512(tw_pool *pool, float *y, const float *x, int64_t T, int64_t 
     int64_t threads = tw_pool_size(pool);
     j.KC = bf16_dot || j.pairs ? 512 : 256;
     if (K <= j.KC + j.KC / 2) j.KC = K;   /* one chunk rather than a big and a tiny one */
-    j.NC = 2 * NP;
+    /* small N: one-panel groups before cutting the tokens (cutting re-packs the weights) */
+    j.NC = threads > 1 && (N + 2 * NP - 1) / (2 * NP) < 8 * threads ? NP : 2 * NP;
     j.n_groups = (N + j.NC - 1) / j.NC;
     int64_t tb_cache = TW_MAX(MR, (int64_t)(512 * 1024 / 4) / TW_MIN(j.KC, K) / MR * MR);
     int64_t blocks = (T + tb_cache - 1) / tb_cache;
