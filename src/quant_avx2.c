@@ -110,7 +110,7 @@ void tw_qdequant_rows_avx2(tw_dtype t, const uint8_t *w, size_t row_bytes, int64
 ** and the instruction must not leak into code that runs on CPUs without it. */
 
 INLINE __m256i dpbusd(__m256i acc, __m256i u, __m256i x) {
-    __asm__("{vex} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(u), "xm"(x));
+    __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(u), "xm"(x));
     return acc;
 }
 
