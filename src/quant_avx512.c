@@ -150,63 +150,67 @@ INLINE __m512i hsum4(__m512i d0, __m512i d1, __m512i d2, __m512i d3) {
     return _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
 }
 
-/* blocks [b0, b0 + 8) of a group of n (pairs past n are zero): per token, hsum4 of the 4 pairs */
-INLINE void half(tw_dtype t, int NT, int n, int b0, const uint8_t *gw, const int8_t *const *xq, __m512i *S) {
+/* blocks [b0, b0 + 8) of a group of n (pairs past n are zero): per token, hsum4 of the 4 pairs.
+** xq: the group's activations of the first token, the next token xs bytes further. */
+INLINE void half(tw_dtype t, int NT, int n, int b0, const uint8_t *gw, const int8_t *xq, int64_t xs, __m512i *S) {
     const size_t bb = t == TW_DT_Q8_0 ? 34 : 18;
     __m512i D[4][4];
+#pragma GCC unroll 4
     for (int p = 0; p < 4; p++) {
         int b = b0 + 2 * p;
         __m512i z = b < n ? pair_u8(t, gw + (size_t)b * bb, b + 1 < n) : _mm512_setzero_si512();
+#pragma GCC unroll 4
         for (int k = 0; k < NT; k++)
-            D[k][p] = b < n ? _mm512_dpbusd_epi32(_mm512_setzero_si512(), z, _mm512_loadu_si512(xq[k] + b * 32))
+            D[k][p] = b < n ? _mm512_dpbusd_epi32(_mm512_setzero_si512(), z, _mm512_loadu_si512(xq + k * xs + b * 32))
                             : _mm512_setzero_si512();
     }
+#pragma GCC unroll 4
     for (int k = 0; k < NT; k++) S[k] = hsum4(D[k][0], D[k][1], D[k][2], D[k][3]);
 }
 
 /* One group of n <= 16 blocks (gw: its first block) of one row, NT tokens: adds each token's
-** sum over the group to acc[]. xq/xd/xs point at the group in each token's row of tw_qx. */
-INLINE void group(tw_dtype t, int NT, int n, const uint8_t *gw, const int8_t *const *xq, const float *const *xd,
-                  const int32_t *const *xs, __m512 *acc) {
+** sum over the group to acc[]. xq, xd, xs: the group's place in the first token's row of tw_qx;
+** token k is k * ld blocks further. */
+INLINE void group(tw_dtype t, int NT, int n, const uint8_t *gw, const int8_t *xq, const float *xd, const int32_t *xs,
+                  int64_t ld, __m512 *acc) {
     const size_t bb = t == TW_DT_Q8_0 ? 34 : 18;
     const __m512i perm = _mm512_loadu_si512(GPERM);
-    __m512i U[4], V[4], R[4];
-    half(t, NT, n, 0, gw, xq, U);
-    half(t, NT, n, 8, gw, xq, V);
-    for (int k = 0; k < NT; k++)   /* lanes: blocks 0 2 4 6 1 3 5 7 8 10 12 14 9 11 13 15 (GPERM) */
-        R[k] = _mm512_add_epi32(_mm512_shuffle_i64x2(U[k], V[k], 0x88), _mm512_shuffle_i64x2(U[k], V[k], 0xDD));
+    __m512i U[4], V[4];
+    half(t, NT, n, 0, gw, xq, ld * TW_QBLOCK, U);
+    half(t, NT, n, 8, gw, xq, ld * TW_QBLOCK, V);
     __m512i idx = _mm512_mullo_epi32(perm, _mm512_set1_epi32((int)bb)), dwi;
     if (n == 16) dwi = _mm512_i32gather_epi32(idx, gw, 1);
     else dwi = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), _mm512_cmplt_epi32_mask(perm, _mm512_set1_epi32(n)),
                                            idx, gw, 1);
     __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dwi));
+#pragma GCC unroll 4
     for (int k = 0; k < NT; k++) {
-        __m512 dx = _mm512_permutexvar_ps(perm, _mm512_loadu_ps(xd[k]));
-        __m512i off = _mm512_slli_epi32(_mm512_permutexvar_epi32(perm, _mm512_loadu_si512(xs[k])), t == TW_DT_Q8_0 ? 7 : 3);
-        acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(R[k], off)), _mm512_mul_ps(dw, dx), acc[k]);
+        /* lanes: blocks 0 2 4 6 1 3 5 7 8 10 12 14 9 11 13 15 (GPERM) */
+        __m512i R = _mm512_add_epi32(_mm512_shuffle_i64x2(U[k], V[k], 0x88), _mm512_shuffle_i64x2(U[k], V[k], 0xDD));
+        __m512 dx = _mm512_permutexvar_ps(perm, _mm512_loadu_ps(xd + k * ld));
+        __m512i off = _mm512_slli_epi32(_mm512_permutexvar_epi32(perm, _mm512_loadu_si512(xs + k * ld)),
+                                        t == TW_DT_Q8_0 ? 7 : 3);
+        acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(R, off)), _mm512_mul_ps(dw, dx), acc[k]);
     }
 }
 
 /* one row (w), NT tokens from t0 of a, into y[k * ldy] */
 INLINE void row_i8(tw_dtype t, int NT, const uint8_t *w, const tw_qx *a, int64_t t0, float *y, int64_t ldy) {
     const size_t bb = t == TW_DT_Q8_0 ? 34 : 18;
-    const int8_t *xq[4];
-    const float *xd[4];
-    const int32_t *xs[4];
+    const int64_t ld = a->ld, nb = a->nb;
+    const int8_t *xq = a->q + t0 * ld * TW_QBLOCK;
+    const float *xd = a->d + t0 * ld;
+    const int32_t *xs = a->s + t0 * ld;
     __m512 acc[4];
-    for (int k = 0; k < NT; k++) {
-        xq[k] = a->q + (t0 + k) * a->ld * TW_QBLOCK;
-        xd[k] = a->d + (t0 + k) * a->ld;
-        xs[k] = a->s + (t0 + k) * a->ld;
-        acc[k] = _mm512_setzero_ps();
-    }
+#pragma GCC unroll 4
+    for (int k = 0; k < NT; k++) acc[k] = _mm512_setzero_ps();
     int64_t g = 0;
-    for (; g + 16 <= a->nb; g += 16) {
+    for (; g + 16 <= nb; g += 16) {
         _mm_prefetch((const char *)(w + (size_t)(g + 32) * bb), _MM_HINT_T0);
-        group(t, NT, 16, w + (size_t)g * bb, xq, xd, xs, acc);
-        for (int k = 0; k < NT; k++) xq[k] += 16 * TW_QBLOCK, xd[k] += 16, xs[k] += 16;
+        group(t, NT, 16, w + (size_t)g * bb, xq + g * TW_QBLOCK, xd + g, xs + g, ld, acc);
     }
-    if (g < a->nb) group(t, NT, (int)(a->nb - g), w + (size_t)g * bb, xq, xd, xs, acc);
+    if (g < nb) group(t, NT, (int)(nb - g), w + (size_t)g * bb, xq + g * TW_QBLOCK, xd + g, xs + g, ld, acc);
+#pragma GCC unroll 4
     for (int k = 0; k < NT; k++) y[k * ldy] = _mm512_reduce_add_ps(acc[k]);
 }
 
