@@ -152,6 +152,7 @@ TW_API int32_t     tw_model_n_embd(const tw_model *m);
 TW_API int32_t     tw_model_n_layer(const tw_model *m);
 TW_API int32_t     tw_model_n_ctx_train(const tw_model *m);   /* max_position_embeddings         */
 TW_API int32_t     tw_model_image_token(const tw_model *m);   /* -1 for text-only models         */
+TW_API int32_t     tw_model_video_token(const tw_model *m);   /* -1 when the model takes no video */
 /* Stop token ids from generation_config.json (eos_token_id, int or list). */
 TW_API size_t      tw_model_stop_ids(const tw_model *m, const int32_t **ids);
 /* Renders a conversation with the model's chat template (or the override). */

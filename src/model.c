@@ -737,6 +737,7 @@ int32_t tw_model_n_embd(const tw_model *m) { return m ? m->text.n_embd : 0; }
 int32_t tw_model_n_layer(const tw_model *m) { return m ? m->text.n_layer : 0; }
 int32_t tw_model_n_ctx_train(const tw_model *m) { return m ? m->text.n_ctx_train : 0; }
 int32_t tw_model_image_token(const tw_model *m) { return m && m->has_vision ? m->image_token_id : -1; }
+int32_t tw_model_video_token(const tw_model *m) { return m && m->has_vision ? m->video_token_id : -1; }
 
 size_t tw_model_stop_ids(const tw_model *m, const int32_t **ids) {
     if (ids) *ids = m ? m->stop_ids : NULL;

@@ -820,7 +820,7 @@ static int media_build(const tw_model *m, const int32_t *ids, size_t n_ids, cons
     memset(pm, 0, sizeof *pm);
     if (!n) return 0;
     size_t H = (size_t)tw_model_n_embd(m), rows = 0;
-    int32_t tok[2] = {tw_model_image_token(m), m->video_token_id};
+    int32_t tok[2] = {tw_model_image_token(m), tw_model_video_token(m)};
     for (size_t i = 0; i < n; i++) rows += (size_t)items[i].n_tokens;
     pm->embd = malloc((rows ? rows : 1) * H * sizeof *pm->embd);
     pm->tags = malloc((n_ids ? n_ids : 1) * sizeof *pm->tags);
