@@ -8,7 +8,8 @@
 **            (window 4096): the 2B alternates them
 **   d128, d4096   decode: one query over a cache of 128 / 4096 positions; the caches of 8 layers
 **            are cycled (256 MB at 4096 in f32), so K and V come from memory as in a real forward
-**            pass; with the cache in f32, f16 and bf16 (--kv TYPE: only that one)
+**            pass; with the cache in f32, f16 and bf16 (--kv TYPE: only that one; for the
+**            prefill shapes --kv TYPE stores K/V in that type, f32 otherwise)
 ** Printed: ms per call (per layer for prefill/decode, per tile-layer for siglip), GFLOP/s counting
 ** 4 * D flops per visible (query, key, head), and for decode GB/s of K/V read and that rate as a
 ** fraction of the read bandwidth (tw_bench_read_bw, 256 MB, the same thread count) measured in
@@ -107,6 +108,8 @@ static double run_shape(tw_pool *pool, const shape *sh, const variant *va, doubl
         int32_t T = sh->T, kvd = NKV * DG;
         float *q = rand_buf((size_t)CHUNK * NH * DG, 3.0f), *out = malloc(sizeof(float) * (size_t)CHUNK * NH * DG);
         float *k = rand_buf((size_t)T * kvd, 1.0f), *v = rand_buf((size_t)T * kvd, 1.0f);
+        tw_kv_store(k, kv_type, k, (int64_t)T * kvd);   /* in place, front half when 16-bit */
+        tw_kv_store(v, kv_type, v, (int64_t)T * kvd);
         int n_layers = T > 4096 ? 2 : 1;
         double total = 0;
         n_calls = (quick ? 1 : 2) * n_layers;
@@ -115,7 +118,7 @@ static double run_shape(tw_pool *pool, const shape *sh, const variant *va, doubl
             for (int ly = 0; ly < n_layers; ly++)
                 for (int32_t q0 = 0; q0 < T; q0 += CHUNK) {
                     int32_t tc = TW_MIN(CHUNK, T - q0);
-                    tw_attn_args a = { .q = q, .ldq = NH * DG, .k = k, .ldk = kvd, .v = v, .ldv = kvd, .out = out,
+                    tw_attn_args a = { .q = q, .ldq = NH * DG, .k = k, .ldk = kvd, .v = v, .ldv = kvd, .kv_type = kv_type, .out = out,
                                        .ldo = NH * DG, .Tq = tc, .Tk = q0 + tc, .n_head = NH, .n_kv = NKV, .D = DG,
                                        .scale = 1.0f / 16.0f, .softcap = 50.0f, .causal = true, .q_pos = q0,
                                        .window = ly == 1 ? 4096 : 0 };
@@ -207,11 +210,13 @@ int main(int argc, char **argv) {
         bool on = n_want == 0;
         for (int w = 0; w < n_want; w++) on |= strcmp(want[w], shapes[s].name) == 0;
         if (!on) continue;
-        bool decode_shape = shapes[s].kind == 2;
-        for (int th = 1; th <= 2; th++) 
+        bool decode_shape = shapes[s].kind == 2, gemma = shapes[s].kind != 0;
+        if (!decode_shape && !kv_only) kv_type = TW_KV_F32;   /* prefill: f32 unless --kv says */
+        for (int th = 1; th <= 2; th++)
         for (int kt = TW_KV_F32; kt <= (decode_shape ? TW_KV_BF16 : TW_KV_F32); kt++) {
             if (decode_shape && kv_only && kt != (int)kv_type) continue;
             if (decode_shape) kv_type = (tw_kv_type)kt;
+            if (gemma && !decode_shape) printf("%-7s %d thr  kv %s\n", shapes[s].name, th, tw_kv_type_name(kv_type));
             tw_pool *pool = tw_pool_new(th);
             double bw = decode_shape ? tw_bench_read_bw(pool, (size_t)256 << 20, 3) : 0;
             if (decode_shape) printf("%-7s %d thr  kv %-4s read bandwidth %.1f GB/s\n", shapes[s].name, th, tw_kv_type_name(kv_type), bw);
