@@ -267,6 +267,8 @@ typedef struct qjob {
     const tw_qx *a;
     i8_kernel ik;
     int64_t rows;           /* rows per task */
+    uint8_t *gemm;          /* T > 4 on avx512-vnni: [threads][gemm_bytes] packed panels */
+    size_t gemm_bytes;
     /* prefill */
     int64_t TB, n_panels;
     float *scratch;         /* [threads][QP_ROWS * QP_BLOCKS * 32] */
@@ -312,7 +314,10 @@ static void i8_task(void *ctx, int64_t i, int tid) {
     const uint8_t *w = j->w + (size_t)n0 * j->rb;
     float *y = j->y + t0 * j->N + n0;
     switch (j->ik) {
-    case I8_AVX512: tw_qdot_i8_rows_avx512(j->t, w, j->rb, nn, j->a, t0, nt, y, j->N); break;
+    case I8_AVX512:
+        if (j->gemm) tw_qgemm_i8_avx512(j->t, w, j->rb, nn, j->a, t0, nt, y, j->N, j->gemm + (size_t)tid * j->gemm_bytes);
+        else tw_qdot_i8_rows_avx512(j->t, w, j->rb, nn, j->a, t0, nt, y, j->N);
+        break;
     case I8_AVX2_VNNI: tw_qdot_i8_rows_avx2(j->t, w, j->rb, nn, j->a, t0, nt, y, j->N, true); break;
     case I8_AVX2: tw_qdot_i8_rows_avx2(j->t, w, j->rb, nn, j->a, t0, nt, y, j->N, false); break;
     default:
@@ -348,16 +353,29 @@ static void prefill_task(void *ctx, int64_t i, int tid) {
 
 /* int8 activations: x quantized once, then a grid of row panels x token blocks. Decode (T <= 4)
 ** gives each task a contiguous run of rows (one sequential stream; about 8 tasks per thread so a
-** disturbed thread is caught up by the other), prefill 64 rows x 16 tokens. */
+** disturbed thread is caught up by the other). Prefill on avx512-vnni: 64-row panels, each
+** repacked once for all the tokens of its task (tokens split only when panels are few); the
+** other paths use the row kernel in 64 rows x 16 tokens. */
 static bool matmul_i8(tw_pool *pool, qjob *j) {
     tw_qx a;
-    if (tw_qx_quantize(&a, j->x, j->T, j->K)) return false;
-    j->a = &a;
-    j->ik = i8_pick(j->path);
     int threads = tw_pool_size(pool);
+    j->ik = i8_pick(j->path);
+    if (j->T > 4 && j->ik == I8_AVX512) {
+        j->gemm_bytes = tw_qgemm_i8_scratch_avx512(tw_quant_blocks(j->K));
+        if (!(j->gemm = tw_aligned_alloc((size_t)threads * j->gemm_bytes))) return false;
+    }
+    if (tw_qx_quantize(&a, j->x, j->T, j->K)) {
+        tw_aligned_free(j->gemm);
+        return false;
+    }
+    j->a = &a;
     if (j->T <= 4) {
         j->TB = j->T;
         j->rows = TW_MAX(16, TW_MIN(256, j->N / (8 * threads)) / 16 * 16);
+    } else if (j->gemm) {
+        j->rows = QP_ROWS;
+        int64_t panels = (j->N + QP_ROWS - 1) / QP_ROWS, want = (8 * threads + panels - 1) / panels;
+        j->TB = want > 1 ? TW_MAX(8, ((j->T + want - 1) / want + 7) / 8 * 8) : j->T;
     } else {
         j->TB = QI_TOKENS;
         j->rows = QP_ROWS;
@@ -365,6 +383,7 @@ static bool matmul_i8(tw_pool *pool, qjob *j) {
     j->n_panels = (j->N + j->rows - 1) / j->rows;
     tw_pool_run(pool, j->n_panels * ((j->T + j->TB - 1) / j->TB), i8_task, j);
     tw_qx_free(&a);
+    tw_aligned_free(j->gemm);
     return true;
 }
 

@@ -98,6 +98,11 @@ void tw_qdot_i8_rows_avx512(tw_dtype t, const uint8_t *w, size_t row_bytes, int6
                             int64_t t0, int64_t nt, float *y, int64_t ldy);
 void tw_qdot_i8_rows_avx2(tw_dtype t, const uint8_t *w, size_t row_bytes, int64_t nrows, const tw_qx *a,
                           int64_t t0, int64_t nt, float *y, int64_t ldy, bool vnni);
+/* The same products for many tokens (prefill): rows in panels of 16 repacked into scratch
+** (64-byte aligned, tw_qgemm_i8_scratch_avx512(blocks) bytes), tiles of 16 rows x 8 tokens. */
+size_t tw_qgemm_i8_scratch_avx512(int64_t nb);
+void   tw_qgemm_i8_avx512(tw_dtype t, const uint8_t *w, size_t row_bytes, int64_t nrows, const tw_qx *a, int64_t t0,
+                          int64_t nt, float *y, int64_t ldy, void *scratch);
 /* which int8 kernel tw_matmul_quant uses: "avx512-vnni", "avx2-vnni", "avx2", "ref" */
 const char *tw_quant_i8_kernel(void);
 

@@ -242,4 +242,145 @@ void tw_qdot_i8_rows_avx512(tw_dtype t, const uint8_t *w, size_t row_bytes, int6
     else i8_q4(w, row_bytes, nrows, a, t0, nt, y, ldy);
 }
 
+/* ---- int8 activations, T > 4: a small GEMM ------------------------------------------------------
+** Panels of 16 rows are repacked once (tw_qgemm_i8_avx512's scratch) so that one 64-byte vector
+** holds 4 consecutive columns of all 16 rows (dword lane r = row r): per block, 8 such vectors
+** (Q8_0: bytes ^ 0x80; Q4_0: the nibbles in column order) and the 16 rows' d_w as f32. Then each
+** vpdpbusd multiplies them by 4 columns of one token broadcast to every lane, and a block's 8
+** products leave each row's integer dot in its own lane: no horizontal sums. Tiles of 16 rows x
+** 8 tokens; per token and block: 8 vpdpbusd, then the offset (folded into the start value),
+** one convert and one FMA by d_w * d_x. Same arithmetic as tw_quant_dot_i8_ref. */
+
+enum { PB = 8 * 64 + 64 };   /* packed bytes per block: 8 column quads x 16 rows, 16 f16 d_w (+ pad) */
+
+/* rows [0, nr) (nr <= 16; the rest repeat row nr - 1 and are never stored) of the panel at w into
+** out, blocks [0, nb): the rows' bytes are loaded whole and transposed in registers (gathers
+** measured several times slower), the scales copied as f16. */
+INLINE void pack_panel(tw_dtype t, const uint8_t *w, size_t rb, int nr, int64_t nb, uint8_t *out) {
+    const size_t bb = t == TW_DT_Q8_0 ? 34 : 18;
+    const uint8_t *rp[16];
+    for (int r = 0; r < 16; r++) rp[r] = w + (size_t)TW_MIN(r, nr - 1) * rb;
+    const __m512i lo4 = _mm512_set1_epi8(15);
+    const __m512i ilo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13), ihi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+    for (int64_t b = 0; b < nb; b++, out += PB) {
+        const size_t o = (size_t)b * bb;
+        __m512i *P = (__m512i *)out;
+        if (t == TW_DT_Q8_0) {
+            /* Y_i = [row i | row i + 8], 8 dwords each; an 8 x 8 dword transpose in both halves */
+            __m512i Y[8], T[8], U[8];
+            for (int i = 0; i < 8; i++)
+                Y[i] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(rp[i] + o + 2))),
+                                          _mm256_loadu_si256((const __m256i *)(rp[i + 8] + o + 2)), 1);
+            for (int i = 0; i < 8; i += 2) {
+                T[i] = _mm512_unpacklo_epi32(Y[i], Y[i + 1]);
+                T[i + 1] = _mm512_unpackhi_epi32(Y[i], Y[i + 1]);
+            }
+            for (int i = 0; i < 8; i += 4) {   /* U[i + c]: lane dword c of rows i..i+3 */
+                U[i + 0] = _mm512_unpacklo_epi64(T[i], T[i + 2]);
+                U[i + 1] = _mm512_unpackhi_epi64(T[i], T[i + 2]);
+                U[i + 2] = _mm512_unpacklo_epi64(T[i + 1], T[i + 3]);
+                U[i + 3] = _mm512_unpackhi_epi64(T[i + 1], T[i + 3]);
+            }
+            for (int c = 0; c < 4; c++) {   /* dwords c (128-bit lanes 0, 2) and 4 + c (lanes 1, 3) */
+                P[c] = _mm512_xor_si512(_mm512_permutex2var_epi64(U[c], ilo, U[4 + c]), _mm512_set1_epi8((char)0x80));
+                P[4 + c] = _mm512_xor_si512(_mm512_permutex2var_epi64(U[c], ihi, U[4 + c]), _mm512_set1_epi8((char)0x80));
+            }
+        } else {
+            /* Z_j = [row j | j + 4 | j + 8 | j + 12], 4 dwords each; a 4 x 4 transpose per lane */
+            __m512i Z[4], T[4];
+            for (int j = 0; j < 4; j++) {
+                __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(rp[j] + o + 2))),
+                                                    _mm_loadu_si128((const __m128i *)(rp[j + 4] + o + 2)), 1);
+                Z[j] = _mm512_inserti32x4(_mm512_castsi256_si512(v), _mm_loadu_si128((const __m128i *)(rp[j + 8] + o + 2)), 2);
+                Z[j] = _mm512_inserti32x4(Z[j], _mm_loadu_si128((const __m128i *)(rp[j + 12] + o + 2)), 3);
+            }
+            T[0] = _mm512_unpacklo_epi32(Z[0], Z[1]);
+            T[1] = _mm512_unpackhi_epi32(Z[0], Z[1]);
+            T[2] = _mm512_unpacklo_epi32(Z[2], Z[3]);
+            T[3] = _mm512_unpackhi_epi32(Z[2], Z[3]);
+            __m512i q[4] = { _mm512_unpacklo_epi64(T[0], T[2]), _mm512_unpackhi_epi64(T[0], T[2]),
+                             _mm512_unpacklo_epi64(T[1], T[3]), _mm512_unpackhi_epi64(T[1], T[3]) };
+            for (int c = 0; c < 4; c++) {   /* bytes 4c..4c+3: columns 4c.. (low nibbles), 16 + 4c.. (high) */
+                P[c] = _mm512_and_si512(q[c], lo4);
+                P[4 + c] = _mm512_and_si512(_mm512_srli_epi16(q[c], 4), lo4);
+            }
+        }
+        uint16_t *d = (uint16_t *)(out + 8 * 64);
+        for (int r = 0; r < 16; r++) memcpy(d + r, rp[r] + o, 2);
+    }
+}
+
+/* y[k * ldy + r] for the 16 packed rows (nr stored) and NT tokens starting at t0 */
+INLINE void tile(tw_dtype t, int NT, const uint8_t *pk, int nr, const tw_qx *a, int64_t t0, float *y, int64_t ldy) {
+    const int sh = t == TW_DT_Q8_0 ? 7 : 3;
+    const int64_t ld = a->ld;
+    const int8_t *xq = a->q + t0 * ld * TW_QBLOCK;
+    const float *xd = a->d + t0 * ld;
+    const int32_t *xs = a->s + t0 * ld;
+    __m512 acc[8];
+#pragma GCC unroll 8
+    for (int k = 0; k < NT; k++) acc[k] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < a->nb; b++, pk += PB) {
+        const __m512i *W = (const __m512i *)pk;
+        __m512i ai[8];   /* the tokens' chains interleaved: vpdpbusd's latency is hidden by NT of them */
+#pragma GCC unroll 8
+        for (int k = 0; k < NT; k++) ai[k] = _mm512_set1_epi32(-(xs[k * ld + b] << sh));
+#pragma GCC unroll 8
+        for (int s = 0; s < 8; s++) {
+            __m512i ws = _mm512_load_si512(W + s);
+#pragma GCC unroll 8
+            for (int k = 0; k < NT; k++) {
+                int32_t q4;
+                memcpy(&q4, xq + (k * ld + b) * TW_QBLOCK + 4 * s, 4);
+                ai[k] = _mm512_dpbusd_epi32(ai[k], ws, _mm512_set1_epi32(q4));
+            }
+        }
+        __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(pk + 8 * 64)));
+#pragma GCC unroll 8
+        for (int k = 0; k < NT; k++)
+            acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ai[k]), _mm512_mul_ps(dw, _mm512_set1_ps(xd[k * ld + b])), acc[k]);
+    }
+    const __mmask16 m = (__mmask16)((1u << nr) - 1);
+#pragma GCC unroll 8
+    for (int k = 0; k < NT; k++) _mm512_mask_storeu_ps(y + k * ldy, m, acc[k]);
+}
+
+INLINE void gemm_i8(tw_dtype t, const uint8_t *w, size_t rb, int64_t nrows, const tw_qx *a, int64_t t0, int64_t nt,
+                    float *y, int64_t ldy, uint8_t *scratch) {
+    for (int64_t r0 = 0; r0 < nrows; r0 += 16) {
+        int nr = (int)TW_MIN(16, nrows - r0);
+        pack_panel(t, w + (size_t)r0 * rb, rb, nr, a->nb, scratch);
+        for (int64_t k = 0; k < nt; k += 8) {
+            float *yk = y + k * ldy + r0;
+            switch (TW_MIN(8, nt - k)) {
+            case 1: tile(t, 1, scratch, nr, a, t0 + k, yk, ldy); break;
+            case 2: tile(t, 2, scratch, nr, a, t0 + k, yk, ldy); break;
+            case 3: tile(t, 3, scratch, nr, a, t0 + k, yk, ldy); break;
+            case 4: tile(t, 4, scratch, nr, a, t0 + k, yk, ldy); break;
+            case 5: tile(t, 5, scratch, nr, a, t0 + k, yk, ldy); break;
+            case 6: tile(t, 6, scratch, nr, a, t0 + k, yk, ldy); break;
+            case 7: tile(t, 7, scratch, nr, a, t0 + k, yk, ldy); break;
+            default: tile(t, 8, scratch, nr, a, t0 + k, yk, ldy); break;
+            }
+        }
+    }
+}
+
+static void gemm_q8(const uint8_t *w, size_t rb, int64_t n, const tw_qx *a, int64_t t0, int64_t nt, float *y,
+                    int64_t ldy, uint8_t *scratch) {
+    gemm_i8(TW_DT_Q8_0, w, rb, n, a, t0, nt, y, ldy, scratch);
+}
+static void gemm_q4(const uint8_t *w, size_t rb, int64_t n, const tw_qx *a, int64_t t0, int64_t nt, float *y,
+                    int64_t ldy, uint8_t *scratch) {
+    gemm_i8(TW_DT_Q4_0, w, rb, n, a, t0, nt, y, ldy, scratch);
+}
+
+size_t tw_qgemm_i8_scratch_avx512(int64_t nb) { return (size_t)nb * PB; }
+
+void tw_qgemm_i8_avx512(tw_dtype t, const uint8_t *w, size_t row_bytes, int64_t nrows, const tw_qx *a, int64_t t0,
+                        int64_t nt, float *y, int64_t ldy, void *scratch) {
+    if (t == TW_DT_Q8_0) gemm_q8(w, row_bytes, nrows, a, t0, nt, y, ldy, scratch);
+    else gemm_q4(w, row_bytes, nrows, a, t0, nt, y, ldy, scratch);
+}
+
 #pragma GCC pop_options
