@@ -174,7 +174,7 @@ float tw_quant_dot_ref(tw_dtype t, const void *q, const float *x, int64_t K) {
 tw_status tw_qx_quantize(tw_qx *a, const float *x, int64_t T, int64_t K) {
     int64_t nb = tw_quant_blocks(K), ld = (nb + 15) / 16 * 16;
     size_t per = (size_t)ld * (TW_QBLOCK + sizeof(float) + sizeof(int32_t));
-    *a = (tw_qx){ .T = T, .K = K, .nb = nb, .ld = ld };
+    *a = (tw_qx){ .T = T, .K = K, .nb = nb, .ld = ld };   /* qh = NULL */
     if (!(a->mem = tw_aligned_alloc((size_t)T * per))) return TW_E_NOMEM;   /* zeroed: the padding */
     a->q = a->mem;
     a->d = (float *)(a->q + (size_t)T * (size_t)ld * TW_QBLOCK);
@@ -183,14 +183,19 @@ tw_status tw_qx_quantize(tw_qx *a, const float *x, int64_t T, int64_t K) {
         for (int64_t b = 0; b < nb; b++) {
             const float *xb = x + t * K + b * TW_QBLOCK;
             int64_t n = TW_MIN(TW_QBLOCK, K - b * TW_QBLOCK);
+            /* plain comparisons, not fmaxf/fminf (libm calls here), and no branch on the sign */
             float amax = 0;
-            for (int64_t i = 0; i < n; i++) amax = fmaxf(amax, fabsf(xb[i]));
+            for (int64_t i = 0; i < n; i++) {
+                float v = fabsf(xb[i]);
+                amax = v > amax ? v : amax;
+            }
             float id = amax > 0 ? 127.0f / amax : 0.0f;
             int8_t *q = a->q + (t * ld + b) * TW_QBLOCK;
             int32_t sum = 0;
-            for (int64_t i = 0; i < n; i++) {
-                float v = fmaxf(-127.0f, fminf(127.0f, rnd(xb[i] * id)));
-                q[i] = (int8_t)v;
+            for (int64_t i = 0; i < n; i++) {   /* rnd(), clamped to +-127 */
+                float v = xb[i] * id, u = v + copysignf(0.5f, v);
+                u = u > 127.0f ? 127.0f : u < -127.0f ? -127.0f : u;
+                q[i] = (int8_t)(int32_t)u;
                 sum += q[i];
             }
             a->d[t * ld + b] = amax / 127.0f;
@@ -199,8 +204,19 @@ tw_status tw_qx_quantize(tw_qx *a, const float *x, int64_t T, int64_t K) {
     return TW_OK;
 }
 
+tw_status tw_qx_halves(tw_qx *a) {
+    size_t n = (size_t)a->T * (size_t)a->ld * TW_QBLOCK;
+    if (!(a->qh = tw_aligned_alloc(n))) return TW_E_NOMEM;
+    for (size_t g = 0; g < n; g += 4 * TW_QBLOCK)   /* ld is a multiple of 16: whole groups of 4 */
+        for (int j = 0; j < 4; j++)
+            for (int h = 0; h < 2; h++) memcpy(a->qh + g + h * 64 + j * 16, a->q + g + j * TW_QBLOCK + h * 16, 16);
+    return TW_OK;
+}
+
 void tw_qx_free(tw_qx *a) {
-    if (a) tw_aligned_free(a->mem), a->mem = NULL;
+    if (!a) return;
+    tw_aligned_free(a->mem), a->mem = NULL;
+    tw_aligned_free(a->qh), a->qh = NULL;
 }
 
 float tw_quant_dot_i8_ref(tw_dtype t, const void *w, const tw_qx *a, int64_t token) {
@@ -364,7 +380,9 @@ static bool matmul_i8(tw_pool *pool, qjob *j) {
         j->gemm_bytes = tw_qgemm_i8_scratch_avx512(tw_quant_blocks(j->K));
         if (!(j->gemm = tw_aligned_alloc((size_t)threads * j->gemm_bytes))) return false;
     }
-    if (tw_qx_quantize(&a, j->x, j->T, j->K)) {
+    if (tw_qx_quantize(&a, j->x, j->T, j->K) ||
+        (j->T <= 4 && j->ik == I8_AVX512 && j->t == TW_DT_Q4_0 && tw_qx_halves(&a))) {
+        tw_qx_free(&a);
         tw_aligned_free(j->gemm);
         return false;
     }

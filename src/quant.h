@@ -56,10 +56,14 @@ typedef struct tw_qx {
     int8_t  *q;              /* [T][ld * 32]                                                    */
     float   *d;              /* [T][ld]                                                         */
     int32_t *s;              /* [T][ld]                                                         */
+    int8_t  *qh;             /* NULL, or q reordered by tw_qx_halves                            */
     void    *mem;            /* the one allocation behind q, d, s                               */
 } tw_qx;
 
 tw_status tw_qx_quantize(tw_qx *a, const float *x, int64_t T, int64_t K);
+/* Adds qh: the same bytes with every 4 blocks' first 16 columns (4 x 16) stored before their last
+** 16 columns, the order in which 64 bytes of Q4_0 nibbles unpack (avx512 decode kernel). */
+tw_status tw_qx_halves(tw_qx *a);
 void      tw_qx_free(tw_qx *a);
 
 /* sum over blocks of (float)(sum_i qw_i * qx_i) * (d_w * d_x), in block order (qw: the int8

@@ -168,16 +168,53 @@ INLINE void half(tw_dtype t, int NT, int n, int b0, const uint8_t *gw, const int
     for (int k = 0; k < NT; k++) S[k] = hsum4(D[k][0], D[k][1], D[k][2], D[k][3]);
 }
 
+/* Q4_0: blocks [b0, b0 + 4) of a group of n, per token: lane l of the result = block b0 + l's 4
+** partial sums. The 4 blocks' nibbles, 16 bytes each, fill one vector; its low nibbles meet the
+** first 16 columns of x (tw_qx_halves order: xh), its high nibbles the last 16. */
+INLINE void quad_q4(int NT, int n, int b0, const uint8_t *gw, const int8_t *xh, int64_t xs, __m512i *D) {
+    __m512i z = _mm512_zextsi128_si512(_mm_loadu_si128((const __m128i *)(gw + (size_t)b0 * 18 + 2)));
+    if (b0 + 1 < n) z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(gw + (size_t)(b0 + 1) * 18 + 2)), 1);
+    if (b0 + 2 < n) z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(gw + (size_t)(b0 + 2) * 18 + 2)), 2);
+    if (b0 + 3 < n) z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(gw + (size_t)(b0 + 3) * 18 + 2)), 3);
+    const __m512i m = _mm512_set1_epi8(15);
+    __m512i lo = _mm512_and_si512(z, m), hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), m);
+#pragma GCC unroll 4
+    for (int k = 0; k < NT; k++) {
+        const int8_t *x = xh + k * xs + b0 * 32;
+        D[k] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512(x)), hi,
+                                   _mm512_loadu_si512(x + 64));
+    }
+}
+
+static const int32_t GPERM4[16] = { 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15 };
+
 /* One group of n <= 16 blocks (gw: its first block) of one row, NT tokens: adds each token's
 ** sum over the group to acc[]. xq, xd, xs: the group's place in the first token's row of tw_qx;
 ** token k is k * ld blocks further. */
 INLINE void group(tw_dtype t, int NT, int n, const uint8_t *gw, const int8_t *xq, const float *xd, const int32_t *xs,
                   int64_t ld, __m512 *acc) {
     const size_t bb = t == TW_DT_Q8_0 ? 34 : 18;
-    const __m512i perm = _mm512_loadu_si512(GPERM);
-    __m512i U[4], V[4];
-    half(t, NT, n, 0, gw, xq, ld * TW_QBLOCK, U);
-    half(t, NT, n, 8, gw, xq, ld * TW_QBLOCK, V);
+    const __m512i perm = _mm512_loadu_si512(t == TW_DT_Q8_0 ? GPERM : GPERM4);
+    __m512i R[4];
+    if (t == TW_DT_Q8_0) {
+        __m512i U[4], V[4];
+        half(t, NT, n, 0, gw, xq, ld * TW_QBLOCK, U);
+        half(t, NT, n, 8, gw, xq, ld * TW_QBLOCK, V);
+#pragma GCC unroll 4
+        for (int k = 0; k < NT; k++)   /* lanes: blocks 0 2 4 6 1 3 5 7 8 10 12 14 9 11 13 15 (GPERM) */
+            R[k] = _mm512_add_epi32(_mm512_shuffle_i64x2(U[k], V[k], 0x88), _mm512_shuffle_i64x2(U[k], V[k], 0xDD));
+    } else {
+        __m512i D[4][4];   /* [quad][token] */
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            if (4 * c < n) quad_q4(NT, n, 4 * c, gw, xq, ld * TW_QBLOCK, D[c]);
+            else
+                for (int k = 0; k < NT; k++) D[c][k] = _mm512_setzero_si512();
+        }
+#pragma GCC unroll 4
+        for (int k = 0; k < NT; k++)   /* lanes: blocks 0 4 8 12 1 5 9 13 ... (GPERM4) */
+            R[k] = hsum4(D[0][k], D[1][k], D[2][k], D[3][k]);
+    }
     __m512i idx = _mm512_mullo_epi32(perm, _mm512_set1_epi32((int)bb)), dwi;
     if (n == 16) dwi = _mm512_i32gather_epi32(idx, gw, 1);
     else dwi = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), _mm512_cmplt_epi32_mask(perm, _mm512_set1_epi32(n)),
@@ -185,12 +222,10 @@ INLINE void group(tw_dtype t, int NT, int n, const uint8_t *gw, const int8_t *xq
     __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dwi));
 #pragma GCC unroll 4
     for (int k = 0; k < NT; k++) {
-        /* lanes: blocks 0 2 4 6 1 3 5 7 8 10 12 14 9 11 13 15 (GPERM) */
-        __m512i R = _mm512_add_epi32(_mm512_shuffle_i64x2(U[k], V[k], 0x88), _mm512_shuffle_i64x2(U[k], V[k], 0xDD));
         __m512 dx = _mm512_permutexvar_ps(perm, _mm512_loadu_ps(xd + k * ld));
         __m512i off = _mm512_slli_epi32(_mm512_permutexvar_epi32(perm, _mm512_loadu_si512(xs + k * ld)),
                                         t == TW_DT_Q8_0 ? 7 : 3);
-        acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(R, off)), _mm512_mul_ps(dw, dx), acc[k]);
+        acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(R[k], off)), _mm512_mul_ps(dw, dx), acc[k]);
     }
 }
 
@@ -198,7 +233,7 @@ INLINE void group(tw_dtype t, int NT, int n, const uint8_t *gw, const int8_t *xq
 INLINE void row_i8(tw_dtype t, int NT, const uint8_t *w, const tw_qx *a, int64_t t0, float *y, int64_t ldy) {
     const size_t bb = t == TW_DT_Q8_0 ? 34 : 18;
     const int64_t ld = a->ld, nb = a->nb;
-    const int8_t *xq = a->q + t0 * ld * TW_QBLOCK;
+    const int8_t *xq = (t == TW_DT_Q4_0 ? a->qh : a->q) + t0 * ld * TW_QBLOCK;
     const float *xd = a->d + t0 * ld;
     const int32_t *xs = a->s + t0 * ld;
     __m512 acc[4];
