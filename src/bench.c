@@ -225,7 +225,7 @@ static int64_t visible(const tw_gemma2_config *c, int32_t l, int64_t p) {
 
 static double nbytes(const tw_tensor *t) { return t ? (double)t->nbytes : 0; }
 
-double tw_bench_decode_bytes(const tw_model *m, int64_t ctx, double *weights_only) {
+double tw_bench_decode_bytes(const tw_model *m, int64_t ctx, tw_kv_type kv, double *weights_only) {
     const tw_gemma2_config *c = &m->text;
     const tw_gemma2_weights *w = &m->tw;
     const double H = c->n_embd, f32 = sizeof(float);
@@ -239,7 +239,7 @@ double tw_bench_decode_bytes(const tw_model *m, int64_t ctx, double *weights_onl
     }
     if (weights_only) *weights_only = b;
     /* keys and values of the visible positions, in the cache's element type */
-    const double kv_elt = sizeof(*((tw_seq *)0)->k_cache), kvd = (double)c->n_head_kv * c->head_dim;
+    const double kv_elt = kv == TW_KV_F32 ? 4.0 : 2.0, kvd = (double)c->n_head_kv * c->head_dim;
     for (int32_t l = 0; l < c->n_layer; l++) b += 2.0 * (double)visible(c, l, ctx) * kvd * kv_elt;
     return b;
 }

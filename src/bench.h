@@ -38,7 +38,7 @@ extern volatile uint64_t tw_bench_sink;
 ** widened norms, one embedding row, the LM head) plus the keys and values the attention reads at
 ** `ctx` cached positions (sliding layers read at most sliding_window of them), with the cache's
 ** element size. weights_only: the part without the cache. */
-double tw_bench_decode_bytes(const tw_model *m, int64_t ctx, double *weights_only);
+double tw_bench_decode_bytes(const tw_model *m, int64_t ctx, tw_kv_type kv, double *weights_only);
 
 /* FLOPs of running T new tokens after p0 cached ones through Gemma2: 2*N*K per token per matrix
 ** product, attention 4*D per (query, visible key) pair per head (QK^T and PV), the LM head for

@@ -114,7 +114,7 @@ int main(void) {
             CHECK(fabs(tw_bench_prefill_flops(m, 0, 10) - want) < 1, "prefill FLOPs");
             /* decode at ctx 100: sliding layers 0 and 2 read 64 keys, layer 1 reads 101 */
             double weights = 0;
-            double all = tw_bench_decode_bytes(m, 100, &weights);
+            double all = tw_bench_decode_bytes(m, 100, TW_KV_F32, &weights);
             double wexp = H * 2 + V * H * 2 + H * 4 +
                           L * (2 * (H * qd + 2 * H * kvd + qd * H + 3 * H * F) + 4 * H * 4);
             CHECK(fabs(weights - wexp) < 1, "decode weight bytes");

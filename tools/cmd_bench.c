@@ -41,6 +41,7 @@ typedef struct bench_opts {
     tw_dtype    dtype;      /* what type names                             */
     int threads, reps, distinct, n_decode;
     bool quick, skip_vision, skip_2b, skip_9b, skip_ttft;
+    tw_kv_type kv;          /* KV cache element type (default f16: what long decodes use) */
 } bench_opts;
 
 static void usage(FILE *f) {
@@ -57,6 +58,7 @@ static void usage(FILE *f) {
         "                      --quick 1); the image encode, TTFT and long prefill run once\n"
         "  --decode N          tokens per decode measurement (default 16, --quick 4)\n"
         "  --type T            weight type of the random model: bf16 (default), f16, f32, q8, q4\n"
+        "  --kv-type T         KV cache element type: f16 (default here), bf16, f32\n"
         "  --distinct N        9B: distinct text layers, cycled over the 42 (default 4; 0 = all)\n"
         "  --quick             small sizes for CI: prefill 32/128, decode at 16/128, no 7-tile image\n"
         "  --skip-vision       no vision figures and no TTFT\n"
@@ -226,7 +228,7 @@ static int bench_decode(tw_seq *s, int32_t ctx, int n, int reps, figure *f) {
         add_rep(f, n / ((now_ms() - t0) / 1e3));
         fprintf(stderr, "  decode at %d: %.2f tokens/s\n", (int)ctx, f->reps[f->n_reps - 1]);
     }
-    f->work = tw_bench_decode_bytes(m, ctx + n / 2, NULL);   /* the middle step's context */
+    f->work = tw_bench_decode_bytes(m, ctx + n / 2, tw_seq_kv_type(s), NULL);   /* the middle step's context */
     return 0;
 }
 
@@ -287,7 +289,7 @@ static int bench_model(tw_model *m, const bench_opts *o, model_result *R) {
     ids = tw_malloc(sizeof(int32_t) * (size_t)n_prompt);
     int32_t *ids_short = tw_malloc(sizeof(int32_t) * (size_t)n_short);
     tw_seq *s = NULL;
-    if (!ids || !ids_short || tw_seq_new(m, n_ctx, &s) != TW_OK) {
+    if (!ids || !ids_short || tw_seq_new_ex(m, n_ctx, &(tw_seq_params){ .kv_type = o->kv }, &s) != TW_OK) {
         rc = fail("sequence");
         goto done;
     }
@@ -353,7 +355,7 @@ static int bench_model(tw_model *m, const bench_opts *o, model_result *R) {
     /* ---- decode after the long context, then the short one (rewinds only go back) ---- */
     if ((rc = bench_decode(s, c_long, n_dec, o->reps, &F[F_TG_LONG]))) goto done;
     if ((rc = bench_decode(s, c_short, n_dec, o->reps, &F[F_TG_SHORT]))) goto done;
-    tw_bench_decode_bytes(m, 0, &R->decode_weight_bytes);
+    tw_bench_decode_bytes(m, 0, o->kv, &R->decode_weight_bytes);
 done:
     tw_seq_free(s);
     free(ids);
@@ -610,8 +612,9 @@ static int measure_machine(machine *mc, const bench_opts *o) {
 }
 
 int tower_cmd_bench(int argc, char **argv) {
-    bench_opts o = { .model = "2b", .type = "bf16", .dtype = TW_DT_BF16, .reps = 0, .distinct = 4 };
-    enum { O_MODEL = 256, O_REPS, O_TYPE, O_QUICK, O_SKIPV, O_SKIP2, O_SKIP9, O_JSON, O_DISTINCT, O_DECODE, O_SKIPT };
+    bench_opts o = { .model = "2b", .type = "bf16", .dtype = TW_DT_BF16, .reps = 0, .distinct = 4, .kv = TW_KV_F16 };
+    enum { O_MODEL = 256, O_REPS, O_TYPE, O_QUICK, O_SKIPV, O_SKIP2, O_SKIP9, O_JSON, O_DISTINCT, O_DECODE, O_SKIPT,
+           O_KV };
     static const struct option lo[] = {
         { "model", required_argument, 0, O_MODEL },   { "checkpoint", required_argument, 0, 'm' },
         { "threads", required_argument, 0, 't' },     { "reps", required_argument, 0, O_REPS },
@@ -620,6 +623,7 @@ int tower_cmd_bench(int argc, char **argv) {
         { "skip-9b", no_argument, 0, O_SKIP9 },       { "skip-ttft", no_argument, 0, O_SKIPT },
         { "json", required_argument, 0, O_JSON },     { "distinct", required_argument, 0, O_DISTINCT },
         { "decode", required_argument, 0, O_DECODE }, { "help", no_argument, 0, 'h' },
+        { "kv-type", required_argument, 0, O_KV },
         { 0, 0, 0, 0 },
     };
     optind = 1;
@@ -633,6 +637,12 @@ int tower_cmd_bench(int argc, char **argv) {
         case O_DISTINCT: if ((rc = parse_int(optarg, 0, 4096, "--distinct", &o.distinct))) return rc; break;
         case O_DECODE: if ((rc = parse_int(optarg, 1, 4096, "--decode", &o.n_decode))) return rc; break;
         case O_TYPE: o.type = optarg; break;
+        case O_KV:
+            if (tw_kv_type_parse(optarg, &o.kv) != TW_OK) {
+                fprintf(stderr, "tower bench: --kv-type: %s\n", tw_last_error());
+                return 2;
+            }
+            break;
         case O_QUICK: o.quick = true; break;
         case O_SKIPV: o.skip_vision = true; break;
         case O_SKIPT: o.skip_ttft = true; break;

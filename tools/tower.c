@@ -181,7 +181,7 @@ enum {
 
 enum {
     O_SYSTEM = 256, O_TEMP, O_TOP_K, O_TOP_P, O_MIN_P, O_REPEAT, O_PRESENCE, O_FREQUENCY,
-    O_PENALTY_N, O_SEED, O_STOP, O_RAW, O_NO_SOFTCAP, O_SOFTCAP, O_TEMPLATE, O_OFFLINE, O_CTX,
+    O_PENALTY_N, O_SEED, O_STOP, O_RAW, O_NO_SOFTCAP, O_SOFTCAP, O_TEMPLATE, O_OFFLINE, O_CTX, O_KV_TYPE,
     O_PRINT_IDS, O_SHOW_PROMPT, O_FROM, O_TO, O_LIST_LANG, O_LINES, O_NO_SPECIAL, O_JSONL, O_IDS,
     O_CHECK, O_IGNORE_EOS, O_IMAGE, O_IMAGE_TOKENS, O_VIDEO, O_VIDEO_FRAMES, O_VIDEO_FRAME, O_FRAMES,
 };
@@ -217,6 +217,7 @@ static const cli_opt k_opts[] = {
     {{"threads", required_argument, 0, 't'}, C_GEN | C_DUMP | C_INFO},
     {{"offline", no_argument, 0, O_OFFLINE}, C_ALL},
     {{"ctx", required_argument, 0, O_CTX}, C_GEN | C_DUMP},
+    {{"kv-type", required_argument, 0, O_KV_TYPE}, C_GEN | C_DUMP},
     {{"verbose", no_argument, 0, 'v'}, C_GEN | C_DUMP},
     {{"print-ids", no_argument, 0, O_PRINT_IDS}, C_RUN | C_TRANSLATE},
     {{"show-prompt", no_argument, 0, O_SHOW_PROMPT}, C_RUN | C_TRANSLATE},
@@ -255,6 +256,7 @@ typedef struct cli {
     int         raw, final_softcap, offline, verbose, print_ids, show_prompt;
     int         n_threads;
     int32_t     n_ctx;
+    tw_kv_type  kv_type;
     const char *chat_template;
     const char *from, *to;
     int         list_languages, lines;
@@ -345,6 +347,9 @@ static void parse_options(int argc, char **argv, unsigned cmd, void (*help)(void
         case O_TEMPLATE: g.chat_template = optarg; break;
         case O_OFFLINE: g.offline = 1; break;
         case O_CTX: g.n_ctx = (int32_t)parse_long(name, optarg, 1, 1 << 30); break;
+        case O_KV_TYPE:
+            if (tw_kv_type_parse(optarg, &g.kv_type) != TW_OK) usage_error("option --kv-type: expected f32, f16 or bf16, got '%s'", optarg);
+            break;
         case O_PRINT_IDS: g.print_ids = 1; break;
         case O_SHOW_PROMPT: g.show_prompt = 1; break;
         case O_FROM: g.from = optarg; break;
@@ -1155,7 +1160,8 @@ static void help_main(void) {
     "      --chat-template FILE use this Jinja chat template instead of the checkpoint's\n" \
     "      --no-final-softcap   no final logit soft-capping (transformers >= 4.52 behaviour)\n" \
     "      --final-softcap      apply 30*tanh(logits/30) (as trained; default: as config.json says)\n" \
-    "      --ctx N              context size in tokens (default: the model's max_position_embeddings)\n"
+    "      --ctx N              context size in tokens (default: the model's max_position_embeddings)\n" \
+    "      --kv-type T          KV cache element type: f32 (default, exact), f16 or bf16 (half the memory)\n"
 
 #define HELP_SAMPLING_OPTS \
     "generation options (default: greedy, stop on the model's end-of-turn token):\n" \
@@ -1459,7 +1465,7 @@ static int cmd_run(int argc, char **argv) {
         if (!rc && n_media) rc = order_media(utext, imgs, n_media);
         if (!rc) rc = media_count(m, imgs, n_media);
         if (!rc && g.verbose && n_media) print_media_tokens(stderr, imgs, n_media);
-        if (!rc && tw_seq_new(m, g.n_ctx, &seq) != TW_OK) rc = fail_lib();
+        if (!rc && tw_seq_new_ex(m, g.n_ctx, &(tw_seq_params){ .kv_type = g.kv_type }, &seq) != TW_OK) rc = fail_lib();
         if (!rc) rc = one_shot(m, seq, utext ? utext : text, g.raw, 0, imgs, n_media);
     }
     close_media(imgs, n_media);
@@ -1512,7 +1518,7 @@ static int cmd_translate(int argc, char **argv) {
         rc = open_cli_media(m, &imgs);   /* images then videos: the request's order */
         if (!rc) rc = media_count(m, imgs, n_media);
         if (!rc && g.verbose && n_media) print_media_tokens(stderr, imgs, n_media);
-        if (!rc && tw_seq_new(m, g.n_ctx, &seq) != TW_OK) rc = fail_lib();
+        if (!rc && tw_seq_new_ex(m, g.n_ctx, &(tw_seq_params){ .kv_type = g.kv_type }, &seq) != TW_OK) rc = fail_lib();
     }
     char *line = text;
     while (!rc) {
@@ -1663,7 +1669,7 @@ static int cmd_chat(int argc, char **argv) {
     tw_seq *seq = NULL;
     int rc = load_model(&m);
     if (rc) return rc;
-    if (tw_seq_new(m, g.n_ctx, &seq) != TW_OK) { tw_model_free(m); return fail_lib(); }
+    if (tw_seq_new_ex(m, g.n_ctx, &(tw_seq_params){ .kv_type = g.kv_type }, &seq) != TW_OK) { tw_model_free(m); return fail_lib(); }
     int tty = isatty(STDIN_FILENO);
     if (tty) fprintf(stderr, "tower chat: %s. Type a message and press Enter; /help lists commands.\n", g.model);
 
@@ -2337,7 +2343,7 @@ static int cmd_dump(int argc, char **argv) {
     else if (tw_tokenize(tw_model_tokenizer(m), text, len, 0, &ids, &T) != TW_OK) rc = fail_lib();
     if (rc) goto done;
     if (T == 0) { rc = fail("%s: the prompt is empty", g.prompt_file); goto done; }
-    if (tw_seq_new(m, g.n_ctx, &seq) != TW_OK) { rc = fail_lib(); goto done; }
+    if (tw_seq_new_ex(m, g.n_ctx, &(tw_seq_params){ .kv_type = g.kv_type }, &seq) != TW_OK) { rc = fail_lib(); goto done; }
     int32_t V = tw_model_n_vocab(m), H = tw_model_n_embd(m), L = tw_model_n_layer(m);
     if ((int64_t)T + (int64_t)N > tw_seq_n_ctx(seq)) {
         size_t vt = 0;
