@@ -171,6 +171,8 @@ float tw_quant_dot_ref(tw_dtype t, const void *q, const float *x, int64_t K) {
 
 /* ---- int8 activations: quantizing, reference dot -------------------------------------------- */
 
+/* Plain C below; the avx512 path does the same operations 16 lanes at a time (test_quant checks
+** the bytes are equal). */
 tw_status tw_qx_quantize(tw_qx *a, const float *x, int64_t T, int64_t K) {
     int64_t nb = tw_quant_blocks(K), ld = (nb + 15) / 16 * 16;
     size_t per = (size_t)ld * (TW_QBLOCK + sizeof(float) + sizeof(int32_t));
@@ -179,6 +181,10 @@ tw_status tw_qx_quantize(tw_qx *a, const float *x, int64_t T, int64_t K) {
     a->q = a->mem;
     a->d = (float *)(a->q + (size_t)T * (size_t)ld * TW_QBLOCK);
     a->s = (int32_t *)(a->d + (size_t)T * (size_t)ld);
+    if (tw_kernels_path() == TW_KPATH_AVX512) {
+        tw_qx_rows_avx512(x, T, K, a);
+        return TW_OK;
+    }
     for (int64_t t = 0; t < T; t++)
         for (int64_t b = 0; b < nb; b++) {
             const float *xb = x + t * K + b * TW_QBLOCK;

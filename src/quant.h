@@ -107,6 +107,8 @@ void tw_qdot_i8_rows_avx2(tw_dtype t, const uint8_t *w, size_t row_bytes, int64_
 size_t tw_qgemm_i8_scratch_avx512(int64_t nb);
 void   tw_qgemm_i8_avx512(tw_dtype t, const uint8_t *w, size_t row_bytes, int64_t nrows, const tw_qx *a, int64_t t0,
                           int64_t nt, float *y, int64_t ldy, void *scratch);
+/* tw_qx_quantize's rounding on AVX-512 (same bytes): fills q, d, s of an allocated a */
+void tw_qx_rows_avx512(const float *x, int64_t T, int64_t K, tw_qx *a);
 /* which int8 kernel tw_matmul_quant uses: "avx512-vnni", "avx2-vnni", "avx2", "ref" */
 const char *tw_quant_i8_kernel(void);
 

@@ -109,6 +109,34 @@ void tw_qdequant_rows_avx512(tw_dtype t, const uint8_t *w, size_t row_bytes, int
     }
 }
 
+/* ---- int8 activations: quantizing x (tw_qx_quantize's arithmetic, bit for bit) ------------------ */
+
+void tw_qx_rows_avx512(const float *x, int64_t T, int64_t K, tw_qx *a) {
+    const __m512 sign = _mm512_set1_ps(-0.0f), half = _mm512_set1_ps(0.5f);
+    const __m512 hi = _mm512_set1_ps(127.0f), lo = _mm512_set1_ps(-127.0f);
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t b = 0; b < a->nb; b++) {
+            const float *xb = x + t * K + b * TW_QBLOCK;
+            int64_t n = TW_MIN(TW_QBLOCK, K - b * TW_QBLOCK);
+            __mmask16 m0 = (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1);
+            __mmask16 m1 = (__mmask16)(n >= 32 ? 0xffff : n > 16 ? (1u << (n - 16)) - 1 : 0);
+            __m512 v[2] = { _mm512_maskz_loadu_ps(m0, xb), _mm512_maskz_loadu_ps(m1, xb + 16) };
+            float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_andnot_ps(sign, v[0]), _mm512_andnot_ps(sign, v[1])));
+            float id = amax > 0 ? 127.0f / amax : 0.0f;
+            __m512i sum = _mm512_setzero_si512();
+            int8_t *q = a->q + (t * a->ld + b) * TW_QBLOCK;
+            for (int h = 0; h < 2; h++) {
+                __m512 u = _mm512_mul_ps(v[h], _mm512_set1_ps(id));
+                u = _mm512_add_ps(u, _mm512_or_ps(half, _mm512_and_ps(sign, u)));
+                __m512i r = _mm512_cvttps_epi32(_mm512_min_ps(hi, _mm512_max_ps(lo, u)));
+                sum = _mm512_add_epi32(sum, r);
+                _mm_storeu_si128((__m128i *)(q + 16 * h), _mm512_cvtepi32_epi8(r));
+            }
+            a->d[t * a->ld + b] = amax / 127.0f;
+            a->s[t * a->ld + b] = _mm512_reduce_add_epi32(sum);
+        }
+}
+
 /* ---- int8 activations: VNNI ----------------------------------------------------------------------
 ** The weights become unsigned bytes (Q8_0: q ^ 0x80 = q + 128; Q4_0: the nibble = q + 8) and
 ** vpdpbusd multiplies them by the int8 activations; the offset comes back per block as

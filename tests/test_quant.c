@@ -173,6 +173,29 @@ static void test_act_quant(void) {
     for (int i = 40; i < 16 * 32; i++) pad &= a.q[i] == 0;
     CHECK(pad && a.s[2] == 0, "padding zero");
     tw_qx_free(&a);
+    /* every path's quantizer gives the reference's bytes (ragged K, zero blocks, wide ranges) */
+    const int64_t Ks[] = { 1, 13, 16, 33, 100, 2304, 4304 };
+    tw_kpath before = tw_kernels_path();
+    for (size_t i = 0; i < sizeof Ks / sizeof Ks[0]; i++) {
+        int64_t K = Ks[i], T = 3;
+        float *v = malloc(sizeof(float) * (size_t)(T * K));
+        for (int64_t k = 0; k < T * K; k++) v[k] = (k / 32) % 5 == 3 ? 0.0f : nrand() * (float)(1 << (k % 11));
+        tw_qx r, p;
+        tw_kernels_force(TW_KPATH_REF);
+        CHECK_OK(tw_qx_quantize(&r, v, T, K), "quantize ref");
+        for (int pi = 1; pi < TW_KPATH_COUNT; pi++) {
+            if (!tw_kernels_force((tw_kpath)pi)) continue;
+            CHECK_OK(tw_qx_quantize(&p, v, T, K), "quantize path");
+            size_t n = (size_t)(T * r.ld);
+            CHECK(memcmp(r.q, p.q, n * 32) == 0 && memcmp(r.d, p.d, n * sizeof(float)) == 0 &&
+                  memcmp(r.s, p.s, n * sizeof(int32_t)) == 0, "%s: activation bytes differ from ref, K=%lld",
+                  tw_kpath_name((tw_kpath)pi), (long long)K);
+            tw_qx_free(&p);
+        }
+        tw_qx_free(&r);
+        free(v);
+    }
+    tw_kernels_force(before);
 }
 
 static void test_kernels(tw_pool *pool) {
