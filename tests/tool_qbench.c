@@ -114,28 +114,36 @@ static void bench_model(tw_pool *pool, const model_shape *ms, int rounds, const 
         for (int i = 0; i < 7; i++) M[ti].lbytes += M[ti].L[i].t.nbytes;
         mat_make(&M[ti].head, TYPES[ti], ms->vocab, ms->mats[0][1]);
     }
-    /* rounds: bandwidth, then every type's layers and head; best of each */
-    double bw = 0, best_l[NTYPES], best_h[NTYPES];
-    for (int ti = 0; ti < NTYPES; ti++) best_l[ti] = best_h[ti] = 1e30;
+    /* rounds: bandwidth, then every configuration's layers and head; best of each. Configurations:
+    ** bf16, then each quantized type with int8 and with f32 activations. */
+    enum { NCONF = 1 + 2 * (NTYPES - 1) };
+    double bw = 0, best_l[NCONF], best_h[NCONF];
+    for (int ci = 0; ci < NCONF; ci++) best_l[ci] = best_h[ci] = 1e30;
     for (int r = 0; r < rounds; r++) {
         bw = TW_MAX(bw, read_bandwidth(pool, bwbuf, bwn));
-        for (int ti = 0; ti < NTYPES; ti++) {
-            best_l[ti] = TW_MIN(best_l[ti], run_layers(pool, ms, &M[ti], y, x, 1) / (double)ms->layers);
+        for (int ci = 0; ci < NCONF; ci++) {
+            int ti = (ci + 1) / 2;
+            tw_qact old = tw_quant_set_act(ci > 0 && ci % 2 == 0 ? TW_QACT_F32 : TW_QACT_INT8);
+            best_l[ci] = TW_MIN(best_l[ci], run_layers(pool, ms, &M[ti], y, x, 1) / (double)ms->layers);
             double t0 = tw_time_ms();
             tw_matmul(pool, yh, x, 1, &M[ti].head.t, NULL);
-            best_h[ti] = TW_MIN(best_h[ti], tw_time_ms() - t0);
+            best_h[ci] = TW_MIN(best_h[ci], tw_time_ms() - t0);
+            tw_quant_set_act(old);
         }
     }
     printf("\n%s, T = 1 (best of %d rounds; read bandwidth %.1f GB/s, best of the same rounds), int8 kernel %s\n",
            ms->name, rounds, bw, tw_quant_i8_kernel());
-    printf("%-5s %9s %9s %6s  %9s %9s %6s  %9s %6s %7s\n", "type", "layers", "ms/layer", "of bw", "head", "head ms",
+    printf("%-10s %9s %9s %6s  %9s %9s %6s  %9s %6s %7s\n", "type", "layers", "ms/layer", "of bw", "head", "head ms",
            "of bw", "step GB", "of bw", "tok/s");
-    for (int ti = 0; ti < NTYPES; ti++) {
-        double gl = (double)M[ti].lbytes / (best_l[ti] / 1e3) / 1e9, gh = (double)M[ti].head.t.nbytes / (best_h[ti] / 1e3) / 1e9;
+    for (int ci = 0; ci < NCONF; ci++) {
+        int ti = (ci + 1) / 2;
+        char name[32];
+        snprintf(name, sizeof name, "%s%s", type_name(ti), ci == 0 ? "" : ci % 2 ? " int8" : " f32");
+        double gl = (double)M[ti].lbytes / (best_l[ci] / 1e3) / 1e9, gh = (double)M[ti].head.t.nbytes / (best_h[ci] / 1e3) / 1e9;
         double step = (double)M[ti].lbytes * (double)ms->layers + (double)M[ti].head.t.nbytes;
-        double ms_tok = (double)ms->layers * best_l[ti] + best_h[ti], g = step / (ms_tok / 1e3) / 1e9;
-        printf("%-5s %6.1f GB/s %8.3f %5.0f%%  %4.1f GB/s %9.2f %5.0f%%  %9.3f %5.0f%% %7.1f\n", type_name(ti), gl,
-               best_l[ti], 100 * gl / bw, gh, best_h[ti], 100 * gh / bw, step / 1e9, 100 * g / bw, 1e3 / ms_tok);
+        double ms_tok = (double)ms->layers * best_l[ci] + best_h[ci], g = step / (ms_tok / 1e3) / 1e9;
+        printf("%-10s %4.1f GB/s %8.3f %5.0f%%  %4.1f GB/s %9.2f %5.0f%%  %9.3f %5.0f%% %7.1f\n", name, gl,
+               best_l[ci], 100 * gl / bw, gh, best_h[ci], 100 * gh / bw, step / 1e9, 100 * g / bw, 1e3 / ms_tok);
     }
     /* the quantized kernels' compute ceiling (one K x N matrix that stays in cache) and T > 1 */
     printf("%-5s %-4s %16s %14s %14s\n", "type", "act", "in-cache GB/s", "T=4 ms/layer", "T=64 tok/s");
