@@ -9,6 +9,7 @@
 ** weights (tw_kernels_pack_weight) and the bf16-activation switch (TOWER_MATMUL=bf16).
 */
 #include "kernels.h"
+#include "quant.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -350,6 +351,10 @@ size_t tw_kernels_packed_bytes(void) {
 int64_t tw_kernels_set_gemm_min_tokens(int64_t t) { return atomic_exchange(&gemm_min_t, t); }
 
 void tw_matmul(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const tw_tensor *bias) {
+    if (tw_dtype_is_quant(W->type)) {   /* Q8_0 / Q4_0 blocks: src/quant.c */
+        tw_matmul_quant(pool, y, x, T, W, bias);
+        return;
+    }
     tw_kpath path = tw_kernels_init();
     int64_t N = W->shape[0], K = W->shape[W->ndim - 1];
     if (T <= 0 || N <= 0) return;
@@ -391,11 +396,19 @@ static void widen(tw_dtype t, const void *src, float *out, int64_t n) {
 }
 
 void tw_tensor_row_f32(const tw_tensor *t, int64_t row, float *out) {
+    if (tw_dtype_is_quant(t->type)) {
+        tw_quant_row_f32(t, row, out);
+        return;
+    }
     int64_t K = t->shape[t->ndim - 1];
     widen(t->type, (const uint8_t *)t->data + (size_t)row * (size_t)K * tw_dtype_size(t->type), out, K);
 }
 
 void tw_tensor_to_f32(const tw_tensor *t, float *out) {
+    if (tw_dtype_is_quant(t->type)) {
+        for (int64_t r = 0; r < t->shape[0]; r++) tw_quant_row_f32(t, r, out + r * t->shape[t->ndim - 1]);
+        return;
+    }
     widen(t->type, t->data, out, tw_tensor_nelem(t));
 }
 
