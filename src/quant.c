@@ -1,14 +1,15 @@
 /*
 ** quant.c — Q8_0 / Q4_0 block quantization (formats in quant.h, design in docs/quantization.md):
-** the plain C reference (quantize, dequantize, dot), the quantized matmul's dispatcher, and the
-** single-file quantized checkpoint: writing it (tw_quantize_model), retyping its blobs when it is
-** opened (tw_quant_apply) and unpacking its embedded JSON files (tw_quant_unpack).
+** the plain C reference (quantize, dequantize, dot; activation rounding and the int8 dot), the
+** quantized matmul's dispatcher, and the single-file quantized checkpoint: writing it
+** (tw_quantize_model), retyping its blobs when it is opened (tw_quant_apply) and unpacking its
+** embedded JSON files (tw_quant_unpack).
 **
-** Decode (T < QT_PANEL tokens) streams every quantized row once through the path's dot routine:
-** it is memory-bound, and 18 or 34 bytes per 32 weights is what makes it faster than BF16's 64.
-** Prefill dequantizes a panel of rows x a chunk of blocks to f32 in a per-thread scratch (L2)
-** and hands it to the ordinary f32 matmul block of kernels.h, so every dequantized weight is
-** used by all the tokens of the block.
+** The matmul rounds x to int8 per block of 32 (default) and runs the int8 kernels: decode
+** (T <= 4) streams every row once, at memory speed (18 or 34 bytes per 32 weights against BF16's
+** 64); prefill (T > 4) uses the packed-panel VNNI GEMM on avx512 and the row kernel elsewhere.
+** With TOWER_QUANT_ACT=f32, decode widens weights against f32 x, and prefill dequantizes a panel
+** of rows x a chunk of blocks to f32 in a per-thread scratch (L2) for the f32 tiles of kernels.h.
 */
 #include "quant.h"
 

@@ -83,7 +83,7 @@ void tw_matmul_quant(tw_pool *pool, float *y, const float *x, int64_t T, const t
 /* One row dequantized (embedding lookup of a quantized embed_tokens). */
 void tw_quant_row_f32(const tw_tensor *t, int64_t row, float *out);
 
-/* SIMD pieces (quant_avx512.c, quant_avx2.c; called only when the path is supported):
+/* SIMD pieces, f32 activations (quant_avx512.c, quant_avx2.c; called only when the path is supported):
 ** y[r] = dot(row r, x) for r < nrows, rows row_bytes apart starting at w (decode); and
 ** nrows rows' blocks [b0, b0 + nb) dequantized into out[r * ldo + (b - b0) * 32 ...] (prefill). */
 void tw_qdot_rows_avx512(tw_dtype t, const uint8_t *w, size_t row_bytes, int64_t nrows, const float *x, int64_t K,

@@ -1,15 +1,17 @@
 /*
-** quant_avx512.c — Q8_0 / Q4_0 rows on AVX-512 (compiled with the AVX512_FLAGS of the Makefile;
-** called only when CPUID has them). Weights are widened to f32 in registers and multiplied by
-** the f32 activations with FMAs: nothing but the weights is rounded, and the sums differ from
-** the plain C reference only in their order (per 16-lane vector, then per block times d).
+** quant_avx512.c — Q8_0 / Q4_0 kernels on AVX-512 (compiled with the AVX512_FLAGS of the Makefile;
+** called only when CPUID has them; the int8 section also needs avx512vnni, checked by quant.c).
 **
-** Per block of 32 weights: Q8_0 sign-extends 2 x 16 bytes to int32 and converts; Q4_0 zero-
-** extends 16 bytes to int32 lanes, splits the nibbles with an and and a shift, and maps the
-** values 0..15 to the floats -8..7 with one vpermps from a 16-entry table (no convert, no
-** subtract). Decode walks 4 rows side by side (4 independent weight streams, x loaded once per
-** block for all 4); the K tail (K not a multiple of 32) reads x with masked loads, so the zero-
-** padded weights of the last block meet zeros.
+** f32 activations (TOWER_QUANT_ACT=f32): weights are widened to f32 in registers and multiplied
+** by the f32 activations with FMAs: nothing but the weights is rounded, and the sums differ from
+** the plain C reference only in their order (per 16-lane vector, then per block times d). Per
+** block of 32 weights: Q8_0 sign-extends 2 x 16 bytes to int32 and converts; Q4_0 zero-extends
+** 16 bytes to int32 lanes, splits the nibbles with an and and a shift, and maps the values 0..15
+** to the floats -8..7 with one vpermps from a 16-entry table. Decode walks 4 rows side by side;
+** the K tail reads x with masked loads, so the zero-padded weights of the last block meet zeros.
+**
+** int8 activations (default): the activation quantizer, the decode kernel (T <= 4) and the
+** prefill GEMM (T > 4), each described in its section below and in docs/quantization.md.
 */
 #include "quant.h"
 
@@ -140,15 +142,16 @@ void tw_qx_rows_avx512(const float *x, int64_t T, int64_t K, tw_qx *a) {
 /* ---- int8 activations: VNNI ----------------------------------------------------------------------
 ** The weights become unsigned bytes (Q8_0: q ^ 0x80 = q + 128; Q4_0: the nibble = q + 8) and
 ** vpdpbusd multiplies them by the int8 activations; the offset comes back per block as
-** 128 * s or 8 * s (s: the sum of the activation block, tw_qx). Two blocks fill a 64-byte vector
-** (Q4_0's nibbles are spread to bytes in x's column order), and eight such products (16 blocks)
-** are summed horizontally into one vector holding each block's integer dot in one lane: the lane
-** order that reduction leaves is GPERM, and the scales and activation sums are read in that
-** same order (one gather of the 16 f16 d_w per row and group). Then per group and token: one
-** convert and one FMA by d_w * d_x into an f32 accumulator, reduced once per row. Integer sums
-** are exact, so the only difference from tw_quant_dot_i8_ref is the order of the f32 additions.
-** Rows are walked one at a time (rows are contiguous: one sequential stream per task), each row's
-** weights expanded once per pair of blocks for up to 4 tokens. */
+** 128 * s or 8 * s (s: the sum of the activation block, tw_qx). Q8_0: two blocks fill a 64-byte
+** vector and eight such products (16 blocks) are summed horizontally into one vector holding each
+** block's integer dot in a lane (lane order GPERM). Q4_0: four blocks' nibbles fill a vector, the
+** low and high nibbles meet x in tw_qx_halves order, and four products give the 16 lanes (order
+** GPERM4). The scales and activation sums are read in the same lane order (the f16 d_w by word
+** permutes of 64-byte windows). Then per group and token: subtract the offset, convert, one FMA
+** by d_w * d_x into an f32 accumulator, reduced once per row. Integer sums are exact, so the only
+** difference from tw_quant_dot_i8_ref is the order of the f32 additions. Rows are walked one at
+** a time (a task's rows are contiguous: one sequential stream, prefetched 4 KB ahead), each row's
+** weights expanded once for up to 4 tokens. */
 
 #pragma GCC push_options
 #pragma GCC target("avx512vnni")
