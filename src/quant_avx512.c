@@ -429,7 +429,7 @@ INLINE void pack_panel(tw_dtype t, const uint8_t *w, size_t rb, int nr, int64_t 
 
 /* y[k * ldy + r] for the 16 packed rows (nr stored) and NT tokens starting at t0 */
 INLINE void tile(tw_dtype t, int NT, const uint8_t *pk, int nr, const tw_qx *a, int64_t t0, float *y, int64_t ldy) {
-    const int sh = t == TW_DT_Q8_0 ? 7 : 3;
+    const int32_t off = t == TW_DT_Q8_0 ? 128 : 8;   /* the weights' offset */
     const int64_t ld = a->ld;
     const int8_t *xq = a->q + t0 * ld * TW_QBLOCK;
     const float *xd = a->d + t0 * ld;
@@ -441,7 +441,7 @@ INLINE void tile(tw_dtype t, int NT, const uint8_t *pk, int nr, const tw_qx *a, 
         const __m512i *W = (const __m512i *)pk;
         __m512i ai[8];   /* the tokens' chains interleaved: vpdpbusd's latency is hidden by NT of them */
 #pragma GCC unroll 8
-        for (int k = 0; k < NT; k++) ai[k] = _mm512_set1_epi32(-(xs[k * ld + b] << sh));
+        for (int k = 0; k < NT; k++) ai[k] = _mm512_set1_epi32(-off * xs[k * ld + b]);
 #pragma GCC unroll 8
         for (int s = 0; s < 8; s++) {
             __m512i ws = _mm512_load_si512(W + s);
