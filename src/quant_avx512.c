@@ -158,9 +158,9 @@ void tw_qx_rows_avx512(const float *x, int64_t T, int64_t K, tw_qx *a) {
 
 /* Software prefetch distance of the decode kernels: each group prefetches its own bytes this far
 ** ahead (rows of a task are contiguous). The hardware prefetcher alone left a single stream per
-** core at 25-37 GB/s for two cores; 4 KB ahead measured 36-43 GB/s (2 KB and 8 KB slightly
-** less) on the 256000-row head. */
-enum { PF_DIST = 4096 };
+** core at 25-37 GB/s for two cores on the 256000-row head; best of 4 interleaved runs each:
+** 2 KB 45 / 41 GB/s (Q8_0 / Q4_0), 4 KB 49 / 42, 8 KB 52 / 44, 12 KB 52 / 40. */
+enum { PF_DIST = 8192 };
 static const int32_t GPERM[16] = { 0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15 };
 
 /* blocks b, b + 1 (two) or b alone as 64 unsigned bytes in column order */
