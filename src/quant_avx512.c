@@ -163,20 +163,11 @@ void tw_qx_rows_avx512(const float *x, int64_t T, int64_t K, tw_qx *a) {
 enum { PF_DIST = 8192 };
 static const int32_t GPERM[16] = { 0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15 };
 
-/* blocks b, b + 1 (two) or b alone as 64 unsigned bytes in column order */
-INLINE __m512i pair_u8(tw_dtype t, const uint8_t *blk, bool two) {
-    if (t == TW_DT_Q8_0) {
-        __m512i z = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(blk + 2)));
-        if (two) z = _mm512_inserti64x4(z, _mm256_loadu_si256((const __m256i *)(blk + 36)), 1);
-        return _mm512_xor_si512(z, _mm512_set1_epi8((char)0x80));
-    }
-    __m128i a = _mm_loadu_si128((const __m128i *)(blk + 2));
-    __m256i v = two ? _mm256_inserti128_si256(_mm256_castsi128_si256(a), _mm_loadu_si128((const __m128i *)(blk + 20)), 1)
-                    : _mm256_zextsi128_si256(a);
-    /* [n0, n0 >> 4, n1, n1 >> 4] by 16-byte lanes: columns 0-15, 16-31 of each block */
-    __m512i z = _mm512_permutex2var_epi64(_mm512_castsi256_si512(v), _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11),
-                                          _mm512_castsi256_si512(_mm256_srli_epi16(v, 4)));
-    return _mm512_and_si512(z, _mm512_set1_epi8(15));
+/* Q8_0 blocks b, b + 1 (two) or b alone as 64 unsigned bytes (q + 128) in column order */
+INLINE __m512i pair_q8(const uint8_t *blk, bool two) {
+    __m512i z = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(blk + 2)));
+    if (two) z = _mm512_inserti64x4(z, _mm256_loadu_si256((const __m256i *)(blk + 36)), 1);
+    return _mm512_xor_si512(z, _mm512_set1_epi8((char)0x80));
 }
 
 /* per 128-bit lane l: [sum of d0's lane l, d1's, d2's, d3's] */
@@ -186,15 +177,14 @@ INLINE __m512i hsum4(__m512i d0, __m512i d1, __m512i d2, __m512i d3) {
     return _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
 }
 
-/* blocks [b0, b0 + 8) of a group of n (pairs past n are zero): per token, hsum4 of the 4 pairs.
-** xq: the group's activations of the first token, the next token xs bytes further. */
-INLINE void half(tw_dtype t, int NT, int n, int b0, const uint8_t *gw, const int8_t *xq, int64_t xs, __m512i *S) {
-    const size_t bb = t == TW_DT_Q8_0 ? 34 : 18;
-    __m512i D[4][4];
+/* Q8_0: blocks [b0, b0 + 8) of a group of n (pairs past n are zero): per token, hsum4 of the 4
+** pairs. xq: the group's activations of the first token, the next token xs bytes further. */
+INLINE void half_q8(int NT, int n, int b0, const uint8_t *gw, const int8_t *xq, int64_t xs, __m512i *S) {
+    __m512i D[4][4];   /* [token][pair] */
 #pragma GCC unroll 4
     for (int p = 0; p < 4; p++) {
         int b = b0 + 2 * p;
-        __m512i z = b < n ? pair_u8(t, gw + (size_t)b * bb, b + 1 < n) : _mm512_setzero_si512();
+        __m512i z = b < n ? pair_q8(gw + (size_t)b * 34, b + 1 < n) : _mm512_setzero_si512();
 #pragma GCC unroll 4
         for (int k = 0; k < NT; k++)
             D[k][p] = b < n ? _mm512_dpbusd_epi32(_mm512_setzero_si512(), z, _mm512_loadu_si512(xq + k * xs + b * 32))
@@ -278,8 +268,8 @@ INLINE void group(tw_dtype t, int NT, int n, const uint8_t *gw, const int8_t *xq
     __m512i R[4];
     if (t == TW_DT_Q8_0) {
         __m512i U[4], V[4];
-        half(t, NT, n, 0, gw, xq, ld * TW_QBLOCK, U);
-        half(t, NT, n, 8, gw, xq, ld * TW_QBLOCK, V);
+        half_q8(NT, n, 0, gw, xq, ld * TW_QBLOCK, U);
+        half_q8(NT, n, 8, gw, xq, ld * TW_QBLOCK, V);
 #pragma GCC unroll 4
         for (int k = 0; k < NT; k++)   /* lanes: blocks 0 2 4 6 1 3 5 7 8 10 12 14 9 11 13 15 (GPERM) */
             R[k] = _mm512_add_epi32(_mm512_shuffle_i64x2(U[k], V[k], 0x88), _mm512_shuffle_i64x2(U[k], V[k], 0xDD));
@@ -295,12 +285,7 @@ INLINE void group(tw_dtype t, int NT, int n, const uint8_t *gw, const int8_t *xq
         for (int k = 0; k < NT; k++)   /* lanes: blocks 0 4 8 12 1 5 9 13 ... (GPERM4) */
             R[k] = hsum4(D[0][k], D[1][k], D[2][k], D[3][k]);
     }
-    __m512 dw;
-    if (t == TW_DT_Q4_0) {
-        dw = q4_scales(n, gw);
-    } else {
-        dw = q8_scales(n, gw);
-    }
+    __m512 dw = t == TW_DT_Q8_0 ? q8_scales(n, gw) : q4_scales(n, gw);
 #pragma GCC unroll 4
     for (int k = 0; k < NT; k++) {
         __m512 dx = _mm512_permutexvar_ps(perm, _mm512_loadu_ps(xd + k * ld));
