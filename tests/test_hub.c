@@ -7,6 +7,7 @@
 */
 #include "hub.h"
 #include "testhelp.h"
+#include "loopback_server.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -24,23 +25,7 @@
 #define COMMIT_MAIN "1111111111111111111111111111111111111111"
 #define COMMIT_V1   "2222222222222222222222222222222222222222"
 
-static pid_t server_pid = -1;
 static char  tmp_root[256];
-
-static void stop_server(void) {
-    if (server_pid <= 0) return;
-    kill(server_pid, SIGTERM);
-    for (int i = 0; i < 100; i++) {             /* up to 5 s, then SIGKILL */
-        if (waitpid(server_pid, NULL, WNOHANG) == server_pid) {
-            server_pid = -1;
-            return;
-        }
-        usleep(50000);
-    }
-    kill(server_pid, SIGKILL);
-    waitpid(server_pid, NULL, 0);
-    server_pid = -1;
-}
 
 static void on_alarm(int sig) {
     (void)sig;
@@ -51,43 +36,6 @@ static void on_alarm(int sig) {
 }
 
 #ifdef TW_HAVE_CURL
-static int server_port;
-
-/* Starts $TOWER_BUILD/tests/tool_hubserver and reads its "PORT <n>" line (20 s at most). */
-static bool start_server(void) {
-    const char *build = getenv("TOWER_BUILD");
-    char exe[1024];
-    snprintf(exe, sizeof exe, "%s/tests/tool_hubserver", build && *build ? build : "build");
-    int fds[2];
-    if (pipe(fds) != 0) return false;
-    server_pid = fork();
-    if (server_pid < 0) return false;
-    if (server_pid == 0) {
-        dup2(fds[1], 1);
-        close(fds[0]);
-        close(fds[1]);
-        execl(exe, exe, (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
-    char line[128];
-    size_t n = 0;
-    struct pollfd p = { .fd = fds[0], .events = POLLIN };
-    while (n < sizeof line - 1 && poll(&p, 1, 20000) == 1) {
-        ssize_t r = read(fds[0], line + n, 1);
-        if (r <= 0 || line[n] == '\n') break;
-        n++;
-    }
-    line[n] = 0;
-    close(fds[0]);
-    if (sscanf(line, "PORT %d", &server_port) != 1 || server_port <= 0) {
-        fprintf(stderr, "could not start %s (got \"%s\")\n", exe, line);
-        stop_server();
-        return false;
-    }
-    return true;
-}
-
 /* GET /stats over a plain socket (the test must not depend on libcurl) and pick one counter. */
 static long stat_of(const char *key) {
     int s = socket(AF_INET, SOCK_STREAM, 0);
@@ -299,7 +247,7 @@ int main(void) {
           "without libcurl: %s", tw_last_error());
     goto done;
 #else
-    if (!start_server()) {
+    if (!start_server(NULL)) {
         CHECK(0, "hub test server did not start");
         goto done;
     }

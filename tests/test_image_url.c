@@ -6,57 +6,13 @@
 */
 #include "tower.h"
 #include "testhelp.h"
+#include "loopback_server.h"
 
 #include <poll.h>
 #include <stdbool.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-static pid_t server_pid = -1;
-static int port;
-
-static void stop_server(void) {
-    if (server_pid > 0) {
-        kill(server_pid, SIGTERM);
-        waitpid(server_pid, NULL, 0);
-        server_pid = -1;
-    }
-}
-
-/* Starts tool_hubserver on dir and reads its "PORT <n>" line (20 s at most). */
-static bool start_server(const char *dir) {
-    const char *build = getenv("TOWER_BUILD");
-    char exe[1024];
-    snprintf(exe, sizeof exe, "%s/tests/tool_hubserver", build && *build ? build : "build");
-    int fds[2];
-    if (pipe(fds) != 0) return false;
-    server_pid = fork();
-    if (server_pid < 0) return false;
-    if (server_pid == 0) {
-        dup2(fds[1], 1);
-        close(fds[0]);
-        close(fds[1]);
-        execl(exe, exe, dir, (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
-    char line[128];
-    size_t n = 0;
-    struct pollfd p = { .fd = fds[0], .events = POLLIN };
-    while (n < sizeof line - 1 && poll(&p, 1, 20000) == 1) {
-        if (read(fds[0], line + n, 1) <= 0 || line[n] == '\n') break;
-        n++;
-    }
-    line[n] = 0;
-    close(fds[0]);
-    if (sscanf(line, "PORT %d", &port) != 1 || port <= 0) {
-        fprintf(stderr, "could not start %s (got \"%s\")\n", exe, line);
-        stop_server();
-        return false;
-    }
-    return true;
-}
 
 int main(void) {
 #ifndef TW_HAVE_CURL
@@ -71,7 +27,7 @@ int main(void) {
 
     tw_image *a = NULL, *b = NULL;
     CHECK_OK(tw_image_load(local, NULL, &a), local);
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/test/tiny/resolve/main/image.png", port);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/test/tiny/resolve/main/image.png", server_port);
     CHECK_OK(tw_image_load(url, NULL, &b), url);
     CHECK(a && b && tw_image_width(a) == tw_image_width(b) && tw_image_height(a) == tw_image_height(b) &&
               memcmp(tw_image_rgb(a), tw_image_rgb(b), (size_t)tw_image_width(a) * tw_image_height(a) * 3) == 0,
@@ -80,17 +36,17 @@ int main(void) {
     tw_image_free(b);
 
     /* a missing file: the message names the URL */
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/test/tiny/resolve/main/nothing.png", port);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/test/tiny/resolve/main/nothing.png", server_port);
     tw_image *c = NULL;
     tw_status s = tw_image_load(url, NULL, &c);
     CHECK(s != TW_OK && c == NULL && strstr(tw_last_error(), "nothing.png"), "404: %s: %s", tw_status_name(s),
           tw_last_error());
     /* a server that wants a token */
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/test/private/resolve/main/image.png", port);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/test/private/resolve/main/image.png", server_port);
     s = tw_image_load(url, NULL, &c);
     CHECK(s != TW_OK && c == NULL, "401 refused: %s: %s", tw_status_name(s), tw_last_error());
     /* larger than the caller's byte limit: refused before decoding */
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/test/tiny/resolve/main/image.png", port);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/test/tiny/resolve/main/image.png", server_port);
     tw_image_load_opts o = { .max_bytes = 1000 };
     s = tw_image_load(url, &o, &c);
     CHECK(s != TW_OK && c == NULL, "max_bytes enforced on downloads: %s: %s", tw_status_name(s), tw_last_error());
