@@ -60,12 +60,11 @@ tw_status tw_image_n_tokens(const tw_model *m, int32_t width, int32_t height, in
 }
 
 static tw_status pixels_for(const tw_model *m, const tw_image *im, const tw_anyres_plan *p, float **pixels) {
-    tw_preproc pp;
-    TW_TRY(tw_preproc_load(m->dir, m->vision.image_size, m->vision.patch_size, &pp));
-    size_t per = 3 * (size_t)pp.tile * pp.tile;
+    const tw_preproc *pp = &m->preproc;
+    size_t per = 3 * (size_t)pp->tile * pp->tile;
     float *px = tw_malloc(sizeof(float) * per * (size_t)p->n_tiles);
     if (!px) return TW_E_NOMEM;
-    tw_status s = tw_anyres_pixels(im->rgb, p, &pp, px);
+    tw_status s = tw_anyres_pixels(im->rgb, p, pp, px);
     if (s != TW_OK) {
         free(px);
         return s;
@@ -170,8 +169,7 @@ tw_status tw_images_n_tokens(const tw_model *m, const tw_image *const *images, s
 /* One image as a single tile: padded to a square of grey int(mean*255) (image centred, odd
 ** pixel after), resized to the tile, normalised; LlavaOnevisionImageProcessor's multi-image path. */
 static tw_status encode_single_tile(const tw_model *m, const tw_image *im, float *out /* [G*G+1, H] */) {
-    tw_preproc pp;
-    TW_TRY(tw_preproc_load(m->dir, m->vision.image_size, m->vision.patch_size, &pp));
+    const tw_preproc pp = m->preproc;
     int32_t side = TW_MAX(im->w, im->h), S = pp.tile, G = tw_vision_grid(m), N = G * G, C = m->vision.n_embd,
             H = m->text.n_embd;
     uint8_t *sq = tw_malloc((size_t)side * side * 3), *tile = tw_malloc((size_t)S * S * 3);

@@ -508,6 +508,10 @@ static tw_status load_dir(tw_model *m, const tw_model_params *p) {
     }
     free(wfile);
     if (st) goto done;
+    /* the processors' settings are validated here, with everything else, not at the first image */
+    if (m->has_vision && (st = tw_preproc_load(m->dir, m->vision.image_size, m->vision.patch_size, &m->preproc)))
+        goto done;
+    if (m->video_token_id >= 0 && (st = tw_video_preproc_load(m->dir, &m->video_preproc))) goto done;
 
     m->pool = tw_pool_new(p ? p->n_threads : 0);
     if (!m->pool) st = tw_err(TW_E_NOMEM, "could not start the thread pool");

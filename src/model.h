@@ -7,8 +7,10 @@
 #ifndef TW_MODEL_H
 #define TW_MODEL_H
 
+#include "image.h"
 #include "kernels.h"
 #include "safetensors.h"
+#include "video.h"
 
 /* ---- Gemma2 text model ------------------------------------------------------------------------ */
 
@@ -115,6 +117,8 @@ struct tw_model {
     int32_t           *pinpoints;      /* [n_pinpoints][2] (height, width)        */
     int32_t            n_pinpoints;
     int32_t            max_num_patches; /* OneVision "anyres_max_N" -> N; 0: none  */
+    tw_preproc         preproc;        /* preprocessor_config.json, read at load  */
+    tw_video_preproc   video_preproc;  /* video_preprocessor_config.json (OneVision) */
 
     tw_tokenizer      *tok;
     tw_template       *tmpl;           /* NULL when the checkpoint has none       */

@@ -361,6 +361,8 @@ static tw_status build(rand_model *r, const tw_random_spec *sp) {
     m->vision_feature_select_strategy = tw_strdup("full");
     if (!m->vision_feature_select_strategy) return TW_E_NOMEM;
     m->image_token_id = c->n_vocab - 1;   /* 256000 in the released vocab of 256001 */
+    /* no preprocessor_config.json for a random model: the SigLIP defaults tw_preproc_load gives */
+    TW_TRY(tw_preproc_load(m->dir, v->image_size, v->patch_size, &m->preproc));
     if (sp->n_pinpoints <= 0 || sp->n_pinpoints > 32)
         return tw_err(TW_E_CONFIG, "random model %s: %d pinpoints", m->dir, (int)sp->n_pinpoints);
     m->pinpoints = tw_calloc((size_t)sp->n_pinpoints * 2, sizeof *m->pinpoints);

@@ -36,11 +36,9 @@ tw_status tw_video_encode(const tw_model *m, const tw_video *v, float **embd, in
     *embd = NULL;
     TW_TRY(need_video(m));
     if (v->n_frames <= 0) return tw_err(TW_E_ARG, "video has no frames");
-    tw_video_preproc vp;
-    TW_TRY(tw_video_preproc_load(m->dir, &vp));
     float *px = NULL;
     int32_t oh = 0, ow = 0;
-    TW_TRY(tw_video_preprocess(&vp, v, &px, &oh, &ow));
+    TW_TRY(tw_video_preprocess(&m->video_preproc, v, &px, &oh, &ow));
     int32_t S = m->vision.image_size;
     if (oh != S || ow != S) {
         free(px);

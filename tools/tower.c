@@ -1975,9 +1975,8 @@ static int dump_video_run(const tw_model *m, cli_media *ci, size_t index, dump_v
     const tw_video *v = ci->vid;
     int32_t F = v->n_frames, G = tw_vision_grid(m), N = G * G, C = m->vision.n_embd, H = tw_model_n_embd(m),
             Lv = m->vision.n_layer, S = m->vision.image_size, oh = 0, ow = 0;
-    tw_video_preproc vp;
-    if (tw_video_preproc_load(m->dir, &vp) != TW_OK || tw_video_resize(&vp, v, &d->resized, &oh, &ow) != TW_OK ||
-        tw_video_preprocess(&vp, v, &d->pixels, &oh, &ow) != TW_OK)
+    const tw_video_preproc *vp = &m->video_preproc;
+    if (tw_video_resize(vp, v, &d->resized, &oh, &ow) != TW_OK || tw_video_preprocess(vp, v, &d->pixels, &oh, &ow) != TW_OK)
         return fail_lib();
     if (oh != S || ow != S)
         return fail("video %zu: the video processor makes %dx%d frames, the vision tower takes %dx%d", index + 1, ow, oh,
