@@ -247,7 +247,8 @@ static void matmul_simd(tw_pool *pool, tw_kpath path, float *y, const float *x, 
     simd_job j = { .proto = &proto, .fn = paths[path].block, .T = T, .N = N, .K = K };
     int64_t mt = paths[path].mt, threads = tw_pool_size(pool);
     if (T == 1) {
-        j.NB = 32;            /* 2304 rows -> 72 tasks: even split over the threads */
+        /* about 8 tasks per thread (balance) of at most 256 rows; 2304 rows -> 144 per task */
+        j.NB = TW_MAX(16, TW_MIN(256, N / (8 * threads)) / 16 * 16);
         j.TB = 1;
         j.KC = K;
     } else {
