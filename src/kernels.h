@@ -101,6 +101,10 @@ bool tw_gemm_avx512(tw_pool *pool, float *y, const float *x, int64_t T, int64_t 
 ** keeps. Returns a tw_aligned_alloc'ed copy (*bytes long) or NULL. */
 void *tw_gemm_pack_avx512(const void *w, int64_t N, int64_t K, size_t *bytes);
 void tw_mm_block_avx512(const tw_mm_block *b);   /* only call when tw_kpath_supported(AVX512) */
+/* The same contract on the avx2 path (src/gemm_avx2.c): F32/F16/BF16 weights, T > 1; returns false
+** (nothing written) when it does not handle the call, and the row-dot tiles run instead. */
+bool tw_gemm_avx2(tw_pool *pool, float *y, const float *x, int64_t T, int64_t N, int64_t K, const void *w,
+                  tw_dtype wt, const float *bias);
 
 /* The norms above, vectorised (same sums in double, same f32 formula per element). */
 void tw_rmsnorm_1p_avx512(float *y, const float *x, const float *w, int64_t T, int64_t n, float eps);
