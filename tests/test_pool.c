@@ -1,0 +1,100 @@
+/*
+** test_pool.c — the thread pool: every item runs exactly once on a valid thread id, whatever the
+** job sizes and their order; calls from several threads are serialised; an idle pool sleeps (its
+** bounded spin after a job must not turn into busy-waiting); freeing a pool right after a job
+** (workers still spinning) or long after (workers asleep) returns.
+*/
+#include "tw_internal.h"
+#include "testhelp.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+
+enum { MAXN = 4096 };
+
+typedef struct {
+    _Atomic int hits[MAXN];
+    _Atomic int bad_tid;
+    int threads;
+} job;
+
+static void count_task(void *ctx, int64_t i, int tid) {
+    job *j = ctx;
+    atomic_fetch_add(&j->hits[i], 1);
+    if (tid < 0 || tid >= j->threads) atomic_fetch_add(&j->bad_tid, 1);
+}
+
+static bool run_and_check(tw_pool *p, job *j, int64_t n) {
+    for (int64_t i = 0; i < n; i++) atomic_store(&j->hits[i], 0);
+    tw_pool_run(p, n, count_task, j);
+    for (int64_t i = 0; i < n; i++)
+        if (atomic_load(&j->hits[i]) != 1) return false;
+    return atomic_load(&j->bad_tid) == 0;
+}
+
+static double cpu_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void sleep_ms(int ms) {
+    struct timespec t = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    nanosleep(&t, NULL);
+}
+
+typedef struct { tw_pool *p; job *j; int ok; } caller_arg;
+
+static void *caller(void *arg) {
+    caller_arg *c = arg;
+    for (int r = 0; r < 300; r++)
+        if (!run_and_check(c->p, c->j, 1 + r % 97)) c->ok = 0;
+    return NULL;
+}
+
+int main(void) {
+    static job j;
+    for (int threads = 1; threads <= 4; threads++) {
+        tw_pool *p = tw_pool_new(threads);
+        CHECK(p && tw_pool_size(p) == threads, "pool of %d", threads);
+        if (!p) continue;
+        j.threads = threads;
+        int bad = 0;
+        /* back to back (workers spinning) and with pauses (workers asleep) */
+        for (int r = 0; r < 2000; r++) {
+            int64_t n = (r * 37) % 300 + 1;
+            if (!run_and_check(p, &j, n)) bad++;
+            if (r % 500 == 499) sleep_ms(5);
+        }
+        CHECK(bad == 0, "%d threads: %d jobs ran an item not exactly once or on a bad thread id", threads, bad);
+        CHECK(run_and_check(p, &j, MAXN), "%d threads: a large job", threads);
+        tw_pool_free(p);   /* right after a job: workers still spinning */
+    }
+
+    /* two callers at once: tw_pool_run serialises them */
+    tw_pool *p = tw_pool_new(3);
+    static job j2;
+    j.threads = j2.threads = 3;
+    caller_arg a = { p, &j, 1 }, b = { p, &j2, 1 };
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, caller, &a);
+    pthread_create(&tb, NULL, caller, &b);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    CHECK(a.ok && b.ok, "concurrent callers");
+
+    /* idle: after a job, the workers spin at most ~50 us each, then sleep. 300 ms of idling
+    ** with a busy-waiting worker would cost ~300 ms of CPU; allow 30 ms (sanitizer builds,
+    ** a loaded machine). */
+    run_and_check(p, &j, 64);
+    double c0 = cpu_seconds();
+    sleep_ms(300);
+    double idle = cpu_seconds() - c0;
+    CHECK(idle < 0.03, "an idle pool used %.1f ms of CPU in 300 ms", idle * 1e3);
+    tw_pool_free(p);   /* long after a job: workers asleep */
+
+    CHECK(tw_pool_size(NULL) == 1, "no pool is one thread");
+    tw_pool_run(NULL, 5, count_task, &j);   /* no pool: runs inline */
+    return th_report();
+}
