@@ -42,6 +42,7 @@ typedef struct bench_opts {
     int threads, reps, distinct, n_decode;
     bool quick, skip_vision, skip_2b, skip_9b, skip_ttft;
     tw_kv_type kv;          /* KV cache element type (default f16: what long decodes use) */
+    const char *matmul;     /* NULL (the engine's setting, TOWER_MATMUL), "f32" or "bf16"  */
 } bench_opts;
 
 static void usage(FILE *f) {
@@ -59,6 +60,8 @@ static void usage(FILE *f) {
         "  --decode N          tokens per decode measurement (default 16, --quick 4)\n"
         "  --type T            weight type of the random model: bf16 (default), f16, f32, q8, q4\n"
         "  --kv-type T         KV cache element type: f16 (default here), bf16, f32\n"
+        "  --matmul f32|bf16   matrix products with f32 activations (the default) or rounded to bf16\n"
+        "                      (TOWER_MATMUL=bf16: vdpbf16ps, faster, not within the f32 tolerances)\n"
         "  --distinct N        9B: distinct text layers, cycled over the 42 (default 4; 0 = all)\n"
         "  --quick             small sizes for CI: prefill 32/128, decode at 16/128, no 7-tile image\n"
         "  --skip-vision       no vision figures and no TTFT\n"
@@ -116,6 +119,7 @@ typedef struct machine {
     int    threads;
     char   cpu[128];
     const char *kpath;
+    bool bf16_act;          /* matrix products round activations to bf16 (--matmul bf16) */
     double bw_gbs, fma, bf16, int8;
     size_t bw_bytes;
     double load1;        /* 1-minute load average when the run started */
@@ -465,6 +469,7 @@ static int write_json(const char *path, const machine *mc, const bench_opts *o, 
     json_object_set_new(mj, "cpu", json_string(mc->cpu));
     json_object_set_new(mj, "threads", json_integer(mc->threads));
     json_object_set_new(mj, "kernels", json_string(mc->kpath));
+    json_object_set_new(mj, "matmul_activations", json_string(mc->bf16_act ? "bf16" : "f32"));
     json_object_set_new(mj, "cpu_features", json_string(tw_cpu_features()));
     json_object_set_new(mj, "read_bandwidth_gbs", json_real(mc->bw_gbs));
     json_object_set_new(mj, "read_bandwidth_buffer_bytes", json_integer((json_int_t)mc->bw_bytes));
@@ -614,7 +619,7 @@ static int measure_machine(machine *mc, const bench_opts *o) {
 int tower_cmd_bench(int argc, char **argv) {
     bench_opts o = { .model = "2b", .type = "bf16", .dtype = TW_DT_BF16, .reps = 0, .distinct = 4, .kv = TW_KV_F16 };
     enum { O_MODEL = 256, O_REPS, O_TYPE, O_QUICK, O_SKIPV, O_SKIP2, O_SKIP9, O_JSON, O_DISTINCT, O_DECODE, O_SKIPT,
-           O_KV };
+           O_KV, O_MATMUL };
     static const struct option lo[] = {
         { "model", required_argument, 0, O_MODEL },   { "checkpoint", required_argument, 0, 'm' },
         { "threads", required_argument, 0, 't' },     { "reps", required_argument, 0, O_REPS },
@@ -623,7 +628,7 @@ int tower_cmd_bench(int argc, char **argv) {
         { "skip-9b", no_argument, 0, O_SKIP9 },       { "skip-ttft", no_argument, 0, O_SKIPT },
         { "json", required_argument, 0, O_JSON },     { "distinct", required_argument, 0, O_DISTINCT },
         { "decode", required_argument, 0, O_DECODE }, { "help", no_argument, 0, 'h' },
-        { "kv-type", required_argument, 0, O_KV },
+        { "kv-type", required_argument, 0, O_KV },   { "matmul", required_argument, 0, O_MATMUL },
         { 0, 0, 0, 0 },
     };
     optind = 1;
@@ -642,6 +647,13 @@ int tower_cmd_bench(int argc, char **argv) {
                 fprintf(stderr, "tower bench: --kv-type: %s\n", tw_last_error());
                 return 2;
             }
+            break;
+        case O_MATMUL:
+            if (strcmp(optarg, "f32") && strcmp(optarg, "bf16")) {
+                fprintf(stderr, "tower bench: --matmul expects f32 or bf16, got '%s'\n", optarg);
+                return 2;
+            }
+            o.matmul = optarg;
             break;
         case O_QUICK: o.quick = true; break;
         case O_SKIPV: o.skip_vision = true; break;
@@ -692,6 +704,11 @@ int tower_cmd_bench(int argc, char **argv) {
     /* ---- the machine's limits, measured now ---- */
     machine mc = { 0 };
     mc.kpath = tw_kpath_name(tw_kernels_init());
+    if (o.matmul) tw_kernels_set_bf16_activations(strcmp(o.matmul, "bf16") == 0);
+    mc.bf16_act = tw_kernels_bf16_activations();
+    if (o.matmul && strcmp(o.matmul, "bf16") == 0 && !mc.bf16_act)
+        fprintf(stderr, "tower bench: --matmul bf16: this CPU or kernel path has no bf16 dot product; "
+                "measuring the f32 path\n");
     read_cpu_name(mc.cpu, sizeof mc.cpu);
     FILE *la = fopen("/proc/loadavg", "r");
     if (la) {
@@ -713,8 +730,8 @@ int tower_cmd_bench(int argc, char **argv) {
     }
 
     FILE *out = o.json && strcmp(o.json, "-") == 0 ? stderr : stdout;
-    fprintf(out, "\ntower bench — %s, %d threads, kernels %s%s\n", mc.cpu, mc.threads, mc.kpath,
-            o.quick ? " (--quick: small sizes)" : "");
+    fprintf(out, "\ntower bench — %s, %d threads, kernels %s, matmul activations %s%s\n", mc.cpu, mc.threads,
+            mc.kpath, mc.bf16_act ? "bf16 (--matmul bf16)" : "f32", o.quick ? " (--quick: small sizes)" : "");
     fprintf(out, "machine limits measured in this run: read %.1f GB/s (%zu MB buffer); f32 FMA %.0f GFLOP/s (%s); "
             "bf16 dot %.0f GFLOP/s; int8 dot %.0f GOP/s\n", mc.bw_gbs, mc.bw_bytes >> 20, mc.fma, tw_bench_fma_isa(),
             mc.bf16, mc.int8);
