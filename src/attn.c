@@ -77,8 +77,8 @@ void tw_kv_store(void *dst, tw_kv_type t, const float *src, int64_t n) {
         memmove(dst, src, sizeof(float) * (size_t)n);
         return;
     }
-    tw_kpath path = tw_kernels_path();
-    if (path == TW_KPATH_AVX512 && tw_kpath_supported(path)) {
+    tw_kpath path = tw_kernels_path();   /* paths above avx512 (amx) include it */
+    if (path >= TW_KPATH_AVX512 && tw_kpath_supported(TW_KPATH_AVX512)) {
         tw_kv_store_avx512(dst, t, src, n);
         return;
     }
@@ -309,19 +309,16 @@ static void merge_splits(const blk_job *j) {
     }
 }
 
+/* The kernels of a path; paths above avx512 (amx: matrix products only) use the avx512 ones. */
 static tw_attn_block_fn block_fn(tw_kpath path) {
-    switch (path) {
-    case TW_KPATH_AVX512: return tw_attn_block_avx512;
-    case TW_KPATH_AVX2: return tw_attn_block_avx2;
-    default: return NULL;
-    }
+    return path >= TW_KPATH_AVX512 ? tw_attn_block_avx512 : path == TW_KPATH_AVX2 ? tw_attn_block_avx2 : NULL;
 }
 
 static tw_attn_widen_fn widen_fn(tw_kpath path) {
-    return path == TW_KPATH_AVX512 ? tw_attn_widen_avx512 : path == TW_KPATH_AVX2 ? tw_attn_widen_avx2 : NULL;
+    return path >= TW_KPATH_AVX512 ? tw_attn_widen_avx512 : path == TW_KPATH_AVX2 ? tw_attn_widen_avx2 : NULL;
 }
 
-static tw_attn_dec_fn dec_fn(tw_kpath path) { return path == TW_KPATH_AVX512 ? tw_attn_decode_avx512 : NULL; }
+static tw_attn_dec_fn dec_fn(tw_kpath path) { return path >= TW_KPATH_AVX512 ? tw_attn_decode_avx512 : NULL; }
 
 /* ---- decode driver ---------------------------------------------------------------------------- */
 
