@@ -318,7 +318,9 @@ static tw_attn_widen_fn widen_fn(tw_kpath path) {
     return path >= TW_KPATH_AVX512 ? tw_attn_widen_avx512 : path == TW_KPATH_AVX2 ? tw_attn_widen_avx2 : NULL;
 }
 
-static tw_attn_dec_fn dec_fn(tw_kpath path) { return path >= TW_KPATH_AVX512 ? tw_attn_decode_avx512 : NULL; }
+static tw_attn_dec_fn dec_fn(tw_kpath path) {
+    return path >= TW_KPATH_AVX512 ? tw_attn_decode_avx512 : path == TW_KPATH_AVX2 ? tw_attn_decode_avx2 : NULL;
+}
 
 /* ---- decode driver ---------------------------------------------------------------------------- */
 
@@ -431,7 +433,7 @@ tw_attn_plan tw_attention_plan(const tw_attn_args *a, int n_threads) {
         p.bk = 256;
     } else if (a->Tq * grp <= 8) { /* decode: K/V bandwidth; keys split between threads */
         p.bq = a->Tq;
-        p.bk = 128;                /* for a path without a decode kernel (AVX2) */
+        p.bk = 128;                /* for a path without a decode kernel */
         p.decode = true;
         p.n_split = 0;
     } else {                       /* prefill: 256 rows (queries x GQA group) per block */

@@ -129,6 +129,7 @@ typedef struct tw_attn_dec {
 } tw_attn_dec;
 
 void tw_attn_decode_avx512(const tw_attn_dec *d);
+void tw_attn_decode_avx2(const tw_attn_dec *d);
 
 /* The blocks' vectorised exp (softmax) and tanh (softcap) over an array, for the accuracy test:
 ** fn 0: y = exp(x) (0 below -87.3), fn 1: y = tanh(x). */

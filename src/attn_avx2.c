@@ -375,3 +375,188 @@ void tw_kv_store_avx2(void *dst, tw_kv_type t, const float *src, int64_t n) {
         }
     }
 }
+
+/* ---- decode ----------------------------------------------------------------------------------- */
+
+/* The decode kernel (tw_attn_dec, attn.h) with the AVX-512 one's structure (attn_avx512.c): scores
+** key by key with K rows read in place, the range's softmax, then O += P V by sub-blocks of keys.
+** Each score is the sum of two interleaved FMA chains over d, reduced across lanes; only the
+** order of the additions differs from the plain C kernel. Before it, the AVX2 path ran decode
+** through the block kernel, which widens and transposes every key first: 4x slower at 4,096
+** keys (tests/tool_attnbench, d4096). */
+
+enum { DEC2_PF = 64, DEC2_SB = 64 };   /* keys ahead to prefetch; keys per P V sub-block */
+
+/* r[j] = sum of the 8 lanes of a[j] */
+INLINE __m256 hsum8(const __m256 *a) {
+    __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+    __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+    __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);   /* [0..3 low half, 0..3 high] */
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+/* 8 elements of a row from column e, the last n (< 8) of them zero-extended */
+INLINE __m256 load8_kv_tail(tw_kv_type t, const char *p, int32_t n) {
+    float f[8] = { 0 };
+    tw_kv_widen_ref(f, p, t, n);
+    return _mm256_loadu_ps(f);
+}
+
+/* Scores of RW (<= 4) rows of one kv head for the 8 keys at k (keys [0, nj) valid). */
+INLINE void dec2_qk8(tw_kv_type T, int RW, const tw_attn_dec *d, const float *qp, const char *k, int32_t nj, float *s) {
+    const size_t es = T == TW_KV_F32 ? 4 : 2;
+    const int32_t D = d->D;
+    __m256 part[4][8];
+    for (int32_t jj = 0; jj < 8; jj++) {
+        __m256 acc0[4], acc1[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < RW; r++) acc0[r] = acc1[r] = _mm256_setzero_ps();
+        if (jj < nj) {
+            const char *kr = k + (size_t)jj * (size_t)d->ldk * es;
+            const char *pf = kr + (size_t)DEC2_PF * (size_t)d->ldk * es;
+            for (size_t o = 0; o < (size_t)D * es; o += 64) _mm_prefetch(pf + o, _MM_HINT_T0);
+            int32_t e = 0;
+            for (; e + 16 <= D; e += 16) {
+                __m256 k0 = load8_kv(T, kr + (size_t)e * es), k1 = load8_kv(T, kr + (size_t)(e + 8) * es);
+#pragma GCC unroll 4
+                for (int r = 0; r < RW; r++) {
+                    acc0[r] = _mm256_fmadd_ps(k0, _mm256_loadu_ps(qp + (size_t)r * D + e), acc0[r]);
+                    acc1[r] = _mm256_fmadd_ps(k1, _mm256_loadu_ps(qp + (size_t)r * D + e + 8), acc1[r]);
+                }
+            }
+            for (; e < D; e += 8) {
+                int32_t n = TW_MIN(8, D - e);
+                __m256 k0 = n == 8 ? load8_kv(T, kr + (size_t)e * es) : load8_kv_tail(T, kr + (size_t)e * es, n);
+#pragma GCC unroll 4
+                for (int r = 0; r < RW; r++)
+                    acc0[r] = _mm256_fmadd_ps(k0, _mm256_maskload_ps(qp + (size_t)r * D + e, tail_mask(n)), acc0[r]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < RW; r++) part[r][jj] = _mm256_add_ps(acc0[r], acc1[r]);
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < RW; r++) _mm256_storeu_ps(s + (size_t)r * d->lds, hsum8(part[r]));
+}
+
+/* O[RW rows][8 NV columns from d0] += P[rows][keys] V[keys][d0..]; columns past D masked. */
+INLINE void dec2_pv(tw_kv_type T, int RW, int NV, const tw_attn_dec *d, const float *p, const char *v, float *o,
+                    int32_t d0) {
+    const size_t es = T == TW_KV_F32 ? 4 : 2;
+    __m256 acc[2][4];
+    int32_t n[4];
+#pragma GCC unroll 4
+    for (int c = 0; c < NV; c++) n[c] = TW_MAX(0, TW_MIN(8, d->D - d0 - 8 * c));
+#pragma GCC unroll 2
+    for (int r = 0; r < RW; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < NV; c++)
+            acc[r][c] = n[c] ? _mm256_maskload_ps(o + (size_t)r * d->ldo + d0 + 8 * c, tail_mask(n[c])) : _mm256_setzero_ps();
+    int32_t j0 = d->nk, j1 = 0;   /* keys any of these rows sees */
+    for (int r = 0; r < RW; r++)
+        if (d->hi[r] > d->lo[r]) j0 = TW_MIN(j0, d->lo[r]), j1 = TW_MAX(j1, d->hi[r]);
+    for (int32_t j = j0; j < j1; j++) {
+        const char *vr = v + ((size_t)j * (size_t)d->ldv + (size_t)d0) * es;
+        if (d0 == 0)
+            for (size_t o2 = 0; o2 < (size_t)d->D * es; o2 += 64) _mm_prefetch(vr + (size_t)DEC2_PF * (size_t)d->ldv * es + o2, _MM_HINT_T0);
+        __m256 vv[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < NV; c++)
+            vv[c] = n[c] == 8 ? load8_kv(T, vr + (size_t)8 * c * es)
+                  : n[c] ? load8_kv_tail(T, vr + (size_t)8 * c * es, n[c]) : _mm256_setzero_ps();
+#pragma GCC unroll 2
+        for (int r = 0; r < RW; r++) {
+            __m256 pb = _mm256_broadcast_ss(p + (size_t)r * d->lds + j);
+#pragma GCC unroll 4
+            for (int c = 0; c < NV; c++) acc[r][c] = _mm256_fmadd_ps(pb, vv[c], acc[r][c]);
+        }
+    }
+#pragma GCC unroll 2
+    for (int r = 0; r < RW; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < NV; c++)
+            if (n[c]) _mm256_maskstore_ps(o + (size_t)r * d->ldo + d0 + 8 * c, tail_mask(n[c]), acc[r][c]);
+}
+
+INLINE void decode2_t(tw_kv_type T, const tw_attn_dec *d) {
+    const size_t es = T == TW_KV_F32 ? 4 : 2;
+    const int32_t m = d->m, D = d->D, nkv = d->n_kv;
+    /* pass 1: raw scores, 8 keys at a time, every head of them while they are in cache */
+    for (int32_t j = 0; j < d->nk; j += 8)
+        for (int32_t g = 0; g < nkv; g++) {
+            const char *k = (const char *)d->k + ((size_t)j * (size_t)d->ldk + (size_t)g * D) * es;
+            int32_t nj = TW_MIN(8, d->nk - j);
+            for (int32_t i = 0; i < m; i += 4) {   /* rows 4 at a time: 8 accumulators */
+                const float *qp = d->qp + ((size_t)g * m + i) * D;
+                float *s = d->s + ((size_t)g * m + i) * d->lds + j;
+                switch (TW_MIN(4, m - i)) {
+                case 1: dec2_qk8(T, 1, d, qp, k, nj, s); break;
+                case 2: dec2_qk8(T, 2, d, qp, k, nj, s); break;
+                case 3: dec2_qk8(T, 3, d, qp, k, nj, s); break;
+                default: dec2_qk8(T, 4, d, qp, k, nj, s); break;
+                }
+            }
+        }
+    /* softmax of each (head, row) over the range: scale, softcap, visible columns [lo, hi) */
+    int32_t nv = (d->nk + 7) / 8;
+    const __m256 ninf = _mm256_set1_ps(-INFINITY), scale = _mm256_set1_ps(d->scale), cap = _mm256_set1_ps(d->softcap);
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int32_t g = 0; g < nkv; g++)
+        for (int32_t i = 0; i < m; i++) {
+            float *s = d->s + ((size_t)g * m + i) * d->lds;
+            __m256i vlo = _mm256_set1_epi32(d->lo[i] - 1), vhi = _mm256_set1_epi32(d->hi[i]);
+            __m256 vmax = ninf;
+            for (int32_t c = 0; c < nv; c++) {
+                __m256 x = _mm256_mul_ps(_mm256_loadu_ps(s + 8 * c), scale);
+                if (d->softcap > 0) x = _mm256_mul_ps(cap, tanh256(_mm256_div_ps(x, cap)));
+                __m256i col = _mm256_add_epi32(iota, _mm256_set1_epi32(8 * c));
+                __m256i vis = _mm256_and_si256(_mm256_cmpgt_epi32(col, vlo), _mm256_cmpgt_epi32(vhi, col));
+                x = _mm256_blendv_ps(ninf, x, _mm256_castsi256_ps(vis));
+                _mm256_storeu_ps(s + 8 * c, x);
+                vmax = _mm256_max_ps(vmax, x);
+            }
+            float mx = hmax(vmax);
+            __m256 vm = _mm256_set1_ps(mx), vsum = _mm256_setzero_ps();
+            for (int32_t c = 0; c < nv; c++) {
+                __m256 p = mx == -INFINITY ? _mm256_setzero_ps() : exp256(_mm256_sub_ps(_mm256_loadu_ps(s + 8 * c), vm));
+                _mm256_storeu_ps(s + 8 * c, p);
+                vsum = _mm256_add_ps(vsum, p);
+            }
+            d->mx[g * m + i] = mx;
+            d->l[g * m + i] = hsum(vsum);
+            memset(d->o + ((size_t)g * m + i) * d->ldo, 0, sizeof(float) * (size_t)d->ldo);
+        }
+    /* pass 2: O += P V by sub-blocks of keys, whose V rows of every head stay in cache */
+    for (int32_t j0 = 0; j0 < d->nk; j0 += DEC2_SB) {
+        int32_t nb = TW_MIN(DEC2_SB, d->nk - j0);
+        tw_attn_dec sub = *d;
+        int32_t lo[8], hi[8];
+        for (int32_t i = 0; i < m; i++)
+            lo[i] = TW_MIN(TW_MAX(d->lo[i] - j0, 0), nb), hi[i] = TW_MAX(TW_MIN(d->hi[i] - j0, nb), lo[i]);
+        sub.nk = nb;
+        for (int32_t g = 0; g < nkv; g++) {
+            const char *v = (const char *)d->v + ((size_t)j0 * (size_t)d->ldv + (size_t)g * D) * es;
+            for (int32_t i = 0; i < m; i += 2) {
+                const float *p = d->s + ((size_t)g * m + i) * d->lds + j0;
+                float *o = d->o + ((size_t)g * m + i) * d->ldo;
+                sub.lo = lo + i, sub.hi = hi + i, sub.m = m - i;
+                for (int32_t d0 = 0; d0 < D; d0 += 32) {   /* 4 vectors x 2 rows = 8 accumulators */
+                    if (m - i >= 2) dec2_pv(T, 2, 4, &sub, p, v, o, d0);
+                    else dec2_pv(T, 1, 4, &sub, p, v, o, d0);
+                }
+            }
+        }
+    }
+}
+
+static void decode2_f32(const tw_attn_dec *d) { decode2_t(TW_KV_F32, d); }
+static void decode2_f16(const tw_attn_dec *d) { decode2_t(TW_KV_F16, d); }
+static void decode2_bf16(const tw_attn_dec *d) { decode2_t(TW_KV_BF16, d); }
+
+void tw_attn_decode_avx2(const tw_attn_dec *d) {
+    switch (d->type) {
+    case TW_KV_F16: decode2_f16(d); break;
+    case TW_KV_BF16: decode2_bf16(d); break;
+    default: decode2_f32(d); break;
+    }
+}

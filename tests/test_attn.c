@@ -174,6 +174,14 @@ static void decode_sweep(tw_pool *pool) {
                                 windows[wi], wi % 2 ? 0 : 50, wi % 2 ? 10 : 40 };
                     run_case(pool, &c, (tw_kv_type)kt);
                 }
+    /* head dims that are not a multiple of the vector width: the kernels' masked tails */
+    const int32_t dims[] = { 20, 72, 100 };
+    for (int kt = TW_KV_F32; kt <= TW_KV_BF16; kt++)
+        for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++)
+            for (int32_t tq = 1; tq <= 2; tq++) {
+                acase c = { "odd-D", dims[di], tq, 77, 4, 2, true, 77 - tq, 0, 30, 10 };
+                run_case(pool, &c, (tw_kv_type)kt);
+            }
 }
 
 /* SIMD rounding == plain C rounding, bit for bit, on random values and the awkward ones */
