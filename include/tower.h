@@ -72,6 +72,11 @@ typedef struct tw_tokenizer tw_tokenizer;
 
 /* path: a tokenizer.json file, or a directory holding tokenizer.json (+ tokenizer_config.json). */
 TW_API tw_status tw_tokenizer_load(const char *path, tw_tokenizer **out);
+/* The same from tokenizer.json's text held in memory (len bytes, need not be NUL-terminated;
+** not kept after the call). name says where the text came from, in messages only (NULL:
+** "tokenizer.json"). No tokenizer_config.json is read: the post-processor in the JSON decides
+** whether <bos> is added, as tw_tokenizer_load of a tokenizer.json file path does. */
+TW_API tw_status tw_tokenizer_load_mem(const char *json, size_t len, const char *name, tw_tokenizer **out);
 TW_API void      tw_tokenizer_free(tw_tokenizer *tok);
 
 /* Encodes len bytes of UTF-8 text (may contain NUL). add_special: prepend <bos> as the
@@ -135,8 +140,10 @@ typedef struct tw_model_params {
 
 TW_API tw_model_params tw_model_default_params(void);
 
-/* name: a local directory, or a Hugging Face repo id "org/name[@revision]" found in the HF cache
-** (HF_HUB_CACHE, HF_HOME) or downloaded from HF_ENDPOINT (HF_TOKEN) unless offline. */
+/* name: a local directory, a single-file checkpoint written by `tower quantize` (loaded from its
+** one mapping, embedded config and tokenizer files included: nothing is written to disk), or a
+** Hugging Face repo id "org/name[@revision]" found in the HF cache (HF_HUB_CACHE, HF_HOME) or
+** downloaded from HF_ENDPOINT (HF_TOKEN) unless offline. */
 TW_API tw_status tw_model_load(const char *name, const tw_model_params *params, tw_model **out);
 TW_API void      tw_model_free(tw_model *m);
 
@@ -145,7 +152,7 @@ TW_API void      tw_model_free(tw_model *m);
 TW_API tw_status tw_model_resolve(const char *name, const tw_model_params *params, char **dir);
 
 TW_API const tw_tokenizer *tw_model_tokenizer(const tw_model *m);
-TW_API const char *tw_model_dir(const tw_model *m);
+TW_API const char *tw_model_dir(const tw_model *m);         /* the directory, or the single file */
 TW_API const char *tw_model_arch(const tw_model *m);        /* "llava_next", "gemma2", ...       */
 TW_API int32_t     tw_model_n_vocab(const tw_model *m);
 TW_API int32_t     tw_model_n_embd(const tw_model *m);

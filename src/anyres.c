@@ -193,18 +193,20 @@ static tw_status read_triple(const json_t *j, const char *file, const char *key,
 }
 
 tw_status tw_preproc_load(const char *dir, int32_t image_size, int32_t patch_size, tw_preproc *pp) {
+    tw_src src = tw_src_dir(dir);
+    return tw_preproc_load_src(&src, image_size, patch_size, pp);
+}
+
+tw_status tw_preproc_load_src(const tw_src *src, int32_t image_size, int32_t patch_size, tw_preproc *pp) {
     /* SigLIP's own settings when the file is absent */
     *pp = (tw_preproc){ .tile = image_size, .patch = patch_size, .resample = TW_RESAMPLE_BICUBIC,
                         .do_rescale = true, .do_normalize = true, .rescale_factor = 1.0 / 255.0,
                         .mean = { 0.5f, 0.5f, 0.5f }, .std = { 0.5f, 0.5f, 0.5f } };
-    char *path = tw_path_join(dir, "preprocessor_config.json");
+    if (!tw_src_exists(src, "preprocessor_config.json")) return TW_OK;
+    char *path = tw_src_name(src, "preprocessor_config.json");
     if (!path) return TW_E_NOMEM;
-    if (!tw_file_exists(path)) {
-        free(path);
-        return TW_OK;
-    }
     json_t *j = NULL;
-    tw_status s = tw_json_load(path, &j);
+    tw_status s = tw_src_json(src, "preprocessor_config.json", &j);
     const char *file = path;
     int64_t resample = pp->resample;
     int32_t sh = image_size, sw = image_size, ch = image_size, cw = image_size;

@@ -68,6 +68,8 @@ typedef struct tw_preproc {
 /* Reads dir/preprocessor_config.json (absent: SigLIP defaults) and checks it against the
 ** vision tower's tile size. */
 tw_status tw_preproc_load(const char *dir, int32_t image_size, int32_t patch_size, tw_preproc *out);
+/* The same from a source's preprocessor_config.json (a directory or a packed checkpoint). */
+tw_status tw_preproc_load_src(const tw_src *src, int32_t image_size, int32_t patch_size, tw_preproc *out);
 
 /* Builds the n_tiles normalised tiles of one RGB image: out [n_tiles][3][tile][tile] f32,
 ** base thumbnail first, then the grid row-major; float32(u8 * rescale_factor computed in double),

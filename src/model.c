@@ -1,5 +1,7 @@
 /*
-** model.c — loading a checkpoint directory into a tw_model.
+** model.c — loading a checkpoint into a tw_model: a directory, or a packed single-file checkpoint
+** (`tower quantize` output) whose config / tokenizer / template files are read from its mapping
+** through the same file-source calls (tw_src, tw_internal.h).
 **
 ** Three architectures share one text model (Gemma2):
 **   llava_next      (LlavaNextForConditionalGeneration, TowerVision)   text_config + vision_config
@@ -404,13 +406,15 @@ static tw_status load_vision(loader *L, const char *vt, const char *proj, const 
     return TW_OK;
 }
 
-/* ---- loading a directory ------------------------------------------------------------------- */
+/* ---- loading config + weights ------------------------------------------------------------- */
 
-static tw_status load_dir(tw_model *m, const tw_model_params *p) {
-    char *cfg_path = tw_path_join(m->dir, "config.json");
+/* config.json and the weights of a source. A directory's weights are opened here, after the
+** config is read; a packed file is open already (m->st: its embedded files are the source). */
+static tw_status load_main(tw_model *m, const tw_src *src, const tw_model_params *p) {
+    char *cfg_path = tw_src_name(src, "config.json");
     if (!cfg_path) return TW_E_NOMEM;
     json_t *j = NULL;
-    tw_status st = tw_json_load(cfg_path, &j);
+    tw_status st = tw_src_json(src, "config.json", &j);
     if (st) {
         free(cfg_path);
         return st;
@@ -476,14 +480,14 @@ static tw_status load_dir(tw_model *m, const tw_model_params *p) {
     if (m->has_vision && (st = tw_json_bool(j, file, "multimodal_projector_bias", false, &proj_bias))) goto done;
 
     /* Weights. */
-    if ((st = tw_st_open_dir(m->dir, &m->st))) goto done;
+    if (!m->st && (st = tw_st_open_dir(m->dir, &m->st))) goto done;
     if ((st = tw_quant_apply(m->st))) goto done;   /* quantized files: U8 blobs -> Q8_0 / Q4_0 */
-    char *wfile = tw_path_join(m->dir, "model.safetensors.index.json");
+    char *wfile = src->packed ? tw_strdup(m->dir) : tw_path_join(m->dir, "model.safetensors.index.json");
     if (!wfile) {
         st = TW_E_NOMEM;
         goto done;
     }
-    if (!tw_file_exists(wfile)) {
+    if (!src->packed && !tw_file_exists(wfile)) {
         free(wfile);
         wfile = tw_path_join(m->dir, "model.safetensors");
         if (!wfile) {
@@ -509,9 +513,9 @@ static tw_status load_dir(tw_model *m, const tw_model_params *p) {
     free(wfile);
     if (st) goto done;
     /* the processors' settings are validated here, with everything else, not at the first image */
-    if (m->has_vision && (st = tw_preproc_load(m->dir, m->vision.image_size, m->vision.patch_size, &m->preproc)))
+    if (m->has_vision && (st = tw_preproc_load_src(src, m->vision.image_size, m->vision.patch_size, &m->preproc)))
         goto done;
-    if (m->video_token_id >= 0 && (st = tw_video_preproc_load(m->dir, &m->video_preproc))) goto done;
+    if (m->video_token_id >= 0 && (st = tw_video_preproc_load_src(src, &m->video_preproc))) goto done;
 
     m->pool = tw_pool_new(p ? p->n_threads : 0);
     if (!m->pool) st = tw_err(TW_E_NOMEM, "could not start the thread pool");
@@ -529,7 +533,8 @@ tw_status tw_model_load_dir(const char *dir, const tw_model_params *p, tw_model 
     tw_model *m = tw_calloc(1, sizeof *m);
     if (!m) return TW_E_NOMEM;
     m->dir = tw_strdup(dir);
-    tw_status st = m->dir ? load_dir(m, p) : TW_E_NOMEM;
+    tw_src src = tw_src_dir(m->dir);
+    tw_status st = m->dir ? load_main(m, &src, p) : TW_E_NOMEM;
     if (st) {
         tw_model_free(m);
         return st;
@@ -560,7 +565,6 @@ void tw_model_free(tw_model *m) {
     free(m->eos_token);
     if (m->pool) tw_pool_free(m->pool);
     tw_st_close(m->st);
-    tw_quant_unpack_remove(m->dir);   /* only a directory tw_quant_unpack made */
     free(m->dir);
     free(m);
 }
@@ -619,46 +623,44 @@ static tw_status stops_from(tw_model *m, const json_t *j, const char *file, cons
     return TW_OK;
 }
 
-static tw_status load_stops(tw_model *m) {
-    char *gpath = tw_path_join(m->dir, "generation_config.json");
-    if (!gpath) return TW_E_NOMEM;
+static tw_status load_stops(tw_model *m, const tw_src *src) {
     tw_status st = TW_OK;
-    if (tw_file_exists(gpath)) {
+    if (tw_src_exists(src, "generation_config.json")) {
+        char *gname = tw_src_name(src, "generation_config.json");
         json_t *g = NULL;
-        st = tw_json_load(gpath, &g);
-        if (!st) st = stops_from(m, g, gpath, "eos_token_id");
+        st = gname ? tw_src_json(src, "generation_config.json", &g) : TW_E_NOMEM;
+        if (!st) st = stops_from(m, g, gname, "eos_token_id");
         json_decref(g);
+        free(gname);
     }
-    free(gpath);
     if (st || m->n_stop_ids) return st;
     /* No generation config: the tokenizer's eos string, then config.json's eos_token_id. */
     int32_t id = m->tok && m->eos_token ? tw_token_id(m->tok, m->eos_token, strlen(m->eos_token)) : -1;
     if (id >= 0) return add_stop(m, "tokenizer_config.json", "eos_token", id);
-    char *cpath = tw_path_join(m->dir, "config.json");
-    if (!cpath) return TW_E_NOMEM;
+    char *cname = tw_src_name(src, "config.json");
+    if (!cname) return TW_E_NOMEM;
     json_t *c = NULL;
-    st = tw_json_load(cpath, &c);
-    if (!st) st = stops_from(m, c, cpath, m->has_vision ? "text_config.eos_token_id" : "eos_token_id");
-    if (!st && !m->n_stop_ids && m->has_vision) st = stops_from(m, c, cpath, "eos_token_id");
+    st = tw_src_json(src, "config.json", &c);
+    if (!st) st = stops_from(m, c, cname, m->has_vision ? "text_config.eos_token_id" : "eos_token_id");
+    if (!st && !m->n_stop_ids && m->has_vision) st = stops_from(m, c, cname, "eos_token_id");
     json_decref(c);
-    free(cpath);
+    free(cname);
     return st;
 }
 
-/* Template source: the override file, dir/chat_template.jinja, or tokenizer_config.json's
+/* Template source: the override file, chat_template.jinja, or tokenizer_config.json's
 ** "chat_template" (a string, or a list of {name, template} from which "default" is taken). */
-static tw_status load_template(tw_model *m, const tw_model_params *p, const json_t *tc, const char *tc_path) {
-    char *src = NULL, *from = NULL;
+static tw_status load_template(tw_model *m, const tw_model_params *p, const tw_src *src, const json_t *tc,
+                               const char *tc_path) {
+    char *src_text = NULL, *from = NULL;
     size_t len = 0;
     tw_status st = TW_OK;
-    char *jpath = tw_path_join(m->dir, "chat_template.jinja");
-    if (!jpath) return TW_E_NOMEM;
     if (p && p->chat_template_file) {
         from = tw_strdup(p->chat_template_file);
-        st = from ? tw_read_file(from, &src, &len) : TW_E_NOMEM;
-    } else if (tw_file_exists(jpath)) {
-        from = tw_strdup(jpath);
-        st = from ? tw_read_file(from, &src, &len) : TW_E_NOMEM;
+        st = from ? tw_read_file(from, &src_text, &len) : TW_E_NOMEM;
+    } else if (tw_src_exists(src, "chat_template.jinja")) {
+        from = tw_src_name(src, "chat_template.jinja");
+        st = from ? tw_src_read(src, "chat_template.jinja", &src_text, &len) : TW_E_NOMEM;
     } else if (tc) {
         const json_t *ct = json_object_get(tc, "chat_template");
         const char *s = NULL;
@@ -674,35 +676,35 @@ static tw_status load_template(tw_model *m, const tw_model_params *p, const json
                         tc_path);
         if (s) {
             len = strlen(s);
-            src = tw_strndup(s, len);
+            src_text = tw_strndup(s, len);
             from = tw_asprintf("%s (chat_template)", tc_path);
-            if (!src || !from) st = TW_E_NOMEM;
+            if (!src_text || !from) st = TW_E_NOMEM;
         }
     }
-    free(jpath);
-    if (!st && src) {
-        st = tw_template_new(src, len, &m->tmpl);
+    if (!st && src_text) {
+        st = tw_template_new(src_text, len, &m->tmpl);
         if (st) st = tw_err_prefix(st, "chat template %s", from);
     }
-    free(src);
+    free(src_text);
     free(from);
     return st;
 }
 
-static tw_status load_rest(tw_model *m, const tw_model_params *p) {
-    char *tok_path = tw_path_join(m->dir, "tokenizer.json");
-    char *tc_path = tw_path_join(m->dir, "tokenizer_config.json");
+/* Tokenizer, special-token strings, template and stop ids of a source. */
+static tw_status load_rest(tw_model *m, const tw_src *src, const tw_model_params *p) {
+    char *tok_path = tw_src_name(src, "tokenizer.json");
+    char *tc_path = tw_src_name(src, "tokenizer_config.json");
     json_t *tc = NULL;
     tw_status st = TW_OK;
     if (!tok_path || !tc_path) st = TW_E_NOMEM;
-    else if (!tw_file_exists(tok_path))
+    else if (!tw_src_exists(src, "tokenizer.json"))
         st = tw_err(TW_E_NOT_FOUND, "%s: the checkpoint has no tokenizer.json (looked for %s)", m->dir, tok_path);
-    if (!st) st = tw_tokenizer_load(m->dir, &m->tok);
-    if (!st && tw_file_exists(tc_path)) st = tw_json_load(tc_path, &tc);
+    if (!st) st = tw_tokenizer_load_src(src, &m->tok);
+    if (!st && tw_src_exists(src, "tokenizer_config.json")) st = tw_src_json(src, "tokenizer_config.json", &tc);
     if (!st) st = special_token(tc, tc_path, "bos_token", "<bos>", &m->bos_token);
     if (!st) st = special_token(tc, tc_path, "eos_token", "<eos>", &m->eos_token);
-    if (!st) st = load_template(m, p, tc, tc_path);
-    if (!st) st = load_stops(m);
+    if (!st) st = load_template(m, p, src, tc, tc_path);
+    if (!st) st = load_stops(m, src);
     json_decref(tc);
     free(tok_path);
     free(tc_path);
@@ -712,17 +714,31 @@ static tw_status load_rest(tw_model *m, const tw_model_params *p) {
 tw_status tw_model_load(const char *name, const tw_model_params *params, tw_model **out) {
     if (!out) return tw_err(TW_E_ARG, "tw_model_load: out is NULL");
     *out = NULL;
-    char *dir = NULL;
-    /* A single-file checkpoint (`tower quantize` output): its embedded JSON files go to a private
-    ** temp directory, removed again by tw_model_free (or below on failure). */
-    bool packed = name && tw_quant_is_packed(name);
-    if (packed) TW_TRY(tw_quant_unpack(name, &dir));
-    else TW_TRY(tw_model_resolve(name, params, &dir));
     tw_model *m = NULL;
-    tw_status st = tw_model_load_dir(dir, params, &m);
-    if (st && packed) tw_quant_unpack_remove(dir);
-    free(dir);
-    if (!st) st = load_rest(m, params);
+    tw_status st;
+    if (name && tw_quant_is_packed(name)) {
+        /* A single-file checkpoint (`tower quantize` output): the weights and the embedded
+        ** config / tokenizer / template files are all read from its one mapping. */
+        if (!(m = tw_calloc(1, sizeof *m)) || !(m->dir = tw_strdup(name))) {
+            free(m);
+            return TW_E_NOMEM;
+        }
+        tw_src src = { 0 };
+        st = tw_st_open_file(m->dir, &m->st);
+        if (!st) st = tw_quant_src(m->st, m->dir, &src);
+        if (!st) st = load_main(m, &src, params);
+        if (!st) st = load_rest(m, &src, params);
+        tw_src_free(&src);
+    } else {
+        char *dir = NULL;
+        TW_TRY(tw_model_resolve(name, params, &dir));
+        st = tw_model_load_dir(dir, params, &m);
+        free(dir);
+        if (!st) {
+            tw_src src = tw_src_dir(m->dir);
+            st = load_rest(m, &src, params);
+        }
+    }
     if (st) {
         tw_model_free(m);
         return st;

@@ -97,7 +97,8 @@ typedef struct tw_projector_weights {
 typedef enum tw_arch { TW_ARCH_GEMMA2, TW_ARCH_LLAVA_NEXT, TW_ARCH_LLAVA_ONEVISION } tw_arch;
 
 struct tw_model {
-    char              *dir;            /* local directory the files came from     */
+    char              *dir;            /* local directory the files came from, or
+                                       ** the packed single-file checkpoint's path */
     tw_arch            arch;
     const char        *arch_name;      /* "gemma2", "llava_next", "llava_onevision" */
     tw_st_set         *st;             /* mapped weights                          */

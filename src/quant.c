@@ -2,8 +2,8 @@
 ** quant.c — Q8_0 / Q4_0 block quantization (formats in quant.h, design in docs/quantization.md):
 ** the plain C reference (quantize, dequantize, dot; activation rounding and the int8 dot), the
 ** quantized matmul's dispatcher, and the single-file quantized checkpoint: writing it
-** (tw_quantize_model), retyping its blobs when it is opened (tw_quant_apply) and unpacking its
-** embedded JSON files (tw_quant_unpack).
+** (tw_quantize_model), retyping its blobs when it is opened (tw_quant_apply) and serving its
+** embedded JSON files from the mapping (tw_quant_src).
 **
 ** The matmul rounds x to int8 per block of 32 (default) and runs the int8 kernels: decode
 ** (T <= 4) streams every row once, at memory speed (18 or 34 bytes per 32 weights against BF16's
@@ -535,7 +535,6 @@ tw_status tw_quant_apply(tw_st_set *s) {
 /* ---- packed checkpoints: embedded files --------------------------------------------------------- */
 
 static const char FILE_PREFIX[] = "__file__/";
-static const char MARKER[] = ".tower-unpacked";
 
 bool tw_quant_is_packed(const char *path) {
     if (!path || !tw_file_exists(path) || tw_dir_exists(path)) return false;
@@ -546,72 +545,30 @@ bool tw_quant_is_packed(const char *path) {
     return yes;
 }
 
-/* an embedded file's name must be a plain file name we may create */
+/* an embedded file's name must be a plain file name (the writer takes nothing else) */
 static bool plain_name(const char *n) {
     return *n && !strchr(n, '/') && strcmp(n, ".") && strcmp(n, "..") && strcmp(n, "model.safetensors") &&
-           strcmp(n, MARKER) && strcmp(n, "model.safetensors.index.json");
+           strcmp(n, "model.safetensors.index.json");
 }
 
-tw_status tw_quant_unpack(const char *path, char **dir) {
-    *dir = NULL;
-    tw_st_set *s = NULL;
-    TW_TRY(tw_st_open_file(path, &s));
-    const char *tmp = getenv("TMPDIR");
-    char *d = tw_asprintf("%s/tower-model-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    char *abs = realpath(path, NULL);
-    tw_status st = TW_OK;
-    if (!d || !abs) st = d ? tw_err(TW_E_IO, "%s: %s", path, strerror(errno)) : TW_E_NOMEM;
-    else if (!mkdtemp(d)) st = tw_err(TW_E_IO, "%s: mkdtemp: %s", d, strerror(errno));
-    if (!st) {
-        char *m = tw_path_join(d, MARKER);
-        st = m ? tw_write_file_atomic(m, abs, strlen(abs)) : TW_E_NOMEM;
-        free(m);
-    }
-    for (size_t i = 0; i < tw_st_count(s) && !st; i++) {
+tw_status tw_quant_src(const tw_st_set *s, const char *path, tw_src *out) {
+    *out = (tw_src){ .root = path, .packed = true };
+    size_t n = 0;
+    for (size_t i = 0; i < tw_st_count(s); i++) n += strncmp(tw_st_at(s, i)->name, FILE_PREFIX, sizeof FILE_PREFIX - 1) == 0;
+    if (!n) return tw_err(TW_E_FORMAT, "%s: no embedded files (\"__file__/config.json\", ...): not a packed checkpoint",
+                          path);
+    if (!(out->files = tw_calloc(n, sizeof *out->files))) return TW_E_NOMEM;
+    for (size_t i = 0; i < tw_st_count(s); i++) {
         const tw_tensor *t = tw_st_at(s, i);
         if (strncmp(t->name, FILE_PREFIX, sizeof FILE_PREFIX - 1) != 0) continue;
-        const char *n = t->name + sizeof FILE_PREFIX - 1;
-        if (!plain_name(n) || t->type != TW_DT_U8) {
-            st = tw_err(TW_E_FORMAT, "%s: embedded file \"%s\" is not a plain file name with U8 data", path, t->name);
-            break;
+        const char *nm = t->name + sizeof FILE_PREFIX - 1;
+        if (!plain_name(nm) || t->type != TW_DT_U8) {
+            tw_src_free(out);
+            return tw_err(TW_E_FORMAT, "%s: embedded file \"%s\" is not a plain file name with U8 data", path, t->name);
         }
-        char *p = tw_path_join(d, n);
-        st = p ? tw_write_file_atomic(p, t->data, t->nbytes) : TW_E_NOMEM;
-        free(p);
+        out->files[out->n_files++] = (tw_src_file){ nm, t->data, t->nbytes };
     }
-    if (!st) {
-        char *l = tw_path_join(d, "model.safetensors");
-        if (!l) st = TW_E_NOMEM;
-        else if (symlink(abs, l) != 0) st = tw_err(TW_E_IO, "%s: symlink: %s", l, strerror(errno));
-        free(l);
-    }
-    tw_st_close(s);
-    free(abs);
-    if (st) {
-        if (d) tw_quant_unpack_remove(d);
-        free(d);
-        return st;
-    }
-    *dir = d;
     return TW_OK;
-}
-
-void tw_quant_unpack_remove(const char *dir) {
-    if (!dir) return;
-    char *m = tw_path_join(dir, MARKER);
-    bool ours = m && tw_file_exists(m);
-    free(m);
-    DIR *dd = ours ? opendir(dir) : NULL;
-    if (!dd) return;
-    struct dirent *e;
-    while ((e = readdir(dd)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            char *p = tw_path_join(dir, e->d_name);
-            if (p) unlink(p);
-            free(p);
-        }
-    closedir(dd);
-    rmdir(dir);
 }
 
 /* ---- writing a quantized checkpoint -------------------------------------------------------------- */

@@ -139,12 +139,10 @@ tw_status tw_quantize_model(const char *dir, const char *out_path, const tw_quan
 tw_status tw_quant_apply(tw_st_set *s);
 /* True if path is a regular file holding embedded checkpoint files ("__file__/config.json"). */
 bool      tw_quant_is_packed(const char *path);
-/* Writes the embedded files of a packed checkpoint to a new private directory (mkdtemp under
-** $TMPDIR or /tmp) with model.safetensors a symlink to the file, so the directory loader, the
-** tokenizer and the preprocessor configs find everything. *dir is malloc'ed. */
-tw_status tw_quant_unpack(const char *path, char **dir);
-/* Removes a directory made by tw_quant_unpack (recognised by its marker file); anything else is
-** left untouched. */
-void      tw_quant_unpack_remove(const char *dir);
+/* The embedded files of an opened packed checkpoint as a file source (tw_internal.h) that the
+** loaders read config.json, tokenizer.json, ... from, straight from the mapping: nothing is
+** written anywhere. path names the file in messages ("path:config.json"); s must stay open while
+** out is used; free out with tw_src_free. */
+tw_status tw_quant_src(const tw_st_set *s, const char *path, tw_src *out);
 
 #endif

@@ -965,12 +965,12 @@ static tw_status load_added_tokens(tw_tokenizer *t, const char *file, const json
 
 /* tokenizer_config.json: Gemma/Llama fast tokenizers rebuild the post-processor from
 ** add_bos_token / add_eos_token, and bos_token names the BOS. */
-static tw_status load_config(tw_tokenizer *t, const char *cfg_path) {
-    /* Not tw_json_load: Gemma configs hold model_max_length = 1e30 written as an integer, which
-    ** jansson rejects as "too big integer" unless integers may be read as reals. */
+static tw_status load_config(tw_tokenizer *t, const char *data, size_t len, const char *cfg_name) {
+    /* Not tw_json_loadb's first try: Gemma configs hold model_max_length = 1e30 written as an
+    ** integer, which jansson rejects as "too big integer" unless integers may be read as reals. */
     json_error_t e;
-    json_t *c = json_load_file(cfg_path, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &e);
-    if (!c) return tw_err(TW_E_FORMAT, "%s:%d:%d: invalid JSON: %s", cfg_path, e.line, e.column, e.text);
+    json_t *c = json_loadb(data, len, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &e);
+    if (!c) return tw_err(TW_E_FORMAT, "%s:%d:%d: invalid JSON: %s", cfg_name, e.line, e.column, e.text);
     int32_t ids[2] = { -1, -1 };
     static const char *const names[2] = { "bos_token", "eos_token" };
     for (int k = 0; k < 2; k++) {
@@ -991,10 +991,8 @@ static tw_status load_config(tw_tokenizer *t, const char *cfg_path) {
     return st;
 }
 
-static tw_status load_json(tw_tokenizer *t, const char *file) {
-    char *data = NULL;
-    size_t len = 0;
-    TW_TRY(tw_read_file(file, &data, &len));
+/* tokenizer.json's text (len bytes, need not be NUL-terminated); file names it in messages. */
+static tw_status load_json(tw_tokenizer *t, const char *data, size_t len, const char *file) {
     tw_loader L = { .t = t, .file = file };
     tw_jscan j = { data, data + len, data, file };
     json_t *root = NULL, *model = NULL;
@@ -1083,7 +1081,6 @@ static tw_status load_json(tw_tokenizer *t, const char *file) {
     free(L.ve);
     json_decref(root);
     json_decref(model);
-    free(data);
     return st;
 }
 
@@ -1105,39 +1102,64 @@ static tw_status build_lookups(tw_tokenizer *t) {
     return TW_OK;
 }
 
-tw_status tw_tokenizer_load(const char *path, tw_tokenizer **out) {
-    if (!path || !out) return tw_err(TW_E_ARG, "tw_tokenizer_load: NULL argument");
-    *out = NULL;
-    char *file = NULL, *cfg = NULL;
-    if (tw_dir_exists(path)) {
-        file = tw_path_join(path, "tokenizer.json");
-        cfg = tw_path_join(path, "tokenizer_config.json");
-        if (!file || !cfg) { free(file); free(cfg); return TW_E_NOMEM; }
-    } else {
-        file = tw_strdup(path);
-        if (!file) return TW_E_NOMEM;
-    }
-    tw_status st = TW_OK;
+/* Builds a tokenizer from tokenizer.json's text and, when cfg is not NULL, tokenizer_config.json's. */
+static tw_status load_parts(const char *json, size_t len, const char *name, const char *cfg, size_t cfg_len,
+                            const char *cfg_name, tw_tokenizer **out) {
     tw_tokenizer *t = tw_calloc(1, sizeof *t);
-    if (!t) st = TW_E_NOMEM;
-    if (!st) {
-        trie_init(&t->added_raw);
-        trie_init(&t->added_norm);
-        t->bos = -1;
-        t->unk_id = -1;
-        if (!tw_file_exists(file)) st = tw_err(TW_E_NOT_FOUND, "%s: file not found", file);
-    }
-    if (!st) st = load_json(t, file);
-    if (!st && cfg && tw_file_exists(cfg)) st = load_config(t, cfg);
+    if (!t) return TW_E_NOMEM;
+    trie_init(&t->added_raw);
+    trie_init(&t->added_norm);
+    t->bos = -1;
+    t->unk_id = -1;
+    tw_status st = load_json(t, json, len, name);
+    if (!st && cfg) st = load_config(t, cfg, cfg_len, cfg_name);
     if (!st) st = build_lookups(t);
-    free(file);
-    free(cfg);
     if (st) {
         tw_tokenizer_free(t);
         return st;
     }
     *out = t;
     return TW_OK;
+}
+
+tw_status tw_tokenizer_load_mem(const char *json, size_t len, const char *name, tw_tokenizer **out) {
+    if (!out) return tw_err(TW_E_ARG, "tw_tokenizer_load_mem: out is NULL");
+    *out = NULL;
+    if (!json) return tw_err(TW_E_ARG, "tw_tokenizer_load_mem: json is NULL");
+    return load_parts(json, len, name ? name : "tokenizer.json", NULL, 0, NULL, out);
+}
+
+tw_status tw_tokenizer_load_src(const tw_src *s, tw_tokenizer **out) {
+    *out = NULL;
+    char *json = NULL, *cfg = NULL, *name = tw_src_name(s, "tokenizer.json"),
+         *cfg_name = tw_src_name(s, "tokenizer_config.json");
+    size_t len = 0, cfg_len = 0;
+    tw_status st = name && cfg_name ? TW_OK : TW_E_NOMEM;
+    if (!st && !tw_src_exists(s, "tokenizer.json")) st = tw_err(TW_E_NOT_FOUND, "%s: file not found", name);
+    if (!st) st = tw_src_read(s, "tokenizer.json", &json, &len);
+    if (!st && tw_src_exists(s, "tokenizer_config.json")) st = tw_src_read(s, "tokenizer_config.json", &cfg, &cfg_len);
+    if (!st) st = load_parts(json, len, name, cfg, cfg_len, cfg_name, out);
+    free(json);
+    free(cfg);
+    free(name);
+    free(cfg_name);
+    return st;
+}
+
+tw_status tw_tokenizer_load(const char *path, tw_tokenizer **out) {
+    if (!path || !out) return tw_err(TW_E_ARG, "tw_tokenizer_load: NULL argument");
+    *out = NULL;
+    if (tw_dir_exists(path)) {
+        tw_src s = tw_src_dir(path);
+        return tw_tokenizer_load_src(&s, out);
+    }
+    if (!tw_file_exists(path)) return tw_err(TW_E_NOT_FOUND, "%s: file not found", path);
+    char *json = NULL;
+    size_t len = 0;
+    TW_TRY(tw_read_file(path, &json, &len));
+    tw_status st = load_parts(json, len, path, NULL, 0, NULL, out);
+    free(json);
+    return st;
 }
 
 /* ---- encoding ------------------------------------------------------------------------------- */

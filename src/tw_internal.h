@@ -77,6 +77,8 @@ tw_status tw_write_file_atomic(const char *path, const void *data, size_t len);
 
 /* Loads a JSON file; syntax errors give path:line:column. */
 tw_status tw_json_load(const char *path, json_t **out);
+/* The same for JSON text in memory; name (the file it came from) is used in messages only. */
+tw_status tw_json_loadb(const char *data, size_t len, const char *name, json_t **out);
 /* Field access: "file" is used in messages only. A missing optional field leaves *out unchanged
 ** and returns TW_OK; a present field of the wrong type is an error. "key" may be a dotted path
 ** ("text_config.hidden_size") into nested objects. */
@@ -85,6 +87,40 @@ tw_status tw_json_num(const json_t *o, const char *file, const char *key, bool r
 tw_status tw_json_bool(const json_t *o, const char *file, const char *key, bool required, bool *out);
 tw_status tw_json_str(const json_t *o, const char *file, const char *key, bool required, const char **out);
 const json_t *tw_json_path(const json_t *o, const char *key);   /* dotted lookup, NULL if absent */
+
+/* ---- file sources ---------------------------------------------------------------------------- */
+
+/* Where a checkpoint's small files (config.json, tokenizer.json, templates, ...) come from: a
+** directory, or the table of files embedded in a packed single-file checkpoint (`tower quantize`
+** output, src/quant.c), read straight from its mapping. Loaders ask for files by name and never
+** build paths, so one code path serves both and a packed model loads without writing anything.
+** Messages name a file as "dir/config.json" or "model.tower.safetensors:config.json". */
+typedef struct tw_src_file {
+    const char *name;        /* plain file name: "config.json"          */
+    const char *data;        /* its bytes (not NUL-terminated)          */
+    size_t      len;
+} tw_src_file;
+
+typedef struct tw_src {
+    const char  *root;       /* the directory, or the packed file's path (borrowed)        */
+    tw_src_file *files;      /* packed: the embedded files (the array is owned, the bytes
+                             ** belong to the mapping, which must outlive the source);
+                             ** NULL for a directory                                       */
+    size_t       n_files;
+    bool         packed;
+} tw_src;
+
+tw_src    tw_src_dir(const char *dir);                  /* a directory source (nothing to free) */
+void      tw_src_free(tw_src *s);                       /* frees a packed source's table        */
+bool      tw_src_exists(const tw_src *s, const char *name);
+/* What messages call the file: "dir/name" or "root:name" (malloc'ed). */
+char     *tw_src_name(const tw_src *s, const char *name);
+/* The whole file, malloc'ed and NUL-terminated. Absent: TW_E_NOT_FOUND naming it. */
+tw_status tw_src_read(const tw_src *s, const char *name, char **data, size_t *len);
+/* Parses a JSON file of the source (as tw_json_load does, with its messages). */
+tw_status tw_src_json(const tw_src *s, const char *name, json_t **out);
+/* A source's tokenizer.json, with its tokenizer_config.json when present (tokenizer.c). */
+tw_status tw_tokenizer_load_src(const tw_src *s, tw_tokenizer **out);
 
 /* ---- number formats ------------------------------------------------------------------------- */
 

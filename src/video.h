@@ -98,6 +98,8 @@ typedef struct tw_video_preproc {
 /* Reads <dir>/video_preprocessor_config.json, else <dir>/preprocessor_config.json. Missing
 ** fields take LlavaOnevisionVideoProcessor's class defaults (384x384, bicubic, CLIP mean/std). */
 tw_status tw_video_preproc_load(const char *model_dir, tw_video_preproc *out);
+/* The same from a source (a directory or a packed checkpoint). */
+tw_status tw_video_preproc_load_src(const tw_src *src, tw_video_preproc *out);
 
 /* Output size of a h x w frame under p (shortest_edge: short side = S, long side truncated). */
 tw_status tw_video_preproc_out_size(const tw_video_preproc *p, int32_t h, int32_t w, int32_t *oh, int32_t *ow);

@@ -106,24 +106,25 @@ static tw_status preproc_parse(const json_t *root, const char *file, tw_video_pr
 
 tw_status tw_video_preproc_load(const char *model_dir, tw_video_preproc *out) {
     if (!model_dir || !out) return tw_err(TW_E_ARG, "tw_video_preproc_load: NULL argument");
+    tw_src src = tw_src_dir(model_dir);
+    return tw_video_preproc_load_src(&src, out);
+}
+
+tw_status tw_video_preproc_load_src(const tw_src *src, tw_video_preproc *out) {
     preproc_defaults(out);
     /* transformers' video processors fall back to the image processor's file when the checkpoint
     ** has no video_preprocessor_config.json. */
-    char *path = tw_path_join(model_dir, "video_preprocessor_config.json");
-    if (!path) return TW_E_NOMEM;
-    if (!tw_file_exists(path)) {
-        free(path);
-        path = tw_path_join(model_dir, "preprocessor_config.json");
-        if (!path) return TW_E_NOMEM;
-        if (!tw_file_exists(path)) {
-            tw_status s = tw_err(TW_E_NOT_FOUND, "%s: neither video_preprocessor_config.json nor "
-                                 "preprocessor_config.json exists", model_dir);
-            free(path);
-            return s;
-        }
+    const char *name = "video_preprocessor_config.json";
+    if (!tw_src_exists(src, name)) {
+        name = "preprocessor_config.json";
+        if (!tw_src_exists(src, name))
+            return tw_err(TW_E_NOT_FOUND, "%s: neither video_preprocessor_config.json nor "
+                          "preprocessor_config.json exists", src->root);
     }
+    char *path = tw_src_name(src, name);
+    if (!path) return TW_E_NOMEM;
     json_t *root = NULL;
-    tw_status s = tw_json_load(path, &root);
+    tw_status s = tw_src_json(src, name, &root);
     if (s == TW_OK) {
         if (!json_is_object(root)) s = tw_err(TW_E_CONFIG, "%s: expected a JSON object", path);
         else s = preproc_parse(root, path, out);
