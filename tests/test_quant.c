@@ -5,11 +5,16 @@
 ** and the quantized single-file checkpoint of the fixture model: it loads by path with its
 ** tokenizer and template, and its logits on the text cases and one image case are compared with
 ** the BF16 model (max / mean |diff|, top-1 agreement). The numbers go to docs/quantization.md.
+** Packed files load without writing anything (TMPDIR missing, or watched for new entries), with
+** the same tokenizer, template, stop ids and processor configs as their source directory, and a
+** corrupt embedded file is reported by the packed file's name and the embedded file's.
 */
 #include "model.h"
 #include "quant.h"
 #include "testhelp.h"
+#include "ckpt_variants.h"
 
+#include <dirent.h>
 #include <math.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -422,10 +427,8 @@ static void test_model(void) {
                 printf("\n");
             }
             for (int c = 0; c < N_CASES; c++) free(lg8[c]);
-            char *tmp = tw_strdup(m->dir);
+            CHECK(strcmp(tw_model_dir(m), path) == 0, "tw_model_dir is the packed file: %s", tw_model_dir(m));
             tw_model_free(m);
-            CHECK(tmp && !tw_dir_exists(tmp), "unpacked directory removed on free");
-            free(tmp);
         }
     /* a corrupted quant record is refused with the tensor's name */
     tw_st_set *st = NULL;
@@ -439,6 +442,193 @@ static void test_model(void) {
     unlink(path);
     for (int c = 0; c < N_CASES; c++) free(ref[c]);
     tw_model_free(base);
+}
+
+/* ---- packed files: nothing written, the same small files as the directory ------------------- */
+
+/* entries of a directory other than . and .. (-1 when it cannot be read) */
+static int dir_entries(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    closedir(d);
+    return n;
+}
+
+static bool same_ids(const tw_tokenizer *a, const tw_tokenizer *b, const char *text, int add_special) {
+    int32_t *x = NULL, *y = NULL;
+    size_t nx = 0, ny = 0;
+    bool ok = tw_tokenize(a, text, strlen(text), add_special, &x, &nx) == TW_OK &&
+              tw_tokenize(b, text, strlen(text), add_special, &y, &ny) == TW_OK && nx == ny && nx > 0 &&
+              memcmp(x, y, nx * sizeof *x) == 0;
+    free(x);
+    free(y);
+    return ok;
+}
+
+/* Everything but the weights that tw_model_load reads from the small files. */
+static void check_same_files(const tw_model *d, const tw_model *p, const char *what) {
+    static const char *const texts[] = { "Hello, world!", "Translate to Portuguese: the cat sleeps.\n",
+                                         "<start_of_turn>user\n<image>\nWhat is this?<end_of_turn>\n",
+                                         "  multiple   spaces\tand \xC3\xA9t\xC3\xA9 \xE6\x97\xA5\xE6\x9C\xAC" };
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
+        for (int sp = 0; sp < 2; sp++)
+            CHECK(same_ids(d->tok, p->tok, texts[i], sp), "%s: same ids for text %zu (add_special %d)", what, i, sp);
+    CHECK(tw_tokenizer_vocab_size(d->tok) == tw_tokenizer_vocab_size(p->tok) &&
+          tw_tokenizer_bos(d->tok) == tw_tokenizer_bos(p->tok), "%s: vocab size and bos", what);
+    CHECK(d->bos_token && p->bos_token && strcmp(d->bos_token, p->bos_token) == 0 && d->eos_token && p->eos_token &&
+          strcmp(d->eos_token, p->eos_token) == 0, "%s: bos / eos strings", what);
+    CHECK(d->n_stop_ids > 0 && d->n_stop_ids == p->n_stop_ids &&
+          memcmp(d->stop_ids, p->stop_ids, d->n_stop_ids * sizeof d->stop_ids[0]) == 0, "%s: stop ids", what);
+    const tw_message msgs[] = { { "user", "<image>\nDescribe the picture." }, { "assistant", "A cat." },
+                                { "user", "Translate that to German." } };
+    char *rd = NULL, *rp = NULL;
+    CHECK_OK(tw_chat_render(d, msgs, 3, 1, &rd), "render (directory)");
+    CHECK_OK(tw_chat_render(p, msgs, 3, 1, &rp), "render (packed)");
+    CHECK(rd && rp && strcmp(rd, rp) == 0, "%s: same rendered chat", what);
+    free(rd);
+    free(rp);
+    CHECK(d->has_vision == p->has_vision && d->image_token_id == p->image_token_id &&
+          d->video_token_id == p->video_token_id, "%s: media tokens", what);
+    const tw_preproc *a = &d->preproc, *b = &p->preproc;
+    CHECK(a->tile == b->tile && a->patch == b->patch && a->resample == b->resample &&
+          a->do_rescale == b->do_rescale && a->do_normalize == b->do_normalize &&
+          a->rescale_factor == b->rescale_factor && memcmp(a->mean, b->mean, sizeof a->mean) == 0 &&
+          memcmp(a->std, b->std, sizeof a->std) == 0, "%s: image processor config", what);
+    const tw_video_preproc *v = &d->video_preproc, *w = &p->video_preproc;
+    CHECK(v->height == w->height && v->width == w->width && v->shortest_edge == w->shortest_edge &&
+          v->resample == w->resample && v->do_resize == w->do_resize && v->do_rescale == w->do_rescale &&
+          v->do_normalize == w->do_normalize && v->do_convert_rgb == w->do_convert_rgb &&
+          v->rescale_factor == w->rescale_factor && memcmp(v->mean, w->mean, sizeof v->mean) == 0 &&
+          memcmp(v->std, w->std, sizeof v->std) == 0, "%s: video processor config", what);
+}
+
+/* The image processor's pixels for the fixture image, from both models. */
+static void check_same_pixels(const tw_model *d, const tw_model *p) {
+    tw_image *im = NULL;
+    CHECK_OK(tw_image_load(th_path("expected/img_60x60/image.png"), NULL, &im), "image");
+    if (!im) return;
+    float *x = NULL, *y = NULL;
+    int32_t nx = 0, ny = 0;
+    CHECK_OK(tw_image_preprocess(d, im, &x, &nx), "preprocess (directory)");
+    CHECK_OK(tw_image_preprocess(p, im, &y, &ny), "preprocess (packed)");
+    size_t n = (size_t)nx * 3 * (size_t)d->preproc.tile * (size_t)d->preproc.tile;
+    CHECK(x && y && nx == ny && nx > 0 && memcmp(x, y, n * sizeof *x) == 0, "same pixel values (%d tiles)", nx);
+    free(x);
+    free(y);
+    tw_image_free(im);
+}
+
+/* Loads path with TMPDIR set to tmpdir (NULL: unset), then restores TMPDIR. */
+static tw_status load_with_tmpdir(const char *path, const char *tmpdir, tw_model **m) {
+    const char *old = getenv("TMPDIR");
+    char *saved = old ? strdup(old) : NULL;
+    if (tmpdir) setenv("TMPDIR", tmpdir, 1);
+    else unsetenv("TMPDIR");
+    tw_model_params p = tw_model_default_params();
+    p.n_threads = 2;
+    tw_status st = tw_model_load(path, &p, m);
+    if (saved) setenv("TMPDIR", saved, 1);
+    else unsetenv("TMPDIR");
+    free(saved);
+    return st;
+}
+
+static void test_packed_files(void) {
+    /* A copy of the vision fixture whose image processor asks for values unlike the SigLIP
+    ** defaults (bilinear, other mean and std), so reading the embedded file is visible. */
+    cv_opts co = cv_default();
+    char *src = cv_make(th_path("tiny-towervision"), &co);
+    CHECK(src != NULL, "variant written");
+    if (!src) return;
+    char *pp = tw_path_join(src, "preprocessor_config.json");
+    static const char pp_json[] =
+        "{\"crop_size\": {\"height\": 60, \"width\": 60}, \"size\": {\"shortest_edge\": 60}, \"resample\": 2,"
+        " \"do_rescale\": true, \"rescale_factor\": 0.00392156862745098, \"do_normalize\": true,"
+        " \"image_mean\": [0.25, 0.5, 0.75], \"image_std\": [0.5, 0.25, 0.125]}";
+    CHECK_OK(tw_write_file_atomic(pp, pp_json, sizeof pp_json - 1), "write preprocessor_config.json");
+
+    char path[256], vpath[256], tmp[256];
+    snprintf(path, sizeof path, "%s/test_quant_packed_%ld.tower.safetensors", cv_tmp_root(), (long)getpid());
+    snprintf(vpath, sizeof vpath, "%s/test_quant_video_%ld.tower.safetensors", cv_tmp_root(), (long)getpid());
+    snprintf(tmp, sizeof tmp, "%s/test_quant_tmpdir_XXXXXX", cv_tmp_root());
+    tw_quant_opts o = { .type = TW_DT_Q8_0, .n_threads = 2 };
+    CHECK_OK(tw_quantize_model(src, path, &o), "quantize the variant");
+    tw_model_params mp = tw_model_default_params();
+    mp.n_threads = 2;
+    tw_model *d = NULL, *m = NULL;
+    CHECK_OK(tw_model_load(src, &mp, &d), "load the variant directory");
+
+    /* TMPDIR that does not exist: nothing to write into, and nothing needs to be written */
+    CHECK_OK(load_with_tmpdir(path, "/nonexistent-tower-tmpdir/sub", &m), "packed load, TMPDIR missing");
+    if (m) CHECK(strcmp(tw_model_dir(m), path) == 0, "tw_model_dir is the file");
+    tw_model_free(m);
+    m = NULL;
+    /* TMPDIR that exists: it stays empty while the model is loaded and after it is freed */
+    CHECK(mkdtemp(tmp) != NULL, "mkdtemp");
+    CHECK_OK(load_with_tmpdir(path, tmp, &m), "packed load, TMPDIR watched");
+    CHECK(dir_entries(tmp) == 0, "nothing created in TMPDIR by loading (%d entries)", dir_entries(tmp));
+    if (d && m) {
+        CHECK(m->preproc.resample == TW_RESAMPLE_BILINEAR && m->preproc.mean[0] == 0.25f && m->preproc.std[2] == 0.125f,
+              "the embedded preprocessor_config.json is the one read");
+        check_same_files(d, m, "vision");
+        check_same_pixels(d, m);
+    }
+    tw_model_free(m);
+    m = NULL;
+    CHECK(dir_entries(tmp) == 0, "nothing left in TMPDIR after free");
+    rmdir(tmp);
+
+    /* a corrupt embedded file: the message names the packed file and the embedded file */
+    static const char bad[] = "{\"resample\": 3,\n \"image_mean\": [0.5, 0.5,\n";
+    CHECK_OK(tw_write_file_atomic(pp, bad, sizeof bad - 1), "write a broken preprocessor_config.json");
+    CHECK_OK(tw_quantize_model(src, path, &o), "quantize with a broken processor config");
+    char want[600];
+    snprintf(want, sizeof want, "%s:preprocessor_config.json:", path);
+    tw_status st = load_with_tmpdir(path, "/nonexistent-tower-tmpdir", &m);
+    CHECK(st == TW_E_FORMAT && m == NULL && strstr(tw_last_error(), want) && strstr(tw_last_error(), "invalid JSON"),
+          "broken embedded processor config: %s %s", tw_status_name(st), tw_last_error());
+    tw_model_free(d);
+    free(pp);
+    cv_remove(src);
+
+    /* the video fixture: its video_preprocessor_config.json (74 x 74) comes from the file too */
+    const char *vdir = th_path("tiny-towervideo");
+    CHECK_OK(tw_quantize_model(vdir, vpath, &o), "quantize tiny-towervideo");
+    d = m = NULL;
+    CHECK_OK(tw_model_load(vdir, &mp, &d), "load tiny-towervideo");
+    CHECK_OK(load_with_tmpdir(vpath, "/nonexistent-tower-tmpdir", &m), "packed tiny-towervideo, TMPDIR missing");
+    if (d && m) {
+        CHECK(m->video_token_id >= 0 && m->video_preproc.height == 74 && m->video_preproc.width == 74,
+              "embedded video_preprocessor_config.json read (%dx%d)", m->video_preproc.height, m->video_preproc.width);
+        check_same_files(d, m, "video");
+    }
+    tw_model_free(d);
+    tw_model_free(m);
+    unlink(vpath);
+
+    /* a corrupt embedded config.json: a syntax error, then a field of the wrong type */
+    struct { cv_opts o; tw_status st; const char *must; } bc[2] = { { cv_default(), TW_E_FORMAT, "invalid JSON" },
+                                                                    { cv_default(), TW_E_CONFIG, "field \"text_config.hidden_size\"" } };
+    bc[0].o.bad_json = 1;
+    bc[1].o.set_key = "text_config.hidden_size";
+    bc[1].o.set_json = "\"wide\"";
+    for (int i = 0; i < 2; i++) {
+        char *cdir = cv_make(th_path("tiny-towervision"), &bc[i].o);
+        CHECK(cdir != NULL, "corrupt variant %d written", i);
+        if (!cdir) continue;
+        CHECK_OK(tw_quantize_model(cdir, path, &o), "quantize with a corrupt config.json");
+        m = NULL;
+        st = load_with_tmpdir(path, "/nonexistent-tower-tmpdir", &m);
+        snprintf(want, sizeof want, "%s:config.json", path);
+        CHECK(st == bc[i].st && m == NULL && strstr(tw_last_error(), want) && strstr(tw_last_error(), bc[i].must),
+              "corrupt embedded config.json %d: %s %s", i, tw_status_name(st), tw_last_error());
+        cv_remove(cdir);
+    }
+    unlink(path);
 }
 
 int main(void) {
@@ -456,6 +646,9 @@ int main(void) {
     t0 = tw_time_ms();
     test_model();
     printf("  (model %.1f s)\n", (tw_time_ms() - t0) / 1e3);
+    t0 = tw_time_ms();
+    test_packed_files();
+    printf("  (packed files %.1f s)\n", (tw_time_ms() - t0) / 1e3);
     tw_pool_free(pool);
     return th_report();
 }

@@ -1,7 +1,8 @@
 /*
 ** test_tokenizer.c — the tokenizer against the Hugging Face oracle fixtures (fixtures/tokenizer):
 ** every encode/decode case, the decode-only cases, the <image> vocabulary variant, the 1 MB text,
-** the streaming detokenizer, and bad inputs (missing file, malformed JSON, unsupported parts).
+** the streaming detokenizer, bad inputs (missing file, malformed JSON, unsupported parts), and
+** tw_tokenizer_load_mem against tw_tokenizer_load.
 */
 #include "tower.h"
 #include "testhelp.h"
@@ -266,6 +267,67 @@ static void test_bad_input(void) {
     rmdir(tmpdir);
 }
 
+/* ---- tw_tokenizer_load_mem ------------------------------------------------------------------- */
+
+/* The fixture tokenizer.json from a buffer that is not NUL-terminated (exactly its bytes) gives
+** the same ids as tw_tokenizer_load of the file; errors carry the caller's name. */
+static void test_load_mem(void) {
+    const char *path = th_path("tokenizer/tokenizer.json");
+    FILE *f = fopen(path, "rb");
+    CHECK(f != NULL, "open %s", path);
+    if (!f) return;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n);
+    CHECK(buf && fread(buf, 1, (size_t)n, f) == (size_t)n, "read %s", path);
+    fclose(f);
+    tw_tokenizer *a = NULL, *b = NULL;
+    CHECK_OK(tw_tokenizer_load(path, &a), "tw_tokenizer_load(file)");
+    CHECK_OK(tw_tokenizer_load_mem(buf, (size_t)n, "mem:tokenizer.json", &b), "tw_tokenizer_load_mem");
+    free(buf);   /* the tokenizer keeps nothing of the caller's buffer */
+    if (a && b) {
+        CHECK(tw_tokenizer_vocab_size(a) == tw_tokenizer_vocab_size(b) && tw_tokenizer_bos(a) == tw_tokenizer_bos(b),
+              "same vocab size and bos");
+        static const char *const texts[] = { "Hello, world!", "  leading spaces\n\ttabs",
+                                             "<start_of_turn>user\nTraduza: o gato dorme.<end_of_turn>\n",
+                                             "\xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E \xC3\xA9t\xC3\xA9 \xF0\x9F\x98\x80 <0x41>",
+                                             "" };
+        for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
+            for (int sp = 0; sp < 2; sp++) {
+                int32_t *x = NULL, *y = NULL;
+                size_t nx = 0, ny = 0, len = strlen(texts[i]);
+                CHECK_OK(tw_tokenize(a, texts[i], len, sp, &x, &nx), "tokenize (file)");
+                CHECK_OK(tw_tokenize(b, texts[i], len, sp, &y, &ny), "tokenize (memory)");
+                CHECK(nx == ny && (nx == 0 || (x && y && memcmp(x, y, nx * sizeof *x) == 0)),
+                      "text %zu, add_special %d: same ids (%zu vs %zu)", i, sp, nx, ny);
+                char *dx = NULL, *dy = NULL;
+                size_t lx = 0, ly = 0;
+                CHECK_OK(tw_detokenize(a, x, nx, 0, &dx, &lx), "detokenize (file)");
+                CHECK_OK(tw_detokenize(b, y, ny, 0, &dy, &ly), "detokenize (memory)");
+                CHECK(dx && dy && lx == ly && memcmp(dx, dy, lx) == 0, "text %zu: same decoded text", i);
+                free(x), free(y), free(dx), free(dy);
+            }
+    }
+    tw_tokenizer_free(a);
+    tw_tokenizer_free(b);
+
+    static const char broken[] = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0,}";
+    tw_tokenizer *t = (tw_tokenizer *)1;
+    tw_status st = tw_tokenizer_load_mem(broken, sizeof broken - 1, "packed.file:tokenizer.json", &t);
+    CHECK(st == TW_E_FORMAT && t == NULL && strstr(tw_last_error(), "packed.file:tokenizer.json:1:") &&
+          strstr(tw_last_error(), "invalid JSON"), "broken JSON in memory: %s", tw_last_error());
+    st = tw_tokenizer_load_mem(broken, sizeof broken - 1, NULL, &t);
+    CHECK(st == TW_E_FORMAT && strncmp(tw_last_error(), "tokenizer.json:", 15) == 0, "default name: %s",
+          tw_last_error());
+    t = (tw_tokenizer *)1;
+    CHECK(tw_tokenizer_load_mem(NULL, 0, NULL, &t) == TW_E_ARG && t == NULL, "NULL json");
+    t = NULL;
+    CHECK_OK(tw_tokenizer_load_mem(k_tiny, strlen(k_tiny), "tiny", &t), "tiny from memory");
+    CHECK(t && tw_tokenizer_vocab_size(t) == 9 && tw_tokenizer_bos(t) == 0, "tiny from memory: vocab, bos");
+    tw_tokenizer_free(t);
+}
+
 /* ---- main ----------------------------------------------------------------------------------- */
 
 int main(void) {
@@ -316,5 +378,6 @@ int main(void) {
     }
 
     test_bad_input();
+    test_load_mem();
     return th_report();
 }
