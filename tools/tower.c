@@ -20,6 +20,7 @@
 #include "commands.h"   /* bench, quantize: tools/cmd_*.c */
 #include "hub.h"
 #include "kernels.h"
+#include "quant.h"       /* info: a packed file's embedded files */
 #include "safetensors.h"
 #include "video.h"       /* struct tw_video (frames, indices); dump: frame preprocessing */
 #include "vision.h"      /* dump: SigLIP hidden states, projector, packing, pooling (struct tw_model) */
@@ -2453,14 +2454,14 @@ static void print_token(const tw_tokenizer *tok, int32_t id) {
     if (p) { fputs(" (", stdout); print_piece(stdout, p, pl); putchar(')'); }
 }
 
-static const char *template_source(const char *dir, char *buf, size_t cap) {
+/* Where the chat template comes from; src: the checkpoint directory or a packed file's
+** embedded files. */
+static const char *template_source(const tw_src *src, char *buf, size_t cap) {
     if (g.chat_template) { snprintf(buf, cap, "%s (--chat-template)", g.chat_template); return buf; }
-    snprintf(buf, cap, "%s/chat_template.jinja", dir);
-    if (access(buf, R_OK) == 0) return "chat_template.jinja";
-    snprintf(buf, cap, "%s/chat_template.json", dir);
-    if (access(buf, R_OK) == 0) return "chat_template.json";
-    snprintf(buf, cap, "%s/tokenizer_config.json", dir);
-    json_t *j = json_load_file(buf, JSON_DECODE_INT_AS_REAL, NULL);   /* model_max_length can be 1e30 */
+    if (tw_src_exists(src, "chat_template.jinja")) return "chat_template.jinja";
+    if (tw_src_exists(src, "chat_template.json")) return "chat_template.json";
+    json_t *j = NULL;   /* tw_src_json reads model_max_length = 1e30 too */
+    if (tw_src_exists(src, "tokenizer_config.json") && tw_src_json(src, "tokenizer_config.json", &j) != TW_OK) j = NULL;
     int has = j && json_is_string(json_object_get(j, "chat_template"));
     int has_list = j && json_is_array(json_object_get(j, "chat_template"));
     json_decref(j);
@@ -2477,7 +2478,9 @@ static int cmd_info(int argc, char **argv) {
     const char *dir = tw_model_dir(m);
     char buf[4096];
     printf("model:          %s\n", g.model);
-    printf("directory:      %s\n", dir);
+    /* a `tower quantize` file: tw_model_dir is the file, its small files are embedded in it */
+    bool packed = tw_file_exists(dir);
+    printf("%s%s\n", packed ? "file:           " : "directory:      ", dir);
     printf("architecture:   %s\n", tw_model_arch(m));
     printf("text model:     %d layers, hidden %d, vocab %d, trained context %d\n", tw_model_n_layer(m), tw_model_n_embd(m),
            tw_model_n_vocab(m), tw_model_n_ctx_train(m));
@@ -2486,7 +2489,8 @@ static int cmd_info(int argc, char **argv) {
     else printf("image token:    none (text-only model)\n");
 
     tw_st_set *set = NULL;
-    if (tw_st_open_dir(dir, &set) == TW_OK) {
+    tw_src src = tw_src_dir(dir);
+    if ((packed ? tw_st_open_file(dir, &set) : tw_st_open_dir(dir, &set)) == TW_OK) {
         size_t count[TW_DT_COUNT] = {0};
         uint64_t bytes[TW_DT_COUNT] = {0}, params = 0;
         for (size_t i = 0; i < tw_st_count(set); i++) {
@@ -2501,7 +2505,7 @@ static int cmd_info(int argc, char **argv) {
         for (int d = 0; d < TW_DT_COUNT; d++)
             if (count[d]) printf(" %s x%zu (%.1f MB)", tw_dtype_name((tw_dtype)d), count[d], bytes[d] / 1e6);
         putchar('\n');
-        tw_st_close(set);
+        if (packed && tw_quant_src(set, dir, &src) != TW_OK) src = tw_src_dir(dir);
     } else {
         printf("weights:        (cannot list: %s)\n", tw_last_error());
     }
@@ -2516,7 +2520,9 @@ static int cmd_info(int argc, char **argv) {
     for (size_t i = 0; i < n_stops; i++) print_token(tok, stops[i]);
     if (!n_stops) printf(" none");
     putchar('\n');
-    printf("chat template:  %s\n", template_source(dir, buf, sizeof buf));
+    printf("chat template:  %s\n", template_source(&src, buf, sizeof buf));
+    tw_src_free(&src);
+    tw_st_close(set);
     printf("final softcap:  %s\n", g.final_softcap < 0 ? "as config.json says" : g.final_softcap ? "on" : "off");
     printf("kernels:        %s (cpu: %s)\n", tw_kpath_name(tw_kernels_init()), tw_cpu_features());
     printf("build:          %s\n", tw_build_info());
