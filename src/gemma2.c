@@ -25,6 +25,7 @@
 ** one arena; nothing is allocated inside the layer loop except attention's per-thread blocks.
 */
 #include "attn.h"
+#include "par.h"
 #include "model.h"
 
 #include <math.h>
@@ -122,7 +123,7 @@ tw_status tw_gemma2_forward(tw_seq *s, const float *x_in, int32_t T, float *logi
             float *v_new = kt == TW_KV_F32 ? (float *)(vc + (size_t)p0 * kvrow) : v_f32;
 
             /* ---- attention block ---- */
-            tw_rmsnorm_1p(hn, x, ly->attn_norm_f, tc, H, c->rms_eps);
+            tw_par_rmsnorm_1p(pool, hn, x, ly->attn_norm_f, tc, H, c->rms_eps);
             tw_matmul(pool, q, hn, tc, ly->wq, NULL);
             tw_matmul(pool, k_new, hn, tc, ly->wk, NULL);
             tw_matmul(pool, v_new, hn, tc, ly->wv, NULL);
@@ -143,24 +144,23 @@ tw_status tw_gemma2_forward(tw_seq *s, const float *x_in, int32_t T, float *logi
             tw_attention(pool, &aa);
 
             tw_matmul(pool, o, att, tc, ly->wo, NULL);
-            tw_rmsnorm_1p(o, o, ly->post_attn_norm_f, tc, H, c->rms_eps);
-            for (size_t i = 0; i < (size_t)tc * H; i++) x[i] += o[i];
+            tw_par_rmsnorm_1p(pool, o, o, ly->post_attn_norm_f, tc, H, c->rms_eps);
+            tw_par_add(pool, x, o, (int64_t)tc * H);
 
             /* ---- MLP block (GeGLU) ---- */
-            tw_rmsnorm_1p(hn, x, ly->ffn_norm_f, tc, H, c->rms_eps);
+            tw_par_rmsnorm_1p(pool, hn, x, ly->ffn_norm_f, tc, H, c->rms_eps);
             tw_matmul(pool, gate, hn, tc, ly->w_gate, NULL);
             tw_matmul(pool, up, hn, tc, ly->w_up, NULL);
-            tw_gelu_tanh_array(gate, gate, (int64_t)tc * F);
-            for (size_t i = 0; i < (size_t)tc * F; i++) gate[i] *= up[i];
+            tw_par_gelu_mul(pool, gate, up, (int64_t)tc * F);
             tw_matmul(pool, o, gate, tc, ly->w_down, NULL);
-            tw_rmsnorm_1p(o, o, ly->post_ffn_norm_f, tc, H, c->rms_eps);
-            for (size_t i = 0; i < (size_t)tc * H; i++) x[i] += o[i];
+            tw_par_rmsnorm_1p(pool, o, o, ly->post_ffn_norm_f, tc, H, c->rms_eps);
+            tw_par_add(pool, x, o, (int64_t)tc * H);
 
             if (hidden) memcpy(hidden + ((size_t)(l + 1) * T + t0) * H, x, (size_t)tc * H * fl);
         }
 
         /* final norm; logits for every row when asked, else only for the prompt's last row */
-        tw_rmsnorm_1p(x, x, w->norm_f, tc, H, c->rms_eps);
+        tw_par_rmsnorm_1p(pool, x, x, w->norm_f, tc, H, c->rms_eps);
         if (hidden) memcpy(hidden + ((size_t)(L + 1) * T + t0) * H, x, (size_t)tc * H * fl);
         if (logits_all) tw_matmul(pool, logits_all + (size_t)t0 * V, x, tc, w->lm_head, NULL);
         if (t0 + tc == T) {

@@ -9,6 +9,7 @@
 ** All tiles of a call go through the matrix products together (T = n_tiles * N rows).
 */
 #include "attn.h"
+#include "par.h"
 #include "vision.h"
 
 #include <math.h>
@@ -38,7 +39,7 @@ static void siglip_layer(const tw_model *m, const tw_siglip_layer *L, float *x, 
 
     tw_tensor_to_f32(L->ln1_w, b->lnw);
     tw_tensor_to_f32(L->ln1_b, b->lnb);
-    tw_layernorm(h, x, b->lnw, b->lnb, T, C, vc->ln_eps);
+    tw_par_layernorm(m->pool, h, x, b->lnw, b->lnb, T, C, vc->ln_eps);
     const tw_tensor *w[3] = { L->wq, L->wk, L->wv }, *bias[3] = { L->bq, L->bk, L->bv };
     for (int i = 0; i < 3; i++) {
         tw_matmul(m->pool, a, h, T, w[i], bias[i]);
@@ -57,15 +58,15 @@ static void siglip_layer(const tw_model *m, const tw_siglip_layer *L, float *x, 
         tw_attention(m->pool, &aa);
     }
     tw_matmul(m->pool, a, h, T, L->wo, L->bo);
-    for (size_t i = 0; i < n_x; i++) x[i] += a[i];
+    tw_par_add(m->pool, x, a, (int64_t)n_x);
 
     tw_tensor_to_f32(L->ln2_w, b->lnw);
     tw_tensor_to_f32(L->ln2_b, b->lnb);
-    tw_layernorm(h, x, b->lnw, b->lnb, T, C, vc->ln_eps);
+    tw_par_layernorm(m->pool, h, x, b->lnw, b->lnb, T, C, vc->ln_eps);
     tw_matmul(m->pool, b->big, h, T, L->fc1_w, L->fc1_b);
-    tw_gelu_tanh_array(b->big, b->big, (int64_t)T * F);
+    tw_par_gelu_mul(m->pool, b->big, NULL, (int64_t)T * F);
     tw_matmul(m->pool, a, b->big, T, L->fc2_w, L->fc2_b);
-    for (size_t i = 0; i < n_x; i++) x[i] += a[i];
+    tw_par_add(m->pool, x, a, (int64_t)n_x);
 }
 
 tw_status tw_siglip_forward(const tw_model *m, const float *pixels, int32_t n_tiles, float *feat, float *hidden) {
