@@ -142,8 +142,9 @@ struct tw_seq {
     int32_t   n_alloc;     /* positions the cache currently holds room for            */
     int32_t   pos;         /* positions filled                                        */
     int32_t  *tokens;      /* [n_alloc] ids in the cache                              */
-    float    *k_cache;     /* [n_layer][n_alloc][n_head_kv*D]                         */
-    float    *v_cache;     /* [n_layer][n_alloc][n_head_kv*D]                         */
+    tw_kv_type kv_type;    /* element type of the caches: f32, f16 or bf16             */
+    void     *k_cache;     /* [n_layer][n_alloc][n_head_kv*D] of kv_type              */
+    void     *v_cache;     /* [n_layer][n_alloc][n_head_kv*D] of kv_type              */
     float    *logits;      /* [n_vocab] logits of the last evaluated position         */
 };
 

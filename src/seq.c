@@ -9,10 +9,8 @@
 ** Nothing here is shared between sequences, so several sequences of one model can be evaluated
 ** from different threads (their matmuls then take turns on the model's pool).
 **
-** The cache's element type (tw_seq_params.kv_type: f32, f16, bf16) is chosen per sequence. It is
-** kept next to the struct, in the allocation seq_box wraps around it (model.h's struct tw_seq has
-** no field for it); k_cache / v_cache then point to 16-bit elements despite their float type, and
-** only gemma2.c (through tw_kv_store) and attn.c read or write them.
+** The cache's element type (tw_seq_params.kv_type: f32, f16, bf16) is chosen per sequence; only
+** gemma2.c (through tw_kv_store) and attn.c read or write the caches.
 */
 #include "attn.h"
 #include "model.h"
@@ -22,13 +20,7 @@
 
 enum { SEQ_INITIAL_ALLOC = 256 };   /* positions the cache holds before its first growth */
 
-/* a sequence and what struct tw_seq has no field for; s first, so a tw_seq * is a seq_box * */
-typedef struct {
-    struct tw_seq s;
-    tw_kv_type    kv_type;
-} seq_box;
-
-tw_kv_type tw_seq_kv_type(const tw_seq *s) { return s ? ((const seq_box *)s)->kv_type : TW_KV_F32; }
+tw_kv_type tw_seq_kv_type(const tw_seq *s) { return s ? s->kv_type : TW_KV_F32; }
 
 static size_t kv_dim(const tw_model *m) { return (size_t)m->text.n_head_kv * (size_t)m->text.head_dim; }
 
@@ -103,10 +95,9 @@ tw_status tw_seq_new_ex(tw_model *m, int32_t n_ctx, const tw_seq_params *params,
     if (n_ctx < 0) return tw_err(TW_E_ARG, "tw_seq_new: n_ctx %d is negative", (int)n_ctx);
     if (n_ctx == 0) n_ctx = m->text.n_ctx_train;
     if (n_ctx <= 0) return tw_err(TW_E_ARG, "tw_seq_new: the model gives no context length; pass n_ctx");
-    seq_box *box = tw_calloc(1, sizeof *box);
-    if (!box) return TW_E_NOMEM;
-    box->kv_type = kt;
-    tw_seq *s = &box->s;
+    tw_seq *s = tw_calloc(1, sizeof *s);
+    if (!s) return TW_E_NOMEM;
+    s->kv_type = kt;
     s->m = m;
     s->n_ctx = n_ctx;
     s->logits = tw_calloc((size_t)m->text.n_vocab, sizeof(float));
