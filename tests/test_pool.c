@@ -2,9 +2,10 @@
 ** test_pool.c — the thread pool: every item runs exactly once on a valid thread id, whatever the
 ** job sizes and their order; calls from several threads are serialised; an idle pool sleeps (its
 ** bounded spin after a job must not turn into busy-waiting); freeing a pool right after a job
-** (workers still spinning) or long after (workers asleep) returns.
+** (workers still spinning) or long after (workers asleep) returns; and par.c matches the
+** single-threaded kernels bit for bit.
 */
-#include "tw_internal.h"
+#include "par.h"
 #include "testhelp.h"
 
 #include <pthread.h>
@@ -53,8 +54,58 @@ static void *caller(void *arg) {
     return NULL;
 }
 
+/* par.c: the pool versions of the element-wise and per-row steps are bit-identical to the
+** single-threaded kernels, for sizes around the chunk boundaries and any thread count. */
+static void check_par(void) {
+    const int64_t sizes[] = { 1, 7, 65535, 65536, 65537, 200003 };
+    const int64_t rows[][2] = { { 1, 2304 }, { 29, 1152 }, { 100, 2304 }, { 3, 70000 } };
+    enum { MAXE = 240000 };
+    float *x = malloc(sizeof(float) * MAXE), *u = malloc(sizeof(float) * MAXE), *w = malloc(sizeof(float) * 70000);
+    float *b = malloc(sizeof(float) * 70000), *r1 = malloc(sizeof(float) * MAXE), *r2 = malloc(sizeof(float) * MAXE);
+    uint32_t seed = 12345;
+    for (int64_t i = 0; i < MAXE; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        x[i] = (float)((int32_t)(seed >> 8) % 20000) / 1000.0f - 10.0f;
+        u[i] = (float)(i % 97) / 31.0f - 1.5f;
+    }
+    for (int64_t i = 0; i < 70000; i++) w[i] = (float)(i % 13) / 7.0f - 0.9f, b[i] = (float)(i % 5) * 0.1f;
+    for (int threads = 1; threads <= 3; threads++) {
+        tw_pool *p = tw_pool_new(threads);
+        int bad = 0;
+        for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+            int64_t n = sizes[k];
+            memcpy(r1, x, sizeof(float) * (size_t)n), memcpy(r2, x, sizeof(float) * (size_t)n);
+            tw_par_add(p, r1, u, n);
+            for (int64_t i = 0; i < n; i++) r2[i] += u[i];
+            bad += memcmp(r1, r2, sizeof(float) * (size_t)n) != 0;
+            memcpy(r1, x, sizeof(float) * (size_t)n), memcpy(r2, x, sizeof(float) * (size_t)n);
+            tw_par_gelu_mul(p, r1, u, n);
+            tw_gelu_tanh_array(r2, r2, n);
+            for (int64_t i = 0; i < n; i++) r2[i] *= u[i];
+            bad += memcmp(r1, r2, sizeof(float) * (size_t)n) != 0;
+            memcpy(r1, x, sizeof(float) * (size_t)n), memcpy(r2, x, sizeof(float) * (size_t)n);
+            tw_par_gelu_mul(p, r1, NULL, n);
+            tw_gelu_tanh_array(r2, r2, n);
+            bad += memcmp(r1, r2, sizeof(float) * (size_t)n) != 0;
+        }
+        for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++) {
+            int64_t T = rows[k][0], n = rows[k][1];
+            tw_par_layernorm(p, r1, x, w, b, T, n, 1e-6f);
+            tw_layernorm(r2, x, w, b, T, n, 1e-6f);
+            bad += memcmp(r1, r2, sizeof(float) * (size_t)(T * n)) != 0;
+            tw_par_rmsnorm_1p(p, r1, x, w, T, n, 1e-6f);
+            tw_rmsnorm_1p(r2, x, w, T, n, 1e-6f);
+            bad += memcmp(r1, r2, sizeof(float) * (size_t)(T * n)) != 0;
+        }
+        CHECK(bad == 0, "%d threads: %d par.c results differ from the single-threaded kernels", threads, bad);
+        tw_pool_free(p);
+    }
+    free(x), free(u), free(w), free(b), free(r1), free(r2);
+}
+
 int main(void) {
     static job j;
+    check_par();
     for (int threads = 1; threads <= 4; threads++) {
         tw_pool *p = tw_pool_new(threads);
         CHECK(p && tw_pool_size(p) == threads, "pool of %d", threads);
