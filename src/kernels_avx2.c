@@ -4,11 +4,15 @@
 ** widened to f32 in registers (bf16 by a shift into the high half, f16 with vcvtph2ps), f32 FMAs,
 ** tiles of MT tokens x NR rows whose dot products run side by side along K.
 **
-** With 16 ymm registers the prefill tile is 2 x 4: 8 accumulators + 4 weight vectors + x. (3 x 4
+** On this path tw_matmul sends only decode (T = 1) here; two tokens or more go to the packed-panel
+** GEMM of gemm_avx2.c. The T > 1 tiles below stay as its fallback (when it cannot allocate its
+** buffers) and as the yardstick of tests/tool_avx2bench.c.
+**
+** With 16 ymm registers the T > 1 tile is 2 x 4: 8 accumulators + 4 weight vectors + x. (3 x 4
 ** needs 17 and GCC spills an accumulator, which costs more than the extra token saves.) Decode
-** (one token) uses 1 x 8 tiles, each weight vector loaded straight into its FMA: 8 independent
-** accumulators and weight streams. AVX2 has no 16-bit masked load, so the K tail (< 8
-** columns) is copied into zeroed stack buffers and done as one more full step.
+** (one token) walks one row at a time (row_dec, below); for K longer than its x buffer it keeps
+** 1 x 8 tiles, each weight vector loaded straight into its FMA. AVX2 has no 16-bit masked load,
+** so a K tail (< 8 columns) is copied into zeroed stack buffers and done as one more full step.
 */
 #include "kernels.h"
 
@@ -123,6 +127,70 @@ INLINE void tile(tw_dtype dt, int MT, int NR, const tw_mm_block *b, int64_t t0, 
     }
 }
 
+/* ---- decode: one token, the work is streaming the weights -------------------------------------
+** As in kernels_avx512.c: a task's rows are contiguous in memory, so walking them one row at a time
+** reads one sequential stream, which software prefetch DEC_PF bytes ahead keeps in flight (the
+** 1 x 8 tiles above read 8 short streams at once). The loop does few instructions per weight byte:
+** a 32-byte load holds 16 bf16 weights; shifting each 32-bit lane left by 16 gives the
+** even-indexed ones as f32, masking off the low half the odd-indexed ones, with no shuffle; x is
+** split into even and odd columns once per task to match (xp). Same products as the plain path;
+** only the order of the additions differs. Measured against the 1 x 8 tiles and a plain read of
+** the same matrices in docs/kernels.md. */
+enum { DEC_PF = 8192, DEC_KMAX = 16384 };   /* prefetch distance (bytes); longest K for xp */
+
+INLINE void row_dec(tw_dtype dt, const tw_mm_block *b, const float *xp, int64_t n) {
+    const size_t es = dt == TW_DT_F32 ? 4 : 2;
+    const uint8_t *w = (const uint8_t *)b->w + (size_t)n * (size_t)b->ldw * es;
+    const __m256i hi = _mm256_set1_epi32((int)0xffff0000u);
+    __m256 a[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
+    int64_t k = 0;
+    for (; k + 32 <= b->nk; k += 32) {   /* 32 columns: one cache line of bf16/f16, two of f32 */
+#pragma GCC unroll 2
+        for (size_t o = 0; o < 32 * es; o += 64) _mm_prefetch((const char *)(w + (size_t)k * es + DEC_PF + o), _MM_HINT_T0);
+        if (dt == TW_DT_BF16) {
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                __m256i v = _mm256_loadu_si256((const __m256i *)(w + (size_t)(k + 16 * h) * 2));
+                a[2 * h] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v, 16)), _mm256_load_ps(xp + k + 16 * h),
+                                           a[2 * h]);
+                a[2 * h + 1] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v, hi)),
+                                               _mm256_load_ps(xp + k + 16 * h + 8), a[2 * h + 1]);
+            }
+        } else {
+#pragma GCC unroll 4
+            for (int h = 0; h < 4; h++)
+                a[h] = _mm256_fmadd_ps(load_w(dt, w, k + 8 * h), _mm256_loadu_ps(b->x + k + 8 * h), a[h]);
+        }
+    }
+    for (; k + 8 <= b->nk; k += 8)   /* the last 1..31 columns: x in its own order */
+        a[0] = _mm256_fmadd_ps(load_w(dt, w, k), _mm256_loadu_ps(b->x + k), a[0]);
+    if (k < b->nk) {
+        size_t rem = (size_t)(b->nk - k);
+        uint8_t wpad[32] = { 0 };
+        float xpad[8] = { 0 };
+        memcpy(wpad, w + (size_t)k * es, rem * es);
+        memcpy(xpad, b->x + k, rem * sizeof(float));
+        a[0] = _mm256_fmadd_ps(load_w(dt, wpad, 0), _mm256_loadu_ps(xpad), a[0]);
+    }
+    float s = hsum(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])));
+    if (b->accumulate) s += b->y[n];
+    else if (b->bias) s += b->bias[n];
+    b->y[n] = s;
+}
+
+static void rows_dec_bf16(const tw_mm_block *b) {
+    float xp[DEC_KMAX] __attribute__((aligned(32)));
+    /* columns 16j + 2i go to xp[16j + i], 16j + 2i + 1 to xp[16j + 8 + i] (i < 8) */
+    for (int64_t k = 0; k + 16 <= b->nk; k += 16) {
+        __m256 x0 = _mm256_loadu_ps(b->x + k), x1 = _mm256_loadu_ps(b->x + k + 8);
+        /* per 128-bit half: [x0 even | x1 even] pairs; the 64-bit permute puts x0's before x1's */
+        __m256d ev = _mm256_castps_pd(_mm256_shuffle_ps(x0, x1, 0x88)), od = _mm256_castps_pd(_mm256_shuffle_ps(x0, x1, 0xDD));
+        _mm256_store_ps(xp + k, _mm256_castpd_ps(_mm256_permute4x64_pd(ev, 0xD8)));
+        _mm256_store_ps(xp + k + 8, _mm256_castpd_ps(_mm256_permute4x64_pd(od, 0xD8)));
+    }
+    for (int64_t n = 0; n < b->nn; n++) row_dec(TW_DT_BF16, b, xp, n);
+}
+
 /* Walks the block in tiles: full MT_MAX x 4 tiles, then the leftover tokens and rows. Every token
 ** count gets its own unrolled copy through the switch; leftover rows (N not a multiple of 4:
 ** rare in real models) go one at a time, which keeps the number of copies and compile time down. */
@@ -131,8 +199,13 @@ INLINE void tile(tw_dtype dt, int MT, int NR, const tw_mm_block *b, int64_t t0, 
     else for (int r_ = 0; r_ < nr; r_++) tile(dt, MT, 1, b, t0, n0 + r_);
 
 INLINE void block(tw_dtype dt, const tw_mm_block *b) {
+    if (b->nt == 1 && b->nk <= DEC_KMAX) {
+        if (dt == TW_DT_BF16) rows_dec_bf16(b);
+        else for (int64_t n = 0; n < b->nn; n++) row_dec(dt, b, NULL, n);
+        return;
+    }
     if (b->nt == 1) {
-        /* decode: 8 rows at a time, then 4, then the rest */
+        /* decode with a longer K than xp holds: 8 rows at a time, then 4, then the rest */
         int64_t n0 = 0, t0 = 0;
         for (; n0 + 8 <= b->nn; n0 += 8) tile(dt, 1, 8, b, 0, n0);
         for (; n0 < b->nn; n0 += 4) {

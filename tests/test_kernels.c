@@ -131,7 +131,16 @@ static void test_shapes(tw_pool *pool) {
         check_shape(pool, dts[d], 7, 20, 14336, true);   /* Tower+ 9B down projection's K */
         check_shape(pool, dts[d], 1, 9, 9216, false);
         check_shape(pool, dts[d], 729, 20, 1152, true);  /* vision-sized token count, tokens split */
+        /* the avx2 GEMM's tails: 24-row panels and 8-row groups cut short (N = 17, 4304 = 179 x 24
+        ** + 8), K = 3, K in 256-column chunks with a short last one (1153), 2 and 3 tokens, and
+        ** more tokens than one x block holds (1500: three token blocks) */
+        check_shape(pool, dts[d], 3, 17, 3, d == 0);
+        check_shape(pool, dts[d], 2, 4304, 1152, true);
+        check_shape(pool, dts[d], 1500, 17, 1153, d == 2);
     }
+    /* decode with a longer K than the one-row loop's x buffer (16384): the 1 x 8 tiles */
+    check_shape(pool, TW_DT_BF16, 1, 20, 16411, true);
+    check_shape(pool, TW_DT_F16, 1, 9, 16400, false);
     /* the LM head: 256001 rows (not a multiple of anything), one token */
     check_shape(pool, TW_DT_BF16, 1, 256001, 64, false);
 }
@@ -169,27 +178,71 @@ static void test_gemm_modes(tw_pool *pool) {
     tw_kernels_set_bf16_activations(was);
 }
 
-/* The packed GEMM does the same arithmetic for a token whatever T, the token's place in its tile
-** and the thread count: prefill, re-evaluation after a rewind and a batch give the same bits. */
+/* The packed GEMMs (avx512, avx2) do the same arithmetic for a token whatever T, the token's place
+** in its tile and the thread count: prefill, re-evaluation after a rewind and a batch give the same
+** bits. Both sum each output as one FMA chain over k in order from the bias, so they also give the
+** same bits as each other. */
 static void test_gemm_invariance(tw_pool *p2, tw_pool *p1) {
     const int64_t T = 41, N = 100, K = 1000;
+    static const tw_kpath gemm_paths[] = { TW_KPATH_AVX2, TW_KPATH_AVX512 };
     weight w = make_weight(TW_DT_BF16, N, K);
     float *x = malloc(sizeof(float) * (size_t)(T * K)), *all = malloc(sizeof(float) * (size_t)(T * N));
-    float *part = malloc(sizeof(float) * (size_t)(T * N));
+    float *part = malloc(sizeof(float) * (size_t)(T * N)), *first = NULL;
     for (int64_t i = 0; i < T * K; i++) x[i] = frand();
-    if (!tw_kernels_force(TW_KPATH_AVX512)) goto done;
-    tw_matmul(p2, all, x, T, &w.t, NULL);
-    for (int64_t t0 = 3, n = 2; t0 + n <= T; t0 += n, n = n * 2 % 11 + 2) {
-        tw_matmul(n & 1 ? p1 : p2, part, x + t0 * K, n, &w.t, NULL);
-        CHECK(memcmp(part, all + t0 * N, sizeof(float) * (size_t)(n * N)) == 0,
-              "gemm: tokens %lld..%lld alone differ from the same tokens in a batch of %lld", (long long)t0,
-              (long long)(t0 + n), (long long)T);
+    for (size_t pi = 0; pi < sizeof gemm_paths / sizeof gemm_paths[0]; pi++) {
+        tw_kpath path = gemm_paths[pi];
+        if (!tw_kernels_force(path)) continue;
+        tw_matmul(p2, all, x, T, &w.t, NULL);
+        for (int64_t t0 = 3, n = 2; t0 + n <= T; t0 += n, n = n * 2 % 11 + 2) {
+            tw_matmul(n & 1 ? p1 : p2, part, x + t0 * K, n, &w.t, NULL);
+            CHECK(memcmp(part, all + t0 * N, sizeof(float) * (size_t)(n * N)) == 0,
+                  "%s gemm: tokens %lld..%lld alone differ from the same tokens in a batch of %lld", tw_kpath_name(path),
+                  (long long)t0, (long long)(t0 + n), (long long)T);
+        }
+        if (!first) {
+            first = malloc(sizeof(float) * (size_t)(T * N));
+            memcpy(first, all, sizeof(float) * (size_t)(T * N));
+        } else {
+            CHECK(memcmp(first, all, sizeof(float) * (size_t)(T * N)) == 0, "%s gemm: other bits than %s",
+                  tw_kpath_name(path), tw_kpath_name(gemm_paths[0]));
+        }
     }
-done:
+    free(first);
     free(part);
     free(all);
     free(x);
     free_weight(&w);
+}
+
+/* The avx2 and avx512 GEMMs give the same bits on every weight type, with and without bias, on
+** shapes with tails in every direction (see test_gemm_invariance). */
+static void test_gemm_same_bits(tw_pool *pool) {
+    static const int64_t shapes[][3] = { { 2, 1, 1 }, { 3, 17, 3 }, { 5, 24, 8 }, { 729, 20, 72 }, { 37, 130, 1153 },
+                                         { 9, 64, 4304 }, { 64, 96, 2304 }, { 600, 50, 300 } };
+    static const tw_dtype dts[] = { TW_DT_F32, TW_DT_F16, TW_DT_BF16 };
+    if (!tw_kpath_supported(TW_KPATH_AVX512)) return;   /* avx2 alone: nothing to compare with */
+    for (size_t d = 0; d < 3; d++)
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+            int64_t T = shapes[i][0], N = shapes[i][1], K = shapes[i][2];
+            weight w = make_weight(dts[d], N, K);
+            float *x = malloc(sizeof(float) * (size_t)(T * K)), *bias = malloc(sizeof(float) * (size_t)N);
+            float *y2 = malloc(sizeof(float) * (size_t)(T * N)), *y5 = malloc(sizeof(float) * (size_t)(T * N));
+            for (int64_t k = 0; k < T * K; k++) x[k] = frand();
+            for (int64_t n = 0; n < N; n++) bias[n] = frand();
+            tw_tensor bt = { .name = "b", .type = TW_DT_F32, .ndim = 1, .shape = { N }, .data = bias,
+                             .nbytes = sizeof(float) * (size_t)N };
+            tw_kernels_force(TW_KPATH_AVX2);
+            tw_matmul(pool, y2, x, T, &w.t, i & 1 ? &bt : NULL);
+            tw_kernels_force(TW_KPATH_AVX512);
+            tw_matmul(pool, y5, x, T, &w.t, i & 1 ? &bt : NULL);
+            CHECK(memcmp(y2, y5, sizeof(float) * (size_t)(T * N)) == 0, "avx2 and avx512 gemm differ: %s T=%lld N=%lld K=%lld",
+                  tw_dtype_name(dts[d]), (long long)T, (long long)N, (long long)K);
+            free(y5);
+            free(y2);
+            free(bias);
+            free(x);
+            free_weight(&w);
+        }
 }
 
 /* Weights packed once (tw_kernels_pack_weight) give the same bits as packing per call, in both
@@ -370,6 +423,7 @@ int main(int argc, char **argv) {
     check_shape(NULL, TW_DT_F32, 3, 33, 77, false);
     test_gemm_modes(pool);
     test_gemm_invariance(pool, p1);
+    test_gemm_same_bits(pool);
     test_packed_weights(pool);
     tw_pool_free(p3);
     tw_pool_free(p1);
