@@ -31,7 +31,9 @@ tw_status tw_err_prefix(tw_status s, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
-    snprintf(tw_errbuf, sizeof tw_errbuf, "%s: %s", pre, old);
+    if (snprintf(tw_errbuf, sizeof tw_errbuf, "%s: %s", pre, old) >= (int)sizeof tw_errbuf) {
+        /* too long: the message keeps its start (the file and field come first) */
+    }
     return s;
 }
 
