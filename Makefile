@@ -79,6 +79,7 @@ CFLAGS += -DTW_BUILD_FEATURES='"$(FEATURES)"' -DTW_BUILD_CC='"$(shell $(CC) --ve
 # SIMD files are compiled for their instruction set only; which one runs is decided at run time.
 AVX2_FLAGS   := -mavx2 -mfma -mf16c
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mfma -mf16c -mavx2
+AMX_FLAGS    := $(AVX512_FLAGS) -mamx-tile -mamx-bf16
 
 SRCS    := $(wildcard src/*.c)
 OBJS    := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
@@ -90,12 +91,14 @@ all: features $(BUILD)/libtower.a $(BUILD)/tower $(TESTS) $(TOOLS)
 
 features:
 	@echo "towervision build ($(BUILD)): $(FEATURES)"
-	@echo "  kernels: plain C always; AVX2/FMA and AVX-512(BF16) compiled in, chosen at run time"
+	@echo "  kernels: plain C always; AVX2/FMA, AVX-512(BF16) and AMX-BF16 compiled in, chosen at run time"
 
 $(BUILD)/obj/%_avx2.o: src/%_avx2.c src/*.h include/tower.h | $(BUILD)/obj
 	$(CC) $(CFLAGS) $(AVX2_FLAGS) -c $< -o $@
 $(BUILD)/obj/%_avx512.o: src/%_avx512.c src/*.h include/tower.h | $(BUILD)/obj
 	$(CC) $(CFLAGS) $(AVX512_FLAGS) -c $< -o $@
+$(BUILD)/obj/%_amx.o: src/%_amx.c src/*.h include/tower.h | $(BUILD)/obj
+	$(CC) $(CFLAGS) $(AMX_FLAGS) -c $< -o $@
 $(BUILD)/obj/%.o: src/%.c src/*.h include/tower.h | $(BUILD)/obj
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -110,6 +113,13 @@ $(BUILD)/tests/tool_%: tests/tool_%.c $(BUILD)/libtower.a tests/*.h | $(BUILD)/t
 	$(CC) $(CFLAGS) $(LDFLAGS) $(HTTPD_CFLAGS) $< $(BUILD)/libtower.a $(LDLIBS) $(HTTPD_LIBS) -o $@
 $(BUILD)/tests/test_%: tests/test_%.c $(BUILD)/libtower.a tests/*.h | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libtower.a $(LDLIBS) -o $@
+# test_amx also links gemm_amx.c built against the tile emulator of src/amx_ops.h, without the AMX
+# flags so that no tile instruction can end up in it. Its packing is still AVX-512 code: the test
+# runs the emulated kernel only on CPUs with avx512bf16 and says so otherwise.
+$(BUILD)/tests/gemm_amx_emu.o: src/gemm_amx.c src/*.h include/tower.h | $(BUILD)/tests
+	$(CC) $(CFLAGS) $(AVX512_FLAGS) -DTW_AMX_EMULATE -c $< -o $@
+$(BUILD)/tests/test_amx: tests/test_amx.c $(BUILD)/tests/gemm_amx_emu.o $(BUILD)/libtower.a tests/*.h | $(BUILD)/tests
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/tests/gemm_amx_emu.o $(BUILD)/libtower.a $(LDLIBS) -o $@
 
 $(BUILD)/obj $(BUILD)/tests:
 	mkdir -p $@

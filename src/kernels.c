@@ -7,15 +7,21 @@
 ** On the avx512 path, products of two tokens or more go instead to the packed-panel GEMM
 ** (gemm_avx512.c, which cuts its own tasks); this file keeps the optional packed copies of
 ** weights (tw_kernels_pack_weight) and the bf16-activation switch (TOWER_MATMUL=bf16).
+** The amx path is avx512 plus the tile GEMM of gemm_amx.c for BF16 weights; this file decides
+** whether it may run (CPUID, XCR0, the kernel's permission, a self-check against avx512).
 */
 #include "kernels.h"
 #include "quant.h"
 
+#include <cpuid.h>
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 /* ---- plain C reference ------------------------------------------------------------------- */
 
@@ -58,17 +64,18 @@ static const struct {
     [TW_KPATH_REF] = { NULL, 1 },
     [TW_KPATH_AVX2] = { tw_mm_block_avx2, 2 },
     [TW_KPATH_AVX512] = { tw_mm_block_avx512, 6 },
+    [TW_KPATH_AMX] = { tw_mm_block_avx512, 6 },   /* tiles only for BF16 with T >= 2: tw_matmul */
 };
 
 /* Set once by kernels_choose (pthread_once), later only by tw_kernels_force, which callers use
 ** at start-up or in tests, not while matmuls run. */
 static tw_kpath active_path = TW_KPATH_REF;
 static bool bf16_act;   /* TOWER_MATMUL=bf16 / tw_kernels_set_bf16_activations */
-static char note[256];
+static char note[384];
 static pthread_once_t choose_once = PTHREAD_ONCE_INIT;
 
 const char *tw_kpath_name(tw_kpath p) {
-    static const char *n[] = { "ref", "avx2", "avx512" };
+    static const char *n[] = { "ref", "avx2", "avx512", "amx" };
     return (unsigned)p < TW_KPATH_COUNT ? n[p] : "?";
 }
 
@@ -81,11 +88,121 @@ bool tw_kpath_parse(const char *s, tw_kpath *out) {
     return false;
 }
 
+/* ---- the amx path: CPUID, the OS, the kernel's permission, a self-check ------------------------ */
+
+#ifndef ARCH_REQ_XCOMP_PERM
+#define ARCH_REQ_XCOMP_PERM 0x1023   /* <asm/prctl.h> of Linux 5.16+ */
+#endif
+#define XFEATURE_XTILEDATA 18          /* the XSAVE component of the tile data (XCR0 bit 18) */
+
+/* What the CPU has: CPUID.(EAX=7, ECX=0):EDX bit 24 AMX-TILE, bit 22 AMX-BF16. */
+static void cpu_amx_bits(bool *tile, bool *bf16) {
+    unsigned a, b, c, d;
+    *tile = *bf16 = false;
+    if (__get_cpuid_max(0, NULL) < 7) return;
+    __cpuid_count(7, 0, a, b, c, d);
+    *tile = d >> 24 & 1;
+    *bf16 = d >> 22 & 1;
+}
+
+/* Whether the OS saves tile state: XCR0 bits 17 (XTILECFG) and 18 (XTILEDATA). XGETBV exists only
+** when CPUID.1:ECX.OSXSAVE (bit 27) says the OS turned XSAVE on. */
+static bool os_amx_state(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c >> 27 & 1)) return false;
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    uint64_t xcr0 = (uint64_t)hi << 32 | lo;
+    return (xcr0 & (3ull << 17)) == (3ull << 17);
+}
+
+/* The product the amx path runs: the real tile GEMM, or a test's emulation of it. */
+static tw_gemm_amx_fn amx_gemm = tw_gemm_amx;
+static bool amx_substituted;
+
+/* A small product with every kind of tail — T = 33 (two 16-token tiles and one token), N = 40 (two
+** and a half 16-row groups), K = 100 (three 32-column steps and 4 columns), with a bias — through
+** fn with x in 3, 2 and 1 bf16 parts, against the avx512 GEMM's f32 result, within the bounds of
+** docs/kernels.md: (e + 1e-5) sum|w x| + 1e-6 with e = 0, 2^-17, 2^-8. A few microseconds of
+** work. Leaves "" in why, or what went wrong. Needs avx512 with avx512bf16. */
+static void amx_selfcheck(tw_gemm_amx_fn fn, char *why, size_t cap) {
+    enum { T = 33, N = 40, K = 100 };
+    float *x = malloc(sizeof(float) * (T * K + N + 2 * T * N));
+    uint16_t *w = malloc(sizeof(uint16_t) * N * K);
+    float *bias = x + T * K, *y0 = bias + N, *y1 = y0 + T * N;
+    why[0] = 0;
+    if (!x || !w) {
+        snprintf(why, cap, "out of memory");
+        goto done;
+    }
+    uint64_t r = 0x9e3779b97f4a7c15ull;
+    for (int i = 0; i < T * K + N + N * K; i++) {
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        float v = (float)((double)(r >> 40) * (2.0 / 16777216.0) - 1.0);   /* uniform in [-1, 1) */
+        if (i < T * K + N) x[i] = v;   /* x, then the bias */
+        else w[i - T * K - N] = tw_f32_to_bf16(v);
+    }
+    if (!tw_gemm_avx512(NULL, y0, x, T, N, K, w, TW_DT_BF16, NULL, bias, false)) {
+        snprintf(why, cap, "out of memory");
+        goto done;
+    }
+    for (int parts = 3; parts >= 1 && !why[0]; parts--) {
+        for (int i = 0; i < T * N; i++) y1[i] = NAN;   /* every output must be written */
+        if (!fn(NULL, y1, x, T, N, K, w, NULL, bias, parts)) {
+            snprintf(why, cap, "out of memory");
+            break;
+        }
+        for (int i = 0; i < T * N && !why[0]; i++) {
+            int t = i / N, n = i % N;
+            double mag = 0;
+            for (int k = 0; k < K; k++) mag += fabs((double)tw_bf16_to_f32(w[n * K + k]) * x[t * K + k]);
+            double tol = ((parts == 3 ? 0 : parts == 2 ? 0x1p-17 : 0x1p-8) + 1e-5) * mag + 1e-6;
+            if (!(fabs((double)y1[i] - y0[i]) <= tol))
+                snprintf(why, cap, "x in %d bf16 parts, T=%d N=%d K=%d: y[%d][%d] = %g where avx512 gives %g",
+                         parts, T, N, K, t, n, y1[i], y0[i]);
+        }
+    }
+done:
+    free(w);
+    free(x);
+}
+
+/* Why the hardware amx path cannot run ("" when it can), found once per process: the CPU's bits,
+** the OS's XCR0, then the kernel's permission for the tile data. Linux allocates the large XSAVE
+** area of a task only for processes that asked (arch_prctl ARCH_REQ_XCOMP_PERM); without it the
+** first tile instruction gets SIGILL. The permission is per process: threads created before or
+** after the request have it (Documentation/arch/x86/xstate.rst), so one request covers the pool.
+** Last, a self-check of the real tile GEMM against the avx512 one, so that a broken toolchain,
+** kernel or CPU falls back to avx512 instead of computing wrong numbers. Called only once the
+** avx512 features are known to be there. */
+static struct {
+    pthread_once_t once;
+    char missing[224];
+} amx_hw = { PTHREAD_ONCE_INIT, "" };
+
+static void amx_probe(void) {
+    char *m = amx_hw.missing;
+    const size_t cap = sizeof amx_hw.missing;
+    bool tile, bf16;
+    cpu_amx_bits(&tile, &bf16);
+    if (!tile || !bf16) {
+        snprintf(m, cap, "%s%s%s", tile ? "" : "amx-tile", !tile && !bf16 ? " " : "", bf16 ? "" : "amx-bf16");
+    } else if (!os_amx_state()) {
+        snprintf(m, cap, "OS support for the tile state (XCR0 bits 17-18)");
+    } else if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0) {
+        snprintf(m, cap, "the kernel's permission for the tile state (arch_prctl ARCH_REQ_XCOMP_PERM: %s)", strerror(errno));
+    } else {
+        char why[160];
+        amx_selfcheck(tw_gemm_amx, why, sizeof why);
+        if (why[0]) snprintf(m, cap, "a passing AMX self-check (%s)", why);
+    }
+}
+
 /* The features a path's code was compiled for (see AVX2_FLAGS / AVX512_FLAGS in the Makefile):
 ** the compiler may use any of them anywhere in that file. __builtin_cpu_supports also checks
 ** that the OS saves the wide registers (XGETBV). */
 const char *tw_kpath_missing(tw_kpath p) {
-    static _Thread_local char buf[128];
+    static _Thread_local char buf[320];
     __builtin_cpu_init();
     buf[0] = 0;
 #define NEED(f) if (!__builtin_cpu_supports(f)) strcat(strcat(buf, buf[0] ? " " : ""), f)
@@ -95,6 +212,14 @@ const char *tw_kpath_missing(tw_kpath p) {
     case TW_KPATH_AVX512:
         NEED("avx2"); NEED("fma"); NEED("f16c");
         NEED("avx512f"); NEED("avx512bw"); NEED("avx512vl"); NEED("avx512dq");
+        break;
+    case TW_KPATH_AMX:   /* gemm_amx.c's x and weight packing use AVX512-BF16 */
+        NEED("avx2"); NEED("fma"); NEED("f16c");
+        NEED("avx512f"); NEED("avx512bw"); NEED("avx512vl"); NEED("avx512dq"); NEED("avx512bf16");
+        if (!buf[0] && !amx_substituted) {
+            pthread_once(&amx_hw.once, amx_probe);
+            snprintf(buf, sizeof buf, "%s", amx_hw.missing);
+        }
         break;
     default: strcpy(buf, "unknown path"); break;
     }
@@ -113,6 +238,10 @@ const char *tw_cpu_features(void) {
     HAS("sse4.2"); HAS("avx"); HAS("avx2"); HAS("fma"); HAS("f16c"); HAS("avx512f"); HAS("avx512bw");
     HAS("avx512vl"); HAS("avx512dq"); HAS("avx512vnni"); HAS("avx512bf16");
 #undef HAS
+    bool tile, bf16;   /* what CPUID says; whether the OS lets us use them: tw_kpath_missing(AMX) */
+    cpu_amx_bits(&tile, &bf16);
+    if (tile) strcat(strcat(buf, buf[0] ? " " : ""), "amx-tile");
+    if (bf16) strcat(strcat(buf, buf[0] ? " " : ""), "amx-bf16");
     return buf;
 }
 
@@ -128,9 +257,13 @@ static void kernels_choose(void) {
     const char *env = getenv("TOWER_KERNELS"), *mm = getenv("TOWER_MATMUL");
     active_path = best;
     bf16_act = mm && strcmp(mm, "bf16") == 0;
+    bool tile, bf16;
+    cpu_amx_bits(&tile, &bf16);
+    if (tile && bf16 && best == TW_KPATH_AVX512)   /* AMX in the CPU but not usable: say why */
+        snprintf(note, sizeof note, "amx: missing %s; using %s", tw_kpath_missing(TW_KPATH_AMX), tw_kpath_name(best));
     if (!env || !*env) return;
     if (!tw_kpath_parse(env, &want))
-        snprintf(note, sizeof note, "TOWER_KERNELS=%s is not ref, avx2 or avx512; using %s", env,
+        snprintf(note, sizeof note, "TOWER_KERNELS=%s is not ref, avx2, avx512 or amx; using %s", env,
                  tw_kpath_name(best));
     else if (!tw_kpath_supported(want))
         snprintf(note, sizeof note, "TOWER_KERNELS=%s: this CPU lacks %s; using %s", env,
@@ -164,6 +297,27 @@ bool tw_kernels_force(tw_kpath p) {
     return true;
 }
 
+bool tw_kernels_amx_substitute(tw_gemm_amx_fn fn) {
+    tw_kernels_init();
+    if (!fn) {
+        amx_gemm = tw_gemm_amx;
+        amx_substituted = false;
+        if (active_path == TW_KPATH_AMX && !tw_kpath_supported(TW_KPATH_AMX)) active_path = best_path();
+        return true;
+    }
+    __builtin_cpu_init();
+    if (!tw_kpath_supported(TW_KPATH_AVX512) || !__builtin_cpu_supports("avx512bf16")) return false;
+    char why[160];
+    amx_selfcheck(fn, why, sizeof why);
+    if (why[0]) {
+        snprintf(note, sizeof note, "amx substitute refused: self-check failed (%s)", why);
+        return false;
+    }
+    amx_gemm = fn;
+    amx_substituted = true;
+    return true;
+}
+
 bool tw_kernels_set_bf16_activations(bool on) {
     tw_kernels_init();
     bool was = bf16_act;
@@ -174,7 +328,7 @@ bool tw_kernels_set_bf16_activations(bool on) {
 bool tw_kernels_bf16_activations(void) {
     tw_kernels_init();
     __builtin_cpu_init();
-    return bf16_act && active_path == TW_KPATH_AVX512 && __builtin_cpu_supports("avx512bf16");
+    return bf16_act && active_path >= TW_KPATH_AVX512 && __builtin_cpu_supports("avx512bf16");
 }
 
 /* ---- matmul ---------------------------------------------------------------------------------- */
@@ -304,7 +458,8 @@ static const void *packed_find(const tw_tensor *W) {
 }
 
 bool tw_kernels_pack_weight(const tw_tensor *W) {
-    if (W->type != TW_DT_BF16 || W->ndim != 2 || tw_kernels_init() != TW_KPATH_AVX512) return false;
+    /* the same copy serves the avx512 GEMM and the amx tiles (gemm_amx.c reads its panels in place) */
+    if (W->type != TW_DT_BF16 || W->ndim != 2 || tw_kernels_init() < TW_KPATH_AVX512) return false;
     if (packed_find(W)) return true;
     size_t bytes;
     void *p = tw_gemm_pack_avx512(W->data, W->shape[0], W->shape[1], &bytes);
@@ -370,7 +525,11 @@ void tw_matmul(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tens
         b = bf;
     }
     bool simd_type = W->type == TW_DT_F32 || W->type == TW_DT_F16 || W->type == TW_DT_BF16;
-    if (path == TW_KPATH_AVX512 && simd_type && K > 0 && T >= atomic_load_explicit(&gemm_min_t, memory_order_relaxed) &&
+    int64_t gemm_min = atomic_load_explicit(&gemm_min_t, memory_order_relaxed);
+    if (path == TW_KPATH_AMX && W->type == TW_DT_BF16 && K > 0 && T >= gemm_min &&
+        amx_gemm(pool, y, x, T, N, K, W->data, packed_find(W), b, tw_kernels_bf16_activations() ? 1 : 3)) {
+        /* done: AMX tiles (T >= 2 like the avx512 GEMM, so a token's result does not depend on T) */
+    } else if (path >= TW_KPATH_AVX512 && simd_type && K > 0 && T >= gemm_min &&
         tw_gemm_avx512(pool, y, x, T, N, K, W->data, W->type, W->type == TW_DT_BF16 ? packed_find(W) : NULL, b,
                        tw_kernels_bf16_activations())) {
         /* done: packed panels, 8 x 48 register tiles */
@@ -419,7 +578,7 @@ void tw_tensor_to_f32(const tw_tensor *t, float *out) {
 /* ---- norms and activations ------------------------------------------------------------------- */
 
 void tw_rmsnorm_1p(float *y, const float *x, const float *w, int64_t T, int64_t n, float eps) {
-    switch (tw_kernels_init()) {
+    switch (tw_kpath_vector(tw_kernels_init())) {
     case TW_KPATH_AVX512: tw_rmsnorm_1p_avx512(y, x, w, T, n, eps); return;
     case TW_KPATH_AVX2: tw_rmsnorm_1p_avx2(y, x, w, T, n, eps); return;
     default: break;
@@ -435,7 +594,7 @@ void tw_rmsnorm_1p(float *y, const float *x, const float *w, int64_t T, int64_t 
 }
 
 void tw_layernorm(float *y, const float *x, const float *w, const float *b, int64_t T, int64_t n, float eps) {
-    switch (tw_kernels_init()) {
+    switch (tw_kpath_vector(tw_kernels_init())) {
     case TW_KPATH_AVX512: tw_layernorm_avx512(y, x, w, b, T, n, eps); return;
     case TW_KPATH_AVX2: tw_layernorm_avx2(y, x, w, b, T, n, eps); return;
     default: break;
@@ -459,7 +618,7 @@ float tw_gelu_tanh(float x) {
 }
 
 void tw_gelu_tanh_array(float *y, const float *x, int64_t n) {
-    switch (tw_kernels_init()) {
+    switch (tw_kpath_vector(tw_kernels_init())) {
     case TW_KPATH_AVX512: tw_gelu_tanh_avx512(y, x, n); return;
     case TW_KPATH_AVX2: tw_gelu_tanh_avx2(y, x, n); return;
     default: break;

@@ -1,9 +1,10 @@
 /*
 ** kernels.h — the math the models call. Model code never knows which SIMD path or weight type it
 ** got; kernels never know about models. Every kernel has a plain C version (in kernels.c) that
-** runs anywhere and is the yardstick for the faster paths (kernels_avx2.c, kernels_avx512.c),
-** which are picked once at start from CPUID (tw_kernels_init) and can be forced lower with
-** TOWER_KERNELS=ref|avx2|avx512 or tw_kernels_force(). A path the CPU cannot run is never chosen.
+** runs anywhere and is the yardstick for the faster paths (kernels_avx2.c, kernels_avx512.c, and
+** amx = avx512 plus gemm_amx.c's tile GEMM for BF16 weights), which are picked once at start from
+** CPUID (tw_kernels_init) and can be forced lower with TOWER_KERNELS=ref|avx2|avx512|amx or
+** tw_kernels_force(). A path the CPU cannot run is never chosen.
 **
 ** Shapes use one vocabulary: T tokens (rows of activations), K input features, N output
 ** features. Activations are f32, row-major [T, K]; weights keep their stored type, [N, K].
@@ -13,7 +14,13 @@
 
 #include "safetensors.h"
 
-typedef enum tw_kpath { TW_KPATH_REF, TW_KPATH_AVX2, TW_KPATH_AVX512, TW_KPATH_COUNT } tw_kpath;
+/* In order of preference: a later path can run everything an earlier SIMD one can (amx needs all
+** of avx512), so "avx512 or better" is p >= TW_KPATH_AVX512. */
+typedef enum tw_kpath { TW_KPATH_REF, TW_KPATH_AVX2, TW_KPATH_AVX512, TW_KPATH_AMX, TW_KPATH_COUNT } tw_kpath;
+
+/* The path whose vector kernels (norms, attention, quantized products, decode) run on path p: the
+** amx path adds only a matrix-matrix product, everything else is avx512's. */
+static inline tw_kpath tw_kpath_vector(tw_kpath p) { return p == TW_KPATH_AMX ? TW_KPATH_AVX512 : p; }
 
 /* Picks the best path the CPU supports, or the one TOWER_KERNELS names if the CPU can run it
 ** (otherwise the best one, with the reason in tw_kernels_note()); returns it. Idempotent. */
@@ -21,11 +28,11 @@ tw_kpath    tw_kernels_init(void);
 tw_kpath    tw_kernels_path(void);
 bool        tw_kernels_force(tw_kpath p);     /* false (path unchanged) if the CPU cannot run p */
 const char *tw_kpath_name(tw_kpath p);
-bool        tw_kpath_parse(const char *s, tw_kpath *out);   /* "ref" / "avx2" / "avx512" */
+bool        tw_kpath_parse(const char *s, tw_kpath *out);   /* "ref" / "avx2" / "avx512" / "amx" */
 bool        tw_kpath_supported(tw_kpath p);
 const char *tw_kpath_missing(tw_kpath p);     /* "" if supported, else the missing features     */
 const char *tw_kernels_note(void);            /* why the active path differs from the request   */
-const char *tw_cpu_features(void);            /* "avx2 fma avx512f avx512bf16 ..." */
+const char *tw_cpu_features(void);            /* "avx2 fma avx512f avx512bf16 amx-tile ..." */
 
 /* y[T,N] = x[T,K] . W[N,K]^T (+ bias[N]). W: F32, F16 or BF16; bias any float type or NULL.
 ** Accumulates in f32. Rows of y are computed in parallel on the pool. */
@@ -36,13 +43,15 @@ void tw_matmul(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tens
 ** twice the arithmetic rate of the f32 FMA path, but results differ from it by up to
 ** 2^-8 * sum_k |w_k x_k| (docs/kernels.md). Default off; TOWER_MATMUL=bf16 turns it on at start,
 ** this switches it at run time. It applies only to BF16 weights on the avx512 path of a CPU with
-** avx512bf16 (elsewhere the call is accepted and changes nothing); returns the previous setting.
+** avx512bf16, and on the amx path (tile products on x rounded once instead of split in three);
+** elsewhere the call is accepted and changes nothing. Returns the previous setting.
 ** tw_kernels_bf16_activations() says whether it is on and can run on this CPU. */
 bool tw_kernels_set_bf16_activations(bool on);
 bool tw_kernels_bf16_activations(void);
 
-/* From how many tokens the avx512 path uses the packed-panel product (tw_gemm_avx512) instead of
-** the row-dot tiles that decode uses; for tests and benchmarks. Returns the previous value. */
+/* From how many tokens the avx512 path uses the packed-panel product (tw_gemm_avx512), and the amx
+** path the tile product for BF16 weights (tw_gemm_amx), instead of the row-dot tiles that decode
+** uses; for tests and benchmarks. Returns the previous value. */
 int64_t tw_kernels_set_gemm_min_tokens(int64_t t);
 
 /* Weights packed once for the matrix-matrix path (optional). Without it, every call with T >= 2
@@ -101,6 +110,25 @@ bool tw_gemm_avx512(tw_pool *pool, float *y, const float *x, int64_t T, int64_t 
 ** keeps. Returns a tw_aligned_alloc'ed copy (*bytes long) or NULL. */
 void *tw_gemm_pack_avx512(const void *w, int64_t N, int64_t K, size_t *bytes);
 void tw_mm_block_avx512(const tw_mm_block *b);   /* only call when tw_kpath_supported(AVX512) */
+
+/* The same product on AMX tiles (src/gemm_amx.c) for BF16 weights w [N, K], any T >= 1: only call
+** on the amx path. x enters the tiles as `parts` bf16 terms per value (each the rounding of what
+** the previous ones left): 3 represent every f32 of magnitude >= 2^-103 exactly, so results differ
+** from the f32 paths only in the order of the f32 sums (the default); 2 leave up to 2^-17 |x| out (within
+** 2^-17 sum|w x|); 1 is x rounded to bf16 (2^-8 sum|w x|, the TOWER_MATMUL=bf16 mode). Each part
+** is one tile product per step. packed: NULL or tw_gemm_pack_avx512's copy of w. bias: f32 [N] or
+** NULL. Returns false (nothing written) when it cannot allocate its buffers. */
+bool tw_gemm_amx(tw_pool *pool, float *y, const float *x, int64_t T, int64_t N, int64_t K, const uint16_t *w,
+                 const void *packed, const float *bias, int parts);
+typedef bool (*tw_gemm_amx_fn)(tw_pool *pool, float *y, const float *x, int64_t T, int64_t N, int64_t K,
+                               const uint16_t *w, const void *packed, const float *bias, int parts);
+/* Tests only (tests/test_amx.c, on machines without AMX): let the amx path run with fn — the build
+** of gemm_amx.c against amx_ops.h's tile emulator — in place of tw_gemm_amx, as if CPUID, the OS and
+** the kernel said yes, so that dispatch, the self-check and tw_kernels_force(TW_KPATH_AMX) can be
+** exercised. fn must pass the same self-check the real kernel gets (else false, with the reason in
+** tw_kernels_note(), nothing changed); the avx512 path with avx512bf16 must be supported. NULL
+** restores the real detection (and leaves the amx path if it is active and not really supported). */
+bool tw_kernels_amx_substitute(tw_gemm_amx_fn fn);
 /* The same contract on the avx2 path (src/gemm_avx2.c): F32/F16/BF16 weights, T > 1; returns false
 ** (nothing written) when it does not handle the call, and the row-dot tiles run instead. */
 bool tw_gemm_avx2(tw_pool *pool, float *y, const float *x, int64_t T, int64_t N, int64_t K, const void *w,
