@@ -31,9 +31,14 @@ tw_status tw_err_prefix(tw_status s, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
-    if (snprintf(tw_errbuf, sizeof tw_errbuf, "%s: %s", pre, old) >= (int)sizeof tw_errbuf) {
-        /* too long: the message keeps its start (the file and field come first) */
-    }
+    /* "pre: old", cut at the buffer's end (the file and field come first) */
+    size_t np = strlen(pre), no = strlen(old), cap = sizeof tw_errbuf - 1;
+    memcpy(tw_errbuf, pre, np);
+    size_t n = np;
+    if (n + 2 <= cap) memcpy(tw_errbuf + n, ": ", 2), n += 2;
+    if (no > cap - n) no = cap - n;
+    memcpy(tw_errbuf + n, old, no);
+    tw_errbuf[n + no] = 0;
     return s;
 }
 
