@@ -182,7 +182,7 @@ tw_status tw_qx_quantize(tw_qx *a, const float *x, int64_t T, int64_t K) {
     a->q = a->mem;
     a->d = (float *)(a->q + (size_t)T * (size_t)ld * TW_QBLOCK);
     a->s = (int32_t *)(a->d + (size_t)T * (size_t)ld);
-    if (tw_kernels_path() == TW_KPATH_AVX512) {
+    if (tw_kpath_vector(tw_kernels_path()) == TW_KPATH_AVX512) {   /* amx: avx512's vector code */
         tw_qx_rows_avx512(x, T, K, a);
         return TW_OK;
     }
@@ -300,6 +300,7 @@ typedef struct qjob {
 /* The int8 kernel the CPU can run on the active path: VNNI where it exists, else AVX2's
 ** vpmaddubsw; the ref path keeps the plain C loop (same arithmetic). */
 static i8_kernel i8_pick(tw_kpath p) {
+    p = tw_kpath_vector(p);   /* amx: avx512's kernels */
     if (p == TW_KPATH_AVX512 && __builtin_cpu_supports("avx512vnni")) return I8_AVX512;
     if (p >= TW_KPATH_AVX2) return __builtin_cpu_supports("avxvnni") ? I8_AVX2_VNNI : I8_AVX2;
     return I8_REF;
@@ -421,7 +422,8 @@ void tw_matmul_quant(tw_pool *pool, float *y, const float *x, int64_t T, const t
         if (bf) tw_tensor_to_f32(bias, bf);
     }
     qjob j = { .y = y, .x = x, .T = T, .N = N, .K = K, .w = W->data, .rb = tw_quant_row_bytes(W->type, K),
-               .t = W->type, .path = tw_kernels_init(), .bias = bf ? bf : bias ? bias->data : NULL };
+               .t = W->type, .path = tw_kpath_vector(tw_kernels_init()),   /* amx: the avx512 kernels */
+               .bias = bf ? bf : bias ? bias->data : NULL };
     if (tw_quant_act() == TW_QACT_INT8 && matmul_i8(pool, &j)) {
         free(bf);
         return;

@@ -24,6 +24,7 @@
 #define TW_AMX_EMULATE   /* the emulator of amx_ops.h, for the self-tests in this file */
 #include "amx_ops.h"
 #include "kernels.h"
+#include "quant.h"
 #include "testhelp.h"
 
 #include <math.h>
@@ -351,6 +352,33 @@ static void test_dispatch(tw_pool *pool) {
         CHECK(memcmp(y, want, sizeof(float) * (size_t)(T * N)) == 0, "F32 weights and T = 1 on amx = avx512");
         free(wf);
     }
+    /* quantized weights (quant.c) run avx512's kernels on amx, with int8 and with f32 activations */
+    {
+        size_t rb = tw_quant_row_bytes(TW_DT_Q8_0, K);
+        uint8_t *q = malloc(rb * (size_t)N);
+        float *row = malloc(sizeof(float) * (size_t)K);
+        for (int64_t n = 0; n < N; n++) {
+            for (int64_t k = 0; k < K; k++) row[k] = tw_bf16_to_f32(p.w[n * K + k]);
+            tw_quantize_row(TW_DT_Q8_0, row, K, q + (size_t)n * rb);
+        }
+        tw_tensor qt = { .name = "q", .type = TW_DT_Q8_0, .ndim = 2, .shape = { N, K }, .data = q, .nbytes = rb * (size_t)N };
+        for (int act = 0; act < 2; act++) {
+            tw_qact was = tw_quant_set_act(act ? TW_QACT_F32 : TW_QACT_INT8);
+            tw_kernels_force(TW_KPATH_AMX);
+            const char *kern_amx = tw_quant_i8_kernel();
+            tw_matmul(pool, y, p.x, T, &qt, &p.bt);
+            tw_matmul(pool, y + T * N - N, p.x, 1, &qt, NULL);
+            tw_kernels_force(TW_KPATH_AVX512);
+            CHECK(strcmp(kern_amx, tw_quant_i8_kernel()) == 0, "int8 kernel on amx %s = avx512's %s", kern_amx, tw_quant_i8_kernel());
+            tw_matmul(pool, want, p.x, T, &qt, &p.bt);
+            tw_matmul(pool, want + T * N - N, p.x, 1, &qt, NULL);
+            CHECK(memcmp(y, want, sizeof(float) * (size_t)(T * N)) == 0, "Q8_0 weights on amx = avx512 (%s activations)",
+                  act ? "f32" : "int8");
+            tw_quant_set_act(was);
+        }
+        free(row), free(q);
+    }
+
     /* the norms run avx512's code on amx */
     float a[3 * 100], b1[3 * 100], b2[3 * 100], g[100];
     for (int i = 0; i < 300; i++) a[i] = frand();
