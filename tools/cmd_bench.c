@@ -100,6 +100,7 @@ typedef struct figure {
     double limit;        /* best possible value on this machine (ms or tokens/s)    */
     double frac;         /* of the limit (f32 FMA or bandwidth)                     */
     double frac_bf16;    /* of the vdpbf16ps peak, 0 when not applicable            */
+    double bw_gbs;       /* decode: read bandwidth measured right before and after its reps */
     double ref;          /* llama.cpp figure from the issue, 0 when none           */
     char   ref_text[48];
     double speedup;
@@ -142,7 +143,8 @@ static void add_rep(figure *f, double v) {
 static void finish(figure *f, const machine *mc, bool decode) {
     if (!f->done || f->value <= 0) return;
     if (decode) {
-        f->limit = mc->bw_gbs > 0 ? mc->bw_gbs * 1e9 / f->work : 0;
+        double bw = f->bw_gbs > 0 ? f->bw_gbs : mc->bw_gbs;
+        f->limit = bw > 0 ? bw * 1e9 / f->work : 0;
         f->frac = f->limit > 0 ? f->value / f->limit : 0;
     } else if (f->is_time) {
         f->limit = mc->fma > 0 ? f->work / (mc->fma * 1e9) * 1e3 : 0;
@@ -217,10 +219,14 @@ done:
     return rc;
 }
 
-/* Decodes n tokens one at a time after rewinding s to ctx; tokens/s of the best rep. */
-static int bench_decode(tw_seq *s, int32_t ctx, int n, int reps, figure *f) {
+/* Decodes n tokens one at a time after rewinding s to ctx; tokens/s of the best rep. The read
+** bandwidth is measured again right before and after every rep, and the best of those is this
+** figure's limit: the memory speed of these VMs drifts by up to 1.5x within minutes (40-72 GB/s
+** seen here), so a limit measured minutes earlier could put a figure far above or below 100 %. */
+static int bench_decode(tw_seq *s, int32_t ctx, int n, int reps, figure *f, size_t bw_bytes) {
     const tw_model *m = s->m;
     for (int r = 0; r < reps; r++) {
+        f->bw_gbs = fmax(f->bw_gbs, tw_bench_read_bw(m->pool, bw_bytes, 2));
         if (tw_seq_rewind(s, ctx) != TW_OK) return fail("rewind");
         int32_t id = text_id(m);
         double t0 = now_ms();
@@ -230,7 +236,9 @@ static int bench_decode(tw_seq *s, int32_t ctx, int n, int reps, figure *f) {
             if (id == m->image_token_id) id = 0;
         }
         add_rep(f, n / ((now_ms() - t0) / 1e3));
-        fprintf(stderr, "  decode at %d: %.2f tokens/s\n", (int)ctx, f->reps[f->n_reps - 1]);
+        f->bw_gbs = fmax(f->bw_gbs, tw_bench_read_bw(m->pool, bw_bytes, 2));
+        fprintf(stderr, "  decode at %d: %.2f tokens/s (read bandwidth beside it %.1f GB/s)\n", (int)ctx,
+                f->reps[f->n_reps - 1], f->bw_gbs);
     }
     f->work = tw_bench_decode_bytes(m, ctx + n / 2, tw_seq_kv_type(s), NULL);   /* the middle step's context */
     return 0;
@@ -244,6 +252,7 @@ static int bench_model(tw_model *m, const bench_opts *o, model_result *R) {
     const int32_t n_short = o->quick ? QUICK_PP_SHORT : 512, n_long = o->quick ? QUICK_PP_LONG : 5000;
     const int32_t c_short = o->quick ? 16 : 128, c_long = o->quick ? QUICK_PP_LONG : 4096;
     const int n_dec = o->n_decode > 0 ? o->n_decode : (o->quick ? 4 : 16);
+    const size_t dec_bw_bytes = (size_t)(o->quick ? 64 : 256) << 20;   /* 2-8x the L3 */
     figure *F = R->f;
     int rc = 0;
 
@@ -357,8 +366,8 @@ static int bench_model(tw_model *m, const bench_opts *o, model_result *R) {
     }
 
     /* ---- decode after the long context, then the short one (rewinds only go back) ---- */
-    if ((rc = bench_decode(s, c_long, n_dec, o->reps, &F[F_TG_LONG]))) goto done;
-    if ((rc = bench_decode(s, c_short, n_dec, o->reps, &F[F_TG_SHORT]))) goto done;
+    if ((rc = bench_decode(s, c_long, n_dec, o->reps, &F[F_TG_LONG], dec_bw_bytes))) goto done;
+    if ((rc = bench_decode(s, c_short, n_dec, o->reps, &F[F_TG_SHORT], dec_bw_bytes))) goto done;
     tw_bench_decode_bytes(m, 0, o->kv, &R->decode_weight_bytes);
 done:
     tw_seq_free(s);
@@ -416,7 +425,7 @@ static void print_table(FILE *out, const machine *mc, const model_result *R) {
         fmt_value(lv, sizeof lv, f, f->limit);
         if (decode) {
             fmt_si(w, sizeof w, f->work, "B");
-            snprintf(basis, sizeof basis, "%s at %.0f GB/s", w, mc->bw_gbs);
+            snprintf(basis, sizeof basis, "%s at %.0f GB/s", w, f->bw_gbs > 0 ? f->bw_gbs : mc->bw_gbs);
         } else {
             fmt_si(w, sizeof w, f->work, "FLOP");
             snprintf(basis, sizeof basis, "%s at FMA peak", w);
@@ -448,6 +457,7 @@ static json_t *figure_json(const figure *f) {
     json_object_set_new(o, f->is_time || strstr(f->label, "prefill") ? "flops" : "bytes_per_token",
                         json_real(f->work));
     json_object_set_new(o, "limit", json_real(f->limit));
+    if (f->bw_gbs > 0) json_object_set_new(o, "read_bandwidth_gbs", json_real(f->bw_gbs));
     json_object_set_new(o, "fraction", json_real(f->frac));
     if (f->frac_bf16 > 0) json_object_set_new(o, "fraction_of_bf16_peak", json_real(f->frac_bf16));
     if (f->ref > 0) {
@@ -738,7 +748,8 @@ int tower_cmd_bench(int argc, char **argv) {
     if (mc.load1 > 0.5 * mc.threads)
         fprintf(out, "WARNING: load average %.1f at the start on %d cores: other processes shared the CPU, the "
                 "figures and limits are disturbed\n", mc.load1, tw_cpu_count());
-    fprintf(out, "limits: decode = read bandwidth / bytes read per token (weights + KV cache); vision, prefill "
+    fprintf(out, "limits: decode = read bandwidth (measured beside each decode figure) / bytes read per token "
+            "(weights + KV cache); vision, prefill "
             "and TTFT = FLOPs / f32 FMA peak (\"of bf16\": / vdpbf16ps peak)\n");
     if (!o.quick && done)
         fprintf(out, "prefill %d = the first %d positions of the TTFT prompt; decode runs after rewinding that "
