@@ -313,46 +313,7 @@ static void amx_task(void *ctx, int64_t i, int tid) {
     tw_tile_release();
 }
 
-/* ---- workspace ------------------------------------------------------------------------------ */
-
-/* The packed x, the padded bias and the per-thread buffers of one call, kept between calls in a
-** few slots (fresh memory per call costs page faults, as gemm_avx512.c measured). */
-enum { WS_SLOTS = 4 };
-static struct {
-    pthread_mutex_t lock;
-    struct { void *p; size_t cap; bool busy; } slot[WS_SLOTS];
-} ws = { .lock = PTHREAD_MUTEX_INITIALIZER };
-
-static void *ws_take(size_t n, int *which) {
-    *which = -1;
-    pthread_mutex_lock(&ws.lock);
-    for (int i = 0; i < WS_SLOTS && *which < 0; i++)
-        if (!ws.slot[i].busy) ws.slot[i].busy = true, *which = i;
-    pthread_mutex_unlock(&ws.lock);
-    if (*which < 0) return tw_aligned_alloc(n);   /* all in use: a private one for this call */
-    if (ws.slot[*which].cap < n) {
-        tw_aligned_free(ws.slot[*which].p);
-        ws.slot[*which].p = tw_aligned_alloc(n);
-        ws.slot[*which].cap = ws.slot[*which].p ? n : 0;
-    }
-    void *p = ws.slot[*which].p;
-    if (!p) {
-        pthread_mutex_lock(&ws.lock);
-        ws.slot[*which].busy = false;
-        pthread_mutex_unlock(&ws.lock);
-    }
-    return p;
-}
-
-static void ws_give(void *p, int which) {
-    if (which < 0) {
-        tw_aligned_free(p);
-        return;
-    }
-    pthread_mutex_lock(&ws.lock);
-    ws.slot[which].busy = false;
-    pthread_mutex_unlock(&ws.lock);
-}
+/* Packing buffers: tw_ws_take / tw_ws_give (workspace.c), shared by the GEMMs. */
 
 /* Cuts the product into tasks:
 **   - NC: 128 rows (4 pairs of groups: each A tile is reused by 4 B pairs per load from L2),
@@ -381,7 +342,7 @@ bool tw_gemm_amx(tw_pool *pool, float *y, const float *x, int64_t T, int64_t N, 
     size_t bias_bytes = bias ? (sizeof(float) * (size_t)n16 + 63) & ~(size_t)63 : 0;
     j.buf_bytes = 4096 + (packed ? 0 : sizeof(uint32_t) * 256 * (size_t)(j.NC / 16 * j.kcb));
     int slot;
-    uint8_t *mem = ws_take(xq_bytes + bias_bytes + j.buf_bytes * (size_t)threads, &slot);
+    uint8_t *mem = tw_ws_take(xq_bytes + bias_bytes + j.buf_bytes * (size_t)threads, &slot);
     if (!mem) return false;
     j.xq = (const uint16_t *)mem;
     if (bias) {   /* C starts as the bias row; a 16-wide row must not read past N */
@@ -394,6 +355,6 @@ bool tw_gemm_amx(tw_pool *pool, float *y, const float *x, int64_t T, int64_t N, 
     xpack_job xj = { .x = x, .xq = (uint16_t *)mem, .T = T, .K = K, .nkb = j.nkb, .parts = j.parts };
     tw_pool_run(pool, tiles, xpack_task, &xj);
     tw_pool_run(pool, j.n_groups * blocks, amx_task, &j);
-    ws_give(mem, slot);
+    tw_ws_give(mem, slot);
     return true;
 }

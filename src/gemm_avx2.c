@@ -258,51 +258,7 @@ static void gemm_task(void *ctx, int64_t i, int tid) {
     }
 }
 
-/* ---- workspace ---------------------------------------------------------------------------------- */
-
-/* The per-thread packing buffers of a call, kept between calls in a few slots (as in
-** gemm_avx512.c: fresh memory on every call costs page faults); a call takes a free slot, grows it
-** if needed and gives it back. Several matmuls may run at once on different pools. */
-enum { WS_SLOTS = 4 };
-static struct {
-    pthread_mutex_t lock;
-    struct { void *p; size_t cap; bool busy; } slot[WS_SLOTS];
-} ws = { .lock = PTHREAD_MUTEX_INITIALIZER };
-
-static void *ws_take(size_t n, int *which) {
-    *which = -1;
-    pthread_mutex_lock(&ws.lock);
-    for (int i = 0; i < WS_SLOTS; i++)
-        if (!ws.slot[i].busy) {
-            ws.slot[i].busy = true;
-            *which = i;
-            break;
-        }
-    pthread_mutex_unlock(&ws.lock);
-    if (*which < 0) return tw_aligned_alloc(n);   /* all in use: a private one for this call */
-    if (ws.slot[*which].cap < n) {
-        tw_aligned_free(ws.slot[*which].p);
-        ws.slot[*which].p = tw_aligned_alloc(n);
-        ws.slot[*which].cap = ws.slot[*which].p ? n : 0;
-    }
-    void *p = ws.slot[*which].p;
-    if (!p) {
-        pthread_mutex_lock(&ws.lock);
-        ws.slot[*which].busy = false;
-        pthread_mutex_unlock(&ws.lock);
-    }
-    return p;
-}
-
-static void ws_give(void *p, int which) {
-    if (which < 0) {
-        tw_aligned_free(p);
-        return;
-    }
-    pthread_mutex_lock(&ws.lock);
-    ws.slot[which].busy = false;
-    pthread_mutex_unlock(&ws.lock);
-}
+/* Packing buffers: tw_ws_take / tw_ws_give (workspace.c), shared by the GEMMs. */
 
 /* Cuts the product into tasks for the pool:
 **   - KC: 256 columns, so a 24-row panel chunk is 24 KB of f32 (L1); one chunk when K <= 384;
@@ -331,10 +287,10 @@ bool tw_gemm_avx2(tw_pool *pool, float *y, const float *x, int64_t T, int64_t N,
 
     j.buf_bytes = sizeof(float) * (size_t)j.NC * (size_t)((j.KC + 7) & ~(int64_t)7);
     int slot;
-    uint8_t *mem = ws_take(j.buf_bytes * (size_t)threads, &slot);
+    uint8_t *mem = tw_ws_take(j.buf_bytes * (size_t)threads, &slot);
     if (!mem) return false;
     j.bufs = mem;
     tw_pool_run(pool, j.n_groups * blocks, gemm_task, &j);
-    ws_give(mem, slot);
+    tw_ws_give(mem, slot);
     return true;
 }

@@ -470,51 +470,7 @@ static void gemm_task(void *ctx, int64_t i, int tid) {
     }
 }
 
-/* ---- workspace ---------------------------------------------------------------------------------- */
-
-/* The packed x and the per-thread packing buffers of one call (a few MB for a vision tile).
-** Allocating them fresh on every call cost more than the packing itself (page faults on new
-** memory), so a few are kept between calls; a call takes a free one, grows it if needed and
-** gives it back. Several matmuls may run at once on different pools: each takes its own. */
-enum { WS_SLOTS = 4 };
-static struct {
-    pthread_mutex_t lock;
-    struct { void *p; size_t cap; bool busy; } slot[WS_SLOTS];
-} ws = { .lock = PTHREAD_MUTEX_INITIALIZER };
-
-static void *ws_take(size_t n, int *which) {
-    *which = -1;
-    pthread_mutex_lock(&ws.lock);
-    for (int i = 0; i < WS_SLOTS; i++)
-        if (!ws.slot[i].busy) {
-            ws.slot[i].busy = true;
-            *which = i;
-            break;
-        }
-    pthread_mutex_unlock(&ws.lock);
-    if (*which < 0) return tw_aligned_alloc(n);   /* all in use: a private one for this call */
-    if (ws.slot[*which].cap < n) {
-        tw_aligned_free(ws.slot[*which].p);
-        ws.slot[*which].p = tw_aligned_alloc(n);
-        ws.slot[*which].cap = ws.slot[*which].p ? n : 0;
-    }
-    if (!ws.slot[*which].p) {
-        pthread_mutex_lock(&ws.lock);
-        ws.slot[*which].busy = false;
-        pthread_mutex_unlock(&ws.lock);
-    }
-    return ws.slot[*which].p;
-}
-
-static void ws_give(void *p, int which) {
-    if (which < 0) {
-        tw_aligned_free(p);
-        return;
-    }
-    pthread_mutex_lock(&ws.lock);
-    ws.slot[which].busy = false;
-    pthread_mutex_unlock(&ws.lock);
-}
+/* Packing buffers: tw_ws_take / tw_ws_give (workspace.c), shared by the GEMMs. */
 
 /* Cuts the product into tasks for the pool:
 **   - KC: 256 columns (f32: a 48-row panel's chunk is 48 KB, streamed from L1/L2 with the x tiles),
@@ -554,7 +510,7 @@ bool tw_gemm_avx512(tw_pool *pool, float *y, const float *x, int64_t T, int64_t 
     if (packed || j.direct) j.buf_bytes = 0;
     size_t xq_bytes = ((sizeof(uint32_t) * (size_t)(tiles * j.kq * MR)) + 63) & ~(size_t)63;
     int slot;
-    uint8_t *mem = ws_take(xq_bytes + j.buf_bytes * (size_t)threads, &slot);
+    uint8_t *mem = tw_ws_take(xq_bytes + j.buf_bytes * (size_t)threads, &slot);
     if (!mem) return false;
     void *xq = mem;
     j.bufs = mem + xq_bytes;
@@ -562,7 +518,7 @@ bool tw_gemm_avx512(tw_pool *pool, float *y, const float *x, int64_t T, int64_t 
     tw_pool_run(pool, tiles, xpack_task, &xj);
     j.xq = xq;
     tw_pool_run(pool, j.n_groups * blocks, gemm_task, &j);
-    ws_give(mem, slot);
+    tw_ws_give(mem, slot);
     return true;
 }
 

@@ -84,6 +84,11 @@ void  tw_gelu_tanh_array(float *y, const float *x, int64_t n);
 
 /* ---- between kernels.c and the SIMD files (model code does not call these) ---------------- */
 
+/* A reusable buffer of at least n bytes (64-byte aligned) for one call's packing, and its return;
+** NULL when memory is short (then give nothing back). src/workspace.c. */
+void *tw_ws_take(size_t n, int *slot);
+void  tw_ws_give(void *p, int slot);
+
 /* One block of a matmul, handed by the dispatcher in kernels.c to a SIMD path:
 **     y[t, n] (+)= sum_k x[t, k] * w[n, k]      t < nt, n < nn, k < nk
 ** y, x and w already point at the block's first element; ld* are row strides in elements.
