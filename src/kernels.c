@@ -540,7 +540,7 @@ void tw_matmul(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tens
         tw_gemm_avx512(pool, y, x, T, N, K, W->data, W->type, W->type == TW_DT_BF16 ? packed_find(W) : NULL, b,
                        tw_kernels_bf16_activations())) {
         /* done: packed panels, 8 x 48 register tiles */
-    } else if (path == TW_KPATH_AVX2 && simd_type && K > 0 && T >= 2 &&
+    } else if (path == TW_KPATH_AVX2 && simd_type && K > 0 && T >= gemm_min &&
                tw_gemm_avx2(pool, y, x, T, N, K, W->data, W->type, b)) {
         /* done: the avx2 packed GEMM */
     } else if (path != TW_KPATH_REF && simd_type && K > 0) {

@@ -49,9 +49,9 @@ void tw_matmul(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tens
 bool tw_kernels_set_bf16_activations(bool on);
 bool tw_kernels_bf16_activations(void);
 
-/* From how many tokens the avx512 path uses the packed-panel product (tw_gemm_avx512), and the amx
-** path the tile product for BF16 weights (tw_gemm_amx), instead of the row-dot tiles that decode
-** uses; for tests and benchmarks. Returns the previous value. */
+/* From how many tokens the avx512 and avx2 paths use their packed-panel products (tw_gemm_avx512,
+** tw_gemm_avx2), and the amx path the tile product for BF16 weights (tw_gemm_amx), instead of the
+** row-dot tiles; for tests and benchmarks. Returns the previous value. */
 int64_t tw_kernels_set_gemm_min_tokens(int64_t t);
 
 /* Weights packed once for the matrix-matrix path (optional). Without it, every call with T >= 2

@@ -4,8 +4,8 @@
 **   peak:    a register-only 256-bit FMA loop per core, 1 and 2 threads (per CPU-second): the
 **            yardstick for the GFLOP/s below;
 **   matrix  (T >= 2): GFLOP/s of the packed GEMM (gemm_avx2.c, what tw_matmul runs) against the
-**            previous 2 x 4 row-dot tiles (tw_mm_block_avx2, cut into tasks as kernels.c's
-**            matmul_simd does — copied below), Gemma2-2B MLP and SigLIP so400m shapes,
+**            previous 2 x 4 row-dot tiles (tw_mm_block_avx2 through kernels.c's matmul_simd,
+**            reached with tw_kernels_set_gemm_min_tokens), Gemma2-2B MLP and SigLIP so400m shapes,
 **            T in {16, 64, 256, 729} (--small adds 2, 5, 8);
 **   decode  (T = 1): GB/s of the one-row-at-a-time loop (what tw_matmul runs) against the previous
 **            1 x 8 interleaved tiles (copied below) and a plain read of the same matrices.
@@ -112,49 +112,6 @@ static void free_shape(shape *s) {
     for (int c = 0; c < s->copies; c++) tw_aligned_free(s->w[c]);
 }
 
-/* ---- the previous T >= 2 path: row-dot tiles, cut as kernels.c's matmul_simd does ------------- */
-
-typedef struct {
-    const tw_mm_block *proto;
-    int64_t T, N, K, NB, TB, KC, n_panels;
-} rd_job;
-
-static void rd_task(void *ctx, int64_t i, int tid) {
-    const rd_job *j = ctx;
-    const tw_mm_block *p = j->proto;
-    int64_t n0 = (i % j->n_panels) * j->NB, t0 = (i / j->n_panels) * j->TB;
-    size_t es = tw_dtype_size(p->wt);
-    tw_mm_block b = *p;
-    b.y = p->y + t0 * p->ldy + n0;
-    b.nt = TW_MIN(j->TB, j->T - t0);
-    b.nn = TW_MIN(j->NB, j->N - n0);
-    b.bias = NULL;
-    for (int64_t k0 = 0; k0 < j->K; k0 += j->KC) {
-        b.x = p->x + t0 * p->ldx + k0;
-        b.w = (const uint8_t *)p->w + ((size_t)n0 * (size_t)p->ldw + (size_t)k0) * es;
-        b.nk = TW_MIN(j->KC, j->K - k0);
-        b.accumulate = k0 > 0;
-        tw_mm_block_avx2(&b);
-    }
-}
-
-/* the T > 1 branch of matmul_simd with the avx2 tile height (2 tokens) */
-static void rowdot_matmul(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W) {
-    int64_t N = W->shape[0], K = W->shape[1], mt = 2, threads = tw_pool_size(pool);
-    tw_mm_block proto = { .y = y, .ldy = N, .x = x, .ldx = K, .w = W->data, .ldw = K, .wt = W->type };
-    rd_job j = { .proto = &proto, .T = T, .N = N, .K = K };
-    j.NB = W->type == TW_DT_F32 ? 64 : 128;
-    j.TB = T;
-    int64_t chunks = T <= mt ? 1 : (K + 1536 - 1) / 1536;
-    j.KC = ((K + chunks - 1) / chunks + 15) / 16 * 16;
-    j.n_panels = (N + j.NB - 1) / j.NB;
-    if (threads > 1 && j.n_panels < 8 * threads) {
-        int64_t want = (8 * threads + j.n_panels - 1) / j.n_panels, tb = (T + want - 1) / want;
-        j.TB = TW_MAX(mt, (tb + mt - 1) / mt * mt);
-    }
-    tw_pool_run(pool, j.n_panels * ((T + j.TB - 1) / j.TB), rd_task, &j);
-}
-
 /* ---- the previous decode loop: 1 x 8 tiles, 8 rows interleaved (bf16 only) --------------------- */
 
 /* A copy of the MT = 1 tile of kernels_avx2.c for 8 bf16 rows with K a multiple of 8 (all the
@@ -241,7 +198,9 @@ static void run_once(int what, tw_pool *pool, shape *s, int64_t T, const float *
         if (what == GEMM || what == DEC_NEW) {
             tw_matmul(pool, y, x, T, W, NULL);
         } else if (what == ROWDOT) {
-            rowdot_matmul(pool, y, x, T, W);
+            int64_t old = tw_kernels_set_gemm_min_tokens(INT64_MAX);   /* kernels.c's row-dot tiles */
+            tw_matmul(pool, y, x, T, W, NULL);
+            tw_kernels_set_gemm_min_tokens(old);
         } else {
             /* decode's task split (kernels.c, T = 1): about 8 tasks per thread of at most 256 rows */
             dec_job j = { .w = W->data, .x = x, .y = y, .N = s->N, .K = s->K, .what = what == DEC_OLD ? 2 : what == READ_PF };
