@@ -48,6 +48,7 @@
 #endif
 #include "kernels.h"
 #include "amx_ops.h"
+#include "transpose_avx512.h"
 
 #include <immintrin.h>
 #include <pthread.h>
@@ -111,34 +112,6 @@ static void xpack_task(void *ctx, int64_t tt, int tid) {
 
 /* ---- W: into B tiles ------------------------------------------------------------------------ */
 
-/* 16 x 16 transpose of u32 lanes: r[i] lane j <- r[j] lane i */
-INLINE void transpose16(__m512i r[16]) {
-    __m512i t[16], u[16];
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-    }
-    /* in 128-bit block L of u[4g + c]: rows 4g..4g+3 of column 4L + c */
-#pragma GCC unroll 4
-    for (int g = 0; g < 4; g++) {
-        u[4 * g + 0] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
-        u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
-        u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
-        u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
-    }
-    /* then a 4 x 4 transpose of 128-bit blocks for each c */
-#pragma GCC unroll 4
-    for (int c = 0; c < 4; c++) {
-        __m512i v0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x88), w0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xDD);
-        __m512i v1 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x88), w1 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xDD);
-        r[c] = _mm512_shuffle_i32x4(v0, v1, 0x88);
-        r[8 + c] = _mm512_shuffle_i32x4(v0, v1, 0xDD);
-        r[4 + c] = _mm512_shuffle_i32x4(w0, w1, 0x88);
-        r[12 + c] = _mm512_shuffle_i32x4(w0, w1, 0xDD);
-    }
-}
-
 /* Rows [0, nn) x columns [k0, k0 + nk) of w (bf16, rows ld apart) as B tiles, nkb steps per group:
 ** group g, step s at dst + (g * nkb + s) * 256 u32; tile row q = column pair k0 + 32s + 2q, lane n =
 ** weight row 16g + n. Rows past nn and columns past nk are 0. */
@@ -157,7 +130,7 @@ static void pack_b(uint32_t *dst, const uint16_t *w, int64_t ld, int64_t nn, int
                 if (g * 16 + 16 + i < nn) _mm_prefetch((const char *)(rows + (size_t)(16 + i) * (size_t)ld + s * KB), _MM_HINT_T0);
                 r[i] = i < nr ? _mm512_maskz_loadu_epi16(m, rows + (size_t)i * (size_t)ld + s * KB) : _mm512_setzero_si512();
             }
-            transpose16(r);
+            tw_transpose16((__m512 *)r);   /* u32 lanes: __m512i and __m512 may alias */
             uint32_t *out = dst + (g * nkb + s) * 256;
 #pragma GCC unroll 16
             for (int i = 0; i < 16; i++) _mm512_store_si512(out + 16 * i, r[i]);

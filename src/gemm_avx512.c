@@ -30,6 +30,7 @@
 **           microkernel over KC        y tile (+)= x tile . panel
 */
 #include "kernels.h"
+#include "transpose_avx512.h"
 
 #include <immintrin.h>
 #include <pthread.h>
@@ -45,33 +46,6 @@ enum {
 };
 
 /* ---- packing ------------------------------------------------------------------------------------ */
-
-/* 16 x 16 transpose of 32-bit elements: r[i] lane j -> r[j] lane i */
-INLINE void transpose16(__m512 r[16]) {
-    __m512 t[16], u[16];
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    /* per 128-bit lane L of u[4g + j]: rows 4g..4g+3 at column 4L + j */
-#pragma GCC unroll 4
-    for (int g = 0; g < 4; g++) {
-        u[4 * g + 0] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
-        u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
-        u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
-        u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
-    }
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; j++) {
-        __m512 v0 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88), w0 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xDD);
-        __m512 v1 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88), w1 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xDD);
-        r[j] = _mm512_shuffle_f32x4(v0, v1, 0x88);
-        r[8 + j] = _mm512_shuffle_f32x4(v0, v1, 0xDD);
-        r[4 + j] = _mm512_shuffle_f32x4(w0, w1, 0x88);
-        r[12 + j] = _mm512_shuffle_f32x4(w0, w1, 0xDD);
-    }
-}
 
 /* 16 weights of row `w` from column k on, widened to f32; lanes past `m` are zero */
 INLINE __m512 load16_f32(tw_dtype dt, const void *w, int64_t k, __mmask16 m) {
@@ -104,7 +78,7 @@ INLINE void pack_f32(tw_dtype dt, float *dst, const void *w, int64_t ldw, int64_
 #pragma GCC unroll 16
                 for (int i = 0; i < 16; i++)
                     r[i] = r0 + i < nn ? load16_f32(dt, row0 + i * rs, k0 + k, m) : _mm512_setzero_ps();
-                transpose16(r);
+                tw_transpose16(r);
 #pragma GCC unroll 16
                 for (int i = 0; i < 16; i++) _mm512_store_ps(out + (k + i) * NP, r[i]);
             }
@@ -129,7 +103,7 @@ static void pack_bf16_pairs(uint32_t *dst, const uint16_t *w, int64_t ldw, int64
                 for (int i = 0; i < 16; i++)
                     r[i] = r0 + i < nn ? _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(m, w + (size_t)(r0 + i) * (size_t)ldw + k0 + k))
                                        : _mm512_setzero_ps();
-                transpose16(r);
+                tw_transpose16(r);
 #pragma GCC unroll 16
                 for (int i = 0; i < 16; i++) _mm512_store_ps((float *)(out + (k / 2 + i) * NP), r[i]);
             }
@@ -328,7 +302,7 @@ static void xpack_task(void *ctx, int64_t tile, int tid) {
                     r[8 * h + t] = _mm512_castsi512_ps((__m512i)_mm512_cvtne2ps_pbh(hi, lo));
                 }
             }
-        transpose16(r);
+        tw_transpose16(r);
         int64_t q0 = j->bf16 ? k / 2 : k;   /* packed row of the first column */
         for (int i = 0; i < 16; i++) {
             if (q0 + i < j->kq) _mm256_store_si256((__m256i *)(out + (q0 + i) * MR), _mm512_castsi512_si256(_mm512_castps_si512(r[i])));
@@ -385,7 +359,7 @@ INLINE void direct_rows(int mt, const uint16_t *w, int64_t K, int nv, const floa
             r[i] = i < nv ? _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(m, w + (size_t)i * (size_t)K + k))
                           : _mm512_setzero_ps();
         }
-        transpose16(r);   /* r[i]: columns k + 2i, k + 2i + 1 of the 16 rows, as bf16 pairs */
+        tw_transpose16(r);   /* r[i]: columns k + 2i, k + 2i + 1 of the 16 rows, as bf16 pairs */
         if (K - k >= 32) {
 #pragma GCC unroll 16
             for (int i = 0; i < 16; i++) {
