@@ -12,31 +12,9 @@ FX=${TOWER_FIXTURES:-../shared/fixtures}
 M=$FX/tiny-towervision
 EXP=$FX/expected
 CORRUPT=$FX/../media/images/corrupt
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0
-fail=0
-
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -s "$tmp/err" ] && sed 's/^/     stderr: /' "$tmp/err" | head -n 8; }
-check() { d=$1; shift; if "$@"; then ok "$d"; else bad "$d"; fi; }
-
-# expect_error DESCRIPTION CODE PATTERN COMMAND...: exit CODE, PATTERN on stderr, stdout empty
-expect_error() {
-    d=$1 code=$2 pat=$3
-    shift 3
-    "$@" >"$tmp/out" 2>"$tmp/err"
-    rc=$?
-    if [ "$rc" -ne "$code" ]; then bad "$d (exit $rc, want $code)"
-    elif [ -s "$tmp/out" ]; then bad "$d (stdout not empty)"
-    elif ! grep -q "$pat" "$tmp/err"; then bad "$d (stderr lacks '$pat')"
-    elif [ "$code" -eq 1 ] && ! grep -q '^tower: error: ' "$tmp/err"; then bad "$d (no 'tower: error:' line)"
-    else ok "$d"; fi
-}
+. "$(dirname "$0")/clihelp.sh"
 
 # Fixture fields (case.json is pretty-printed).
-user_text() { sed -n 's/^  "user_text": "\(.*\)",$/\1/p' "$EXP/$1/case.json"; }
-gen_ids() { tr -d ' \n' <"$EXP/$1/case.json" | sed 's/.*"generated_ids":\[\([0-9,]*\)\].*/\1/' | tr ',' ' '; }
 n_tokens() { sed -n 's/^ *"num_image_tokens": \([0-9]*\)$/\1/p' "$EXP/$1/case.json"; }
 # The case's templated prompt ("prompt" in case.json), byte for byte: user_text's \n are real newlines.
 write_prompt() { printf '<bos><start_of_turn>user\n%b<end_of_turn>\n<start_of_turn>model\n' "$(user_text "$1")" >"$2"; }
@@ -229,5 +207,4 @@ else
     echo "skip text-only model checks (no python3 to write the checkpoint)"
 fi
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

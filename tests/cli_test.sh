@@ -9,20 +9,9 @@ T=${TOWER_BIN:-build/tower}
 FX=${TOWER_FIXTURES:-../shared/fixtures}
 M=$FX/tiny-towervision
 EXP=$FX/expected
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0
-fail=0
+. "$(dirname "$0")/clihelp.sh"
 
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -s "$tmp/err" ] && sed 's/^/     stderr: /' "$tmp/err" | head -n 5; }
-# check DESCRIPTION COMMAND...: passes when the command succeeds
-check() { d=$1; shift; if "$@"; then ok "$d"; else bad "$d"; fi; }
-
-# Fixture fields (case.json is pretty-printed; the text cases hold no escapes in user_text).
-user_text() { sed -n 's/^  "user_text": "\(.*\)",$/\1/p' "$EXP/$1/case.json"; }
 gen_text() { sed -n 's/^  "generated_text": "\(.*\)",$/\1/p' "$EXP/$1/case.json"; }
-gen_ids() { tr -d ' \n' <"$EXP/$1/case.json" | sed 's/.*"generated_ids":\[\([0-9,]*\)\].*/\1/' | tr ',' ' '; }
 # The Gemma2 turn the fixtures use, written to a file byte for byte.
 write_prompt() { printf '<bos><start_of_turn>user\n%s<end_of_turn>\n<start_of_turn>model\n' "$1" >"$2"; }
 
@@ -139,7 +128,8 @@ check "dump: the written file reads back (input_ids, generated_ids)" \
     sh -c 'grep -q "check input_ids (11): ok" "$0" && grep -q "check generated_ids (16): ok" "$0"' "$tmp/err"
 
 # ---- errors: exit status, message on stderr, nothing on stdout, no file left -------------------
-# expect_error NAME EXIT_CODE STDERR_PATTERN COMMAND...
+# expect_error NAME EXIT_CODE STDERR_PATTERN COMMAND...: this file's own, looser than clihelp.sh's
+# (pattern case-insensitive, stdin closed, no 'tower: error:' line required: usage errors exit 2)
 expect_error() {
     name=$1 code=$2 pat=$3
     shift 3
@@ -207,5 +197,4 @@ expect_error "tokenize --image: unknown option" 2 "unknown option" "$T" tokenize
 "$T" run -m "$M" -p "Hello!" -n 16 --print-ids -v >"$tmp/got" 2>"$tmp/err"
 check "run without --image: no image lines in -v" sh -c '! grep -q "^\[image" "$0"' "$tmp/err"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

@@ -15,31 +15,8 @@ M=$FX/tiny-towervideo
 EXP=$FX/expected-video
 VID=$FX/../media/videos
 RGB2BMP=$B/tests/tool_rgb2bmp
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0
-fail=0
+. "$(dirname "$0")/clihelp.sh"
 
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -s "$tmp/err" ] && sed 's/^/     stderr: /' "$tmp/err" | head -n 12; }
-check() { d=$1; shift; if "$@"; then ok "$d"; else bad "$d"; fi; }
-
-# expect_error DESCRIPTION CODE PATTERN COMMAND...: exit CODE, PATTERN on stderr, stdout empty
-expect_error() {
-    d=$1 code=$2 pat=$3
-    shift 3
-    "$@" >"$tmp/out" 2>"$tmp/err"
-    rc=$?
-    if [ "$rc" -ne "$code" ]; then bad "$d (exit $rc, want $code)"
-    elif [ -s "$tmp/out" ]; then bad "$d (stdout not empty)"
-    elif ! grep -q "$pat" "$tmp/err"; then bad "$d (stderr lacks '$pat')"
-    elif [ "$code" -eq 1 ] && ! grep -q '^tower: error: ' "$tmp/err"; then bad "$d (no 'tower: error:' line)"
-    else ok "$d"; fi
-}
-
-# Fixture fields (case.json is pretty-printed).
-user_text() { sed -n 's/^  "user_text": "\(.*\)",$/\1/p' "$EXP/$1/case.json"; }
-gen_ids() { tr -d ' \n' <"$EXP/$1/case.json" | sed 's/.*"generated_ids":\[\([0-9,]*\)\].*/\1/' | tr ',' ' '; }
 # The case's templated prompt ("prompt" in case.json), byte for byte: its \n are real newlines.
 write_prompt() { printf '%b' "$(sed -n 's/^  "prompt": "\(.*\)",$/\1/p' "$EXP/$1/case.json")" >"$2"; }
 
@@ -208,5 +185,4 @@ got=$("$T" run -m "$M" --video "$VID/corrupt_truncated_30pct_vp9.webm" --image-t
 check "truncated WebM: the 25 frames that decode (25 * 9 + 1 = 226 tokens)" sh -c \
     'printf "%s\n" "$0" | grep -q "^226	25 frames of 320x240"' "$got"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish
