@@ -7,7 +7,9 @@ BUILD   ?= build
 OPT     ?= -O2
 CFLAGS  ?=
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wshadow -Wvla -g $(OPT) -fPIC
-CFLAGS  += -Iinclude -Isrc -pthread
+# Each folder of src/ is one layer (docs/architecture.md); headers are found by name in any of them.
+SRC_DIRS := core format cpu text media hub model run bench
+CFLAGS  += -Iinclude $(addprefix -Isrc/,$(SRC_DIRS)) -pthread
 LDLIBS  += -lm -pthread
 
 # ---- probes: required libraries, optional ones ----------------------------------------------------
@@ -33,7 +35,7 @@ HTTPD_LIBS   := $(shell pkg-config --libs libmicrohttpd)
 FEATURES += httpd:libmicrohttpd-$(shell pkg-config --modversion libmicrohttpd)
 endif
 
-# ---- image decoders (src/image_io.c). Insert after the libcurl block of the Makefile. --------------
+# ---- image decoders (src/media/image_io.c). Insert after the libcurl block of the Makefile. --------------
 # Debian: apt-get install libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev
 ifeq ($(call have,libjpeg),yes)
 CFLAGS += -DTW_HAVE_JPEG $(shell pkg-config --cflags libjpeg)
@@ -81,25 +83,27 @@ AVX2_FLAGS   := -mavx2 -mfma -mf16c
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mfma -mf16c -mavx2
 AMX_FLAGS    := $(AVX512_FLAGS) -mamx-tile -mamx-bf16
 
-SRCS    := $(wildcard src/*.c)
+SRCS    := $(foreach d,$(SRC_DIRS),$(wildcard src/$(d)/*.c))
+HDRS    := $(wildcard src/*/*.h) include/tower.h
 OBJS    := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 TOOLS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/tool_*.c))
+BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/tool_*.c))
 
 .PHONY: all test asan asan-test check clean features
-all: features $(BUILD)/libtower.a $(BUILD)/tower $(TESTS) $(TOOLS)
+all: features $(BUILD)/libtower.a $(BUILD)/tower $(TESTS) $(TOOLS) $(BENCHES)
 
 features:
 	@echo "towervision build ($(BUILD)): $(FEATURES)"
 	@echo "  kernels: plain C always; AVX2/FMA, AVX-512(BF16) and AMX-BF16 compiled in, chosen at run time"
 
-$(BUILD)/obj/%_avx2.o: src/%_avx2.c src/*.h include/tower.h | $(BUILD)/obj
+$(BUILD)/obj/%_avx2.o: src/%_avx2.c $(HDRS) | $(BUILD)/obj/dirs
 	$(CC) $(CFLAGS) $(AVX2_FLAGS) -c $< -o $@
-$(BUILD)/obj/%_avx512.o: src/%_avx512.c src/*.h include/tower.h | $(BUILD)/obj
+$(BUILD)/obj/%_avx512.o: src/%_avx512.c $(HDRS) | $(BUILD)/obj/dirs
 	$(CC) $(CFLAGS) $(AVX512_FLAGS) -c $< -o $@
-$(BUILD)/obj/%_amx.o: src/%_amx.c src/*.h include/tower.h | $(BUILD)/obj
+$(BUILD)/obj/%_amx.o: src/%_amx.c $(HDRS) | $(BUILD)/obj/dirs
 	$(CC) $(CFLAGS) $(AMX_FLAGS) -c $< -o $@
-$(BUILD)/obj/%.o: src/%.c src/*.h include/tower.h | $(BUILD)/obj
+$(BUILD)/obj/%.o: src/%.c $(HDRS) | $(BUILD)/obj/dirs
 	$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libtower.a: $(OBJS)
@@ -111,17 +115,21 @@ $(BUILD)/tower: tools/*.c tools/*.h $(BUILD)/libtower.a
 
 $(BUILD)/tests/tool_%: tests/tool_%.c $(BUILD)/libtower.a tests/*.h | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) $(HTTPD_CFLAGS) $< $(BUILD)/libtower.a $(LDLIBS) $(HTTPD_LIBS) -o $@
+$(BUILD)/bench/tool_%: bench/tool_%.c $(BUILD)/libtower.a tests/*.h | $(BUILD)/bench
+	$(CC) $(CFLAGS) -Itests $(LDFLAGS) $< $(BUILD)/libtower.a $(LDLIBS) -o $@
 $(BUILD)/tests/test_%: tests/test_%.c $(BUILD)/libtower.a tests/*.h | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libtower.a $(LDLIBS) -o $@
-# test_amx also links gemm_amx.c built against the tile emulator of src/amx_ops.h, without the AMX
+# test_amx also links gemm_amx.c built against the tile emulator of src/cpu/amx_ops.h, without the AMX
 # flags so that no tile instruction can end up in it. Its packing is still AVX-512 code: the test
 # runs the emulated kernel only on CPUs with avx512bf16 and says so otherwise.
-$(BUILD)/tests/gemm_amx_emu.o: src/gemm_amx.c src/*.h include/tower.h | $(BUILD)/tests
+$(BUILD)/tests/gemm_amx_emu.o: src/cpu/gemm_amx.c $(HDRS) | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(AVX512_FLAGS) -DTW_AMX_EMULATE -c $< -o $@
 $(BUILD)/tests/test_amx: tests/test_amx.c $(BUILD)/tests/gemm_amx_emu.o $(BUILD)/libtower.a tests/*.h | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/tests/gemm_amx_emu.o $(BUILD)/libtower.a $(LDLIBS) -o $@
 
-$(BUILD)/obj $(BUILD)/tests:
+$(BUILD)/obj/dirs:
+	mkdir -p $(addprefix $(BUILD)/obj/,$(SRC_DIRS)) && touch $@
+$(BUILD)/tests $(BUILD)/bench:
 	mkdir -p $@
 
 test: all

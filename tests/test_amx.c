@@ -1,5 +1,5 @@
 /*
-** test_amx.c — the AMX tile GEMM (src/gemm_amx.c), tested on machines without AMX.
+** test_amx.c — the AMX tile GEMM (src/cpu/gemm_amx.c), tested on machines without AMX.
 **
 ** This program links a second build of gemm_amx.c, made with -DTW_AMX_EMULATE (Makefile), whose
 ** tile instructions are amx_ops.h's C model of them: the real packing, tiling, tails, chunking,

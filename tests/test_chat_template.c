@@ -1,5 +1,5 @@
 /*
-** test_chat_template.c — the chat-template interpreter (src/jinja.c) against reference renderings:
+** test_chat_template.c — the chat-template interpreter (src/text/jinja.c) against reference renderings:
 ** the shared fixture conversations rendered by transformers.js with the Gemma-2 and TowerVision
 ** templates, a table of language-feature cases and real-world templates whose expected outputs
 ** were produced by Python jinja2 configured as transformers configures it (trim_blocks,

@@ -1,5 +1,5 @@
 /*
-** test_quant.c — Q8_0 / Q4_0 (src/quant.h): the formats (round trip, padding, zero blocks), every
+** test_quant.c — Q8_0 / Q4_0 (src/cpu/quant.h): the formats (round trip, padding, zero blocks), every
 ** kernel path against the plain C reference on awkward shapes (K = 13, 16, 1152, 2304, 4304,
 ** 9216; a 256001-row head), the error quantization adds to a matmul on realistic random shapes,
 ** and the quantized single-file checkpoint of the fixture model: it loads by path with its

@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* ---- synthetic clips (tests/tool_videobench.c includes this file for them) ------------------ */
+/* ---- synthetic clips (bench/tool_videobench.c includes this file for them) ------------------ */
 
 #ifdef TW_HAVE_FFMPEG
 #include <libavcodec/avcodec.h>

@@ -3,7 +3,7 @@
 ** each figure comes to what the machine can do, measured in the same run.
 **
 ** No download: by default the model is built in memory with random weights of the exact shapes
-** of TowerVision-2B (and/or -9B), BF16 as released (src/model_random.c); -m DIR benches a real
+** of TowerVision-2B (and/or -9B), BF16 as released (src/bench/model_random.c); -m DIR benches a real
 ** checkpoint instead. The figures go through the same entry points as `tower run`:
 **   vision       SigLIP + projector on one 384px tile; tw_image_encode on a 1152x768 image
 **                (6 tiles + base = 7 SigLIP passes)
@@ -11,7 +11,7 @@
 **   decode       tw_seq_eval of one token at a time after 128 and 4,096 cached positions
 **   TTFT         image encode + prefill of the ~5,200-token prompt + argmax of the first token
 **   peak RSS     getrusage ru_maxrss
-** Limits (src/bench.c): decode against read bandwidth (bytes read per token, counted from the
+** Limits (src/bench/bench.c): decode against read bandwidth (bytes read per token, counted from the
 ** tensors, / GB/s), vision and prefill against the multiply-add peak (FLOPs counted from the
 ** shapes / GFLOP/s).
 **
@@ -691,7 +691,7 @@ int tower_cmd_bench(int argc, char **argv) {
         return 2;
     }
     if (!o.ckpt && !type_of(o.type, &o.dtype)) {
-        /* quantized types need the quant module (src/quant.h) in this build */
+        /* quantized types need the quant module (src/cpu/quant.h) in this build */
         fprintf(stderr, "tower bench: --type %s: skipped: this build cannot make %s weights (no quant module); "
                 "use --type bf16, or -m a quantized checkpoint\n", o.type, o.type);
         return 0;

@@ -1,6 +1,6 @@
 /*
 ** cmd_quantize.c — `tower quantize -m MODEL -o OUT --type q8|q4 [--keep-vision-bf16]
-** [--keep-embed-bf16] [-t N] [-q]`: writes a single-file quantized checkpoint (src/quant.h,
+** [--keep-embed-bf16] [-t N] [-q]`: writes a single-file quantized checkpoint (src/cpu/quant.h,
 ** docs/quantization.md) and prints, per tensor, how it was stored and the RMS relative error the
 ** quantization introduced. `tower run -m OUT ...` loads the file directly.
 */

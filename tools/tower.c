@@ -3,7 +3,7 @@
 **
 ** Everything the program does goes through the public API in include/tower.h; `dump` and
 ** `info` also use the safetensors writer/reader and the kernel report from src/, and `dump
-** --image / --video` the vision internals (src/vision.h, src/video.h) to write every intermediate
+** --image / --video` the vision internals (src/model/vision.h, src/media/video.h) to write every intermediate
 ** of the image and video paths. Images and videos (--image, --video, chat's /image and /video) are
 ** decoded and counted first, placed at the prompt's "<image>" / "<video>" placeholders (in order
 ** of appearance), encoded once (a prompt's images together: tw_images_encode), and their

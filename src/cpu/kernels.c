@@ -514,7 +514,7 @@ size_t tw_kernels_packed_bytes(void) {
 int64_t tw_kernels_set_gemm_min_tokens(int64_t t) { return atomic_exchange(&gemm_min_t, t); }
 
 void tw_matmul(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const tw_tensor *bias) {
-    if (tw_dtype_is_quant(W->type)) {   /* Q8_0 / Q4_0 blocks: src/quant.c */
+    if (tw_dtype_is_quant(W->type)) {   /* Q8_0 / Q4_0 blocks: src/cpu/quant.c */
         tw_matmul_quant(pool, y, x, T, W, bias);
         return;
     }

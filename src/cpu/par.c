@@ -1,7 +1,7 @@
 /*
 ** par.c — see par.h. Work is cut into chunks of about PAR_CHUNK elements (whole rows for the
 ** norms): 64K floats is 256 KB, a few tens of microseconds of work, so the pool's hand-over
-** (a few microseconds with its spin, src/pool.c) stays small beside it.
+** (a few microseconds with its spin, src/core/pool.c) stays small beside it.
 */
 #include "par.h"
 

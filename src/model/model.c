@@ -263,7 +263,7 @@ static tw_status need(loader *L, const tw_tensor **out, bool optional, const cha
         if (optional) return TW_OK;
         return tw_err(TW_E_WEIGHTS, "%s: tensor \"%s\" is missing (%s)", L->wfile, name, why);
     }
-    /* Quantized blocks (src/quant.h, retyped at open by tw_quant_apply) only for matrices; the
+    /* Quantized blocks (src/cpu/quant.h, retyped at open by tw_quant_apply) only for matrices; the
     ** kernels read them with unaligned loads. */
     bool quant = tw_dtype_is_quant(t->type);
     if (quant && ndim != 2)

@@ -6,7 +6,7 @@
 **
 ** On this path tw_matmul sends only decode (T = 1) here; two tokens or more go to the packed-panel
 ** GEMM of gemm_avx2.c. The T > 1 tiles below stay as its fallback (when it cannot allocate its
-** buffers) and as the yardstick of tests/tool_avx2bench.c.
+** buffers) and as the yardstick of bench/tool_avx2bench.c.
 **
 ** With 16 ymm registers the T > 1 tile is 2 x 4: 8 accumulators + 4 weight vectors + x. (3 x 4
 ** needs 17 and GCC spills an accumulator, which costs more than the extra token saves.) Decode

@@ -1,7 +1,7 @@
 /*
 ** tool_videobench.c — how long loading N sampled frames takes, seeking vs decoding sequentially.
 **
-**   build/tests/tool_videobench [-n FRAMES] [-r REPEATS] [clip ...]
+**   build/bench/tool_videobench [-n FRAMES] [-r REPEATS] [clip ...]
 **
 ** Without clips it times the fixture clips (media/videos, via $TOWER_FIXTURES) and two generated
 ** long clips (64x36 H.264, written to $TMPDIR or /dev/shm and removed afterwards): "2 hours" at

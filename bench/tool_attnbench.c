@@ -15,7 +15,7 @@
 ** fraction of the read bandwidth (tw_bench_read_bw, 256 MB, the same thread count) measured in
 ** the same run just before.
 **
-** Usage: build/tests/tool_attnbench [--quick] [--ref] [--only NAME] [--kv TYPE] [shape...]
+** Usage: build/bench/tool_attnbench [--quick] [--ref] [--only NAME] [--kv TYPE] [shape...]
 **   --ref: also the plain C loops (slow: minutes for p5000); --only: variants whose name contains
 **   NAME; shapes: siglip p512 p5000 d128 d4096 (default all).
 */

@@ -3,7 +3,7 @@
 ** then encode speed on the 20 KB paragraph and the 1 MB multilingual text (median of several runs),
 ** compared with HF Rust tokenizers' figures recorded in bench/bench_results.json.
 **
-** usage: build/tests/tool_tokbench [TOKENIZER_DIR [PARAGRAPH_TXT [MULTILINGUAL_TXT]]]
+** usage: build/bench/tool_tokbench [TOKENIZER_DIR [PARAGRAPH_TXT [MULTILINGUAL_TXT]]]
 **        defaults: $TOWER_FIXTURES/tokenizer (or ../shared/fixtures/tokenizer) and its bench/ files
 */
 #include "tower.h"

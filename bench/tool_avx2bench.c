@@ -13,7 +13,7 @@
 ** the best of several rounds, and the variants being compared run back to back inside each round
 ** (A, B, A, B ...), not one after the other.
 **
-** Usage: build/tests/tool_avx2bench [--rounds N] [--small] [--gemm-only] [--decode-only]
+** Usage: build/bench/tool_avx2bench [--rounds N] [--small] [--gemm-only] [--decode-only]
 **                                   [--dtype bf16|f16|f32] [--threads 1|2]
 ** Weights are cycled through enough copies (> 64 MB for the GEMM, > 128 MB for decode) that each
 ** call reads them from memory. The path is forced to avx2 (this CPU may have AVX-512).

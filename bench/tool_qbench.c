@@ -11,7 +11,7 @@
 ** ceiling: far above the bandwidth means decode is memory-bound), T = 4 (small batch) and T = 64
 ** (prefill) through the layers, in both activation modes (int8 default, f32).
 **
-**   usage: build/tests/tool_qbench [threads] [rounds] [--9b]
+**   usage: build/bench/tool_qbench [threads] [rounds] [--9b]
 ** Two distinct copies of the layer matrices are cycled so nothing is served from the 32 MB L3.
 ** --9b also runs Gemma2-9B's shapes (about 5 GB for q4 + bf16 layer copies and heads).
 */

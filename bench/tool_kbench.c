@@ -9,7 +9,7 @@
 **            4304x1152, 1152x4304), bf16 weights, 1 and 2 threads, for the f32-FMA packed path,
 **            the bf16-dot packed path (vdpbf16ps) and the older row-dot tiles.
 **
-** Usage: build/tests/tool_kbench [--quick] [--gemm-only] [--mode N]
+** Usage: build/bench/tool_kbench [--quick] [--gemm-only] [--mode N]
 **   --mode N: only one GEMM mode: 0 f32-fma, 1 f32-pre, 2 bf16-dot, 3 bf16-pre, 4 rowdot
 **   ("-pre": weights packed once with tw_kernels_pack_weight; otherwise packed per call)
 ** Weights are cycled through enough copies (> 64 MB in all) that each call reads them from memory,

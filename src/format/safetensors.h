@@ -12,7 +12,7 @@
 typedef enum tw_dtype {
     TW_DT_F32, TW_DT_F16, TW_DT_BF16, TW_DT_F64,
     TW_DT_I64, TW_DT_I32, TW_DT_I16, TW_DT_I8, TW_DT_U8, TW_DT_BOOL,
-    /* block-quantized weight matrices (src/quant.h): never in a safetensors header — stored as
+    /* block-quantized weight matrices (src/cpu/quant.h): never in a safetensors header — stored as
     ** U8 blobs and retyped from the file's metadata by tw_quant_apply; tw_dtype_size is 0 */
     TW_DT_Q8_0, TW_DT_Q4_0,
     TW_DT_COUNT

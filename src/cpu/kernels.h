@@ -85,7 +85,7 @@ void  tw_gelu_tanh_array(float *y, const float *x, int64_t n);
 /* ---- between kernels.c and the SIMD files (model code does not call these) ---------------- */
 
 /* A reusable buffer of at least n bytes (64-byte aligned) for one call's packing, and its return;
-** NULL when memory is short (then give nothing back). src/workspace.c. */
+** NULL when memory is short (then give nothing back). src/cpu/workspace.c. */
 void *tw_ws_take(size_t n, int *slot);
 void  tw_ws_give(void *p, int slot);
 
@@ -106,7 +106,7 @@ typedef struct tw_mm_block {
 void tw_mm_block_avx2(const tw_mm_block *b);     /* only call when tw_kpath_supported(AVX2)   */
 
 /* The whole product y[T,N] = x[T,K] . W[N,K]^T (+ bias[N] f32) for T > 1 on the pool, with
-** weights packed per task into 48-row panels (src/gemm_avx512.c). bf16_dot: the vdpbf16ps variant
+** weights packed per task into 48-row panels (src/cpu/gemm_avx512.c). bf16_dot: the vdpbf16ps variant
 ** (BF16 weights only, CPU must have avx512bf16; ignored for other weight types). Returns false
 ** (nothing written) when it cannot allocate its packing buffers. */
 bool tw_gemm_avx512(tw_pool *pool, float *y, const float *x, int64_t T, int64_t N, int64_t K, const void *w,
@@ -116,7 +116,7 @@ bool tw_gemm_avx512(tw_pool *pool, float *y, const float *x, int64_t T, int64_t 
 void *tw_gemm_pack_avx512(const void *w, int64_t N, int64_t K, size_t *bytes);
 void tw_mm_block_avx512(const tw_mm_block *b);   /* only call when tw_kpath_supported(AVX512) */
 
-/* The same product on AMX tiles (src/gemm_amx.c) for BF16 weights w [N, K], any T >= 1: only call
+/* The same product on AMX tiles (src/cpu/gemm_amx.c) for BF16 weights w [N, K], any T >= 1: only call
 ** on the amx path. x enters the tiles as `parts` bf16 terms per value (each the rounding of what
 ** the previous ones left): 3 represent every f32 of magnitude >= 2^-103 exactly, so results differ
 ** from the f32 paths only in the order of the f32 sums (the default); 2 leave up to 2^-17 |x| out (within
@@ -134,7 +134,7 @@ typedef bool (*tw_gemm_amx_fn)(tw_pool *pool, float *y, const float *x, int64_t 
 ** tw_kernels_note(), nothing changed); the avx512 path with avx512bf16 must be supported. NULL
 ** restores the real detection (and leaves the amx path if it is active and not really supported). */
 bool tw_kernels_amx_substitute(tw_gemm_amx_fn fn);
-/* The same contract on the avx2 path (src/gemm_avx2.c): F32/F16/BF16 weights, T > 1; returns false
+/* The same contract on the avx2 path (src/cpu/gemm_avx2.c): F32/F16/BF16 weights, T > 1; returns false
 ** (nothing written) when it does not handle the call, and the row-dot tiles run instead. */
 bool tw_gemm_avx2(tw_pool *pool, float *y, const float *x, int64_t T, int64_t N, int64_t K, const void *w,
                   tw_dtype wt, const float *bias);

@@ -1,5 +1,5 @@
 /*
-** jinja.h — internal entry points of the chat-template interpreter (src/jinja.c).
+** jinja.h — internal entry points of the chat-template interpreter (src/text/jinja.c).
 **
 ** The public API (tw_template_new / _free / _render in tower.h) covers the common case of
 ** role + string content messages. Callers inside the library that need the full Jinja context

@@ -92,7 +92,7 @@ const json_t *tw_json_path(const json_t *o, const char *key);   /* dotted lookup
 
 /* Where a checkpoint's small files (config.json, tokenizer.json, templates, ...) come from: a
 ** directory, or the table of files embedded in a packed single-file checkpoint (`tower quantize`
-** output, src/quant.c), read straight from its mapping. Loaders ask for files by name and never
+** output, src/cpu/quant.c), read straight from its mapping. Loaders ask for files by name and never
 ** build paths, so one code path serves both and a packed model loads without writing anything.
 ** Messages name a file as "dir/config.json" or "model.tower.safetensors:config.json". */
 typedef struct tw_src_file {
