@@ -225,6 +225,18 @@ TW_API tw_status tw_video_open(const char *src, int32_t n_frames, tw_video **out
 TW_API tw_status tw_video_open_frames(const char *const *frames, int32_t n_paths, int32_t n_frames, tw_video **out);
 TW_API int32_t   tw_video_n_frames(const tw_video *v);
 TW_API const int64_t *tw_video_frame_indices(const tw_video *v);   /* [n_frames] */
+TW_API int32_t   tw_video_width(const tw_video *v);
+TW_API int32_t   tw_video_height(const tw_video *v);
+TW_API const uint8_t *tw_video_rgb(const tw_video *v);   /* [n_frames][height][width][3] */
+/* What the container and decoder said about a clip (for logs; every field may be 0/empty). */
+typedef struct tw_video_info {
+    int64_t     total_frames;     /* frames the sampler chose from                         */
+    int32_t     decode_errors;    /* packets skipped as undecodable                        */
+    double      fps;              /* 0 if unknown                                          */
+    const char *codec;            /* "h264", "vp9", "images", ...                          */
+    const char *access;           /* how the frames were reached: "seek (...)", "sequential (...)" */
+} tw_video_info;
+TW_API void      tw_video_get_info(const tw_video *v, tw_video_info *out);
 TW_API void      tw_video_free(tw_video *v);
 /* frames * ceil(G/2)^2 + 1 (G = vision grid side): 6273 for 32 frames on TowerVideo */
 TW_API tw_status tw_video_n_tokens(const tw_model *m, int32_t n_frames, int32_t *n_tokens);
@@ -340,6 +352,167 @@ TW_API tw_status tw_generate(tw_seq *s, const int32_t *prompt, size_t n_prompt, 
                              const tw_gen_params *p, tw_token_fn on_token, void *user_data,
                              tw_gen_result *out);
 TW_API void      tw_gen_result_free(tw_gen_result *r);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Tensors: what the engine computes on the way, and safetensors files                          */
+
+typedef enum tw_elem_type { TW_ELEM_F32 = 0, TW_ELEM_F16, TW_ELEM_BF16, TW_ELEM_I64, TW_ELEM_I32, TW_ELEM_U8 } tw_elem_type;
+
+/* A named tensor, row-major, borrowed (valid during the call that hands it out). */
+typedef struct tw_tensor_info {
+    const char  *name;
+    tw_elem_type type;
+    int32_t      n_dims;
+    int64_t      shape[6];
+    const void  *data;
+    int32_t      media;      /* for media tensors: index of the image / video among the prompt's
+                             ** media of its kind (0-based); -1 otherwise                       */
+} tw_tensor_info;
+
+/* Called with every intermediate tensor a computation names (like ggml's eval callback); return
+** non-zero to stop it (the call then fails with TW_E_CANCELLED). */
+typedef int (*tw_tensor_fn)(void *user_data, const tw_tensor_info *t);
+
+/* A safetensors file, mapped read-only. */
+typedef struct tw_tensor_file tw_tensor_file;
+TW_API tw_status tw_tensor_file_open(const char *path, tw_tensor_file **out);
+/* TW_E_NOT_FOUND when the file has no tensor of that name (nothing recorded for tw_last_error). */
+TW_API tw_status tw_tensor_file_get(const tw_tensor_file *f, const char *name, tw_tensor_info *out);
+TW_API void      tw_tensor_file_close(tw_tensor_file *f);
+
+/* Builds a safetensors file: tensors are copied when added; save writes atomically (a temporary
+** file renamed over path). */
+typedef struct tw_tensor_writer tw_tensor_writer;
+TW_API tw_status tw_tensor_writer_new(tw_tensor_writer **out);
+TW_API tw_status tw_tensor_writer_add(tw_tensor_writer *w, const char *name, tw_elem_type type, int32_t n_dims,
+                                      const int64_t *shape, const void *data);
+TW_API tw_status tw_tensor_writer_save(tw_tensor_writer *w, const char *path);
+TW_API void      tw_tensor_writer_free(tw_tensor_writer *w);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Multimodal prompts: messages with text, images and videos in; tokens, counts and a sequence  */
+/* ready to generate from out                                                                   */
+/*                                                                                              */
+/*   tw_part parts[] = {{TW_PART_IMAGE, .image = im}, {TW_PART_TEXT, .text = "What is this?"}};  */
+/*   tw_chat_message msg = {"user", parts, 2};                                                  */
+/*   tw_prompt_from_chat(model, &msg, 1, 1, &p);        // template, placement, counts, tokens  */
+/*   tw_prompt_n_tokens(p);                             // known before any encoding            */
+/*   tw_prompt_generate(seq, p, cache, &gen, on_token, ud, &out, NULL);  // encode once, reuse KV */
+/*                                                                                              */
+/* Every model-specific rule lives here: where media go in the text, one "<image>" / "<video>"   */
+/* placeholder each expanded to its token count, TowerVideo's single-tile encoding of images when */
+/* a prompt has several, the context check. The images and videos are borrowed: they must stay */
+/* valid until the prompt is freed.                                                             */
+
+typedef enum tw_media_kind { TW_MEDIA_IMAGE = 0, TW_MEDIA_VIDEO = 1 } tw_media_kind;
+
+typedef struct tw_media {
+    tw_media_kind   kind;
+    const tw_image *image;    /* TW_MEDIA_IMAGE */
+    const tw_video *video;    /* TW_MEDIA_VIDEO */
+} tw_media;
+
+typedef enum tw_part_type { TW_PART_TEXT = 0, TW_PART_IMAGE, TW_PART_VIDEO } tw_part_type;
+
+typedef struct tw_part {
+    tw_part_type    type;
+    const char     *text;     /* TW_PART_TEXT: UTF-8                                              */
+    const tw_image *image;    /* TW_PART_IMAGE                                                    */
+    const tw_video *video;    /* TW_PART_VIDEO                                                    */
+} tw_part;
+
+typedef struct tw_chat_message {
+    const char    *role;      /* "system", "user", "assistant"                                    */
+    const tw_part *parts;
+    size_t         n_parts;
+} tw_chat_message;
+
+typedef struct tw_prompt tw_prompt;
+
+/* A conversation rendered with the checkpoint's chat template. In each message the text parts
+** are joined; its images and videos go where that text writes "<image>" / "<video>" (one per
+** medium of the kind, in order) or, when the text has none of a kind, first: one "<image>\n" per
+** image, then one "<video>\n" per video (the model cards' and the training data's layout, and
+** vLLM's for such templates). Any other count of placeholders is an error naming the message. */
+TW_API tw_status tw_prompt_from_chat(const tw_model *m, const tw_chat_message *msgs, size_t n_msgs,
+                                     int add_generation_prompt, tw_prompt **out);
+
+enum {
+    TW_PROMPT_RAW = 1,           /* text is the whole prompt: no template (write <bos> yourself)   */
+    TW_PROMPT_NO_PREPEND = 2,    /* a kind without placeholders is an error, not put first         */
+};
+/* One user turn of text (len bytes) with media (in order of kind: the i-th image for the i-th
+** "<image>"), placed as tw_prompt_from_chat does; system may be NULL. flags: TW_PROMPT_*. With
+** TW_PROMPT_RAW the text is not templated and system must be NULL. */
+TW_API tw_status tw_prompt_from_text(const tw_model *m, const char *system, const char *text, size_t len,
+                                     const tw_media *media, size_t n_media, unsigned flags, tw_prompt **out);
+TW_API void      tw_prompt_free(tw_prompt *p);
+
+TW_API const char    *tw_prompt_text(const tw_prompt *p);       /* rendered, one placeholder per medium */
+TW_API size_t         tw_prompt_n_tokens(const tw_prompt *p);   /* all tokens, media tokens included    */
+TW_API const int32_t *tw_prompt_tokens(const tw_prompt *p);     /* [n_tokens], placeholders expanded    */
+TW_API size_t         tw_prompt_n_media(const tw_prompt *p);
+
+/* One medium of a prompt, in prompt order. */
+typedef struct tw_prompt_media_info {
+    tw_media_kind   kind;
+    const tw_image *image;
+    const tw_video *video;
+    int32_t         index;        /* among the prompt's media of its kind                         */
+    int32_t         n_tokens;     /* its tokens in the prompt                                     */
+    size_t          first_token;  /* position of its first token in tw_prompt_tokens              */
+    int             single_tile;  /* image encoded as one tile (TowerVideo, several images)       */
+    uint64_t        hash;         /* content hash (pixels, size, frames, encoding mode)           */
+    int             encoded;      /* its embedding rows are ready (tw_prompt_encode)              */
+} tw_prompt_media_info;
+TW_API tw_status tw_prompt_media(const tw_prompt *p, size_t i, tw_prompt_media_info *out);
+
+/* Embeddings of encoded media, reused across prompts by content hash, shared by the threads of a
+** server (it locks), bounded in bytes (least recently used entries leave first). One cache belongs
+** to one model. */
+typedef struct tw_media_cache tw_media_cache;
+TW_API tw_status tw_media_cache_new(const tw_model *m, size_t max_bytes, tw_media_cache **out);   /* 0: 2 GiB */
+TW_API void      tw_media_cache_free(tw_media_cache *c);
+typedef struct tw_media_cache_stats {
+    uint64_t hits, misses;        /* lookups by tw_prompt_encode                                  */
+    uint64_t images_encoded, videos_encoded;
+    double   image_encode_ms, video_encode_ms;
+    size_t   entries, bytes;
+} tw_media_cache_stats;
+TW_API void      tw_media_cache_get_stats(tw_media_cache *c, tw_media_cache_stats *out);
+
+typedef struct tw_encode_opts {
+    tw_tensor_fn on_tensor;       /* NULL, or every intermediate of the vision pipeline, named as
+                                  ** the reference's dump: pixel_values, vision_hidden_states,
+                                  ** vision_selected, projected, packed (images); video_frames_resized,
+                                  ** pixel_values_videos, video_vision_hidden_states,
+                                  ** video_vision_selected, video_projected, video_pooled,
+                                  ** video_features (videos). Media found in the cache are not
+                                  ** recomputed and report nothing.                                */
+    void        *user_data;
+} tw_encode_opts;
+
+/* Encodes the media that have no rows yet, through cache when given (may be NULL: the prompt
+** keeps its rows). opts may be NULL. Calling it again does nothing. */
+TW_API tw_status tw_prompt_encode(tw_prompt *p, tw_media_cache *cache, const tw_encode_opts *opts);
+/* The embedding rows of all media tokens, in prompt order [n_rows][n_embd]; after encoding. */
+TW_API tw_status tw_prompt_embd(const tw_prompt *p, const float **rows, size_t *n_rows);
+
+/* Brings seq to hold exactly the prompt: keeps the longest prefix seq already holds (the same
+** tokens and, for media tokens, the same media), drops the rest and evaluates what is new
+** (encoding media first when needed). At least the last token is evaluated, so tw_seq_logits()
+** is the prompt's. opts (may be NULL): logits / hidden of the evaluated positions, which start
+** at *n_reused; its embd must be NULL. n_reused (may be NULL): prompt tokens kept. A prompt that
+** does not fit (it needs room for one more token) is TW_E_CONTEXT, with what takes the room. */
+TW_API tw_status tw_prompt_eval(tw_seq *s, tw_prompt *p, tw_media_cache *cache, const tw_eval_opts *opts,
+                                size_t *n_reused);
+/* tw_prompt_eval then tw_generate. */
+TW_API tw_status tw_prompt_generate(tw_seq *s, tw_prompt *p, tw_media_cache *cache, const tw_gen_params *gp,
+                                    tw_token_fn on_token, void *user_data, tw_gen_result *out, size_t *n_reused);
+
+/* Whether the model takes images / videos at all (a vision tower and the placeholder token). */
+TW_API int       tw_model_has_vision(const tw_model *m);
+TW_API int       tw_model_has_video(const tw_model *m);
 
 #ifdef __cplusplus
 }

@@ -820,3 +820,29 @@ tw_status tw_video_load(const char *src, int32_t n_frames, const tw_video_opts *
                   "libavformat-dev libavcodec-dev libavutil-dev libswscale-dev, then rebuild)", src);
 #endif
 }
+
+/* ---- the public tw_video calls (tower.h) ---------------------------------------------------- */
+
+tw_status tw_video_open(const char *src, int32_t n_frames, tw_video **out) {
+    return tw_video_load(src, n_frames, NULL, out);
+}
+
+tw_status tw_video_open_frames(const char *const *frames, int32_t n_paths, int32_t n_frames, tw_video **out) {
+    return tw_video_load_images(frames, n_paths, n_frames, NULL, out);
+}
+
+int32_t tw_video_n_frames(const tw_video *v) { return v ? v->n_frames : 0; }
+const int64_t *tw_video_frame_indices(const tw_video *v) { return v ? v->indices : NULL; }
+int32_t tw_video_width(const tw_video *v) { return v ? v->width : 0; }
+int32_t tw_video_height(const tw_video *v) { return v ? v->height : 0; }
+const uint8_t *tw_video_rgb(const tw_video *v) { return v ? v->rgb : NULL; }
+
+void tw_video_get_info(const tw_video *v, tw_video_info *out) {
+    memset(out, 0, sizeof *out);
+    if (!v) return;
+    out->total_frames = v->total_frames;
+    out->decode_errors = v->decode_errors;
+    out->fps = v->fps;
+    out->codec = v->codec;
+    out->access = v->access;
+}

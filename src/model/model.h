@@ -142,11 +142,20 @@ struct tw_seq {
     int32_t   n_alloc;     /* positions the cache currently holds room for            */
     int32_t   pos;         /* positions filled                                        */
     int32_t  *tokens;      /* [n_alloc] ids in the cache                              */
+    uint64_t *tags;        /* [n_alloc] what each position holds: 0 text, else the content
+                           ** hash of the medium whose row it is (TW_SEQ_TAG_UNKNOWN: rows
+                           ** given to tw_seq_eval without saying whose), so a prompt reuses
+                           ** the cache only where it holds the very same image or video    */
     tw_kv_type kv_type;    /* element type of the caches: f32, f16 or bf16             */
     void     *k_cache;     /* [n_layer][n_alloc][n_head_kv*D] of kv_type              */
     void     *v_cache;     /* [n_layer][n_alloc][n_head_kv*D] of kv_type              */
     float    *logits;      /* [n_vocab] logits of the last evaluated position         */
 };
+
+#define TW_SEQ_TAG_UNKNOWN UINT64_MAX
+/* Overwrites the tags of cached positions [from, from + n) (run/prompt.c, after evaluating). */
+void tw_seq_set_tags(tw_seq *s, int32_t from, const uint64_t *tags, int32_t n);
+const uint64_t *tw_seq_tags(const tw_seq *s);   /* [tw_seq_pos] */
 
 /* Runs T new tokens through Gemma2 (gemma2.c). x: [T, H] input embeddings before the sqrt(H)
 ** scale; positions s->pos .. s->pos+T-1. logits_all: NULL or [T, V]; hidden: NULL or

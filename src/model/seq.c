@@ -15,6 +15,7 @@
 #include "attn.h"
 #include "model.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -49,7 +50,9 @@ static tw_status seq_reserve(tw_seq *s, int32_t need) {
         return tw_err(TW_E_NOMEM, "KV cache of %d positions is too large", (int)n);
     int32_t *tok = realloc(s->tokens, sizeof(int32_t) * (size_t)n);
     if (tok) s->tokens = tok;
-    void *k = tok ? grow_cache(s->k_cache, total, L, (size_t)s->n_alloc, (size_t)n, (size_t)s->pos, row) : NULL;
+    uint64_t *tags = tok ? realloc(s->tags, sizeof(uint64_t) * (size_t)n) : NULL;
+    if (tags) s->tags = tags;
+    void *k = tags ? grow_cache(s->k_cache, total, L, (size_t)s->n_alloc, (size_t)n, (size_t)s->pos, row) : NULL;
     if (k) s->k_cache = k;
     void *v = k ? grow_cache(s->v_cache, total, L, (size_t)s->n_alloc, (size_t)n, (size_t)s->pos, row) : NULL;
     if (!v) {
@@ -115,6 +118,7 @@ void tw_seq_free(tw_seq *s) {
     free(s->k_cache);
     free(s->v_cache);
     free(s->tokens);
+    free(s->tags);
     free(s->logits);
     free(s);
 }
@@ -122,6 +126,12 @@ void tw_seq_free(tw_seq *s) {
 int32_t tw_seq_pos(const tw_seq *s) { return s ? s->pos : 0; }
 int32_t tw_seq_n_ctx(const tw_seq *s) { return s ? s->n_ctx : 0; }
 const int32_t *tw_seq_tokens(const tw_seq *s) { return s ? s->tokens : NULL; }
+const uint64_t *tw_seq_tags(const tw_seq *s) { return s ? s->tags : NULL; }
+
+void tw_seq_set_tags(tw_seq *s, int32_t from, const uint64_t *tags, int32_t n) {
+    assert(from >= 0 && n >= 0 && from + n <= s->pos);
+    memcpy(s->tags + from, tags, sizeof(uint64_t) * (size_t)n);
+}
 const float *tw_seq_logits(const tw_seq *s) { return s ? s->logits : NULL; }
 
 /* The cache rows past pos are simply overwritten by the next eval: no clearing needed, because
@@ -187,6 +197,7 @@ tw_status tw_seq_eval(tw_seq *s, const int32_t *ids, size_t n, const tw_eval_opt
         if (opts->logits) softcap(opts->logits, n * (size_t)V, m->text.final_softcap);
     }
     memcpy(s->tokens + s->pos, ids, sizeof(int32_t) * n);
+    for (size_t i = 0; i < n; i++) s->tags[s->pos + i] = is_media_token(m, ids[i]) ? TW_SEQ_TAG_UNKNOWN : 0;
     s->pos += (int32_t)n;
     return TW_OK;
 }

@@ -1,5 +1,6 @@
 /*
-** siglip.c — SigLIP vision tower, projector and feature packing for LlavaNext.
+** siglip.c — the SigLIP vision tower, and nothing else: tiles of pixels in, the hidden state of
+** vision_feature_layer out. vision.c runs it as one step of the image and video pipeline.
 **
 ** Per tile (S x S pixels, G = floor(S / P) patches per side, N = G*G tokens, width C):
 **   x = conv_PxP_stride_P(pixels) + b + pos_embd          (valid conv: the last S - G*P pixels unused)
@@ -124,97 +125,4 @@ tw_status tw_siglip_forward(const tw_model *m, const float *pixels, int32_t n_ti
 done:
     free(x), free(h), free(a), free(big), free(lnw), free(lnb);
     return st;
-}
-
-tw_status tw_projector_forward(const tw_model *m, const float *feat, int64_t n, float *out) {
-    int32_t H = m->text.n_embd;
-    float *mid = tw_malloc(sizeof(float) * (size_t)n * H);
-    if (!mid) return TW_E_NOMEM;
-    tw_matmul(m->pool, mid, feat, n, m->proj.w1, m->proj.b1);
-    for (size_t i = 0; i < (size_t)n * H; i++) mid[i] = tw_gelu_erf(mid[i]);
-    tw_matmul(m->pool, out, mid, n, m->proj.w2, m->proj.b2);
-    free(mid);
-    return TW_OK;
-}
-
-/* torch's F.interpolate(mode="bilinear", align_corners=False, antialias=False) on a feature map
-** in [h][w][C] layout, computed in float32 as torch does on the CPU. */
-void tw_bilinear_hwc(const float *in, int32_t ih, int32_t iw, int32_t C, float *out, int32_t oh, int32_t ow) {
-    float sh = (float)ih / (float)oh, sw = (float)iw / (float)ow;
-    for (int32_t y = 0; y < oh; y++) {
-        float fy = sh * ((float)y + 0.5f) - 0.5f;
-        if (fy < 0) fy = 0;
-        int32_t y0 = (int32_t)fy, y1 = y0 + (y0 < ih - 1 ? 1 : 0);
-        float ly1 = fy - (float)y0, ly0 = 1.0f - ly1;
-        for (int32_t x = 0; x < ow; x++) {
-            float fx = sw * ((float)x + 0.5f) - 0.5f;
-            if (fx < 0) fx = 0;
-            int32_t x0 = (int32_t)fx, x1 = x0 + (x0 < iw - 1 ? 1 : 0);
-            float lx1 = fx - (float)x0, lx0 = 1.0f - lx1;
-            const float *a = in + ((size_t)y0 * iw + x0) * C, *b = in + ((size_t)y0 * iw + x1) * C;
-            const float *c = in + ((size_t)y1 * iw + x0) * C, *d = in + ((size_t)y1 * iw + x1) * C;
-            float *o = out + ((size_t)y * ow + x) * C;
-            for (int32_t k = 0; k < C; k++) o[k] = ly0 * (lx0 * a[k] + lx1 * b[k]) + ly1 * (lx0 * c[k] + lx1 * d[k]);
-        }
-    }
-}
-
-tw_status tw_pack_image(const tw_model *m, const tw_anyres_plan *p, const float *proj, float *out) {
-    int32_t H = m->text.n_embd, G = tw_vision_grid(m), N = G * G;
-    if (p->grid != G) return tw_err(TW_E_INTERNAL, "anyres plan grid %d != vision grid %d", p->grid, G);
-    float *nl = tw_calloc((size_t)H, sizeof(float));
-    float *grid = tw_malloc(sizeof(float) * ((size_t)p->feat_h * p->feat_w + 1) * H);
-    float *small = NULL;
-    if (!nl || !grid) {
-        free(nl), free(grid);
-        return TW_E_NOMEM;
-    }
-    if (m->image_newline) tw_tensor_to_f32(m->image_newline, nl);
-    memcpy(out, proj, sizeof(float) * (size_t)N * H);   /* base thumbnail, row-major */
-
-    /* stitch the tiles into one (rows*G) x (cols*G) map, keeping only the unpadded window */
-    float *g = grid;
-    for (int32_t y = p->crop_top; y < p->crop_top + p->feat_h; y++) {
-        int32_t tr = y / G, fy = y % G;
-        for (int32_t x = p->crop_left; x < p->crop_left + p->feat_w; x++, g += H) {
-            int32_t tc = x / G, fx = x % G;
-            memcpy(g, proj + ((size_t)(1 + tr * p->cols + tc) * N + (size_t)fy * G + fx) * H, sizeof(float) * (size_t)H);
-        }
-    }
-    const float *map = grid;
-    if (p->out_h != p->feat_h || p->out_w != p->feat_w) {   /* OneVision anyres_max downscale */
-        small = tw_malloc(sizeof(float) * ((size_t)p->out_h * p->out_w + 1) * H);
-        if (!small) {
-            free(nl), free(grid);
-            return TW_E_NOMEM;
-        }
-        tw_bilinear_hwc(grid, p->feat_h, p->feat_w, H, small, p->out_h, p->out_w);
-        map = small;
-    }
-    float *o = out + (size_t)N * H;
-    for (int32_t y = 0; y < p->out_h; y++) {
-        memcpy(o, map + (size_t)y * p->out_w * H, sizeof(float) * (size_t)p->out_w * H);
-        o += (size_t)p->out_w * H;
-        memcpy(o, nl, sizeof(float) * (size_t)H);   /* image_newline after every row */
-        o += H;
-    }
-    free(nl), free(grid), free(small);
-    return TW_OK;
-}
-
-int32_t tw_video_pooled_side(const tw_model *m) { return (tw_vision_grid(m) + 1) / 2; }
-
-int32_t tw_video_token_count(const tw_model *m, int32_t n_frames) {
-    int32_t P = tw_video_pooled_side(m);
-    return n_frames * P * P + 1;
-}
-
-tw_status tw_pool_video(const tw_model *m, const float *proj, int32_t n_frames, float *out) {
-    int32_t H = m->text.n_embd, G = tw_vision_grid(m), P = tw_video_pooled_side(m);
-    for (int32_t f = 0; f < n_frames; f++)
-        tw_bilinear_hwc(proj + (size_t)f * G * G * H, G, G, H, out + (size_t)f * P * P * H, P, P);
-    float *nl = out + (size_t)n_frames * P * P * H;   /* one image_newline after the whole video */
-    if (m->image_newline) tw_tensor_to_f32(m->image_newline, nl);
-    else memset(nl, 0, sizeof(float) * (size_t)H);
-    return TW_OK;
 }

@@ -1,13 +1,46 @@
 /*
-** vision.h — the image side of LlavaNext: SigLIP vision tower, projector, and the packing of tile
-** features into the token sequence (unpadding + image_newline), as transformers'
-** LlavaNextModel does (SPEC sections 6-7).
+** vision.h — the image and video side of the model: the SigLIP tower (siglip.c) and the one
+** pipeline that turns an image or a video into the rows of its placeholder tokens (vision.c:
+** tiles, tower, projector, packing as LlavaNextModel does, pooling as LlavaOnevision does;
+** SPEC sections 6-7).
 */
 #ifndef TW_VISION_H
 #define TW_VISION_H
 
 #include "image.h"
 #include "model.h"
+
+/* ---- the pipeline (vision.c) ---------------------------------------------------------------- */
+
+/* Who watches the pipeline's intermediates (tower dump): fn gets each under the reference's
+** names, tagged with media. */
+typedef struct tw_vision_obs {
+    tw_tensor_fn fn;
+    void        *user_data;
+    int32_t      media;
+} tw_vision_obs;
+
+tw_status tw_vision_check_image(const tw_model *m);   /* the model takes images: else a message why not */
+tw_status tw_vision_check_video(const tw_model *m);
+/* LlavaOnevision tiles a prompt's image only when it is the prompt's only one; with several,
+** each is one padded square tile (+ one newline), as transformers does. */
+bool      tw_vision_single_tile(const tw_model *m, size_t n_images_in_prompt);
+/* The one anyres plan of an image of w x h: token count, tiles and packing all follow from it. */
+tw_status tw_vision_image_plan(const tw_model *m, int32_t w, int32_t h, tw_anyres_plan *p);
+tw_status tw_vision_image_tokens(const tw_model *m, int32_t w, int32_t h, bool single_tile, int32_t *n_tokens);
+tw_status tw_vision_video_tokens(const tw_model *m, int32_t n_frames, int32_t *n_tokens);
+/* The processor's pixel_values of one image: *pixels (malloc'ed) [*n_tiles][3][S][S]. */
+tw_status tw_vision_image_pixels(const tw_model *m, const tw_image *im, bool single_tile, float **pixels,
+                                 int32_t *n_tiles);
+/* Image -> out [tw_vision_image_tokens][H]; obs may be NULL. */
+tw_status tw_vision_encode_image(const tw_model *m, const tw_image *im, bool single_tile, const tw_vision_obs *obs,
+                                 float *out);
+/* Video -> out [tw_vision_video_tokens][H]; obs may be NULL. */
+tw_status tw_vision_encode_video(const tw_model *m, const tw_video *v, const tw_vision_obs *obs, float *out);
+/* The image_newline row (zeros when the checkpoint has none): out [H]. */
+void      tw_vision_newline(const tw_model *m, float *out);
+
+/* ---- the steps ------------------------------------------------------------------------------- */
 
 /* Features per tile side (image_size / patch_size, floor: the valid convolution ignores the
 ** remainder) and per tile. */
