@@ -6,6 +6,11 @@
 ** greedy tokens identical. Covers LlavaNext images (one and two per prompt) and LlavaOnevision
 ** video (decoded with FFmpeg, or frames already in memory), OneVision images and image + video together.
 ** Apart from wrapping in-memory frames, only the public API is used.
+**
+** Every case also goes through the multimodal prompt API (tw_prompt) three ways — chat parts
+** (media parts + the question), the user text with its placeholders, and the rendered prompt
+** raw — which must give the reference's input_ids, the same media rows and logits bit for bit as
+** the lower-level calls above, and the reference's greedy tokens through tw_prompt_generate.
 */
 #include "tower.h"
 #include "safetensors.h"
@@ -34,6 +39,97 @@ static tw_model *load(const char *dir_name) {
     snprintf(dir, sizeof dir, "%s/%s", th_fixtures(), dir_name);
     CHECK_OK(tw_model_load(dir, &p, &m), dir);
     return m;
+}
+
+/* The same case through tw_prompt: ids, rows and logits identical to the lower-level path
+** (embd [rows][H], logits [n_ids][V]), greedy tokens the reference's. */
+static void prompt_paths(tw_model *m, const media_case *c, json_t *cj, tw_st_set *st, tw_image *const *ims, size_t n_img,
+                         const tw_video *v, const float *embd, size_t rows, const float *logits) {
+    const char *prompt = json_string_value(json_object_get(cj, "prompt"));
+    const char *user = json_string_value(json_object_get(cj, "user_text"));
+    char ubuf[512] = "";
+    if (!user) {   /* cases without it: the user turn of the rendered prompt */
+        const char *a = strstr(prompt, "<start_of_turn>user\n"), *b = a ? strstr(a, "<end_of_turn>") : NULL;
+        if (a && b) snprintf(ubuf, sizeof ubuf, "%.*s", (int)(b - a - 20), a + 20);
+        user = ubuf;
+    }
+    const char *question = user;   /* the user text without its leading placeholder lines */
+    for (;;) {
+        if (!strncmp(question, "<image>\n", 8)) question += 8;
+        else if (!strncmp(question, "<video>\n", 8)) question += 8;
+        else break;
+    }
+    tw_media media[3];
+    tw_part parts[4];
+    size_t n_media = 0;
+    for (size_t i = 0; i < n_img; i++) {
+        media[n_media++] = (tw_media){ TW_MEDIA_IMAGE, ims[i], NULL };
+        parts[i] = (tw_part){ TW_PART_IMAGE, NULL, ims[i], NULL };
+    }
+    if (v) {
+        media[n_media++] = (tw_media){ TW_MEDIA_VIDEO, NULL, v };
+        parts[n_img] = (tw_part){ TW_PART_VIDEO, NULL, NULL, v };
+    }
+    parts[n_media] = (tw_part){ TW_PART_TEXT, question, NULL, NULL };
+    tw_chat_message msg = { "user", parts, n_media + 1 };
+    tw_prompt *p[3] = { 0 };
+    CHECK_OK(tw_prompt_from_chat(m, &msg, 1, 1, &p[0]), "prompt from chat parts");
+    CHECK_OK(tw_prompt_from_text(m, NULL, user, strlen(user), media, n_media, 0, &p[1]), "prompt from user text");
+    CHECK_OK(tw_prompt_from_text(m, NULL, prompt, strlen(prompt), media, n_media, TW_PROMPT_RAW, &p[2]), "raw prompt");
+    const tw_tensor *ref_ids = tw_st_get(st, "input_ids");
+    size_t n_ids = (size_t)ref_ids->shape[0];
+    for (int k = 0; k < 3; k++) {
+        if (!p[k]) continue;
+        CHECK(strcmp(tw_prompt_text(p[k]), prompt) == 0, "%s: route %d renders \"%s\"", c->name, k, tw_prompt_text(p[k]));
+        bool same = tw_prompt_n_tokens(p[k]) == n_ids;
+        for (size_t i = 0; same && i < n_ids; i++) same = tw_prompt_tokens(p[k])[i] == ((const int64_t *)ref_ids->data)[i];
+        CHECK(same, "%s: route %d: tokens differ from the reference's input_ids (%zu vs %zu)", c->name, k,
+              tw_prompt_n_tokens(p[k]), n_ids);
+        CHECK(tw_prompt_n_media(p[k]) == n_media, "%s: route %d: %zu media", c->name, k, tw_prompt_n_media(p[k]));
+    }
+    if (!p[0]) goto done;
+    /* rows: identical to the lower-level calls, and shared through the cache by the other routes */
+    tw_media_cache *cache = NULL;
+    CHECK_OK(tw_media_cache_new(m, 0, &cache), "cache");
+    CHECK_OK(tw_prompt_encode(p[0], cache, NULL), "encode");
+    const float *pe = NULL;
+    size_t pr = 0;
+    CHECK_OK(tw_prompt_embd(p[0], &pe, &pr), "embd");
+    size_t H = (size_t)tw_model_n_embd(m), V = (size_t)tw_model_n_vocab(m);
+    CHECK(pr == rows && (!rows || memcmp(pe, embd, rows * H * sizeof(float)) == 0),
+          "%s: prompt rows differ from tw_images_encode / tw_video_encode", c->name);
+    tw_media_cache_stats cs;
+    if (p[1]) CHECK_OK(tw_prompt_encode(p[1], cache, NULL), "encode from cache");
+    tw_media_cache_get_stats(cache, &cs);
+    CHECK(cs.misses == n_media && cs.hits == n_media && cs.entries == n_media,
+          "%s: cache %llu misses %llu hits %zu entries for %zu media", c->name, (unsigned long long)cs.misses,
+          (unsigned long long)cs.hits, cs.entries, n_media);
+    /* logits: bit-identical to tw_seq_eval with the same rows */
+    tw_seq *s = NULL;
+    CHECK_OK(tw_seq_new(m, 0, &s), "seq");
+    float *lg = malloc(sizeof(float) * n_ids * V);
+    tw_eval_opts eo = { .logits = lg };
+    size_t reused = 99;
+    if (s) CHECK_OK(tw_prompt_eval(s, p[1], cache, &eo, &reused), "prompt eval");
+    CHECK(reused == 0 && memcmp(lg, logits, sizeof(float) * n_ids * V) == 0,
+          "%s: prompt eval logits differ from tw_seq_eval's (reused %zu)", c->name, reused);
+    /* greedy: the whole prompt is in the cache, so only its last token is evaluated again */
+    tw_gen_params gp = tw_gen_default_params();
+    gp.max_new_tokens = 16;
+    gp.ignore_model_stops = 1;
+    tw_gen_result r = { 0 };
+    if (s) CHECK_OK(tw_prompt_generate(s, p[2], cache, &gp, NULL, NULL, &r, &reused), "prompt generate");
+    const tw_tensor *gen = tw_st_get(st, "generated_ids");
+    bool same = r.n_ids == 16 && reused == n_ids - 1;
+    for (size_t i = 0; same && i < 16; i++) same = r.ids[i] == ((const int64_t *)gen->data)[i];
+    CHECK(same, "%s: tw_prompt_generate: greedy tokens differ from the reference (reused %zu of %zu)", c->name, reused,
+          n_ids);
+    tw_gen_result_free(&r);
+    free(lg);
+    tw_seq_free(s);
+    tw_media_cache_free(cache);
+done:
+    for (int k = 0; k < 3; k++) tw_prompt_free(p[k]);
 }
 
 static void run_case(tw_model *m, const media_case *c) {
@@ -137,6 +233,7 @@ static void run_case(tw_model *m, const media_case *c) {
            c->video && strcmp(c->video, "resized") == 0 ? " (reference frames)" : "", n_ids, rows, d,
            same ? "identical" : "DIFFERENT");
     tw_gen_result_free(&r);
+    prompt_paths(m, c, cj, st, ims, n_img, v, embd, rows, logits);
     tw_seq_free(s);
     free(logits), free(embd);
 out_ids:
