@@ -109,7 +109,7 @@ $(BUILD)/obj/%.o: src/%.c $(HDRS) | $(BUILD)/obj/dirs
 $(BUILD)/libtower.a: $(OBJS)
 	rm -f $@ && ar rcs $@ $^
 
-# the CLI: tools/tower.c (commands, options) plus one tools/cmd_*.c per larger command
+# the CLI: tools/main.c (dispatch), tools/cli.c (the one option parser), one tools/cmd_*.c per command
 $(BUILD)/tower: tools/*.c tools/*.h $(BUILD)/libtower.a
 	$(CC) $(CFLAGS) $(LDFLAGS) tools/*.c $(BUILD)/libtower.a $(LDLIBS) -o $@
 

@@ -1,0 +1,438 @@
+/*
+** cli.c — what every `tower` command shares: the one option table and its parser (an option means
+** the same in every command that takes it), prompt reading, model loading with download progress,
+** and the error conventions:
+**   - a failing library call prints "tower: error: <tw_last_error()>" on stderr, exit 1;
+**   - a usage mistake prints a one-line reason and a hint on stderr, exit 2;
+**   - stdout carries only the requested output (generated text, ids, JSON lines, reports).
+** tools/ is the only place in the project that prints and exits. docs/cli.md is the user's view.
+*/
+#include "cli.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ============================================================================================ */
+/* Small helpers                                                                                */
+
+const char *g_cmd = "tower";        /* "tower run", ... for messages           */
+
+double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Usage mistake: reason + hint on stderr, exit 2. */
+__attribute__((noreturn, format(printf, 1, 2)))
+void usage_error(const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "%s: ", g_cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry '%s --help' for more information.\n", g_cmd);
+    exit(2);
+}
+
+/* Runtime failure detected by the CLI itself: message on stderr, returns exit code 1. */
+__attribute__((format(printf, 1, 2)))
+int fail(const char *fmt, ...) {
+    va_list ap;
+    fputs("tower: error: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 1;
+}
+
+/* A library call failed: its message, exit code 1. */
+int fail_lib(void) { return fail("%s", tw_last_error()); }
+
+long parse_long(const char *opt, const char *s, long lo, long hi) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        usage_error("option %s: expected an integer in [%ld, %ld], got '%s'", opt, lo, hi, s);
+    return v;
+}
+
+float parse_float(const char *opt, const char *s, float lo, float hi) {
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi))
+        usage_error("option %s: expected a number in [%g, %g], got '%s'", opt, lo, hi, s);
+    return v;
+}
+
+/* Reads a whole stream; *data is NUL-terminated (the text may contain NULs too). */
+int read_stream(FILE *f, char **data, size_t *len) {
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    if (!buf) return -1;
+    for (;;) {
+        if (n + 1 >= cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) { free(buf); return -1; }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - 1 - n, f);
+        n += got;
+        if (got == 0) break;
+    }
+    if (ferror(f)) { free(buf); return -1; }
+    buf[n] = 0;
+    *data = buf;
+    *len = n;
+    return 0;
+}
+
+int read_path(const char *path, char **data, size_t *len) {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return fail("%s: is a directory, expected a text file", path);
+    FILE *f = fopen(path, "rb");
+    if (!f) return fail("cannot open %s: %s", path, strerror(errno));
+    int rc = read_stream(f, data, len);
+    int err = errno;
+    fclose(f);
+    if (rc) return fail("cannot read %s: %s", path, strerror(err));
+    return 0;
+}
+
+/* Interprets \n, \t, \r, \\ in a --stop argument (so --stop '\n\n' works from a shell). */
+static char *unescape(const char *s) {
+    char *out = malloc(strlen(s) + 1), *o = out;
+    if (!out) return NULL;
+    for (; *s; s++) {
+        if (*s == '\\' && s[1]) {
+            s++;
+            switch (*s) {
+            case 'n': *o++ = '\n'; break;
+            case 't': *o++ = '\t'; break;
+            case 'r': *o++ = '\r'; break;
+            case '\\': *o++ = '\\'; break;
+            default: *o++ = '\\'; *o++ = *s; break;
+            }
+        } else {
+            *o++ = *s;
+        }
+    }
+    *o = 0;
+    return out;
+}
+
+/* Prints a vocabulary piece with control characters escaped so a table stays one line per token. */
+void print_piece(FILE *f, const char *p, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c == '\n') fputs("\\n", f);
+        else if (c == '\t') fputs("\\t", f);
+        else if (c == '\r') fputs("\\r", f);
+        else if (c == '\\') fputs("\\\\", f);
+        else if (c < 0x20 || c == 0x7f) fprintf(f, "\\x%02x", c);
+        else fputc(c, f);
+    }
+}
+
+char *xstrdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+/* ============================================================================================ */
+/* Options                                                                                      */
+
+enum {
+    O_SYSTEM = 256, O_TEMP, O_TOP_K, O_TOP_P, O_MIN_P, O_REPEAT, O_PRESENCE, O_FREQUENCY,
+    O_PENALTY_N, O_SEED, O_STOP, O_RAW, O_NO_SOFTCAP, O_SOFTCAP, O_TEMPLATE, O_OFFLINE, O_CTX, O_KV_TYPE,
+    O_PRINT_IDS, O_SHOW_PROMPT, O_FROM, O_TO, O_LIST_LANG, O_LINES, O_NO_SPECIAL, O_JSONL, O_IDS,
+    O_CHECK, O_IGNORE_EOS, O_IMAGE, O_IMAGE_TOKENS, O_VIDEO, O_VIDEO_FRAMES, O_VIDEO_FRAME, O_FRAMES,
+};
+
+typedef struct cli_opt {
+    struct option o;
+    unsigned      cmds;   /* C_* mask of the subcommands that accept it */
+} cli_opt;
+
+static const cli_opt k_opts[] = {
+    {{"model", required_argument, 0, 'm'}, C_ALL},
+    {{"prompt", required_argument, 0, 'p'}, C_RUN | C_TRANSLATE | C_TOKENIZE},
+    {{"file", required_argument, 0, 'f'}, C_RUN | C_TRANSLATE | C_TOKENIZE | C_DUMP},
+    {{"prompt-file", required_argument, 0, 'f'}, C_RUN | C_DUMP},
+    {{"system", required_argument, 0, O_SYSTEM}, C_GEN},
+    {{"max-new-tokens", required_argument, 0, 'n'}, C_GEN | C_DUMP},
+    {{"temp", required_argument, 0, O_TEMP}, C_GEN},
+    {{"temperature", required_argument, 0, O_TEMP}, C_GEN},
+    {{"top-k", required_argument, 0, O_TOP_K}, C_GEN},
+    {{"top-p", required_argument, 0, O_TOP_P}, C_GEN},
+    {{"min-p", required_argument, 0, O_MIN_P}, C_GEN},
+    {{"repeat-penalty", required_argument, 0, O_REPEAT}, C_GEN},
+    {{"presence-penalty", required_argument, 0, O_PRESENCE}, C_GEN},
+    {{"frequency-penalty", required_argument, 0, O_FREQUENCY}, C_GEN},
+    {{"penalty-last-n", required_argument, 0, O_PENALTY_N}, C_GEN},
+    {{"seed", required_argument, 0, O_SEED}, C_GEN},
+    {{"stop", required_argument, 0, O_STOP}, C_GEN},
+    {{"ignore-eos", no_argument, 0, O_IGNORE_EOS}, C_GEN},
+    {{"raw", no_argument, 0, O_RAW}, C_RUN},
+    {{"no-final-softcap", no_argument, 0, O_NO_SOFTCAP}, C_GEN | C_INFO},
+    {{"final-softcap", no_argument, 0, O_SOFTCAP}, C_GEN | C_DUMP | C_INFO},
+    {{"chat-template", required_argument, 0, O_TEMPLATE}, C_GEN | C_INFO},
+    {{"threads", required_argument, 0, 't'}, C_GEN | C_DUMP | C_INFO},
+    {{"offline", no_argument, 0, O_OFFLINE}, C_ALL},
+    {{"ctx", required_argument, 0, O_CTX}, C_GEN | C_DUMP},
+    {{"kv-type", required_argument, 0, O_KV_TYPE}, C_GEN | C_DUMP},
+    {{"verbose", no_argument, 0, 'v'}, C_GEN | C_DUMP},
+    {{"print-ids", no_argument, 0, O_PRINT_IDS}, C_RUN | C_TRANSLATE},
+    {{"show-prompt", no_argument, 0, O_SHOW_PROMPT}, C_RUN | C_TRANSLATE},
+    {{"from", required_argument, 0, O_FROM}, C_TRANSLATE},
+    {{"to", required_argument, 0, O_TO}, C_TRANSLATE},
+    {{"list-languages", no_argument, 0, O_LIST_LANG}, C_TRANSLATE},
+    {{"lines", no_argument, 0, O_LINES}, C_TRANSLATE},
+    {{"no-special", no_argument, 0, O_NO_SPECIAL}, C_TOKENIZE},
+    {{"jsonl", no_argument, 0, O_JSONL}, C_TOKENIZE},
+    {{"ids", no_argument, 0, O_IDS}, C_TOKENIZE},
+    {{"output", required_argument, 0, 'o'}, C_DUMP},
+    {{"check-against", required_argument, 0, O_CHECK}, C_DUMP},
+    {{"image", required_argument, 0, O_IMAGE}, C_GEN | C_DUMP},
+    {{"image-tokens", no_argument, 0, O_IMAGE_TOKENS}, C_RUN | C_TRANSLATE},
+    {{"video", required_argument, 0, O_VIDEO}, C_GEN | C_DUMP},
+    {{"video-frames", required_argument, 0, O_VIDEO_FRAMES}, C_GEN | C_DUMP},
+    {{"video-frame", required_argument, 0, O_VIDEO_FRAME}, C_GEN | C_DUMP},
+    {{"frames", required_argument, 0, O_FRAMES}, C_GEN | C_DUMP},
+    {{"help", no_argument, 0, 'h'}, C_ALL},
+};
+#define N_OPTS (sizeof k_opts / sizeof k_opts[0])
+
+cli g;
+
+/* Parses argv (argv[0] = subcommand name) into g; positional arguments are not accepted. */
+void parse_options(int argc, char **argv, unsigned cmd, void (*help)(void)) {
+    struct option longs[N_OPTS + 1];
+    char shorts[64] = ":";     /* leading ':' so a missing argument is reported as ':' */
+    size_t nl = 0, ns = 1;
+    for (size_t i = 0; i < N_OPTS; i++) {
+        if (!(k_opts[i].cmds & cmd)) continue;
+        longs[nl++] = k_opts[i].o;
+        int c = k_opts[i].o.val;
+        if (c < 256 && !strchr(shorts, c)) {
+            shorts[ns++] = (char)c;
+            if (k_opts[i].o.has_arg == required_argument) shorts[ns++] = ':';
+        }
+    }
+    memset(&longs[nl], 0, sizeof longs[nl]);
+    shorts[ns] = 0;
+
+    g.cmd = cmd;
+    g.sp = tw_sampler_default_params();
+    g.final_softcap = cmd == C_DUMP ? 0 : -1;
+    g.model = getenv("TOWER_MODEL");
+    g.n_frames = 32;   /* as TowerVideo was trained */
+    opterr = 0;
+    optind = 1;
+    for (;;) {
+        int li = -1;
+        int c = getopt_long(argc, argv, shorts, longs, &li);
+        if (c == -1) break;
+        char name[64];   /* the option as the user spelled it, for messages */
+        if (li >= 0) snprintf(name, sizeof name, "--%s", longs[li].name);
+        else if (c > 0 && c < 256 && c != '?' && c != ':') snprintf(name, sizeof name, "-%c", c);
+        else snprintf(name, sizeof name, "%s", argv[optind - 1]);
+        switch (c) {
+        case 'h': help(); exit(0);
+        case 'm': g.model = optarg; break;
+        case 'p': g.prompt = optarg; break;
+        case 'f': g.prompt_file = optarg; break;
+        case 'n': g.max_new = (int32_t)parse_long(name, optarg, 0, 1 << 30); g.max_new_set = 1; break;
+        case 't': g.n_threads = (int)parse_long(name, optarg, 0, 4096); break;
+        case 'v': g.verbose = 1; break;
+        case 'o': g.out = optarg; break;
+        case O_SYSTEM: g.system = optarg; break;
+        case O_TEMP: g.sp.temperature = parse_float(name, optarg, 0, 100); break;
+        case O_TOP_K: g.sp.top_k = (int32_t)parse_long(name, optarg, 0, 1 << 30); break;
+        case O_TOP_P: g.sp.top_p = parse_float(name, optarg, 0, 1); break;
+        case O_MIN_P: g.sp.min_p = parse_float(name, optarg, 0, 1); break;
+        case O_REPEAT: g.sp.repetition_penalty = parse_float(name, optarg, 0.01f, 100); break;
+        case O_PRESENCE: g.sp.presence_penalty = parse_float(name, optarg, -100, 100); break;
+        case O_FREQUENCY: g.sp.frequency_penalty = parse_float(name, optarg, -100, 100); break;
+        case O_PENALTY_N: g.sp.penalty_last_n = (int32_t)parse_long(name, optarg, -1, 1 << 30); break;
+        case O_SEED: {
+            char *end;
+            errno = 0;
+            unsigned long long v = strtoull(optarg, &end, 10);
+            if (errno || end == optarg || *end) usage_error("option --seed: expected a non-negative integer, got '%s'", optarg);
+            g.sp.seed = v;
+            break;
+        }
+        case O_STOP: {
+            char **ns2 = realloc(g.stops, (g.n_stops + 1) * sizeof *ns2);
+            if (!ns2 || !(ns2[g.n_stops] = unescape(optarg))) { fputs("tower: error: out of memory\n", stderr); exit(1); }
+            if (!ns2[g.n_stops][0]) usage_error("option --stop: the stop string is empty");
+            g.stops = ns2;
+            g.n_stops++;
+            break;
+        }
+        case O_IGNORE_EOS: g.ignore_eos = 1; break;
+        case O_RAW: g.raw = 1; break;
+        case O_NO_SOFTCAP: g.final_softcap = 0; break;
+        case O_SOFTCAP: g.final_softcap = 1; break;
+        case O_TEMPLATE: g.chat_template = optarg; break;
+        case O_OFFLINE: g.offline = 1; break;
+        case O_CTX: g.n_ctx = (int32_t)parse_long(name, optarg, 1, 1 << 30); break;
+        case O_KV_TYPE:
+            if (tw_kv_type_parse(optarg, &g.kv_type) != TW_OK) usage_error("option --kv-type: expected f32, f16 or bf16, got '%s'", optarg);
+            break;
+        case O_PRINT_IDS: g.print_ids = 1; break;
+        case O_SHOW_PROMPT: g.show_prompt = 1; break;
+        case O_FROM: g.from = optarg; break;
+        case O_TO: g.to = optarg; break;
+        case O_LIST_LANG: g.list_languages = 1; break;
+        case O_LINES: g.lines = 1; break;
+        case O_NO_SPECIAL: g.no_special = 1; break;
+        case O_JSONL: g.jsonl = 1; break;
+        case O_IDS: g.ids_only = 1; break;
+        case O_CHECK: g.check_against = optarg; break;
+        case O_IMAGE: {
+            const char **ni = realloc(g.images, (g.n_images + 1) * sizeof *ni);
+            if (!ni) { fputs("tower: error: out of memory\n", stderr); exit(1); }
+            if (!*optarg) usage_error("option --image: the path is empty");
+            g.images = ni;
+            g.images[g.n_images++] = optarg;
+            break;
+        }
+        case O_IMAGE_TOKENS: g.image_tokens = 1; break;
+        case O_VIDEO: {
+            const char **nv = realloc(g.videos, (g.n_videos + 1) * sizeof *nv);
+            if (!nv) { fputs("tower: error: out of memory\n", stderr); exit(1); }
+            if (!*optarg) usage_error("option --video: the path is empty");
+            g.videos = nv;
+            g.videos[g.n_videos++] = optarg;
+            break;
+        }
+        case O_VIDEO_FRAMES:
+        case O_VIDEO_FRAME: {
+            /* --video-frames splits at commas; --video-frame takes one path as is */
+            for (const char *p = optarg;;) {
+                size_t n = c == O_VIDEO_FRAMES ? strcspn(p, ",") : strlen(p);
+                if (!n) usage_error("option %s: an empty frame path in '%s'", name, optarg);
+                char **nf = realloc(g.frame_paths, (g.n_frame_paths + 1) * sizeof *nf);
+                char *f = malloc(n + 1);
+                if (!nf || !f) { fputs("tower: error: out of memory\n", stderr); exit(1); }
+                memcpy(f, p, n);
+                f[n] = 0;
+                g.frame_paths = nf;
+                g.frame_paths[g.n_frame_paths++] = f;
+                if (!p[n]) break;
+                p += n + 1;
+            }
+            break;
+        }
+        case O_FRAMES: g.n_frames = (int32_t)parse_long(name, optarg, 0, 4096); break;
+        case ':':
+            if (optopt && optopt < 256) usage_error("option '-%c' needs a value", optopt);
+            usage_error("option '%s' needs a value", argv[optind - 1]);
+        default:
+            if (optopt && optopt < 256) usage_error("unknown option '-%c'", optopt);
+            usage_error("unknown option '%s'", name);
+        }
+    }
+    if (optind < argc) usage_error("unexpected argument '%s' (text goes after -p, in quotes)", argv[optind]);
+}
+
+void free_options(void) {
+    for (size_t i = 0; i < g.n_stops; i++) free(g.stops[i]);
+    free(g.stops);
+    g.stops = NULL;
+    g.n_stops = 0;
+    free(g.images);
+    g.images = NULL;
+    g.n_images = 0;
+    free(g.videos);
+    g.videos = NULL;
+    g.n_videos = 0;
+    for (size_t i = 0; i < g.n_frame_paths; i++) free(g.frame_paths[i]);
+    free(g.frame_paths);
+    g.frame_paths = NULL;
+    g.n_frame_paths = 0;
+}
+
+/* The prompt text: -p TEXT, -p - or -f - (stdin), -f FILE, or stdin when it is not a terminal. */
+int blank(const char *s) {
+    while (*s && isspace((unsigned char)*s)) s++;
+    return !*s;
+}
+
+int read_prompt(char **text, size_t *len) {
+    if (g.prompt && g.prompt_file) usage_error("give the text with -p or with -f, not both");
+    if (g.prompt && strcmp(g.prompt, "-") != 0) {
+        *len = strlen(g.prompt);
+        *text = malloc(*len + 1);
+        if (!*text) return fail("out of memory");
+        memcpy(*text, g.prompt, *len + 1);
+        return 0;
+    }
+    if (g.prompt_file && strcmp(g.prompt_file, "-") != 0) return read_path(g.prompt_file, text, len);
+    if (!g.prompt && !g.prompt_file && isatty(STDIN_FILENO))
+        usage_error("no input text: use -p TEXT, -f FILE, or pipe the text on stdin");
+    if (read_stream(stdin, text, len)) return fail("cannot read stdin: %s", strerror(errno));
+    return 0;
+}
+
+/* ============================================================================================ */
+/* Model loading                                                                                */
+
+/* Download progress, drawn on stderr only when it is a terminal. */
+static void progress_cb(void *ud, const char *what, uint64_t done, uint64_t total) {
+    static double last;
+    (void)ud;
+    double t = now_ms();
+    int finished = total && done >= total;
+    if (!finished && t - last < 100) return;
+    last = t;
+    if (total)
+        fprintf(stderr, "\r\033[K%-32.32s %5.1f%%  %8.1f / %.1f MB", what ? what : "", 100.0 * (double)done / (double)total,
+                done / 1e6, total / 1e6);
+    else
+        fprintf(stderr, "\r\033[K%-32.32s %8.1f MB", what ? what : "", done / 1e6);
+    if (finished) fputc('\n', stderr);
+    fflush(stderr);
+}
+
+tw_model_params model_params(void) {
+    tw_model_params p = tw_model_default_params();
+    p.n_threads = g.n_threads;
+    p.final_softcap = g.final_softcap;
+    p.chat_template_file = g.chat_template;
+    p.offline = g.offline;
+    if (isatty(STDERR_FILENO)) p.progress = progress_cb;
+    return p;
+}
+
+int require_model(void) {
+    if (!g.model || !*g.model) usage_error("no model: give -m DIR or -m org/name (or set TOWER_MODEL)");
+    return 0;
+}
+
+int load_model(tw_model **m) {
+    require_model();
+    tw_model_params p = model_params();
+    double t0 = now_ms();
+    if (tw_model_load(g.model, &p, m) != TW_OK) return fail_lib();
+    if (g.verbose)
+        fprintf(stderr, "[model %s: %s, %d layers, %d hidden, vocab %d, loaded in %.0f ms]\n", tw_model_dir(*m),
+                tw_model_arch(*m), tw_model_n_layer(*m), tw_model_n_embd(*m), tw_model_n_vocab(*m), now_ms() - t0);
+    return 0;
+}
