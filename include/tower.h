@@ -447,6 +447,10 @@ enum {
 TW_API tw_status tw_prompt_from_text(const tw_model *m, const char *system, const char *text, size_t len,
                                      const tw_media *media, size_t n_media, unsigned flags, tw_prompt **out);
 TW_API void      tw_prompt_free(tw_prompt *p);
+/* The text tw_prompt_from_text would render for n_images images and n_videos videos, without
+** the media themselves (to show a prompt before decoding anything). *out is malloc'ed. */
+TW_API tw_status tw_prompt_render(const tw_model *m, const char *system, const char *text, size_t len, size_t n_images,
+                                  size_t n_videos, unsigned flags, char **out);
 
 TW_API const char    *tw_prompt_text(const tw_prompt *p);       /* rendered, one placeholder per medium */
 TW_API size_t         tw_prompt_n_tokens(const tw_prompt *p);   /* all tokens, media tokens included    */
@@ -464,6 +468,8 @@ typedef struct tw_prompt_media_info {
     int             single_tile;  /* image encoded as one tile (TowerVideo, several images)       */
     uint64_t        hash;         /* content hash (pixels, size, frames, encoding mode)           */
     int             encoded;      /* its embedding rows are ready (tw_prompt_encode)              */
+    int             from_cache;   /* they came from the media cache                               */
+    double          encode_ms;    /* time this prompt spent encoding it (0 from the cache)        */
 } tw_prompt_media_info;
 TW_API tw_status tw_prompt_media(const tw_prompt *p, size_t i, tw_prompt_media_info *out);
 
@@ -500,7 +506,8 @@ TW_API tw_status tw_prompt_embd(const tw_prompt *p, const float **rows, size_t *
 
 /* Brings seq to hold exactly the prompt: keeps the longest prefix seq already holds (the same
 ** tokens and, for media tokens, the same media), drops the rest and evaluates what is new
-** (encoding media first when needed). At least the last token is evaluated, so tw_seq_logits()
+** (encoding first, through cache, the media that have tokens in the new part: a medium wholly
+** in the kept prefix is not encoded at all). At least the last token is evaluated, so tw_seq_logits()
 ** is the prompt's. opts (may be NULL): logits / hidden of the evaluated positions, which start
 ** at *n_reused; its embd must be NULL. n_reused (may be NULL): prompt tokens kept. A prompt that
 ** does not fit (it needs room for one more token) is TW_E_CONTEXT, with what takes the room. */

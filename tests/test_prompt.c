@@ -79,6 +79,14 @@ static void test_reuse(tw_model *m) {
     r = eval_vs_fresh(m, s, p2, "text changed");
     CHECK(r >= first + n_img && r < n - 1, "other text after the image: reuses the image (%zu, image ends at %zu)", r,
           first + n_img);
+    /* a new prompt object whose image lies wholly in the kept prefix: that image is not encoded */
+    tw_prompt *p4 = text_prompt(m, "Describe the image?", a);
+    if (p4) {
+        CHECK_OK(tw_prompt_eval(s, p4, NULL, NULL, &r), "p4");
+        CHECK_OK(tw_prompt_media(p4, 0, &mi), "p4 media");
+        CHECK(!mi.encoded && r >= first + n_img, "an image in the reused prefix is not encoded (reused %zu)", r);
+        tw_prompt_free(p4);
+    }
     r = eval_vs_fresh(m, s, p3, "image changed");
     CHECK(r == first, "another image with the same token count: reuse stops at its first token (%zu, want %zu)", r, first);
     /* rows given to tw_seq_eval by hand carry no medium's name: a prompt never reuses them */

@@ -75,20 +75,20 @@ static uint64_t media_hash(tw_media_kind kind, const tw_image *im, const tw_vide
 
 /* ---- encoded rows ------------------------------------------------------------------------------ */
 
-typedef struct rows {
+typedef struct media_rows {
     int      refs;        /* atomic: the prompts and the cache holding it                */
     uint64_t key;
     int32_t  n;           /* rows                                                        */
     size_t   bytes;
     float   *data;        /* [n][H]                                                      */
-} rows;
+} media_rows;
 
-static rows *rows_ref(rows *r) {
+static media_rows *rows_ref(media_rows *r) {
     __atomic_add_fetch(&r->refs, 1, __ATOMIC_RELAXED);
     return r;
 }
 
-static void rows_unref(rows *r) {
+static void rows_unref(media_rows *r) {
     if (r && __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) == 0) {
         free(r->data);
         free(r);
@@ -98,7 +98,7 @@ static void rows_unref(rows *r) {
 /* ---- the media cache --------------------------------------------------------------------------- */
 
 typedef struct centry {
-    rows    *r;
+    media_rows *r;
     uint64_t used;        /* clock of the last hit or insertion                          */
 } centry;
 
@@ -143,8 +143,8 @@ void tw_media_cache_get_stats(tw_media_cache *c, tw_media_cache_stats *out) {
 }
 
 /* A reference to the cached rows of key, or NULL. */
-static rows *cache_find(tw_media_cache *c, uint64_t key) {
-    rows *r = NULL;
+static media_rows *cache_find(tw_media_cache *c, uint64_t key) {
+    media_rows *r = NULL;
     pthread_mutex_lock(&c->mu);
     for (size_t i = 0; i < c->n && !r; i++)
         if (c->e[i].r->key == key) {
@@ -159,7 +159,7 @@ static rows *cache_find(tw_media_cache *c, uint64_t key) {
 
 /* Keeps r (unless another thread put the same key first, or it alone exceeds the budget),
 ** dropping the least recently used entries to make room. Out of memory only means not cached. */
-static void cache_put(tw_media_cache *c, rows *r, tw_media_kind kind, double ms) {
+static void cache_put(tw_media_cache *c, media_rows *r, tw_media_kind kind, double ms) {
     pthread_mutex_lock(&c->mu);
     if (kind == TW_MEDIA_IMAGE) c->st.images_encoded++, c->st.image_encode_ms += ms;
     else c->st.videos_encoded++, c->st.video_encode_ms += ms;
@@ -198,7 +198,9 @@ typedef struct pmedia {
     size_t          first;        /* its first token                                  */
     bool            single_tile;
     uint64_t        hash;
-    rows           *r;            /* encoded rows, or NULL                            */
+    media_rows     *r;            /* encoded rows, or NULL                            */
+    bool            from_cache;
+    double          encode_ms;
 } pmedia;
 
 struct tw_prompt {
@@ -393,35 +395,51 @@ static tw_status split_media(const tw_media *media, size_t n, const tw_image ***
     return TW_OK;
 }
 
-tw_status tw_prompt_from_text(const tw_model *m, const char *system, const char *text, size_t len,
-                              const tw_media *media, size_t n_media, unsigned flags, tw_prompt **out) {
-    if (!m || !text || !out || (n_media && !media)) return tw_err(TW_E_ARG, "tw_prompt_from_text: NULL argument");
+/* The user text with its placeholders placed, rendered as [system?, user] (or as is: raw). */
+static tw_status render_text(const tw_model *m, const char *system, const char *text, size_t len, size_t n_img,
+                             size_t n_vid, unsigned flags, char **out) {
     *out = NULL;
     bool raw = flags & TW_PROMPT_RAW;
     if (raw && system) return tw_err(TW_E_ARG, "tw_prompt_from_text: a raw prompt takes no system message");
     if (memchr(text, 0, len)) return tw_err(TW_E_ARG, "the prompt contains a NUL byte");
-    const tw_image **imgs = NULL;
-    const tw_video **vids = NULL;
-    size_t n_img = 0, n_vid = 0;
     tw_buf b = { 0 };
-    char *user = tw_strndup(text, len);
-    tw_prompt *p = prompt_new(m);
-    tw_status s = user && p ? split_media(media, n_media, &imgs, &n_img, &vids, &n_vid) : TW_E_NOMEM;
-    if (s == TW_OK) s = place_media(m, user, (size_t[2]){ n_img, n_vid }, !raw && !(flags & TW_PROMPT_NO_PREPEND), "", &b);
-    if (s == TW_OK && !(p->text = tw_buf_detach(&b, NULL))) s = TW_E_NOMEM;
-    if (s == TW_OK && !raw) {
+    char *user = tw_strndup(text, len), *placed = NULL;
+    tw_status s = user ? place_media(m, user, (size_t[2]){ n_img, n_vid }, !raw && !(flags & TW_PROMPT_NO_PREPEND), "", &b)
+                       : TW_E_NOMEM;
+    if (s == TW_OK && !(placed = tw_buf_detach(&b, NULL))) s = TW_E_NOMEM;
+    if (s == TW_OK && raw) {
+        *out = placed;
+        placed = NULL;
+    } else if (s == TW_OK) {
         tw_message msgs[2];
         size_t n = 0;
         if (system) msgs[n++] = (tw_message){ "system", system };
-        msgs[n++] = (tw_message){ "user", p->text };
-        char *rendered = NULL;
-        s = tw_chat_render(m, msgs, n, 1, &rendered);
-        free(p->text);
-        p->text = rendered;
+        msgs[n++] = (tw_message){ "user", placed };
+        s = tw_chat_render(m, msgs, n, 1, out);
     }
-    if (s == TW_OK) s = finish(p, imgs, n_img, vids, n_vid);
     tw_buf_free(&b);
-    free(user), free(imgs), free(vids);
+    free(user), free(placed);
+    return s;
+}
+
+tw_status tw_prompt_render(const tw_model *m, const char *system, const char *text, size_t len, size_t n_images,
+                           size_t n_videos, unsigned flags, char **out) {
+    if (!m || !text || !out) return tw_err(TW_E_ARG, "tw_prompt_render: NULL argument");
+    return render_text(m, system, text, len, n_images, n_videos, flags, out);
+}
+
+tw_status tw_prompt_from_text(const tw_model *m, const char *system, const char *text, size_t len,
+                              const tw_media *media, size_t n_media, unsigned flags, tw_prompt **out) {
+    if (!m || !text || !out || (n_media && !media)) return tw_err(TW_E_ARG, "tw_prompt_from_text: NULL argument");
+    *out = NULL;
+    const tw_image **imgs = NULL;
+    const tw_video **vids = NULL;
+    size_t n_img = 0, n_vid = 0;
+    tw_prompt *p = prompt_new(m);
+    tw_status s = p ? split_media(media, n_media, &imgs, &n_img, &vids, &n_vid) : TW_E_NOMEM;
+    if (s == TW_OK) s = render_text(m, system, text, len, n_img, n_vid, flags, &p->text);
+    if (s == TW_OK) s = finish(p, imgs, n_img, vids, n_vid);
+    free(imgs), free(vids);
     if (s != TW_OK) {
         tw_prompt_free(p);
         return s;
@@ -487,22 +505,23 @@ tw_status tw_prompt_media(const tw_prompt *p, size_t i, tw_prompt_media_info *ou
     const pmedia *pm = &p->media[i];
     *out = (tw_prompt_media_info){ .kind = pm->kind, .image = pm->im, .video = pm->vid, .index = pm->index,
                                    .n_tokens = pm->n_tokens, .first_token = pm->first,
-                                   .single_tile = pm->single_tile, .hash = pm->hash, .encoded = pm->r != NULL };
+                                   .single_tile = pm->single_tile, .hash = pm->hash, .encoded = pm->r != NULL,
+                                   .from_cache = pm->from_cache, .encode_ms = pm->encode_ms };
     return TW_OK;
 }
 
 /* ---- encoding ------------------------------------------------------------------------------------ */
 
-static tw_status encode_one(const tw_model *m, pmedia *pm, const tw_encode_opts *opts, rows **out, double *ms) {
+static tw_status encode_one(const tw_model *m, pmedia *pm, const tw_encode_opts *opts, media_rows **out, double *ms) {
     size_t H = (size_t)m->text.n_embd, bytes;
     if (tw_mul_overflow((size_t)pm->n_tokens * H, sizeof(float), &bytes)) return TW_E_NOMEM;
-    rows *r = tw_calloc(1, sizeof *r);
+    media_rows *r = tw_calloc(1, sizeof *r);
     float *data = r ? tw_malloc(bytes) : NULL;
     if (!data) {
         free(r);
         return TW_E_NOMEM;
     }
-    *r = (rows){ .refs = 1, .key = pm->hash, .n = pm->n_tokens, .bytes = bytes, .data = data };
+    *r = (media_rows){ .refs = 1, .key = pm->hash, .n = pm->n_tokens, .bytes = bytes, .data = data };
     tw_vision_obs obs = { opts ? opts->on_tensor : NULL, opts ? opts->user_data : NULL, pm->index };
     double t0 = tw_time_ms();
     tw_status s = pm->kind == TW_MEDIA_IMAGE ? tw_vision_encode_image(m, pm->im, pm->single_tile, &obs, data)
@@ -516,17 +535,21 @@ static tw_status encode_one(const tw_model *m, pmedia *pm, const tw_encode_opts 
     return TW_OK;
 }
 
-tw_status tw_prompt_encode(tw_prompt *p, tw_media_cache *cache, const tw_encode_opts *opts) {
-    if (!p) return tw_err(TW_E_ARG, "tw_prompt_encode: NULL prompt");
+/* Encodes the media with tokens at positions >= from. */
+static tw_status encode_from(tw_prompt *p, tw_media_cache *cache, const tw_encode_opts *opts, size_t from) {
     if (cache && cache->m != p->m) return tw_err(TW_E_ARG, "tw_prompt_encode: the media cache belongs to another model");
     size_t n_img = 0, n_vid = 0;
     for (size_t i = 0; i < p->n_media; i++) *(p->media[i].kind == TW_MEDIA_IMAGE ? &n_img : &n_vid) += 1;
     for (size_t i = 0; i < p->n_media; i++) {
         pmedia *pm = &p->media[i];
-        if (pm->r) continue;
-        if (cache && (pm->r = cache_find(cache, pm->hash))) continue;
+        if (pm->r || pm->first + (size_t)pm->n_tokens <= from) continue;
+        if (cache && (pm->r = cache_find(cache, pm->hash))) {
+            pm->from_cache = true;
+            continue;
+        }
         double ms = 0;
         tw_status s = encode_one(p->m, pm, opts, &pm->r, &ms);
+        pm->encode_ms = ms;
         if (s != TW_OK) {
             size_t n = pm->kind == TW_MEDIA_IMAGE ? n_img : n_vid;
             return n > 1 ? tw_err_prefix(s, "%s %d of %zu", k_kind_name[pm->kind], pm->index + 1, n) : s;
@@ -534,6 +557,11 @@ tw_status tw_prompt_encode(tw_prompt *p, tw_media_cache *cache, const tw_encode_
         if (cache) cache_put(cache, pm->r, pm->kind, ms);
     }
     return TW_OK;
+}
+
+tw_status tw_prompt_encode(tw_prompt *p, tw_media_cache *cache, const tw_encode_opts *opts) {
+    if (!p) return tw_err(TW_E_ARG, "tw_prompt_encode: NULL prompt");
+    return encode_from(p, cache, opts, 0);
 }
 
 tw_status tw_prompt_embd(const tw_prompt *cp, const float **out, size_t *n_rows) {
@@ -586,10 +614,11 @@ static tw_status too_long(const tw_prompt *p, int32_t n_ctx, size_t room) {
                   vid_tok, frames, per, n_vid, imgs, hint);
 }
 
-/* Checks, encodes, finds the reusable prefix k, rewinds s to it and fills eo with the rows of
-** the media tokens from k on. */
+/* Checks, finds the reusable prefix k, rewinds s to it, encodes the media with tokens from k on
+** and gives eo (*rows_out, to free) the rows of those tokens. */
 static tw_status prepare(tw_seq *s, tw_prompt *p, tw_media_cache *cache, const tw_eval_opts *in, size_t room,
-                         tw_eval_opts *eo, size_t *k_out) {
+                         tw_eval_opts *eo, size_t *k_out, float **rows_out) {
+    *rows_out = NULL;
     if (!s || !p) return tw_err(TW_E_ARG, "tw_prompt_eval: NULL argument");
     if (s->m != p->m) return tw_err(TW_E_ARG, "tw_prompt_eval: the sequence and the prompt belong to different models");
     if (in && (in->embd || in->n_embd_rows))
@@ -597,32 +626,44 @@ static tw_status prepare(tw_seq *s, tw_prompt *p, tw_media_cache *cache, const t
     size_t n = p->n_ids;
     if (n == 0) return tw_err(TW_E_ARG, "the prompt is empty");
     if (n + room > (size_t)s->n_ctx) return too_long(p, s->n_ctx, room);
-    TW_TRY(tw_prompt_encode(p, cache, NULL));
-    const float *embd = NULL;
-    size_t n_rows = 0;
-    TW_TRY(tw_prompt_embd(p, &embd, &n_rows));
 
+    /* the hashes are known before encoding: the kept prefix needs no rows */
     const int32_t *ids = tw_seq_tokens(s);
     const uint64_t *tags = tw_seq_tags(s);
     size_t pos = (size_t)tw_seq_pos(s), k = 0;
     while (k < n && k < pos && ids[k] == p->ids[k] && tags[k] == p->tags[k]) k++;
     if (k == n) k--;   /* at least one new token, for fresh logits */
+    TW_TRY(encode_from(p, cache, NULL, k));
+
+    size_t H = (size_t)p->m->text.n_embd, n_rows = 0;
+    for (size_t i = k; i < n; i++) n_rows += p->tags[i] != 0;
+    float *rows = NULL;
+    if (n_rows && !(rows = tw_malloc(sizeof(float) * n_rows * H))) return TW_E_NOMEM;
+    for (size_t i = 0, r = 0; i < p->n_media; i++) {   /* each medium's rows from position k on */
+        const pmedia *pm = &p->media[i];
+        size_t end = pm->first + (size_t)pm->n_tokens, from = TW_MAX(pm->first, k);
+        if (end <= k) continue;
+        memcpy(rows + r * H, pm->r->data + (from - pm->first) * H, sizeof(float) * (end - from) * H);
+        r += end - from;
+    }
     TW_TRY(tw_seq_rewind(s, (int32_t)k));
-    size_t skip = 0;   /* media rows of the positions kept */
-    for (size_t i = 0; i < k; i++) skip += p->tags[i] != 0;
     *eo = in ? *in : (tw_eval_opts){ 0 };
-    eo->embd = skip < n_rows ? embd + skip * (size_t)p->m->text.n_embd : NULL;
-    eo->n_embd_rows = n_rows - skip;
+    eo->embd = rows;
+    eo->n_embd_rows = n_rows;
     *k_out = k;
+    *rows_out = rows;
     return TW_OK;
 }
 
 tw_status tw_prompt_eval(tw_seq *s, tw_prompt *p, tw_media_cache *cache, const tw_eval_opts *opts, size_t *n_reused) {
     tw_eval_opts eo;
     size_t k = 0;
+    float *rows = NULL;
     if (n_reused) *n_reused = 0;
-    TW_TRY(prepare(s, p, cache, opts, 0, &eo, &k));
-    tw_status st = tw_seq_eval(s, p->ids + k, p->n_ids - k, &eo);
+    tw_status st = prepare(s, p, cache, opts, 0, &eo, &k, &rows);
+    if (st != TW_OK) return st;   /* nothing was changed */
+    st = tw_seq_eval(s, p->ids + k, p->n_ids - k, &eo);
+    free(rows);
     if (st != TW_OK) {
         tw_seq_rewind(s, (int32_t)k);
         return st;
@@ -638,9 +679,12 @@ tw_status tw_prompt_generate(tw_seq *s, tw_prompt *p, tw_media_cache *cache, con
     memset(out, 0, sizeof *out);
     tw_eval_opts eo;
     size_t k = 0;
+    float *rows = NULL;
     if (n_reused) *n_reused = 0;
-    TW_TRY(prepare(s, p, cache, NULL, 1, &eo, &k));
-    tw_status st = tw_generate(s, p->ids + k, p->n_ids - k, &eo, gp, on_token, user_data, out);
+    tw_status st = prepare(s, p, cache, NULL, 1, &eo, &k, &rows);
+    if (st != TW_OK) return st;
+    st = tw_generate(s, p->ids + k, p->n_ids - k, &eo, gp, on_token, user_data, out);
+    free(rows);
     if (st != TW_OK) {
         tw_seq_rewind(s, (int32_t)k);   /* what the failed call left is not known */
         return st;
