@@ -170,7 +170,7 @@ expect_error "a text file named .mp4" 1 "text.mp4: cannot open as a video" \
     "$T" run -m "$M" --video "$tmp/text.mp4" -p "Hi"
 expect_error "missing video file" 1 "nope.mp4" "$T" run -m "$M" --video "$tmp/nope.mp4" -p "Hi"
 expect_error "too many tokens for the context: says what the video takes, suggests --frames" 1 \
-    "the video takes 73 (8 frames x 9 + 1).*--frames 5 fits" \
+    "the video takes 73 (8 frames x 9 + 1); sample fewer frames (5 fit).*--frames N" \
     "$T" run -m "$M" --video "$VID/testsrc2_h264_640x360_30fps_5s.mp4" --frames 8 --ctx 60 -p "Hi"
 expect_error "two <video> placeholders, one video" 1 "2 <video> placeholder(s) but 1 video(s)" \
     "$T" run -m "$M" --video "$VID/testsrc_vp9_320x240_25fps_4s.webm" --frames 1 -p "<video> and <video>"

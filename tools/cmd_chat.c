@@ -36,41 +36,113 @@ void tower_help_chat(void) {
            "  printf 'Hi!\\nTranslate your answer to German.\\n' | tower chat -m ./TowerVision-2B -v\n");
 }
 
+/* The conversation: turns (role, text) and the media attached to user turns, in order. The
+** prompt is rebuilt from it every turn (tw_prompt_from_chat); the library reuses the KV cache as
+** far as the conversation and its media are unchanged. */
+typedef struct turn {
+    char  *role, *text;
+    size_t media_first, n_media;   /* its media: media[media_first ...] */
+} turn;
+
 typedef struct convo {
-    tw_message *msgs;    /* role and content strings are owned (malloc'ed) */
-    size_t      n, cap;
+    turn      *t;
+    size_t     n, cap;
+    cli_media *media;
+    size_t     n_media, cap_media;
+    size_t     n_pending;          /* the last n_pending media go with the next user message */
 } convo;
 
-
-static int convo_push(convo *c, const char *role, const char *content, size_t at) {
+static int convo_push(convo *c, const char *role, const char *text, size_t at, size_t n_media) {
     if (c->n == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 16;
-        tw_message *nm = realloc(c->msgs, cap * sizeof *nm);
-        if (!nm) return -1;
-        c->msgs = nm;
+        turn *nt = realloc(c->t, cap * sizeof *nt);
+        if (!nt) return -1;
+        c->t = nt;
         c->cap = cap;
     }
-    char *r = xstrdup(role), *t = xstrdup(content);
-    if (!r || !t) { free(r); free(t); return -1; }
-    memmove(&c->msgs[at + 1], &c->msgs[at], (c->n - at) * sizeof c->msgs[0]);
-    c->msgs[at] = (tw_message){r, t};
+    char *r = xstrdup(role), *x = xstrdup(text);
+    if (!r || !x) { free(r); free(x); return -1; }
+    memmove(&c->t[at + 1], &c->t[at], (c->n - at) * sizeof c->t[0]);
+    c->t[at] = (turn){r, x, c->n_media - n_media, n_media};
     c->n++;
     return 0;
 }
 
+static void drop_media(convo *c, size_t keep) {
+    while (c->n_media > keep) media_close(&c->media[--c->n_media]);
+    if (c->n_pending > c->n_media) c->n_pending = c->n_media;
+}
+
 static void convo_drop(convo *c, size_t at) {
-    free((char *)c->msgs[at].role);
-    free((char *)c->msgs[at].content);
-    memmove(&c->msgs[at], &c->msgs[at + 1], (c->n - at - 1) * sizeof c->msgs[0]);
+    free(c->t[at].role);
+    free(c->t[at].text);
+    memmove(&c->t[at], &c->t[at + 1], (c->n - at - 1) * sizeof c->t[0]);
     c->n--;
 }
 
 static void convo_free(convo *c) {
     while (c->n) convo_drop(c, c->n - 1);
-    free(c->msgs);
+    free(c->t);
+    drop_media(c, 0);
+    free(c->media);
 }
 
-static int has_system(const convo *c) { return c->n && strcmp(c->msgs[0].role, "system") == 0; }
+static int has_system(const convo *c) { return c->n && strcmp(c->t[0].role, "system") == 0; }
+
+/* Opens an image or video for the next message (src, or a --video-frame(s) list). */
+static int attach(const tw_model *m, convo *c, tw_media_kind kind, const char *src, const char *const *frames,
+                  size_t n_paths, int tty) {
+    if (c->n_media == c->cap_media) {
+        size_t cap = c->cap_media ? c->cap_media * 2 : 4;
+        cli_media *nv = realloc(c->media, cap * sizeof *nv);
+        if (!nv) return fail("out of memory");
+        c->media = nv;
+        c->cap_media = cap;
+    }
+    cli_media *ci = &c->media[c->n_media];
+    if (media_open(m, kind, src, frames, n_paths, ci)) return 1;
+    c->n_media++;
+    c->n_pending++;
+    if (tty || g.verbose) {
+        char buf[64];
+        int32_t n_tok = 0;
+        const char *label = strncmp(ci->src, "data:", 5) ? ci->src : (snprintf(buf, sizeof buf, "%.*s,...",
+                            (int)strcspn(ci->src, ",;") < 40 ? (int)strcspn(ci->src, ",;") : 40, ci->src), buf);
+        if (kind == TW_MEDIA_IMAGE) {
+            tw_image_n_tokens(m, tw_image_width(ci->im), tw_image_height(ci->im), &n_tok);
+            fprintf(stderr, "[image %s: %dx%d, %d tokens; attached to your next message]\n", label,
+                    tw_image_width(ci->im), tw_image_height(ci->im), n_tok);
+        } else {
+            tw_video_n_tokens(m, tw_video_n_frames(ci->vid), &n_tok);
+            fprintf(stderr, "[video %s: %d frames of %dx%d, %d tokens; attached to your next message]\n", label,
+                    tw_video_n_frames(ci->vid), tw_video_width(ci->vid), tw_video_height(ci->vid), n_tok);
+        }
+    }
+    return 0;
+}
+
+/* The conversation as chat messages with parts (media first, then the text: the library places
+** them), into one prompt. */
+static int build(tw_model *m, const convo *c, tw_prompt **out) {
+    tw_chat_message *msgs = calloc(c->n ? c->n : 1, sizeof *msgs);
+    tw_part *parts = calloc(c->n + c->n_media + 1, sizeof *parts);
+    if (!msgs || !parts) { free(msgs); free(parts); return fail("out of memory"); }
+    size_t k = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        const turn *t = &c->t[i];
+        msgs[i] = (tw_chat_message){t->role, parts + k, t->n_media + 1};
+        for (size_t j = 0; j < t->n_media; j++) {
+            const cli_media *ci = &c->media[t->media_first + j];
+            parts[k++] = ci->kind == TW_MEDIA_IMAGE ? (tw_part){TW_PART_IMAGE, NULL, ci->im, NULL}
+                                                    : (tw_part){TW_PART_VIDEO, NULL, NULL, ci->vid};
+        }
+        parts[k++] = (tw_part){TW_PART_TEXT, t->text, NULL, NULL};
+    }
+    tw_status st = tw_prompt_from_chat(m, msgs, c->n, 1, out);
+    free(msgs);
+    free(parts);
+    return st == TW_OK ? 0 : fail_lib();
+}
 
 /* Reads one message: a line, continued on the next while it ends in '\'. NULL at end of input. */
 static char *read_message(int tty) {
@@ -105,19 +177,25 @@ int tower_cmd_chat(int argc, char **argv) {
         if (!strcmp(g.videos[i], "-")) usage_error("--video cannot read stdin: give a file, directory or URL");
     tw_model *m = NULL;
     tw_seq *seq = NULL;
+    tw_media_cache *cache = NULL;
     int rc = load_model(&m);
     if (rc) return rc;
-    if (tw_seq_new_ex(m, g.n_ctx, &(tw_seq_params){ .kv_type = g.kv_type }, &seq) != TW_OK) { tw_model_free(m); return fail_lib(); }
+    if (tw_seq_new_ex(m, g.n_ctx, &(tw_seq_params){ .kv_type = g.kv_type }, &seq) != TW_OK ||
+        tw_media_cache_new(m, 0, &cache) != TW_OK) {
+        rc = fail_lib();
+        tw_seq_free(seq);
+        tw_model_free(m);
+        return rc;
+    }
     int tty = isatty(STDIN_FILENO);
     if (tty) fprintf(stderr, "tower chat: %s. Type a message and press Enter; /help lists commands.\n", g.model);
 
     convo c = {0};
-    chat_media ci = {0};
-    if (g.system && convo_push(&c, "system", g.system, 0)) rc = fail("out of memory");
-    for (size_t i = 0; !rc && i < g.n_images; i++) rc = chat_attach(m, &ci, MEDIA_IMAGE, g.images[i], NULL, 0, tty);
-    for (size_t i = 0; !rc && i < g.n_videos; i++) rc = chat_attach(m, &ci, MEDIA_VIDEO, g.videos[i], NULL, 0, tty);
+    if (g.system && convo_push(&c, "system", g.system, 0, 0)) rc = fail("out of memory");
+    for (size_t i = 0; !rc && i < g.n_images; i++) rc = attach(m, &c, TW_MEDIA_IMAGE, g.images[i], NULL, 0, tty);
+    for (size_t i = 0; !rc && i < g.n_videos; i++) rc = attach(m, &c, TW_MEDIA_VIDEO, g.videos[i], NULL, 0, tty);
     if (!rc && g.n_frame_paths)
-        rc = chat_attach(m, &ci, MEDIA_VIDEO, NULL, (const char *const *)g.frame_paths, g.n_frame_paths, tty);
+        rc = attach(m, &c, TW_MEDIA_VIDEO, NULL, (const char *const *)g.frame_paths, g.n_frame_paths, tty);
     int errors = 0;
     char *msg;
     while (!rc && (msg = read_message(tty)) != NULL) {
@@ -132,79 +210,59 @@ int tower_cmd_chat(int argc, char **argv) {
                        "/help  this list\n");
             } else if (!strcmp(msg, "/reset")) {
                 while (c.n > (size_t)has_system(&c)) convo_drop(&c, c.n - 1);
-                chat_drop_media(&ci, 0);
+                drop_media(&c, 0);
                 if (tw_seq_rewind(seq, 0) != TW_OK) rc = fail_lib();
                 if (tty) fprintf(stderr, "[conversation cleared]\n");
             } else if (!strncmp(msg, "/system", 7) && (msg[7] == ' ' || !msg[7])) {
                 const char *t = msg + 7;
                 while (*t == ' ') t++;
                 if (has_system(&c)) convo_drop(&c, 0);
-                if (*t && convo_push(&c, "system", t, 0)) rc = fail("out of memory");
+                if (*t && convo_push(&c, "system", t, 0, 0)) rc = fail("out of memory");
                 if (tty) fprintf(stderr, "[system message %s]\n", *t ? "set" : "removed");
             } else if ((!strncmp(msg, "/image", 6) || !strncmp(msg, "/video", 6)) && (msg[6] == ' ' || !msg[6])) {
-                media_kind kind = msg[1] == 'i' ? MEDIA_IMAGE : MEDIA_VIDEO;
+                tw_media_kind kind = msg[1] == 'i' ? TW_MEDIA_IMAGE : TW_MEDIA_VIDEO;
                 char *t = msg + 6;
                 while (*t == ' ') t++;
                 size_t tl = strlen(t);
                 while (tl && t[tl - 1] == ' ') t[--tl] = 0;
                 if (!*t) fprintf(stderr, "tower chat: /%s needs a path or URL\n", k_kind_name[kind]), errors++;
-                else if (chat_attach(m, &ci, kind, t, NULL, 0, tty)) errors++;
+                else if (attach(m, &c, kind, t, NULL, 0, tty)) errors++;
             } else {
                 fprintf(stderr, "tower chat: unknown command '%s' (/help lists them)\n", msg);
             }
             free(msg);
             continue;
         }
-        /* pending media go where the message has "<image>" / "<video>", or all at its start */
-        size_t n_before = ci.n - ci.n_pending, p_img = 0;
-        for (size_t i = n_before; i < ci.n; i++) p_img += ci.v[i].kind == MEDIA_IMAGE;
-        char *content = ci.n_pending ? place_media(msg, p_img, ci.n_pending - p_img, 1) : msg;
-        if (!content || order_media(content, ci.v + n_before, ci.n_pending) || convo_push(&c, "user", content, c.n)) {
-            if (content) rc = fail("out of memory");
-            if (content != msg) free(content);
+        /* the pending media go with this message: where it says "<image>" / "<video>", or first */
+        size_t n_before = c.n_media - c.n_pending;
+        if (convo_push(&c, "user", msg, c.n, c.n_pending)) {
             free(msg);
-            chat_drop_media(&ci, n_before);
-            errors++;
-            continue;
+            rc = fail("out of memory");
+            break;
         }
-        if (content != msg) free(content);
         free(msg);
-
-        char *prompt = NULL;
-        int32_t *ids = NULL;
-        size_t n_ids = 0, reused = 0;
-        prompt_media pm = {0};
-        int trc = media_count(m, ci.v, ci.n);   /* a new image may change how the others count */
-        if (!trc && tw_chat_render(m, c.msgs, c.n, 1, &prompt) != TW_OK) trc = fail_lib();
-        if (!trc && ci.n) trc = tokenize_with_media(m, prompt, ci.v, ci.n, &ids, &n_ids);
-        else if (!trc && tw_tokenize(tw_model_tokenizer(m), prompt, strlen(prompt), 0, &ids, &n_ids) != TW_OK)
-            trc = fail_lib();
-        if (!trc) trc = check_fits(seq, n_ids, ci.v, ci.n);
-        if (!trc) trc = media_encode(m, ci.v, ci.n);
-        if (!trc) trc = media_build(m, ids, n_ids, ci.v, ci.n, &pm);
+        tw_prompt *p = NULL;
+        size_t reused = 0;
         tw_gen_params gp = gen_params(1024);
         tw_gen_result res = {0};
-        if (!trc) trc = generate_turn(seq, ids, n_ids, ci.n ? &pm : NULL, (size_t)tw_model_n_embd(m), &gp, 1, 0, &res,
-                                      &reused);
-        media_free(&pm);
+        int trc = build(m, &c, &p);
+        if (!trc) trc = generate_prompt(seq, p, cache, c.media, c.n_media, &gp, 1, 0, &res, &reused);
         if (trc) {
             convo_drop(&c, c.n - 1);   /* the message did not fit: forget it (and its media), keep chatting */
-            chat_drop_media(&ci, n_before);
+            drop_media(&c, n_before);
             errors++;
         } else {
-            ci.n_pending = 0;
+            c.n_pending = 0;
             putchar('\n');
             fflush(stdout);
-            if (g.verbose) report_timing(n_ids, reused, &res);
-            if (convo_push(&c, "assistant", res.text ? res.text : "", c.n)) rc = fail("out of memory");
+            if (g.verbose) report_timing(tw_prompt_n_tokens(p), reused, &res);
+            if (convo_push(&c, "assistant", res.text ? res.text : "", c.n, 0)) rc = fail("out of memory");
             tw_gen_result_free(&res);
         }
-        tw_free(ids);
-        tw_free(prompt);
+        tw_prompt_free(p);
     }
     convo_free(&c);
-    chat_drop_media(&ci, 0);
-    free(ci.v);
+    tw_media_cache_free(cache);
     tw_seq_free(seq);
     tw_model_free(m);
     return rc ? rc : errors ? 1 : 0;

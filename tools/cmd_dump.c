@@ -2,13 +2,14 @@
 ** cmd_dump.c — `tower dump`: one forward pass over a prompt file, writing ids, logits and hidden
 ** states (and with --image / --video every intermediate of the vision path, named as in the
 ** fixtures) to a safetensors file, or comparing them with a fixture (--check-against).
-** Uses the safetensors writer/reader (src/format/safetensors.h) and, through tools/media.h, the
-** vision and video internals; the library's multimodal prompt API is to replace the latter.
+**
+** Everything goes through the public API: the prompt is a tw_prompt (raw text, media by kind in
+** placeholder order), the vision intermediates come from the pipeline's named-tensor callback
+** (tw_encode_opts.on_tensor), the logits and hidden states from tw_prompt_eval, and the files are
+** read and written with tw_tensor_file / tw_tensor_writer.
 */
-#define TOWER_MEDIA_INTERNALS
 #include "commands.h"
 #include "media.h"
-#include "safetensors.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -64,6 +65,124 @@ void tower_help_dump(void) {
            "      --check-against expected-video/video_mp4_h264_8f/tensors.safetensors\n");
 }
 
+/* ---- what dump computed: named tensors ------------------------------------------------------ */
+
+typedef struct dtensor {
+    char         name[64];    /* the written name (with the _j suffix where the fixtures use one) */
+    tw_elem_type type;
+    int32_t      n_dims;
+    int64_t      shape[6];
+    void        *data;        /* owned */
+    size_t       n;           /* elements */
+} dtensor;
+
+typedef struct dset {
+    dtensor *t;
+    size_t   n, cap;
+    size_t   n_of_kind[2];    /* images and videos of the prompt: _j suffixes only with several */
+    int      oom;
+} dset;
+
+static size_t elem_size(tw_elem_type t) {
+    switch (t) {
+    case TW_ELEM_F32: case TW_ELEM_I32: return 4;
+    case TW_ELEM_F16: case TW_ELEM_BF16: return 2;
+    case TW_ELEM_I64: return 8;
+    case TW_ELEM_U8: return 1;
+    }
+    return 1;
+}
+
+/* Adds a copy of data under name (base + "_j" when j >= 0 and its kind has several media). */
+static dtensor *dset_add(dset *d, const char *base, int kind, int j, tw_elem_type type, int32_t n_dims,
+                         const int64_t *shape, const void *data) {
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 32;
+        dtensor *nt = realloc(d->t, cap * sizeof *nt);
+        if (!nt) { d->oom = 1; return NULL; }
+        d->t = nt;
+        d->cap = cap;
+    }
+    dtensor *t = &d->t[d->n];
+    memset(t, 0, sizeof *t);
+    if (j >= 0 && kind >= 0 && d->n_of_kind[kind] > 1) snprintf(t->name, sizeof t->name, "%s_%d", base, j);
+    else snprintf(t->name, sizeof t->name, "%s", base);
+    t->type = type;
+    t->n_dims = n_dims;
+    t->n = 1;
+    for (int32_t i = 0; i < n_dims; i++) t->shape[i] = shape[i], t->n *= (size_t)shape[i];
+    size_t bytes = t->n * elem_size(type);
+    if (!(t->data = malloc(bytes ? bytes : 1))) { d->oom = 1; return NULL; }
+    if (data) memcpy(t->data, data, bytes);
+    else memset(t->data, 0, bytes);
+    d->n++;
+    return t;
+}
+
+static const dtensor *dset_get(const dset *d, const char *name) {
+    for (size_t i = 0; i < d->n; i++)
+        if (!strcmp(d->t[i].name, name)) return &d->t[i];
+    return NULL;
+}
+
+static void dset_free(dset *d) {
+    for (size_t i = 0; i < d->n; i++) free(d->t[i].data);
+    free(d->t);
+    memset(d, 0, sizeof *d);
+}
+
+/* The pipeline's callback: keeps a copy of every intermediate. Image tensors of single tiles
+** (several images on TowerVideo) other than packed are not kept: the reference stores none. */
+typedef struct watch {
+    dset            *d;
+    const tw_prompt *p;
+} watch;
+
+static int on_tensor(void *ud, const tw_tensor_info *t) {
+    watch *w = ud;
+    int video = !strncmp(t->name, "video_", 6) || !strcmp(t->name, "pixel_values_videos");
+    if (!video && strcmp(t->name, "packed") != 0) {
+        for (size_t i = 0; i < tw_prompt_n_media(w->p); i++) {
+            tw_prompt_media_info mi;
+            if (tw_prompt_media(w->p, i, &mi) == TW_OK && mi.kind == TW_MEDIA_IMAGE && mi.index == t->media &&
+                mi.single_tile)
+                return 0;
+        }
+    }
+    dset_add(w->d, t->name, video, t->media, t->type, t->n_dims, t->shape, t->data);
+    return w->d->oom;
+}
+
+/* pixel_values of every image, [n_images, max_tiles, 3, S, S] zero-padded as the processor pads
+** them; replaces the per-image tensors. */
+static void join_pixel_values(dset *d) {
+    size_t n = d->n_of_kind[0], max_tiles = 0, tile = 0;
+    char nm[64];
+    for (size_t j = 0; j < n; j++) {
+        snprintf(nm, sizeof nm, n > 1 ? "pixel_values_%zu" : "pixel_values", j);
+        const dtensor *t = dset_get(d, nm);
+        if (!t) return;   /* single tiles: none */
+        if ((size_t)t->shape[0] > max_tiles) max_tiles = (size_t)t->shape[0];
+        tile = (size_t)(t->shape[1] * t->shape[2] * t->shape[3]);
+    }
+    if (!n) return;
+    int64_t shape[5] = {(int64_t)n, (int64_t)max_tiles, 3, 0, 0};
+    snprintf(nm, sizeof nm, n > 1 ? "pixel_values_0" : "pixel_values");
+    shape[3] = dset_get(d, nm)->shape[2];
+    shape[4] = dset_get(d, nm)->shape[3];
+    dtensor *all = dset_add(d, "pixel_values_all", -1, -1, TW_ELEM_F32, 5, shape, NULL);
+    if (!all) return;
+    for (size_t j = 0; j < n; j++) {
+        snprintf(nm, sizeof nm, n > 1 ? "pixel_values_%zu" : "pixel_values", j);
+        dtensor *t = (dtensor *)dset_get(d, nm);
+        memcpy((float *)all->data + j * max_tiles * tile, t->data, t->n * sizeof(float));
+        t->name[0] = 0;   /* dropped: only the joined tensor is written */
+    }
+    snprintf(all->name, sizeof all->name, "pixel_values");
+}
+
+/* ---- checks against a fixture -------------------------------------------------------------------- */
+
 /* max |a - b| over n floats */
 static double max_abs_diff(const float *a, const float *b, size_t n, double *max_b) {
     double d = 0, mb = 0;
@@ -76,25 +195,36 @@ static double max_abs_diff(const float *a, const float *b, size_t n, double *max
     return d;
 }
 
-/* Tensor name with the fixtures' _j suffix when the prompt has several images (or videos). */
-static const char *img_name(char *buf, size_t cap, const char *base, size_t j, size_t n_imgs) {
-    if (n_imgs > 1) snprintf(buf, cap, "%s_%zu", base, j);
-    else snprintf(buf, cap, "%s", base);
-    return buf;
+static size_t ref_nelem(const tw_tensor_info *r) {
+    size_t n = 1;
+    for (int32_t i = 0; i < r->n_dims; i++) n *= (size_t)r->shape[i];
+    return n;
+}
+
+static const char *elem_name(tw_elem_type t) {
+    static const char *const names[] = {"F32", "F16", "BF16", "I64", "I32", "U8"};
+    return (unsigned)t < 6 ? names[t] : "?";
+}
+
+/* The fixture's tensor of that name, or 0 (skipped). */
+static int ref_get(const tw_tensor_file *f, const char *name, tw_tensor_info *r) {
+    return tw_tensor_file_get(f, name, r) == TW_OK;
+}
+
+static int shape_mismatch(const char *name, const tw_tensor_info *r, size_t n) {
+    fprintf(stderr, "check %s: MISMATCH (the reference has %zu %s values, dump computed %zu)\n", name, ref_nelem(r),
+            elem_name(r->type), n);
+    return 1;
 }
 
 /* One check line on stderr; returns 1 on a mismatch. A tensor the fixture lacks is skipped.
 ** why != NULL: the difference is only reported (an input upstream already differs). */
-static int check_f32_why(const tw_st_set *set, const char *name, const float *ours, size_t n, double limit, int rel,
+static int check_f32_why(const tw_tensor_file *f, const char *name, const float *ours, size_t n, double limit, int rel,
                          const char *why) {
-    const tw_tensor *t = tw_st_get(set, name);
-    if (!t) return 0;
-    if (t->type != TW_DT_F32 || (size_t)tw_tensor_nelem(t) != n) {
-        fprintf(stderr, "check %s: MISMATCH (the reference has %lld %s values, dump computed %zu)\n", name,
-                (long long)tw_tensor_nelem(t), tw_dtype_name(t->type), n);
-        return 1;
-    }
-    double mb, d = max_abs_diff(ours, t->data, n, &mb), lim = rel ? limit * mb + limit : limit;
+    tw_tensor_info r;
+    if (!ref_get(f, name, &r)) return 0;
+    if (r.type != TW_ELEM_F32 || ref_nelem(&r) != n) return shape_mismatch(name, &r, n);
+    double mb, d = max_abs_diff(ours, r.data, n, &mb), lim = rel ? limit * mb + limit : limit;
     if (why) {
         fprintf(stderr, "check %s: max |diff| %.3g (reported, not compared: %s)\n", name, d, why);
         return 0;
@@ -103,279 +233,158 @@ static int check_f32_why(const tw_st_set *set, const char *name, const float *ou
     return !(d <= lim);
 }
 
-static int check_f32(const tw_st_set *set, const char *name, const float *ours, size_t n, double limit, int rel) {
-    return check_f32_why(set, name, ours, n, limit, rel, NULL);
-}
-
-static int check_exact(const tw_st_set *set, const char *name, tw_dtype type, const void *ours, size_t n) {
-    const tw_tensor *t = tw_st_get(set, name);
-    if (!t) return 0;
-    int ok = t->type == type && (size_t)tw_tensor_nelem(t) == n && memcmp(t->data, ours, n * tw_dtype_size(type)) == 0;
-    fprintf(stderr, "check %s (%zu): %s\n", name, n, ok ? "ok" : "MISMATCH");
+static int check_exact(const tw_tensor_file *f, const dtensor *t) {
+    tw_tensor_info r;
+    if (!ref_get(f, t->name, &r)) return 0;
+    int ok = r.type == t->type && ref_nelem(&r) == t->n && memcmp(r.data, t->data, t->n * elem_size(t->type)) == 0;
+    fprintf(stderr, "check %s (%zu): %s\n", t->name, t->n, ok ? "ok" : "MISMATCH");
     return !ok;
 }
 
 /* uint8 pixels: max |diff| in levels and how many values differ; limit < 0: report only.
-** *maxd = the largest difference (-1: the tensor is absent or has another shape). */
-static int check_u8(const tw_st_set *set, const char *name, const uint8_t *ours, size_t n, int limit, int *maxd) {
-    const tw_tensor *t = tw_st_get(set, name);
+** *maxd = the largest difference (-1: the tensor is absent). */
+static int check_u8(const tw_tensor_file *f, const dtensor *t, int limit, int *maxd) {
+    tw_tensor_info r;
     *maxd = -1;
-    if (!t) return 0;
-    if (t->type != TW_DT_U8 || (size_t)tw_tensor_nelem(t) != n) {
-        fprintf(stderr, "check %s: MISMATCH (the reference has %lld %s values, dump computed %zu)\n", name,
-                (long long)tw_tensor_nelem(t), tw_dtype_name(t->type), n);
-        return 1;
-    }
-    const uint8_t *r = t->data;
+    if (!ref_get(f, t->name, &r)) return 0;
+    if (r.type != TW_ELEM_U8 || ref_nelem(&r) != t->n) return shape_mismatch(t->name, &r, t->n);
+    const uint8_t *a = t->data, *b = r.data;
     size_t differ = 0;
     int d = 0;
-    for (size_t i = 0; i < n; i++) {
-        int x = abs((int)ours[i] - (int)r[i]);
+    for (size_t i = 0; i < t->n; i++) {
+        int x = abs((int)a[i] - (int)b[i]);
         differ += x != 0;
         if (x > d) d = x;
     }
     *maxd = d;
     if (limit < 0) {
         fprintf(stderr, "check %s: max |diff| %d level(s), %zu of %zu values differ (reported, not compared: the "
-                        "decoded frames differ)\n", name, d, differ, n);
+                        "decoded frames differ)\n", t->name, d, differ, t->n);
         return 0;
     }
-    fprintf(stderr, "check %s: max |diff| %d level(s) (limit %d), %zu of %zu values differ: %s\n", name, d, limit, differ,
-            n, d <= limit ? "ok" : "MISMATCH");
+    fprintf(stderr, "check %s: max |diff| %d level(s) (limit %d), %zu of %zu values differ: %s\n", t->name, d, limit,
+            differ, t->n, d <= limit ? "ok" : "MISMATCH");
     return d > limit;
 }
 
-/* What dump computed, for writing and checking. */
-typedef struct dump_out {
-    const int64_t *ids64;          /* [T]                            */
-    size_t         T;
-    const float   *logits;         /* [T, V]                         */
-    int32_t        V;
-    const float   *hidden;         /* [L+2, T, H]                    */
-    size_t         n_hidden;
-    const int64_t *gen64;          /* [N]                            */
-    size_t         N;
-    cli_media *const *imgs;        /* n_imgs images in prompt order, packed features in embd */
-    const dump_image *dimg;        /* NULL: several OneVision images (single tiles: packed only) */
-    size_t         n_imgs;
-    const float   *pixel_values;   /* [n_imgs, max_tiles, 3, S, S]   */
-    size_t         n_pixel_values;
-    const int64_t *image_sizes;    /* [n_imgs, 2]                    */
-    const int64_t *num_tokens;     /* [n_imgs]                       */
-    cli_media *const *vids;        /* n_vids videos in prompt order, video_features in embd */
-    const dump_video *dvid;
-    size_t         n_vids;
-} dump_out;
+/* The name of the j-th video's tensor (with _j with several videos). */
+static const dtensor *vget(const dset *d, const char *base, size_t j, char *nm, size_t cap) {
+    if (d->n_of_kind[1] > 1) snprintf(nm, cap, "%s_%zu", base, j);
+    else snprintf(nm, cap, "%s", base);
+    return dset_get(d, nm);
+}
 
-/* The video side of check_against. *pixels_differ is set when a video's pixel_values_videos are
-** not the reference's (decoding or resize ties), so what follows can only be reported. */
-static int check_videos(const tw_st_set *set, const tw_model *m, const dump_out *o, int *pixels_differ) {
+/* The video side: decoded frames within 2 levels; the resize and pixel_values_videos within one
+** level when the decoded frames are the reference's (float ties, docs/video.md); what follows is
+** compared only when the pixels are identical, else reported. *pixels_differ when they are not. */
+static int check_videos(const tw_tensor_file *f, const dset *d, int *pixels_differ) {
     int bad = 0;
-    int32_t G = tw_vision_grid(m), N = G * G, C = m->vision.n_embd, H = tw_model_n_embd(m), Lv = m->vision.n_layer;
-    int32_t P = tw_video_pooled_side(m);
-    for (size_t j = 0; j < o->n_vids; j++) {
+    for (size_t j = 0; j < d->n_of_kind[1]; j++) {
         char nm[64];
-        const cli_media *ci = o->vids[j];
-        const dump_video *d = &o->dvid[j];
-        const tw_video *v = ci->vid;
-        size_t F = (size_t)v->n_frames, S = (size_t)d->S, nt = F * (size_t)N;
-        int64_t ntok = ci->n_tokens;
+        const dtensor *t;
         int rgb_d = -1, res_d = -1;
-        bad += check_exact(set, img_name(nm, sizeof nm, "video_frame_indices", j, o->n_vids), TW_DT_I64, v->indices, F);
-        bad += check_exact(set, img_name(nm, sizeof nm, "num_video_tokens", j, o->n_vids), TW_DT_I64, &ntok, 1);
+        if ((t = vget(d, "video_frame_indices", j, nm, sizeof nm))) bad += check_exact(f, t);
+        if ((t = vget(d, "num_video_tokens", j, nm, sizeof nm))) bad += check_exact(f, t);
         /* swscale's yuv->rgb paths may differ by a level or two between builds and CPUs */
-        bad += check_u8(set, img_name(nm, sizeof nm, "video_frames_rgb", j, o->n_vids), v->rgb,
-                        F * (size_t)v->height * (size_t)v->width * 3, 2, &rgb_d);
-        /* same frames: the resize may still differ by one level where torch's value is within
-        ** float noise of .5 (docs/video.md) */
-        bad += check_u8(set, img_name(nm, sizeof nm, "video_frames_resized", j, o->n_vids), d->resized, F * S * S * 3,
-                        rgb_d == 0 ? 1 : -1, &res_d);
-        const char *name = img_name(nm, sizeof nm, "pixel_values_videos", j, o->n_vids);
-        const tw_tensor *t = tw_st_get(set, name);
-        size_t npx = F * 3 * S * S;
+        if ((t = vget(d, "video_frames_rgb", j, nm, sizeof nm))) bad += check_u8(f, t, 2, &rgb_d);
+        if ((t = vget(d, "video_frames_resized", j, nm, sizeof nm))) bad += check_u8(f, t, rgb_d == 0 ? 1 : -1, &res_d);
         int same_px = 0;
-        if (t) {
-            if (t->type != TW_DT_F32 || (size_t)tw_tensor_nelem(t) != npx) {
-                bad += check_f32(set, name, d->pixels, npx, 0, 0);   /* prints the shape mismatch */
+        tw_tensor_info r;
+        if ((t = vget(d, "pixel_values_videos", j, nm, sizeof nm)) && ref_get(f, t->name, &r)) {
+            if (r.type != TW_ELEM_F32 || ref_nelem(&r) != t->n) {
+                bad += shape_mismatch(t->name, &r, t->n);
             } else {
-                const float *r = t->data;
+                const float *a = t->data, *b = r.data;
                 size_t differ = 0;
-                for (size_t i = 0; i < npx; i++) differ += fabsf(d->pixels[i] - r[i]) > 1e-6f;
-                double md = max_abs_diff(d->pixels, r, npx, NULL), level = 1.0 / 127.5 + 1e-6;
+                for (size_t i = 0; i < t->n; i++) differ += fabsf(a[i] - b[i]) > 1e-6f;
+                double md = max_abs_diff(a, b, t->n, NULL), level = 1.0 / 127.5 + 1e-6;
                 same_px = differ == 0;
                 if (rgb_d == 0) {
                     int ok = md <= level;
                     fprintf(stderr, "check %s: max |diff| %.3g, %zu of %zu values differ (%s; limit 1 level = %.3g): %s\n",
-                            name, md, differ, npx, same_px ? "exact" : "resize ties", level, ok ? "ok" : "MISMATCH");
+                            t->name, md, differ, t->n, same_px ? "exact" : "resize ties", level, ok ? "ok" : "MISMATCH");
                     bad += !ok;
                 } else {
                     fprintf(stderr, "check %s: max |diff| %.3g, %zu of %zu values differ (reported, not compared: the "
-                                    "decoded frames differ)\n", name, md, differ, npx);
+                                    "decoded frames differ)\n", t->name, md, differ, t->n);
                 }
             }
         }
         if (!same_px) *pixels_differ = 1;
         const char *why = same_px ? NULL : "the frames' pixels differ from the reference's";
-        bad += check_f32_why(set, img_name(nm, sizeof nm, "video_vision_hidden_states", j, o->n_vids), d->hidden,
-                             (size_t)(Lv + 1) * nt * (size_t)C, 1e-4, 0, why);
-        bad += check_f32_why(set, img_name(nm, sizeof nm, "video_vision_selected", j, o->n_vids), d->selected,
-                             nt * (size_t)C, 1e-4, 0, why);
-        bad += check_f32_why(set, img_name(nm, sizeof nm, "video_projected", j, o->n_vids), d->projected,
-                             nt * (size_t)H, 1e-4, 0, why);
-        bad += check_f32_why(set, img_name(nm, sizeof nm, "video_pooled", j, o->n_vids), ci->embd,
-                             F * (size_t)P * (size_t)P * (size_t)H, 1e-4, 0, why);
-        bad += check_f32_why(set, img_name(nm, sizeof nm, "video_features", j, o->n_vids), ci->embd,
-                             (size_t)ci->n_tokens * (size_t)H, 1e-4, 0, why);
+        static const char *const f32s[] = {"video_vision_hidden_states", "video_vision_selected", "video_projected",
+                                           "video_pooled", "video_features"};
+        for (size_t k = 0; k < 5; k++)
+            if ((t = vget(d, f32s[k], j, nm, sizeof nm))) bad += check_f32_why(f, t->name, t->data, t->n, 1e-4, 0, why);
     }
     return bad;
 }
 
 /* Compares what dump computed with a fixture's tensors; prints one line per check on stderr. */
-static int check_against(const char *path, const tw_model *m, const dump_out *o) {
-    tw_st_set *set = NULL;
-    if (tw_st_open_file(path, &set) != TW_OK) return fail_lib();
-    int bad = check_exact(set, "input_ids", TW_DT_I64, o->ids64, o->T);
-    const tw_tensor *t;
-    if (o->N && (t = tw_st_get(set, "generated_ids")) && t->type == TW_DT_I64) {
-        size_t ne = (size_t)tw_tensor_nelem(t), k = o->N < ne ? o->N : ne;
-        int ok = memcmp(t->data, o->gen64, k * sizeof *o->gen64) == 0;
+static int check_against(const char *path, const dset *d, size_t T, int32_t V) {
+    tw_tensor_file *f = NULL;
+    if (tw_tensor_file_open(path, &f) != TW_OK) return fail_lib();
+    int bad = check_exact(f, dset_get(d, "input_ids"));
+    const dtensor *gen = dset_get(d, "generated_ids"), *lg = dset_get(d, "logits");
+    tw_tensor_info r;
+    if (gen && ref_get(f, "generated_ids", &r) && r.type == TW_ELEM_I64) {
+        size_t k = gen->n < ref_nelem(&r) ? gen->n : ref_nelem(&r);
+        int ok = memcmp(r.data, gen->data, k * sizeof(int64_t)) == 0;
         fprintf(stderr, "check generated_ids (%zu): %s\n", k, ok ? "ok" : "MISMATCH");
         bad += !ok;
     }
     /* the video side first: when its pixels differ (resize ties), the text side moves a little */
     int pixels_differ = 0;
-    if (o->n_vids) bad += check_videos(set, m, o, &pixels_differ);
+    bad += check_videos(f, d, &pixels_differ);
     const char *why = pixels_differ ? "the video's pixels differ from the reference's" : NULL;
-    if ((t = tw_st_get(set, "logits_argmax")) && t->type == TW_DT_I64 && (size_t)tw_tensor_nelem(t) == o->T) {
+    const float *logits = lg->data;
+    if (ref_get(f, "logits_argmax", &r) && r.type == TW_ELEM_I64 && ref_nelem(&r) == T) {
         size_t differ = 0;
-        for (size_t i = 0; i < o->T; i++) {
-            const float *lg = o->logits + i * (size_t)o->V;
+        for (size_t i = 0; i < T; i++) {
+            const float *l = logits + i * (size_t)V;
             int32_t best = 0;
-            for (int32_t k = 1; k < o->V; k++)
-                if (lg[k] > lg[best]) best = k;
-            differ += best != ((const int64_t *)t->data)[i];
+            for (int32_t k = 1; k < V; k++)
+                if (l[k] > l[best]) best = k;
+            differ += best != ((const int64_t *)r.data)[i];
         }
-        fprintf(stderr, "check logits_argmax (%zu): %s\n", o->T, differ ? "MISMATCH" : "ok");
+        fprintf(stderr, "check logits_argmax (%zu): %s\n", T, differ ? "MISMATCH" : "ok");
         bad += differ != 0;
     }
-    size_t TV = o->T * (size_t)o->V;
-    if ((t = tw_st_get(set, "logits_full")) && (size_t)tw_tensor_nelem(t) == TV)
-        bad += check_f32_why(set, "logits_full", o->logits, TV, 3e-3, 0, why);
-    if ((t = tw_st_get(set, "logits_last")) && tw_tensor_nelem(t) == o->V && o->T)
-        bad += check_f32_why(set, "logits_last", o->logits + (o->T - 1) * (size_t)o->V, (size_t)o->V, 3e-3, 0, why);
-    bad += check_f32_why(set, "text_hidden_states", o->hidden, o->n_hidden, 1e-4, 1, why);
-    if (o->n_imgs) {
-        int32_t G = tw_vision_grid(m), N = G * G, C = m->vision.n_embd, H = tw_model_n_embd(m), Lv = m->vision.n_layer;
-        if (o->dimg) bad += check_f32(set, "pixel_values", o->pixel_values, o->n_pixel_values, 1e-6, 0);
-        bad += check_exact(set, "image_sizes", TW_DT_I64, o->image_sizes, 2 * o->n_imgs);
-        bad += check_exact(set, "num_image_tokens", TW_DT_I64, o->num_tokens, o->n_imgs);
-        for (size_t j = 0; j < o->n_imgs; j++) {
-            char nm[64];
-            const cli_media *ci = o->imgs[j];
-            bad += check_exact(set, img_name(nm, sizeof nm, "image_rgb", j, o->n_imgs), TW_DT_U8, tw_image_rgb(ci->im),
-                               (size_t)tw_image_width(ci->im) * (size_t)tw_image_height(ci->im) * 3);
-            if (o->dimg) {
-                const dump_image *d = &o->dimg[j];
-                size_t nt = (size_t)d->plan.n_tiles * (size_t)N;
-                bad += check_f32(set, img_name(nm, sizeof nm, "vision_hidden_states", j, o->n_imgs), d->hidden,
-                                 (size_t)(Lv + 1) * nt * (size_t)C, 1e-4, 0);
-                bad += check_f32(set, img_name(nm, sizeof nm, "vision_selected", j, o->n_imgs), d->selected,
-                                 nt * (size_t)C, 1e-4, 0);
-                bad += check_f32(set, img_name(nm, sizeof nm, "projected", j, o->n_imgs), d->projected, nt * (size_t)H,
-                                 1e-4, 0);
-            }
-            bad += check_f32(set, img_name(nm, sizeof nm, "packed", j, o->n_imgs), ci->embd,
-                             (size_t)ci->n_tokens * (size_t)H, 1e-4, 0);
-        }
+    size_t TV = T * (size_t)V;
+    if (ref_get(f, "logits_full", &r) && ref_nelem(&r) == TV) bad += check_f32_why(f, "logits_full", logits, TV, 3e-3, 0, why);
+    if (ref_get(f, "logits_last", &r) && ref_nelem(&r) == (size_t)V && T)
+        bad += check_f32_why(f, "logits_last", logits + (T - 1) * (size_t)V, (size_t)V, 3e-3, 0, why);
+    const dtensor *h = dset_get(d, "text_hidden_states");
+    bad += check_f32_why(f, h->name, h->data, h->n, 1e-4, 1, why);
+    /* the image side, in the order the reference lists it */
+    for (size_t i = 0; i < d->n; i++) {
+        const dtensor *t = &d->t[i];
+        if (!t->name[0]) continue;
+        if (!strcmp(t->name, "pixel_values")) bad += check_f32_why(f, t->name, t->data, t->n, 1e-6, 0, NULL);
+        else if (!strcmp(t->name, "image_sizes") || !strcmp(t->name, "num_image_tokens") ||
+                 !strncmp(t->name, "image_rgb", 9))
+            bad += check_exact(f, t);
+        else if (!strncmp(t->name, "vision_", 7) || !strncmp(t->name, "projected", 9) || !strncmp(t->name, "packed", 6))
+            bad += check_f32_why(f, t->name, t->data, t->n, 1e-4, 0, NULL);
     }
-    tw_st_close(set);
+    tw_tensor_file_close(f);
     return bad ? fail("%d check(s) against %s failed", bad, path) : 0;
 }
 
-/* Adds one video's tensors (fixture names, _j with several videos). */
-static tw_status write_video(tw_st_writer *w, const tw_model *m, const dump_out *o, size_t j) {
-    int32_t G = tw_vision_grid(m), N = G * G, C = m->vision.n_embd, H = tw_model_n_embd(m), Lv = m->vision.n_layer,
-            P = tw_video_pooled_side(m);
-    const cli_media *ci = o->vids[j];
-    const dump_video *d = &o->dvid[j];
-    const tw_video *v = ci->vid;
-    int64_t F = v->n_frames, S = d->S, ntok = ci->n_tokens;
-    int64_t s_idx[1] = {F}, s_rgb[4] = {F, v->height, v->width, 3}, s_res[4] = {F, S, S, 3}, s_pv[5] = {1, F, 3, S, S},
-            s_vh[4] = {Lv + 1, F, N, C}, s_sel[3] = {F, N, C}, s_proj[3] = {F, N, H}, s_pool[3] = {F, (int64_t)P * P, H},
-            s_feat[2] = {ntok, H}, s_n[1] = {1};
-    char nm[64];
-    size_t n = o->n_vids;
-    tw_status st;
-    if ((st = tw_st_writer_add(w, img_name(nm, sizeof nm, "video_frame_indices", j, n), TW_DT_I64, 1, s_idx,
-                               v->indices)) != TW_OK ||
-        (st = tw_st_writer_add(w, img_name(nm, sizeof nm, "video_frames_rgb", j, n), TW_DT_U8, 4, s_rgb, v->rgb)) != TW_OK ||
-        (st = tw_st_writer_add(w, img_name(nm, sizeof nm, "video_frames_resized", j, n), TW_DT_U8, 4, s_res,
-                               d->resized)) != TW_OK ||
-        (st = tw_st_writer_add(w, img_name(nm, sizeof nm, "pixel_values_videos", j, n), TW_DT_F32, 5, s_pv,
-                               d->pixels)) != TW_OK ||
-        (st = tw_st_writer_add(w, img_name(nm, sizeof nm, "video_vision_hidden_states", j, n), TW_DT_F32, 4, s_vh,
-                               d->hidden)) != TW_OK ||
-        (st = tw_st_writer_add(w, img_name(nm, sizeof nm, "video_vision_selected", j, n), TW_DT_F32, 3, s_sel,
-                               d->selected)) != TW_OK ||
-        (st = tw_st_writer_add(w, img_name(nm, sizeof nm, "video_projected", j, n), TW_DT_F32, 3, s_proj,
-                               d->projected)) != TW_OK ||
-        (st = tw_st_writer_add(w, img_name(nm, sizeof nm, "video_pooled", j, n), TW_DT_F32, 3, s_pool, ci->embd)) != TW_OK ||
-        (st = tw_st_writer_add(w, img_name(nm, sizeof nm, "video_features", j, n), TW_DT_F32, 2, s_feat, ci->embd)) != TW_OK)
-        return st;
-    return tw_st_writer_add(w, img_name(nm, sizeof nm, "num_video_tokens", j, n), TW_DT_I64, 1, s_n, &ntok);
-}
-
-/* Writes everything dump computed to one safetensors file (atomically). */
-static int write_dump(const char *path, const tw_model *m, const dump_out *o) {
-    int32_t L = tw_model_n_layer(m), H = tw_model_n_embd(m);
-    int64_t s_ids[1] = {(int64_t)o->T}, s_logits[2] = {(int64_t)o->T, o->V}, s_hidden[3] = {L + 2, (int64_t)o->T, H},
-            s_gen[1] = {(int64_t)o->N};
-    tw_st_writer *w = tw_st_writer_new();
-    if (!w) return fail("out of memory");
+/* Writes every tensor to one safetensors file (atomically). */
+static int write_dump(const char *path, const dset *d) {
+    tw_tensor_writer *w = NULL;
+    if (tw_tensor_writer_new(&w) != TW_OK) return fail_lib();
     tw_status st = TW_OK;
-    if ((st = tw_st_writer_add(w, "input_ids", TW_DT_I64, 1, s_ids, o->ids64)) != TW_OK ||
-        (st = tw_st_writer_add(w, "logits", TW_DT_F32, 2, s_logits, o->logits)) != TW_OK ||
-        (st = tw_st_writer_add(w, "text_hidden_states", TW_DT_F32, 3, s_hidden, o->hidden)) != TW_OK ||
-        (o->N && (st = tw_st_writer_add(w, "generated_ids", TW_DT_I64, 1, s_gen, o->gen64)) != TW_OK))
-        goto done;
-    if (o->n_imgs) {
-        int32_t G = tw_vision_grid(m), N = G * G, C = m->vision.n_embd, Lv = m->vision.n_layer, S = m->vision.image_size;
-        int64_t n = (int64_t)o->n_imgs;
-        int64_t s_pv[5] = {n, (int64_t)(o->n_pixel_values / ((size_t)n * 3 * (size_t)S * (size_t)S)), 3, S, S};
-        int64_t s_sizes[2] = {n, 2}, s_ntok[1] = {n};
-        if ((o->dimg && (st = tw_st_writer_add(w, "pixel_values", TW_DT_F32, 5, s_pv, o->pixel_values)) != TW_OK) ||
-            (st = tw_st_writer_add(w, "image_sizes", TW_DT_I64, 2, s_sizes, o->image_sizes)) != TW_OK ||
-            (st = tw_st_writer_add(w, "num_image_tokens", TW_DT_I64, 1, s_ntok, o->num_tokens)) != TW_OK)
-            goto done;
-        for (size_t j = 0; j < o->n_imgs; j++) {
-            char nm[64];
-            const cli_media *ci = o->imgs[j];
-            int64_t s_rgb[3] = {tw_image_height(ci->im), tw_image_width(ci->im), 3}, s_pack[2] = {ci->n_tokens, H};
-            if ((st = tw_st_writer_add(w, img_name(nm, sizeof nm, "image_rgb", j, o->n_imgs), TW_DT_U8, 3, s_rgb,
-                                       tw_image_rgb(ci->im))) != TW_OK ||
-                (st = tw_st_writer_add(w, img_name(nm, sizeof nm, "packed", j, o->n_imgs), TW_DT_F32, 2, s_pack,
-                                       ci->embd)) != TW_OK)
-                goto done;
-            if (!o->dimg) continue;
-            const dump_image *d = &o->dimg[j];
-            int64_t tiles = d->plan.n_tiles;
-            int64_t s_vh[4] = {Lv + 1, tiles, N, C}, s_sel[3] = {tiles, N, C}, s_proj[3] = {tiles, N, H};
-            if ((st = tw_st_writer_add(w, img_name(nm, sizeof nm, "vision_hidden_states", j, o->n_imgs), TW_DT_F32, 4,
-                                       s_vh, d->hidden)) != TW_OK ||
-                (st = tw_st_writer_add(w, img_name(nm, sizeof nm, "vision_selected", j, o->n_imgs), TW_DT_F32, 3, s_sel,
-                                       d->selected)) != TW_OK ||
-                (st = tw_st_writer_add(w, img_name(nm, sizeof nm, "projected", j, o->n_imgs), TW_DT_F32, 3, s_proj,
-                                       d->projected)) != TW_OK)
-                goto done;
-        }
-    }
-    for (size_t j = 0; j < o->n_vids; j++)
-        if ((st = write_video(w, m, o, j)) != TW_OK) goto done;
-    st = tw_st_writer_save(w, path);
-done:
-    tw_st_writer_free(w);
+    for (size_t i = 0; st == TW_OK && i < d->n; i++)
+        if (d->t[i].name[0]) st = tw_tensor_writer_add(w, d->t[i].name, d->t[i].type, d->t[i].n_dims, d->t[i].shape,
+                                                       d->t[i].data);
+    if (st == TW_OK) st = tw_tensor_writer_save(w, path);
+    tw_tensor_writer_free(w);
     return st == TW_OK ? 0 : fail_lib();
 }
+
+/* ---- the command ------------------------------------------------------------------------------ */
 
 int tower_cmd_dump(int argc, char **argv) {
     parse_options(argc, argv, C_DUMP, tower_help_dump);
@@ -393,88 +402,87 @@ int tower_cmd_dump(int argc, char **argv) {
 
     tw_model *m = NULL;
     tw_seq *seq = NULL;
-    cli_media *items = NULL, **imgs = NULL, **vids = NULL;
-    dump_image *dimg = NULL;
-    dump_video *dvid = NULL;
-    prompt_media pm = {0};
-    int32_t *ids = NULL, *gen = NULL;
-    int64_t *ids64 = NULL, *gen64 = NULL, *sizes = NULL, *ntok = NULL;
-    float *logits = NULL, *hidden = NULL, *pv = NULL;
-    size_t T = 0, N = (size_t)g.max_new, n_media = n_cli_media(), n_imgs = g.n_images, n_vids = n_cli_videos(), n_pv = 0;
+    tw_prompt *p = NULL;
+    cli_media *items = NULL;
+    tw_media *md = NULL;
+    dset d = {0};
+    float *logits = NULL, *hidden = NULL;
+    int32_t *gen = NULL;
+    size_t T = 0, N = (size_t)g.max_new, n_media = n_cli_media();
     int rc = load_model(&m);
     if (rc) goto done;
     if (n_media && strlen(text) != len) { rc = fail("%s: the prompt contains a NUL byte", g.prompt_file); goto done; }
-    /* the media in the order the file's placeholders name them */
-    if ((rc = open_cli_media(m, &items)) || (rc = order_media(text, items, n_media)) ||
-        (rc = media_count(m, items, n_media)))
+    /* the file's exact text; its placeholders name the media, the i-th <image> the i-th --image */
+    if ((rc = open_cli_media(m, &items)) || !(md = media_list(items, n_media))) { rc = 1; goto done; }
+    if (tw_prompt_from_text(m, NULL, text, len, md, n_media, TW_PROMPT_RAW, &p) != TW_OK) {
+        rc = fail("%s: %s", g.prompt_file, tw_last_error());
         goto done;
-    imgs = calloc(n_imgs + 1, sizeof *imgs);
-    vids = calloc(n_vids + 1, sizeof *vids);
-    if (!imgs || !vids) { rc = fail("out of memory"); goto done; }
-    for (size_t i = 0, a = 0, b = 0; i < n_media; i++) {
-        if (items[i].kind == MEDIA_IMAGE) imgs[a++] = &items[i];
-        else vids[b++] = &items[i];
     }
-    if (n_media) rc = tokenize_with_media(m, text, items, n_media, &ids, &T);
-    else if (tw_tokenize(tw_model_tokenizer(m), text, len, 0, &ids, &T) != TW_OK) rc = fail_lib();
-    if (rc) goto done;
+    T = tw_prompt_n_tokens(p);
     if (T == 0) { rc = fail("%s: the prompt is empty", g.prompt_file); goto done; }
     if (tw_seq_new_ex(m, g.n_ctx, &(tw_seq_params){ .kv_type = g.kv_type }, &seq) != TW_OK) { rc = fail_lib(); goto done; }
     int32_t V = tw_model_n_vocab(m), H = tw_model_n_embd(m), L = tw_model_n_layer(m);
     if ((int64_t)T + (int64_t)N > tw_seq_n_ctx(seq)) {
-        size_t vt = 0;
-        for (size_t j = 0; j < n_vids; j++) vt += (size_t)vids[j]->n_tokens;
         rc = fail("%s: the prompt has %zu tokens%s and %zu more are asked for, but the context holds %d (see --ctx%s)",
-                  g.prompt_file, T, vt ? " (video included)" : "", N, tw_seq_n_ctx(seq), vt ? ", --frames" : "");
+                  g.prompt_file, T, n_cli_videos() ? " (video included)" : "", N, tw_seq_n_ctx(seq),
+                  n_cli_videos() ? ", --frames" : "");
         goto done;
     }
-
-    /* the image side: every intermediate, then pixel_values zero-padded to the most tiles;
-    ** several images on a OneVision checkpoint are single tiles: only packed is kept */
-    if (n_imgs) {
-        int single_tiles = m->arch == TW_ARCH_LLAVA_ONEVISION && n_imgs > 1;
-        if (!single_tiles) dimg = calloc(n_imgs, sizeof *dimg);
-        sizes = malloc(2 * n_imgs * sizeof *sizes);
-        ntok = malloc(n_imgs * sizeof *ntok);
-        if ((!single_tiles && !dimg) || !sizes || !ntok) { rc = fail("out of memory"); goto done; }
-        int32_t max_tiles = 0;
-        for (size_t j = 0; j < n_imgs; j++) {
-            if (dimg && (rc = dump_vision(m, imgs[j], j, &dimg[j]))) goto done;
-            if (dimg && dimg[j].plan.n_tiles > max_tiles) max_tiles = dimg[j].plan.n_tiles;
-            sizes[2 * j] = tw_image_height(imgs[j]->im);
-            sizes[2 * j + 1] = tw_image_width(imgs[j]->im);
-            ntok[j] = imgs[j]->n_tokens;
-        }
-        if (single_tiles) {
-            if (g.verbose) fprintf(stderr, "[dump: %zu OneVision images, one tile each: packed only]\n", n_imgs);
-            if ((rc = media_encode(m, items, n_media))) goto done;   /* videos are encoded below, first */
-        } else {
-            size_t tile = 3 * (size_t)m->vision.image_size * (size_t)m->vision.image_size;
-            n_pv = n_imgs * (size_t)max_tiles * tile;
-            if (!(pv = calloc(n_pv, sizeof *pv))) { rc = fail("out of memory"); goto done; }
-            for (size_t j = 0; j < n_imgs; j++)
-                memcpy(pv + j * (size_t)max_tiles * tile, dimg[j].pixels, (size_t)dimg[j].plan.n_tiles * tile * sizeof *pv);
-        }
+    for (size_t i = 0; i < tw_prompt_n_media(p); i++) {
+        tw_prompt_media_info mi;
+        if (tw_prompt_media(p, i, &mi) == TW_OK) d.n_of_kind[mi.kind]++;
     }
-    if (n_vids) {
-        if (!(dvid = calloc(n_vids, sizeof *dvid))) { rc = fail("out of memory"); goto done; }
-        for (size_t j = 0; j < n_vids; j++)
-            if ((rc = dump_video_run(m, vids[j], j, &dvid[j]))) goto done;
-    }
-    if (n_media && (rc = media_build(m, ids, T, items, n_media, &pm))) goto done;
 
+    /* the vision side: every intermediate, through the pipeline's callback */
+    double t0 = now_ms();
+    watch w = {&d, p};
+    tw_encode_opts eo = {on_tensor, &w};
+    if (tw_prompt_encode(p, NULL, &eo) != TW_OK) { rc = d.oom ? fail("out of memory") : fail_lib(); goto done; }
+    double t1 = now_ms();
+    join_pixel_values(&d);
+    if (d.n_of_kind[0]) {
+        size_t n = d.n_of_kind[0];
+        int64_t *sizes = malloc(2 * n * sizeof *sizes), *ntok = malloc(n * sizeof *ntok), s2[2] = {(int64_t)n, 2},
+                s1[1] = {(int64_t)n};
+        for (size_t i = 0, j = 0; sizes && ntok && i < tw_prompt_n_media(p); i++) {
+            tw_prompt_media_info mi;
+            if (tw_prompt_media(p, i, &mi) != TW_OK || mi.kind != TW_MEDIA_IMAGE) continue;
+            sizes[2 * j] = tw_image_height(mi.image);
+            sizes[2 * j + 1] = tw_image_width(mi.image);
+            ntok[j] = mi.n_tokens;
+            int64_t s_rgb[3] = {tw_image_height(mi.image), tw_image_width(mi.image), 3};
+            dset_add(&d, "image_rgb", 0, mi.index, TW_ELEM_U8, 3, s_rgb, tw_image_rgb(mi.image));
+            j++;
+        }
+        if (!sizes || !ntok) d.oom = 1;
+        else {
+            dset_add(&d, "image_sizes", -1, -1, TW_ELEM_I64, 2, s2, sizes);
+            dset_add(&d, "num_image_tokens", -1, -1, TW_ELEM_I64, 1, s1, ntok);
+        }
+        free(sizes);
+        free(ntok);
+    }
+    for (size_t i = 0; i < tw_prompt_n_media(p); i++) {
+        tw_prompt_media_info mi;
+        if (tw_prompt_media(p, i, &mi) != TW_OK || mi.kind != TW_MEDIA_VIDEO) continue;
+        const tw_video *v = mi.video;
+        int64_t F = tw_video_n_frames(v), s_idx[1] = {F}, s_rgb[4] = {F, tw_video_height(v), tw_video_width(v), 3},
+                s_n[1] = {1}, ntok = mi.n_tokens;
+        dset_add(&d, "video_frame_indices", 1, mi.index, TW_ELEM_I64, 1, s_idx, tw_video_frame_indices(v));
+        dset_add(&d, "video_frames_rgb", 1, mi.index, TW_ELEM_U8, 4, s_rgb, tw_video_rgb(v));
+        dset_add(&d, "num_video_tokens", 1, mi.index, TW_ELEM_I64, 1, s_n, &ntok);
+    }
+
+    /* the text side: every position's logits and hidden states */
     size_t n_hidden = (size_t)(L + 2) * T * (size_t)H;
     logits = malloc(T * (size_t)V * sizeof *logits);
     hidden = malloc(n_hidden * sizeof *hidden);
-    ids64 = malloc(T * sizeof *ids64);
     gen = malloc((N + 1) * sizeof *gen);
-    gen64 = malloc((N + 1) * sizeof *gen64);
-    if (!logits || !hidden || !ids64 || !gen || !gen64) { rc = fail("out of memory (%zu tokens x %d vocab)", T, V); goto done; }
-
-    tw_eval_opts eo = {.embd = pm.embd, .n_embd_rows = pm.n_rows, .logits = logits, .hidden = hidden};
-    double t0 = now_ms();
-    if (tw_seq_eval(seq, ids, T, &eo) != TW_OK) { rc = fail_lib(); goto done; }
-    double t1 = now_ms();
+    if (!logits || !hidden || !gen || d.oom) { rc = fail("out of memory (%zu tokens x %d vocab)", T, V); goto done; }
+    tw_eval_opts ev = {.logits = logits, .hidden = hidden};
+    double t2 = now_ms();
+    if (tw_prompt_eval(seq, p, NULL, &ev, NULL) != TW_OK) { rc = fail_lib(); goto done; }
+    double t3 = now_ms();
     /* greedy continuation: first index of the maximum, model stop tokens not applied */
     for (size_t i = 0; i < N; i++) {
         const float *lg = tw_seq_logits(seq);
@@ -485,35 +493,36 @@ int tower_cmd_dump(int argc, char **argv) {
         if (i + 1 < N && tw_seq_eval(seq, &gen[i], 1, NULL) != TW_OK) { rc = fail_lib(); goto done; }
     }
     if (g.verbose)
-        fprintf(stderr, "[dump: %zu prompt tokens in %.1f ms, %zu generated in %.1f ms]\n", T, t1 - t0, N, now_ms() - t1);
-    for (size_t i = 0; i < T; i++) ids64[i] = ids[i];
-    for (size_t i = 0; i < N; i++) gen64[i] = gen[i];
-
-    dump_out o = {
-        .ids64 = ids64, .T = T, .logits = logits, .V = V, .hidden = hidden, .n_hidden = n_hidden, .gen64 = gen64, .N = N,
-        .imgs = imgs, .dimg = dimg, .n_imgs = n_imgs, .pixel_values = pv, .n_pixel_values = n_pv, .image_sizes = sizes,
-        .num_tokens = ntok, .vids = vids, .dvid = dvid, .n_vids = n_vids,
-    };
-    if (g.out && (rc = write_dump(g.out, m, &o))) goto done;
-    if (g.check_against) rc = check_against(g.check_against, m, &o);
+        fprintf(stderr, "[dump: %zu media encoded in %.1f ms; %zu prompt tokens in %.1f ms, %zu generated in %.1f ms]\n",
+                tw_prompt_n_media(p), t1 - t0, T, t3 - t2, N, now_ms() - t3);
+    {
+        int64_t *ids64 = malloc(T * sizeof *ids64), *gen64 = malloc((N + 1) * sizeof *gen64);
+        int64_t s_ids[1] = {(int64_t)T}, s_logits[2] = {(int64_t)T, V}, s_hidden[3] = {L + 2, (int64_t)T, H},
+                s_gen[1] = {(int64_t)N};
+        if (ids64 && gen64) {
+            for (size_t i = 0; i < T; i++) ids64[i] = tw_prompt_tokens(p)[i];
+            for (size_t i = 0; i < N; i++) gen64[i] = gen[i];
+            dset_add(&d, "input_ids", -1, -1, TW_ELEM_I64, 1, s_ids, ids64);
+            dset_add(&d, "logits", -1, -1, TW_ELEM_F32, 2, s_logits, logits);
+            dset_add(&d, "text_hidden_states", -1, -1, TW_ELEM_F32, 3, s_hidden, hidden);
+            if (N) dset_add(&d, "generated_ids", -1, -1, TW_ELEM_I64, 1, s_gen, gen64);
+        } else {
+            d.oom = 1;
+        }
+        free(ids64);
+        free(gen64);
+    }
+    if (d.oom) { rc = fail("out of memory"); goto done; }
+    if (g.out && (rc = write_dump(g.out, &d))) goto done;
+    if (g.check_against) rc = check_against(g.check_against, &d, T, V);
 done:
-    for (size_t j = 0; dimg && j < n_imgs; j++) dump_image_free(&dimg[j]);
-    for (size_t j = 0; dvid && j < n_vids; j++) dump_video_free(&dvid[j]);
-    free(dimg);
-    free(dvid);
-    free(imgs);
-    free(vids);
+    dset_free(&d);
+    tw_prompt_free(p);
+    free(md);
     close_media(items, n_media);
-    media_free(&pm);
-    free(pv);
-    free(sizes);
-    free(ntok);
     free(logits);
     free(hidden);
-    free(ids64);
     free(gen);
-    free(gen64);
-    tw_free(ids);
     tw_seq_free(seq);
     tw_model_free(m);
     free(text);

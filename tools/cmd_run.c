@@ -54,7 +54,7 @@ int tower_cmd_run(int argc, char **argv) {
     require_model();
     check_image_usage();
     if (g.image_tokens) return image_tokens_only();
-    char *text = NULL, *utext = NULL;
+    char *text = NULL;
     size_t len = 0;
     if (read_prompt(&text, &len)) return 1;
     if (strlen(text) != len) { free(text); return fail("the prompt contains a NUL byte"); }
@@ -62,29 +62,21 @@ int tower_cmd_run(int argc, char **argv) {
     if (blank(text) && !n_media) { free(text); return fail("the prompt is empty"); }
     tw_model *m = NULL;
     tw_seq *seq = NULL;
-    cli_media *imgs = NULL;
-    int rc = load_model(&m);
+    cli_media *items = NULL;
     /* media go where the text has "<image>" / "<video>"; with none of a kind, one "<image>\n"
     ** per image then one "<video>\n" per video before the text (--raw: the text must place them
-    ** itself, it starts with <bos>) */
-    if (!rc && n_media && !(utext = place_media(text, g.n_images, n_cli_videos(), !g.raw))) rc = 1;
+    ** itself, it starts with <bos>): the library's rule (tw_prompt_from_text) */
+    int rc = load_model(&m);
     if (!rc && g.show_prompt) {
-        char *prompt = NULL;
-        rc = build_prompt(m, utext ? utext : text, g.raw, NULL, 0, &prompt, NULL, NULL);
-        if (!rc) fputs(prompt, stdout);
-        tw_free(prompt);
+        rc = show_prompt(m, text, g.raw, g.n_images, n_cli_videos());
     } else if (!rc) {
-        rc = open_cli_media(m, &imgs);
-        if (!rc && n_media) rc = order_media(utext, imgs, n_media);
-        if (!rc) rc = media_count(m, imgs, n_media);
-        if (!rc && g.verbose && n_media) print_media_tokens(stderr, imgs, n_media);
+        rc = open_cli_media(m, &items);
         if (!rc && tw_seq_new_ex(m, g.n_ctx, &(tw_seq_params){ .kv_type = g.kv_type }, &seq) != TW_OK) rc = fail_lib();
-        if (!rc) rc = one_shot(m, seq, utext ? utext : text, g.raw, 0, imgs, n_media);
+        if (!rc) rc = one_shot(m, seq, NULL, text, g.raw, 0, items, n_media);
     }
-    close_media(imgs, n_media);
+    close_media(items, n_media);
     tw_seq_free(seq);
     tw_model_free(m);
-    free(utext);
     free(text);
     return rc;
 }

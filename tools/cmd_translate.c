@@ -147,14 +147,14 @@ int tower_cmd_translate(int argc, char **argv) {
 
     tw_model *m = NULL;
     tw_seq *seq = NULL;
-    cli_media *imgs = NULL;   /* encoded once, shared by every line (and their KV reused) */
+    cli_media *imgs = NULL;   /* decoded once; encoded once through the cache for every line */
+    tw_media_cache *cache = NULL;
     size_t n_media = n_cli_media();
     int rc = load_model(&m);
     if (!rc && !g.show_prompt) {
         rc = open_cli_media(m, &imgs);   /* images then videos: the request's order */
-        if (!rc) rc = media_count(m, imgs, n_media);
-        if (!rc && g.verbose && n_media) print_media_tokens(stderr, imgs, n_media);
         if (!rc && tw_seq_new_ex(m, g.n_ctx, &(tw_seq_params){ .kv_type = g.kv_type }, &seq) != TW_OK) rc = fail_lib();
+        if (!rc && n_media && tw_media_cache_new(m, 0, &cache) != TW_OK) rc = fail_lib();
     }
     char *line = text;
     while (!rc) {
@@ -170,20 +170,15 @@ int tower_cmd_translate(int argc, char **argv) {
         } else {
             char *req = translation_request(from, to, line, g.n_images, n_cli_videos());
             if (!req) { rc = fail("out of memory"); break; }
-            if (g.show_prompt) {
-                char *prompt = NULL;
-                rc = build_prompt(m, req, 0, NULL, 0, &prompt, NULL, NULL);
-                if (!rc) fputs(prompt, stdout);
-                tw_free(prompt);
-            } else {
-                rc = one_shot(m, seq, req, 0, g.lines, imgs, n_media);
-            }
+            if (g.show_prompt) rc = show_prompt(m, req, 0, g.n_images, n_cli_videos());
+            else rc = one_shot(m, seq, cache, req, 0, g.lines, imgs, n_media);
             free(req);
         }
         if (!next || !*next) break;
         line = next;
     }
     close_media(imgs, n_media);
+    tw_media_cache_free(cache);
     tw_seq_free(seq);
     tw_model_free(m);
     free(text);
