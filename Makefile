@@ -90,8 +90,12 @@ TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 TOOLS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/tool_*.c))
 BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/tool_*.c))
 
-.PHONY: all test asan asan-test check clean features
+.PHONY: all test asan asan-test check clean features ldlibs
 all: features $(BUILD)/libtower.a $(BUILD)/tower $(TESTS) $(TOOLS) $(BENCHES)
+
+# what a program linking build/libtower.a needs: cc -Iinclude prog.c build/libtower.a $(make -s ldlibs)
+ldlibs:
+	@echo $(LDLIBS)
 
 features:
 	@echo "towervision build ($(BUILD)): $(FEATURES)"
