@@ -502,7 +502,7 @@ typedef struct tw_encode_opts {
 ** keeps its rows). opts may be NULL. Calling it again does nothing. */
 TW_API tw_status tw_prompt_encode(tw_prompt *p, tw_media_cache *cache, const tw_encode_opts *opts);
 /* The embedding rows of all media tokens, in prompt order [n_rows][n_embd]; after encoding. */
-TW_API tw_status tw_prompt_embd(const tw_prompt *p, const float **rows, size_t *n_rows);
+TW_API tw_status tw_prompt_embd(tw_prompt *p, const float **rows, size_t *n_rows);
 
 /* Brings seq to hold exactly the prompt: keeps the longest prefix seq already holds (the same
 ** tokens and, for media tokens, the same media), drops the rest and evaluates what is new

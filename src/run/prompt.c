@@ -564,8 +564,8 @@ tw_status tw_prompt_encode(tw_prompt *p, tw_media_cache *cache, const tw_encode_
     return encode_from(p, cache, opts, 0);
 }
 
-tw_status tw_prompt_embd(const tw_prompt *cp, const float **out, size_t *n_rows) {
-    tw_prompt *p = (tw_prompt *)cp;   /* the concatenation is built once, on first request */
+tw_status tw_prompt_embd(tw_prompt *p, const float **out, size_t *n_rows) {
+    /* the concatenation is built once, on first request */
     *out = NULL;
     *n_rows = 0;
     size_t H = (size_t)p->m->text.n_embd, total = 0;
