@@ -5,9 +5,16 @@
 ** agree with hand-computed ones; a random model of the real 2B shapes is built with the exact
 ** tensor shapes (vision off, to keep it small: only the tensor structs are checked).
 **
-** The command lives in tools/; it is included here as llama2.c's test.c includes run.c.
+** The command lives in tools/ (options and output over the library's tw_bench_* entry points);
+** it is included here as llama2.c's test.c includes run.c. The work counts and the random models
+** are checked through src/bench/bench.h.
 */
 #include "../tools/cmd_bench.c"
+
+#include "bench.h"
+#include "model.h"
+
+#include <math.h>
 
 #include "testhelp.h"
 
@@ -53,7 +60,7 @@ int main(void) {
 
     /* quick, tiny */
     {
-        const char *a[] = { "--model", "tiny", "--quick", "--decode", "2" };
+        const char *a[] = { "--shape", "tiny", "--quick", "--decode", "2" };
         json_t *j = run_json(a, 5, path);
         CHECK(j != NULL, "quick run writes JSON");
         int n = 0;
@@ -69,7 +76,7 @@ int main(void) {
 
     /* full sizes on tiny shapes: the TTFT path (image tokens split over two evals) runs */
     {
-        const char *a[] = { "--model", "tiny", "--reps", "1", "--decode", "2" };
+        const char *a[] = { "--shape", "tiny", "--reps", "1", "--decode", "2" };
         json_t *j = run_json(a, 6, path);
         CHECK(j != NULL, "full run writes JSON");
         int n = 0;
@@ -84,7 +91,7 @@ int main(void) {
 
     /* quantized types, when this build has them; otherwise the command skips with exit 0 */
     {
-        const char *a[] = { "--model", "tiny", "--quick", "--decode", "2", "--type", "q4" };
+        const char *a[] = { "--shape", "tiny", "--quick", "--decode", "2", "--type", "q4" };
         char *argv[16] = { "bench" };
         for (int i = 0; i < 7; i++) argv[i + 1] = (char *)a[i];
         CHECK(tower_cmd_bench(8, argv) == 0, "--type q4 runs or skips cleanly");
@@ -93,8 +100,10 @@ int main(void) {
 
     /* usage errors */
     {
-        char *argv[] = { "bench", "--model", "7b" };
-        CHECK(tower_cmd_bench(3, argv) == 2, "unknown --model is a usage error");
+        char *argv[] = { "bench", "--shape", "7b" };
+        CHECK(tower_cmd_bench(3, argv) == 2, "unknown --shape is a usage error");
+        char *argv1[] = { "bench", "--model", "9b" };
+        CHECK(tower_cmd_bench(3, argv1) == 2, "--model 9b (shapes under the old name) is a usage error with a hint");
         char *argv2[] = { "bench", "--type", "int3" };
         CHECK(tower_cmd_bench(3, argv2) == 2, "unknown --type is a usage error");
     }

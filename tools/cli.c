@@ -395,7 +395,7 @@ int read_prompt(char **text, size_t *len) {
 /* Model loading                                                                                */
 
 /* Download progress, drawn on stderr only when it is a terminal. */
-static void progress_cb(void *ud, const char *what, uint64_t done, uint64_t total) {
+void progress_cb(void *ud, const char *what, uint64_t done, uint64_t total) {
     static double last;
     (void)ud;
     double t = now_ms();

@@ -79,6 +79,8 @@ int  read_prompt(char **text, size_t *len);
 
 /* ---- model loading ---- */
 
+/* Download progress, drawn on stderr only when it is a terminal (model_params sets it so). */
+void progress_cb(void *ud, const char *what, uint64_t done, uint64_t total);
 tw_model_params model_params(void);
 int require_model(void);
 int load_model(tw_model **m);
