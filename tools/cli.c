@@ -172,7 +172,8 @@ static const cli_opt k_opts[] = {
     {{"model", required_argument, 0, 'm'}, C_ALL},
     {{"prompt", required_argument, 0, 'p'}, C_RUN | C_TRANSLATE | C_TOKENIZE},
     {{"file", required_argument, 0, 'f'}, C_RUN | C_TRANSLATE | C_TOKENIZE | C_DUMP},
-    {{"prompt-file", required_argument, 0, 'f'}, C_RUN | C_DUMP},
+    /* one option, two names: every command that reads its text from a file takes both */
+    {{"prompt-file", required_argument, 0, 'f'}, C_RUN | C_TRANSLATE | C_TOKENIZE | C_DUMP},
     {{"system", required_argument, 0, O_SYSTEM}, C_GEN},
     {{"max-new-tokens", required_argument, 0, 'n'}, C_GEN | C_DUMP},
     {{"temp", required_argument, 0, O_TEMP}, C_GEN},
@@ -188,7 +189,7 @@ static const cli_opt k_opts[] = {
     {{"stop", required_argument, 0, O_STOP}, C_GEN},
     {{"ignore-eos", no_argument, 0, O_IGNORE_EOS}, C_GEN},
     {{"raw", no_argument, 0, O_RAW}, C_RUN},
-    {{"no-final-softcap", no_argument, 0, O_NO_SOFTCAP}, C_GEN | C_INFO},
+    {{"no-final-softcap", no_argument, 0, O_NO_SOFTCAP}, C_GEN | C_DUMP | C_INFO},
     {{"final-softcap", no_argument, 0, O_SOFTCAP}, C_GEN | C_DUMP | C_INFO},
     {{"chat-template", required_argument, 0, O_TEMPLATE}, C_GEN | C_INFO},
     {{"threads", required_argument, 0, 't'}, C_GEN | C_DUMP | C_INFO},

@@ -40,15 +40,27 @@ static void report(void *user, const char *name, const char *how, int q, int64_t
     else printf("  %-72s %-5s kept\n", name, how);
 }
 
-static int usage(void) {
-    fprintf(stderr, "usage: tower quantize -m MODEL -o OUT.tower.safetensors --type q8|q4 [--keep-vision-bf16]\n"
+/* --help: on stdout, exit 0; after a usage mistake: on stderr, exit 2 */
+static int usage(FILE *f) {
+    fprintf(f, "usage: tower quantize -m MODEL -o OUT.tower.safetensors --type q8|q4 [--keep-vision-bf16]\n"
                     "                      [--keep-embed-bf16] [-t THREADS] [--offline] [-q]\n"
-                    "  MODEL: a checkpoint directory or a Hugging Face repo id (downloaded if needed)\n");
-    return 2;
+                    "  -m, --model MODEL   checkpoint directory or org/name[@rev], downloaded if needed\n"
+                    "                      (default: $TOWER_MODEL)\n"
+                    "  -o, --output FILE   the single-file checkpoint to write (atomically)\n"
+                    "  --type q8|q4        Q8_0 (8-bit) or Q4_0 (4-bit) blocks of 32 for the matrices\n"
+                    "  --keep-vision-bf16  vision tower and projector stay as stored\n"
+                    "  --keep-embed-bf16   the token embedding (tied LM head) stays as stored\n"
+                    "  -t, --threads N     worker threads (default 0: every core)\n"
+                    "  --offline           never use the network (also HF_HUB_OFFLINE=1)\n"
+                    "  -q, --quiet         no per-tensor lines, only the summary\n"
+                    "Exit status: 0 success, 1 error (message on stderr), 2 wrong usage.\n"
+                    "example:\n"
+                    "  tower quantize -m utter-project/TowerVision-2B -o TowerVision-2B-q8.tower.safetensors --type q8\n");
+    return f == stdout ? 0 : 2;
 }
 
 int tower_cmd_quantize(int argc, char **argv) {
-    const char *model = NULL, *out = NULL;
+    const char *model = getenv("TOWER_MODEL"), *out = NULL;   /* -m's default, as in every command */
     tw_quantize_params o = tw_quantize_default_params();
     o.type = NULL;
     qstats s = { 0 };
@@ -59,18 +71,18 @@ int tower_cmd_quantize(int argc, char **argv) {
         if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has) model = argv[++i];
         else if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && has) out = argv[++i];
         else if (!strcmp(a, "--type") && has) o.type = argv[++i];
-        else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has) o.n_threads = atoi(argv[++i]);
+        else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has) o.n_threads = (int)parse_long(a, argv[++i], 0, 4096);
         else if (!strcmp(a, "--keep-vision-bf16")) o.keep_vision_bf16 = 1;
         else if (!strcmp(a, "--keep-embed-bf16")) o.keep_embed_bf16 = 1;
         else if (!strcmp(a, "--offline")) offline = true;
         else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) s.quiet = true;
-        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage() - 2;
+        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(stdout);
         else {
             fprintf(stderr, "tower quantize: unknown or incomplete option \"%s\"\n", a);
-            return usage();
+            return usage(stderr);
         }
     }
-    if (!model || !out || !o.type) return usage();
+    if (!model || !out || !o.type) return usage(stderr);
     char qname[8];   /* "q8_0", "q4_0": the names the file and docs/quantization.md use */
     if (!strcmp(o.type, "q8") || !strcmp(o.type, "q8_0")) snprintf(qname, sizeof qname, "q8_0");
     else if (!strcmp(o.type, "q4") || !strcmp(o.type, "q4_0")) snprintf(qname, sizeof qname, "q4_0");

@@ -18,7 +18,7 @@ void tower_help_tokenize(void) {
            "Prints one line per token: id and vocabulary piece (control characters escaped).\n"
            "MODEL_OR_TOKENIZER: a directory with tokenizer.json (weights not needed), a tokenizer.json\n"
            "file, or a repo id.\n\n"
-           "  -p, --prompt TEXT   text to tokenize ('-': stdin); -f, --file FILE: read it from FILE\n"
+           "  -p, --prompt TEXT   text to tokenize ('-': stdin); -f, --file (or --prompt-file) FILE: from FILE\n"
            "  --no-special        do not prepend <bos> (the default adds it, as HF does)\n"
            "  --ids               print only the ids, space separated, on one line\n"
            "  --jsonl             read JSON lines {\"text\": ..., \"add_special\": bool} from stdin and write\n"
