@@ -367,6 +367,31 @@ TW_API tw_quantize_params tw_quantize_default_params(void);   /* q8, nothing kep
 ** unknown type. The file is written atomically. */
 TW_API tw_status tw_model_quantize(const char *dir, const char *out_path, const tw_quantize_params *p);
 
+/* ---- what a checkpoint holds (tower info) ---- */
+
+#define TW_CHECKPOINT_MAX_TYPES 16
+typedef struct tw_checkpoint_info {
+    int         packed;           /* a single `tower quantize` file (its small files embedded)      */
+    int         weights_listed;   /* 0: the weights could not be opened: weights_error says why      */
+    char        weights_error[256];
+    size_t      n_tensors;
+    uint64_t    n_params;
+    uint64_t    file_bytes;       /* on disk, every shard                                           */
+    size_t      n_types;          /* per stored type, in the library's type order                   */
+    struct { const char *type; size_t n_tensors; uint64_t bytes; } types[TW_CHECKPOINT_MAX_TYPES];
+    /* where the chat template comes from: "chat_template.jinja", "chat_template.json",
+    ** "tokenizer_config.json (\"chat_template\")", or NULL when the checkpoint has none */
+    const char *chat_template;
+} tw_checkpoint_info;
+
+/* Describes the checkpoint at path (a directory, or a packed file: tw_model_dir() of a loaded
+** model). TW_OK even when the weights cannot be listed (weights_listed = 0). */
+TW_API tw_status   tw_checkpoint_describe(const char *path, tw_checkpoint_info *out);
+/* The kernel path this CPU runs ("ref", "avx2", "avx512"; "amx" when asked for) and the CPU
+** features detected ("avx2 fma avx512f ..."). */
+TW_API const char *tw_kernels_path_name(void);
+TW_API const char *tw_cpu_feature_list(void);
+
 /* ---- benchmarks (docs/bench.md) ---- */
 
 /* The figures of one benchmarked model, in this order. */
