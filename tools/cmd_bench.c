@@ -1,14 +1,14 @@
 /*
-** cmd_bench.c — `tower bench`: options and output of the benchmark whose engine is in the library
-** (tw_bench_* in include/tower.h, src/bench/bench_run.c): speed of vision, prefill, decode and
-** time to first token on random weights of the exact TowerVision shapes (--shape 2b|9b|all,
-** nothing downloaded) or on a checkpoint (-m MODEL, as in every other command), each figure
-** beside the fraction of this machine's limit measured in the same run. docs/bench.md.
+** cmd_bench.c — `tower bench`: the output of the benchmark whose engine is in the library
+** (tw_bench_* in include/tower.h, src/bench/bench_run.c); its options are parsed by tools/cli.c.
+** Speed of vision, prefill, decode and time to first token on random weights of the exact
+** TowerVision shapes (--shape 2b|9b|all, nothing downloaded) or on a checkpoint (-m MODEL, as in
+** every other command), each figure beside the fraction of this machine's limit measured in the
+** same run. docs/bench.md.
 */
 #include "commands.h"
-#include "tower.h"
+#include "cli.h"
 
-#include <getopt.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -16,18 +16,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* ---- options ------------------------------------------------------------------------------------ */
+/* ---- help ------------------------------------------------------------------------------------ */
 
-typedef struct bench_opts {
-    tw_bench_params p;      /* shape, checkpoint, type, threads, reps, ...  */
-    const char *shape;      /* "2b", "9b", "all" (and "tiny" for tests)     */
-    const char *json;       /* NULL, "-" or a path                          */
-    const char *matmul;     /* NULL (the engine's setting, TOWER_MATMUL), "f32" or "bf16" */
-    bool skip_2b, skip_9b;
-} bench_opts;
-
-static void usage(FILE *f) {
-    fprintf(f,
+void tower_help_bench(void) {
+    printf(
         "usage: tower bench [--shape 2b|9b|all | -m MODEL] [options]\n"
         "Measures vision, prefill, decode and time to first token on random weights of the exact\n"
         "TowerVision shapes built in memory (nothing is downloaded), and prints beside each figure\n"
@@ -60,17 +52,6 @@ static void usage(FILE *f) {
         "  tower bench --shape all --json bench.json\n"
         "  tower bench --type q4 --quick\n"
         "  tower bench -m ./TowerVision-2B-q8.tower.safetensors --skip-ttft\n");
-}
-
-static int parse_int(const char *s, int lo, int hi, const char *opt, int *out) {
-    char *e = NULL;
-    long v = strtol(s, &e, 10);
-    if (!*s || *e || v < lo || v > hi) {
-        fprintf(stderr, "tower bench: %s expects an integer in %d..%d, got '%s'\n", opt, lo, hi, s);
-        return 2;
-    }
-    *out = (int)v;
-    return 0;
 }
 
 /* progress lines of the library's benchmark, on stderr */
@@ -174,11 +155,11 @@ static json_t *figure_json(const tw_bench_figure *f) {
 static const char *fig_keys[TW_BENCH_N_FIGURES] = { "vision_tile", "vision_image_7_tiles", "prefill_short", "prefill_long",
                                          "decode_short_ctx", "decode_long_ctx", "ttft_image" };
 
-static int write_json(const char *path, const tw_bench_machine *mc, const bench_opts *o, const tw_bench_result *R, int n) {
+static int write_json(const char *path, const tw_bench_machine *mc, const tw_bench_result *R, int n) {
     json_t *root = json_object(), *mj = json_object(), *models = json_array();
     json_object_set_new(root, "tool", json_string("tower bench"));
     json_object_set_new(root, "build", json_string(tw_build_info()));
-    json_object_set_new(root, "quick", json_boolean(o->p.quick));
+    json_object_set_new(root, "quick", json_boolean(g.quick));
     json_object_set_new(mj, "cpu", json_string(mc->cpu));
     json_object_set_new(mj, "threads", json_integer(mc->threads));
     json_object_set_new(mj, "kernels", json_string(mc->kernels));
@@ -224,87 +205,36 @@ static int write_json(const char *path, const tw_bench_machine *mc, const bench_
 
 /* ---- main --------------------------------------------------------------------------------------- */
 
-static int fail(const char *what) {
+static int bench_fail(const char *what) {
     fprintf(stderr, "tower bench: error: %s%s%s\n", what ? what : "", what ? ": " : "", tw_last_error());
     return 1;
 }
 
 int tower_cmd_bench(int argc, char **argv) {
-    bench_opts o = { .p = tw_bench_default_params(), .shape = "2b" };
-    o.p.reps = 0;   /* the default depends on --quick */
-    o.p.log = log_line;
-    enum { O_SHAPE = 256, O_REPS, O_TYPE, O_QUICK, O_SKIPV, O_SKIP2, O_SKIP9, O_JSON, O_DISTINCT, O_DECODE, O_SKIPT,
-           O_KV, O_MATMUL, O_OFFLINE };
-    static const struct option lo[] = {
-        { "shape", required_argument, 0, O_SHAPE },   { "model", required_argument, 0, 'm' },
-        { "checkpoint", required_argument, 0, 'm' },  { "offline", no_argument, 0, O_OFFLINE },
-        { "threads", required_argument, 0, 't' },     { "reps", required_argument, 0, O_REPS },
-        { "type", required_argument, 0, O_TYPE },     { "quick", no_argument, 0, O_QUICK },
-        { "skip-vision", no_argument, 0, O_SKIPV },   { "skip-2b", no_argument, 0, O_SKIP2 },
-        { "skip-9b", no_argument, 0, O_SKIP9 },       { "skip-ttft", no_argument, 0, O_SKIPT },
-        { "json", required_argument, 0, O_JSON },     { "distinct", required_argument, 0, O_DISTINCT },
-        { "decode", required_argument, 0, O_DECODE }, { "help", no_argument, 0, 'h' },
-        { "kv-type", required_argument, 0, O_KV },   { "matmul", required_argument, 0, O_MATMUL },
-        { 0, 0, 0, 0 },
-    };
-    optind = 1;
-    int c, rc;
-    while ((c = getopt_long(argc, argv, "m:t:h", lo, NULL)) != -1) {
-        switch (c) {
-        case O_SHAPE: o.shape = optarg; break;
-        case 'm': o.p.checkpoint = optarg; break;
-        case O_OFFLINE: o.p.offline = 1; break;
-        case 't': if ((rc = parse_int(optarg, 0, 1024, "-t", &o.p.n_threads))) return rc; break;
-        case O_REPS: if ((rc = parse_int(optarg, 1, 16, "--reps", &o.p.reps))) return rc; break;
-        case O_DISTINCT: if ((rc = parse_int(optarg, 0, 4096, "--distinct", &o.p.n_distinct))) return rc; break;
-        case O_DECODE: if ((rc = parse_int(optarg, 1, 4096, "--decode", &o.p.n_decode))) return rc; break;
-        case O_TYPE: o.p.type = optarg; break;
-        case O_KV:
-            if (tw_kv_type_parse(optarg, &o.p.kv_type) != TW_OK) {
-                fprintf(stderr, "tower bench: --kv-type: %s\n", tw_last_error());
-                return 2;
-            }
-            break;
-        case O_MATMUL:
-            if (strcmp(optarg, "f32") && strcmp(optarg, "bf16")) {
-                fprintf(stderr, "tower bench: --matmul expects f32 or bf16, got '%s'\n", optarg);
-                return 2;
-            }
-            o.matmul = optarg;
-            break;
-        case O_QUICK: o.p.quick = 1; break;
-        case O_SKIPV: o.p.skip_vision = 1; break;
-        case O_SKIPT: o.p.skip_ttft = 1; break;
-        case O_SKIP2: o.skip_2b = true; break;
-        case O_SKIP9: o.skip_9b = true; break;
-        case O_JSON: o.json = optarg; break;
-        case 'h': usage(stdout); return 0;
-        default: fprintf(stderr, "Try 'tower bench --help'.\n"); return 2;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "tower bench: unexpected argument '%s'\nTry 'tower bench --help'.\n", argv[optind]);
-        return 2;
-    }
-    if (o.p.reps == 0) o.p.reps = o.p.quick ? 1 : 2;
+    parse_options(argc, argv, C_BENCH, tower_help_bench);
+    tw_bench_params bp = tw_bench_default_params();
+    bp.checkpoint = g.model;
+    bp.offline = g.offline;
+    bp.type = g.type;
+    bp.n_threads = g.n_threads;
+    bp.reps = g.reps ? g.reps : g.quick ? 1 : 2;
+    bp.n_decode = g.n_decode;
+    bp.n_distinct = g.n_distinct;
+    bp.quick = g.quick;
+    bp.skip_vision = g.skip_vision;
+    bp.skip_ttft = g.skip_ttft;
+    if (g.kv_type_set) bp.kv_type = g.kv_type;   /* f16 unless asked: what long decodes use */
+    bp.log = log_line;
+    const char *shape = g.shape, *ck = g.model, *type = g.type;
     /* "tiny": a few small layers (tests/test_bench.c), not a real model */
-    if (strcmp(o.shape, "2b") && strcmp(o.shape, "9b") && strcmp(o.shape, "all") && strcmp(o.shape, "tiny")) {
-        fprintf(stderr, "tower bench: --shape expects 2b, 9b or all, got '%s'\n", o.shape);
-        return 2;
-    }
+    if (strcmp(shape, "2b") && strcmp(shape, "9b") && strcmp(shape, "all") && strcmp(shape, "tiny"))
+        usage_error("option --shape: expected 2b, 9b or all, got '%s'", shape);
     /* --model used to name the shapes: say so rather than look for a checkpoint called "2b" */
     struct stat st;
-    const char *ck = o.p.checkpoint;
-    if (ck && (!strcmp(ck, "2b") || !strcmp(ck, "9b") || !strcmp(ck, "all") || !strcmp(ck, "tiny")) && stat(ck, &st) != 0) {
-        fprintf(stderr, "tower bench: -m/--model names a checkpoint, as in every command; for the model shapes "
-                        "write --shape %s\nTry 'tower bench --help'.\n", ck);
-        return 2;
-    }
-    const char *type = o.p.type;
-    if (strcmp(type, "bf16") && strcmp(type, "f16") && strcmp(type, "f32") && strcmp(type, "q8") && strcmp(type, "q4")) {
-        fprintf(stderr, "tower bench: --type expects bf16, f16, f32, q8 or q4, got '%s'\n", type);
-        return 2;
-    }
+    if (ck && (!strcmp(ck, "2b") || !strcmp(ck, "9b") || !strcmp(ck, "all") || !strcmp(ck, "tiny")) && stat(ck, &st) != 0)
+        usage_error("-m/--model names a checkpoint, as in every command; for the model shapes write --shape %s", ck);
+    if (strcmp(type, "bf16") && strcmp(type, "f16") && strcmp(type, "f32") && strcmp(type, "q8") && strcmp(type, "q4"))
+        usage_error("option --type: expected bf16, f16, f32, q8 or q4, got '%s'", type);
     if (!ck && !tw_bench_type_ok(type)) {
         /* quantized types need the quant module (src/cpu/quant.h) in this build */
         fprintf(stderr, "tower bench: --type %s: skipped: this build cannot make %s weights (no quant module); "
@@ -316,47 +246,44 @@ int tower_cmd_bench(int argc, char **argv) {
     int n_models = 0;
     if (ck) presets[n_models++] = NULL;
     else {
-        bool all = strcmp(o.shape, "all") == 0;
-        if ((all && !o.skip_2b) || strcmp(o.shape, "2b") == 0) presets[n_models++] = "2b";
-        if ((all && !o.skip_9b) || strcmp(o.shape, "9b") == 0) presets[n_models++] = "9b";
-        if (strcmp(o.shape, "tiny") == 0) presets[n_models++] = "tiny";
+        bool all = strcmp(shape, "all") == 0;
+        if ((all && !g.skip_2b) || strcmp(shape, "2b") == 0) presets[n_models++] = "2b";
+        if ((all && !g.skip_9b) || strcmp(shape, "9b") == 0) presets[n_models++] = "9b";
+        if (strcmp(shape, "tiny") == 0) presets[n_models++] = "tiny";
     }
-    if (!n_models) {
-        fprintf(stderr, "tower bench: nothing to do (every model skipped)\n");
-        return 2;
-    }
+    if (!n_models) usage_error("nothing to do (every model skipped)");
 
     /* ---- the machine's limits, measured now ---- */
     tw_bench_machine mc;
-    if (tw_bench_machine_init(&mc, o.p.n_threads, o.matmul) != TW_OK) return fail(NULL);
-    if (o.matmul && strcmp(o.matmul, "bf16") == 0 && !mc.bf16_activations)
+    if (tw_bench_machine_init(&mc, bp.n_threads, g.matmul) != TW_OK) return bench_fail(NULL);
+    if (g.matmul && strcmp(g.matmul, "bf16") == 0 && !mc.bf16_activations)
         fprintf(stderr, "tower bench: --matmul bf16: this CPU or kernel path has no bf16 dot product; "
                 "measuring the f32 path\n");
     fprintf(stderr, "tower bench: measuring this machine's limits...\n");
-    if (tw_bench_machine_measure(&mc, o.p.quick) != TW_OK) return fail("thread pool");
+    if (tw_bench_machine_measure(&mc, bp.quick) != TW_OK) return bench_fail("thread pool");
 
     tw_bench_result *R = calloc((size_t)n_models, sizeof *R);
     if (!R) {
         fprintf(stderr, "tower bench: error: results: out of memory\n");
         return 1;
     }
-    rc = 0;
+    int rc = 0;
     int done = 0;
     for (int k = 0; k < n_models && rc == 0; k++) {   /* a model that failed has no table */
-        tw_bench_params p = o.p;
+        tw_bench_params p = bp;
         p.shape = presets[k];
-        if (tw_bench_run(&p, &mc, &R[k]) != TW_OK) rc = fail(NULL);
+        if (tw_bench_run(&p, &mc, &R[k]) != TW_OK) rc = bench_fail(NULL);
         else done++;
     }
     if (done) {
         fprintf(stderr, "tower bench: measuring the limits again...\n");
-        if (tw_bench_machine_measure(&mc, o.p.quick) == TW_OK)
-            for (int k = 0; k < done; k++) tw_bench_finish(&R[k], &mc, o.p.quick);
+        if (tw_bench_machine_measure(&mc, bp.quick) == TW_OK)
+            for (int k = 0; k < done; k++) tw_bench_finish(&R[k], &mc, bp.quick);
     }
 
-    FILE *out = o.json && strcmp(o.json, "-") == 0 ? stderr : stdout;
+    FILE *out = g.json && strcmp(g.json, "-") == 0 ? stderr : stdout;
     fprintf(out, "\ntower bench — %s, %d threads, kernels %s, matmul activations %s%s\n", mc.cpu, mc.threads,
-            mc.kernels, mc.bf16_activations ? "bf16 (--matmul bf16)" : "f32", o.p.quick ? " (--quick: small sizes)" : "");
+            mc.kernels, mc.bf16_activations ? "bf16 (--matmul bf16)" : "f32", bp.quick ? " (--quick: small sizes)" : "");
     fprintf(out, "machine limits measured in this run: read %.1f GB/s (%zu MB buffer); f32 FMA %.0f GFLOP/s (%s); "
             "bf16 dot %.0f GFLOP/s; int8 dot %.0f GOP/s\n", mc.read_gbs, mc.read_buffer_bytes >> 20, mc.fma_gflops,
             mc.fma_isa, mc.bf16_gflops, mc.int8_gops);
@@ -366,11 +293,11 @@ int tower_cmd_bench(int argc, char **argv) {
     fprintf(out, "limits: decode = read bandwidth (measured beside each decode figure) / bytes read per token "
             "(weights + KV cache); vision, prefill "
             "and TTFT = FLOPs / f32 FMA peak (\"of bf16\": / vdpbf16ps peak)\n");
-    if (!o.p.quick && done)
+    if (!bp.quick && done)
         fprintf(out, "prefill %d = the first %d positions of the TTFT prompt; decode runs after rewinding that "
                 "sequence to the context shown\n", 5000, 5000);
     for (int k = 0; k < done; k++) print_table(out, &mc, &R[k]);
-    if (o.json && write_json(o.json, &mc, &o, R, done)) rc = 1;
+    if (g.json && write_json(g.json, &mc, R, done)) rc = 1;
     free(R);
     return rc;
 }
