@@ -456,8 +456,8 @@ typedef struct tw_bench_params {
     int         offline;     /* loading checkpoint: never use the network                       */
     const char *type;        /* weight type of the random model: "bf16", "f16", "f32", "q8", "q4" */
     int         n_threads;   /* 0: every core                                                  */
-    int         reps;        /* repetitions of the short measurements (the best counts)         */
-    int         n_decode;    /* tokens per decode measurement                                   */
+    int         reps;        /* repetitions of the short measurements, the best counts (0: 2, quick 1; at most 16) */
+    int         n_decode;    /* tokens per decode measurement (0: 16, quick 4)                  */
     int         n_distinct;  /* 9b: distinct text layers cycled over the 42 (0: all)            */
     int         quick;       /* small sizes (CI)                                                */
     int         skip_vision, skip_ttft;
@@ -467,7 +467,7 @@ typedef struct tw_bench_params {
     void       *user_data;
 } tw_bench_params;
 
-TW_API tw_bench_params tw_bench_default_params(void);   /* 2b, bf16, 2 reps, 16 tokens, f16 KV */
+TW_API tw_bench_params tw_bench_default_params(void);   /* 2b, bf16, 2 reps, 4 distinct, f16 KV */
 /* Whether this build can fill random weights of type ("bf16", "f16", "f32"; "q8", "q4" with the
 ** quant module). */
 TW_API int       tw_bench_type_ok(const char *type);
