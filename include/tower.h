@@ -521,6 +521,147 @@ TW_API tw_status tw_prompt_generate(tw_seq *s, tw_prompt *p, tw_media_cache *cac
 TW_API int       tw_model_has_vision(const tw_model *m);
 TW_API int       tw_model_has_video(const tw_model *m);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Tools: quantized checkpoints and benchmarks (what `tower quantize` and `tower bench` run)    */
+
+/* ---- quantization (docs/quantization.md) ---- */
+
+/* Called once per tensor written: its name, how it was stored ("q8_0", "q4_0", or the kept type
+** "bf16", ...), quantized (1) or kept as is (0), its shape [rows, cols] and, when quantized, the
+** RMS relative error sqrt(sum (w - w')^2 / sum w^2) the quantization introduced. */
+typedef void (*tw_quantize_report_fn)(void *user_data, const char *tensor, const char *stored_as, int quantized,
+                                      int64_t rows, int64_t cols, double rel_rms_error);
+
+typedef struct tw_quantize_params {
+    const char *type;              /* "q8" (Q8_0) or "q4" (Q4_0); "q8_0" / "q4_0" too            */
+    int         keep_vision_bf16;  /* vision tower and projector stay as stored                  */
+    int         keep_embed_bf16;   /* the token embedding (and tied LM head) stays as stored     */
+    int         n_threads;         /* 0: every core                                              */
+    tw_quantize_report_fn report;  /* may be NULL                                                */
+    void       *user_data;
+} tw_quantize_params;
+
+TW_API tw_quantize_params tw_quantize_default_params(void);   /* q8, nothing kept, every core */
+/* Writes the checkpoint directory dir as one quantized .tower.safetensors file out_path (weights,
+** config, tokenizer and chat template embedded; tw_model_load reads it directly). TW_E_ARG for an
+** unknown type. The file is written atomically. */
+TW_API tw_status tw_model_quantize(const char *dir, const char *out_path, const tw_quantize_params *p);
+
+/* ---- what a checkpoint holds (tower info) ---- */
+
+#define TW_CHECKPOINT_MAX_TYPES 16
+typedef struct tw_checkpoint_info {
+    int         packed;           /* a single `tower quantize` file (its small files embedded)      */
+    int         weights_listed;   /* 0: the weights could not be opened: weights_error says why      */
+    char        weights_error[256];
+    size_t      n_tensors;
+    uint64_t    n_params;
+    uint64_t    file_bytes;       /* on disk, every shard                                           */
+    size_t      n_types;          /* per stored type, in the library's type order                   */
+    struct { const char *type; size_t n_tensors; uint64_t bytes; } types[TW_CHECKPOINT_MAX_TYPES];
+    /* where the chat template comes from: "chat_template.jinja", "chat_template.json",
+    ** "tokenizer_config.json (\"chat_template\")", or NULL when the checkpoint has none */
+    const char *chat_template;
+} tw_checkpoint_info;
+
+/* Describes the checkpoint at path (a directory, or a packed file: tw_model_dir() of a loaded
+** model). TW_OK even when the weights cannot be listed (weights_listed = 0). */
+TW_API tw_status   tw_checkpoint_describe(const char *path, tw_checkpoint_info *out);
+/* The kernel path this CPU runs ("ref", "avx2", "avx512"; "amx" when asked for) and the CPU
+** features detected ("avx2 fma avx512f ..."). */
+TW_API const char *tw_kernels_path_name(void);
+TW_API const char *tw_cpu_feature_list(void);
+
+/* ---- benchmarks (docs/bench.md) ---- */
+
+/* The figures of one benchmarked model, in this order. */
+enum {
+    TW_BENCH_TILE,        /* ms: SigLIP + projector on one tile                                  */
+    TW_BENCH_IMAGE,       /* ms: tw_image_encode of a 1152x768 image (7 tiles)                   */
+    TW_BENCH_PP_SHORT,    /* tokens/s: prefill of 512 tokens (--quick: 32)                       */
+    TW_BENCH_PP_LONG,     /* tokens/s: prefill of 5,000 tokens (--quick: 128)                    */
+    TW_BENCH_TG_SHORT,    /* tokens/s: decode after 128 cached positions (--quick: 16)           */
+    TW_BENCH_TG_LONG,     /* tokens/s: decode after 4,096 cached positions (--quick: 128)        */
+    TW_BENCH_TTFT,        /* ms: image encode + prefill of the ~5,200-token prompt + first token */
+    TW_BENCH_N_FIGURES
+};
+
+typedef struct tw_bench_figure {
+    int    done;          /* measured; else skip says why not                                  */
+    char   label[64];
+    char   skip[96];
+    int    is_time;       /* value in ms (lower is better), else tokens/s                      */
+    double value;         /* best of the reps                                                  */
+    double reps[16];
+    int    n_reps;
+    double work;          /* FLOPs (time and prefill figures) or bytes read per token (decode) */
+    double limit;         /* best possible value on this machine (ms or tokens/s)              */
+    double frac;          /* of the limit (f32 FMA peak or read bandwidth)                     */
+    double frac_bf16;     /* of the vdpbf16ps peak, 0 when not applicable                      */
+    double bw_gbs;        /* decode: read bandwidth measured right before and after its reps   */
+    double ref;           /* llama.cpp figure quoted in the issue, 0 when none                 */
+    char   ref_text[48];
+    double speedup;       /* over ref                                                          */
+} tw_bench_figure;
+
+typedef struct tw_bench_result {
+    char     name[96], source[256], type[16], note[160];
+    double   build_s;               /* building or loading the model                           */
+    uint64_t weight_bytes;          /* held in memory                                          */
+    double   decode_weight_bytes;   /* weights read per decoded token                          */
+    uint64_t peak_rss;              /* bytes, getrusage ru_maxrss after the run                */
+    int      n_image_tokens, n_prompt;
+    tw_bench_figure f[TW_BENCH_N_FIGURES];
+} tw_bench_result;
+
+/* This machine's limits, measured by small loops with the benchmark's thread count. */
+typedef struct tw_bench_machine {
+    int         threads;            /* of the measurements and the models                      */
+    int         n_cpus;             /* cores the system has                                    */
+    char        cpu[128];           /* /proc/cpuinfo model name                                */
+    const char *kernels;            /* kernel path: "amx", "avx512", "avx2", "ref"             */
+    const char *cpu_features;
+    const char *fma_isa;            /* what the FMA peak ran: "avx512", "avx2", "scalar"       */
+    int         bf16_activations;   /* matrix products round activations to bf16               */
+    double      read_gbs;           /* read bandwidth, GB/s                                    */
+    size_t      read_buffer_bytes;
+    double      fma_gflops, bf16_gflops, int8_gops;
+    double      load1;              /* 1-minute load average when the run started              */
+} tw_bench_machine;
+
+typedef struct tw_bench_params {
+    const char *shape;       /* random weights of these shapes: "2b", "9b" (TowerVision-2B / -9B),
+                             ** "tiny" (a few small layers, for tests); ignored with checkpoint  */
+    const char *checkpoint;  /* a checkpoint instead: directory, .tower.safetensors file or repo id */
+    int         offline;     /* loading checkpoint: never use the network                       */
+    const char *type;        /* weight type of the random model: "bf16", "f16", "f32", "q8", "q4" */
+    int         n_threads;   /* 0: every core                                                  */
+    int         reps;        /* repetitions of the short measurements, the best counts (0: 2, quick 1; at most 16) */
+    int         n_decode;    /* tokens per decode measurement (0: 16, quick 4)                  */
+    int         n_distinct;  /* 9b: distinct text layers cycled over the 42 (0: all)            */
+    int         quick;       /* small sizes (CI)                                                */
+    int         skip_vision, skip_ttft;
+    tw_kv_type  kv_type;
+    /* progress lines ("building TowerVision-2B with random weights...", "  decode at 128: ...") */
+    void      (*log)(void *user_data, const char *line);
+    void       *user_data;
+} tw_bench_params;
+
+TW_API tw_bench_params tw_bench_default_params(void);   /* 2b, bf16, 2 reps, 4 distinct, f16 KV */
+/* Whether this build can fill random weights of type ("bf16", "f16", "f32"; "q8", "q4" with the
+** quant module). */
+TW_API int       tw_bench_type_ok(const char *type);
+/* Starts a machine description: CPU name, load average, kernel path; matmul NULL keeps the
+** engine's setting, "f32" or "bf16" sets how matrix products treat activations (TW_E_ARG else). */
+TW_API tw_status tw_bench_machine_init(tw_bench_machine *mc, int n_threads, const char *matmul);
+/* Measures the limits, keeping the best of each over calls (other processes can only make a
+** measurement lower): call it before and after the models. */
+TW_API tw_status tw_bench_machine_measure(tw_bench_machine *mc, int quick);
+/* Builds (or loads) one model, measures every figure it can and frees it. The fractions are
+** final only after tw_bench_finish with the final machine limits. */
+TW_API tw_status tw_bench_run(const tw_bench_params *p, const tw_bench_machine *mc, tw_bench_result *out);
+TW_API void      tw_bench_finish(tw_bench_result *r, const tw_bench_machine *mc, int quick);
+
 #ifdef __cplusplus
 }
 #endif

@@ -5,13 +5,36 @@
 ** agree with hand-computed ones; a random model of the real 2B shapes is built with the exact
 ** tensor shapes (vision off, to keep it small: only the tensor structs are checked).
 **
-** The command lives in tools/; it is included here as llama2.c's test.c includes run.c.
+** The command lives in tools/ (options and output over the library's tw_bench_* entry points,
+** options parsed by tools/cli.c like every command's); both are included here as llama2.c's
+** test.c includes run.c. A usage mistake exits the process (status 2), so those checks run the
+** command in a child. The work counts and the random models are checked through src/bench/bench.h.
 */
+#include "../tools/cli.c"
 #include "../tools/cmd_bench.c"
+
+#include "bench.h"
+#include "model.h"
+
+#include <math.h>
 
 #include "testhelp.h"
 
+#include <sys/wait.h>
 #include <unistd.h>
+
+/* the exit status of `tower bench ARGS` run in a child process (usage mistakes exit) */
+static int bench_status(char **argv, int argc) {
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        freopen("/dev/null", "w", stderr);
+        _exit(tower_cmd_bench(argc, argv));
+    }
+    int st = 0;
+    if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st)) return -1;
+    return WEXITSTATUS(st);
+}
 
 static json_t *run_json(const char *const *args, int n, const char *path) {
     char *argv[32];
@@ -53,7 +76,7 @@ int main(void) {
 
     /* quick, tiny */
     {
-        const char *a[] = { "--model", "tiny", "--quick", "--decode", "2" };
+        const char *a[] = { "--shape", "tiny", "--quick", "--decode", "2" };
         json_t *j = run_json(a, 5, path);
         CHECK(j != NULL, "quick run writes JSON");
         int n = 0;
@@ -69,7 +92,7 @@ int main(void) {
 
     /* full sizes on tiny shapes: the TTFT path (image tokens split over two evals) runs */
     {
-        const char *a[] = { "--model", "tiny", "--reps", "1", "--decode", "2" };
+        const char *a[] = { "--shape", "tiny", "--reps", "1", "--decode", "2" };
         json_t *j = run_json(a, 6, path);
         CHECK(j != NULL, "full run writes JSON");
         int n = 0;
@@ -84,7 +107,7 @@ int main(void) {
 
     /* quantized types, when this build has them; otherwise the command skips with exit 0 */
     {
-        const char *a[] = { "--model", "tiny", "--quick", "--decode", "2", "--type", "q4" };
+        const char *a[] = { "--shape", "tiny", "--quick", "--decode", "2", "--type", "q4" };
         char *argv[16] = { "bench" };
         for (int i = 0; i < 7; i++) argv[i + 1] = (char *)a[i];
         CHECK(tower_cmd_bench(8, argv) == 0, "--type q4 runs or skips cleanly");
@@ -93,10 +116,14 @@ int main(void) {
 
     /* usage errors */
     {
-        char *argv[] = { "bench", "--model", "7b" };
-        CHECK(tower_cmd_bench(3, argv) == 2, "unknown --model is a usage error");
+        char *argv[] = { "bench", "--shape", "7b" };
+        CHECK(bench_status(argv, 3) == 2, "unknown --shape is a usage error");
+        char *argv1[] = { "bench", "--model", "9b" };
+        CHECK(bench_status(argv1, 3) == 2, "--model 9b (shapes under the old name) is a usage error with a hint");
         char *argv2[] = { "bench", "--type", "int3" };
-        CHECK(tower_cmd_bench(3, argv2) == 2, "unknown --type is a usage error");
+        CHECK(bench_status(argv2, 3) == 2, "unknown --type is a usage error");
+        char *argv3[] = { "bench", "--reps", "0" };
+        CHECK(bench_status(argv3, 3) == 2, "--reps out of range is a usage error");
     }
 
     /* work counts against hand computation, tiny model */

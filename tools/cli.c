@@ -161,6 +161,8 @@ enum {
     O_PENALTY_N, O_SEED, O_STOP, O_RAW, O_NO_SOFTCAP, O_SOFTCAP, O_TEMPLATE, O_OFFLINE, O_CTX, O_KV_TYPE,
     O_PRINT_IDS, O_SHOW_PROMPT, O_FROM, O_TO, O_LIST_LANG, O_LINES, O_NO_SPECIAL, O_JSONL, O_IDS,
     O_CHECK, O_IGNORE_EOS, O_IMAGE, O_IMAGE_TOKENS, O_VIDEO, O_VIDEO_FRAMES, O_VIDEO_FRAME, O_FRAMES,
+    O_TYPE, O_KEEP_VISION, O_KEEP_EMBED, O_SHAPE, O_JSON, O_MATMUL, O_REPS, O_DECODE, O_DISTINCT, O_QUICK,
+    O_SKIP_VISION, O_SKIP_TTFT, O_SKIP_2B, O_SKIP_9B,
 };
 
 typedef struct cli_opt {
@@ -172,7 +174,8 @@ static const cli_opt k_opts[] = {
     {{"model", required_argument, 0, 'm'}, C_ALL},
     {{"prompt", required_argument, 0, 'p'}, C_RUN | C_TRANSLATE | C_TOKENIZE},
     {{"file", required_argument, 0, 'f'}, C_RUN | C_TRANSLATE | C_TOKENIZE | C_DUMP},
-    {{"prompt-file", required_argument, 0, 'f'}, C_RUN | C_DUMP},
+    /* one option, two names: every command that reads its text from a file takes both */
+    {{"prompt-file", required_argument, 0, 'f'}, C_RUN | C_TRANSLATE | C_TOKENIZE | C_DUMP},
     {{"system", required_argument, 0, O_SYSTEM}, C_GEN},
     {{"max-new-tokens", required_argument, 0, 'n'}, C_GEN | C_DUMP},
     {{"temp", required_argument, 0, O_TEMP}, C_GEN},
@@ -188,13 +191,13 @@ static const cli_opt k_opts[] = {
     {{"stop", required_argument, 0, O_STOP}, C_GEN},
     {{"ignore-eos", no_argument, 0, O_IGNORE_EOS}, C_GEN},
     {{"raw", no_argument, 0, O_RAW}, C_RUN},
-    {{"no-final-softcap", no_argument, 0, O_NO_SOFTCAP}, C_GEN | C_INFO},
+    {{"no-final-softcap", no_argument, 0, O_NO_SOFTCAP}, C_GEN | C_DUMP | C_INFO},
     {{"final-softcap", no_argument, 0, O_SOFTCAP}, C_GEN | C_DUMP | C_INFO},
     {{"chat-template", required_argument, 0, O_TEMPLATE}, C_GEN | C_INFO},
-    {{"threads", required_argument, 0, 't'}, C_GEN | C_DUMP | C_INFO},
+    {{"threads", required_argument, 0, 't'}, C_GEN | C_DUMP | C_INFO | C_QUANTIZE | C_BENCH},
     {{"offline", no_argument, 0, O_OFFLINE}, C_ALL},
     {{"ctx", required_argument, 0, O_CTX}, C_GEN | C_DUMP},
-    {{"kv-type", required_argument, 0, O_KV_TYPE}, C_GEN | C_DUMP},
+    {{"kv-type", required_argument, 0, O_KV_TYPE}, C_GEN | C_DUMP | C_BENCH},
     {{"verbose", no_argument, 0, 'v'}, C_GEN | C_DUMP},
     {{"print-ids", no_argument, 0, O_PRINT_IDS}, C_RUN | C_TRANSLATE},
     {{"show-prompt", no_argument, 0, O_SHOW_PROMPT}, C_RUN | C_TRANSLATE},
@@ -205,7 +208,7 @@ static const cli_opt k_opts[] = {
     {{"no-special", no_argument, 0, O_NO_SPECIAL}, C_TOKENIZE},
     {{"jsonl", no_argument, 0, O_JSONL}, C_TOKENIZE},
     {{"ids", no_argument, 0, O_IDS}, C_TOKENIZE},
-    {{"output", required_argument, 0, 'o'}, C_DUMP},
+    {{"output", required_argument, 0, 'o'}, C_DUMP | C_QUANTIZE},
     {{"check-against", required_argument, 0, O_CHECK}, C_DUMP},
     {{"image", required_argument, 0, O_IMAGE}, C_GEN | C_DUMP},
     {{"image-tokens", no_argument, 0, O_IMAGE_TOKENS}, C_RUN | C_TRANSLATE},
@@ -213,6 +216,24 @@ static const cli_opt k_opts[] = {
     {{"video-frames", required_argument, 0, O_VIDEO_FRAMES}, C_GEN | C_DUMP},
     {{"video-frame", required_argument, 0, O_VIDEO_FRAME}, C_GEN | C_DUMP},
     {{"frames", required_argument, 0, O_FRAMES}, C_GEN | C_DUMP},
+    /* quantize; --type is a weight type in both quantize and bench */
+    {{"type", required_argument, 0, O_TYPE}, C_QUANTIZE | C_BENCH},
+    {{"keep-vision-bf16", no_argument, 0, O_KEEP_VISION}, C_QUANTIZE},
+    {{"keep-embed-bf16", no_argument, 0, O_KEEP_EMBED}, C_QUANTIZE},
+    {{"quiet", no_argument, 0, 'q'}, C_QUANTIZE},
+    /* bench; --checkpoint is -m's old name there */
+    {{"checkpoint", required_argument, 0, 'm'}, C_BENCH},
+    {{"shape", required_argument, 0, O_SHAPE}, C_BENCH},
+    {{"json", required_argument, 0, O_JSON}, C_BENCH},
+    {{"matmul", required_argument, 0, O_MATMUL}, C_BENCH},
+    {{"reps", required_argument, 0, O_REPS}, C_BENCH},
+    {{"decode", required_argument, 0, O_DECODE}, C_BENCH},
+    {{"distinct", required_argument, 0, O_DISTINCT}, C_BENCH},
+    {{"quick", no_argument, 0, O_QUICK}, C_BENCH},
+    {{"skip-vision", no_argument, 0, O_SKIP_VISION}, C_BENCH},
+    {{"skip-ttft", no_argument, 0, O_SKIP_TTFT}, C_BENCH},
+    {{"skip-2b", no_argument, 0, O_SKIP_2B}, C_BENCH},
+    {{"skip-9b", no_argument, 0, O_SKIP_9B}, C_BENCH},
     {{"help", no_argument, 0, 'h'}, C_ALL},
 };
 #define N_OPTS (sizeof k_opts / sizeof k_opts[0])
@@ -236,10 +257,15 @@ void parse_options(int argc, char **argv, unsigned cmd, void (*help)(void)) {
     memset(&longs[nl], 0, sizeof longs[nl]);
     shorts[ns] = 0;
 
+    free_options();            /* a second call in one process (tests) starts afresh */
+    memset(&g, 0, sizeof g);
     g.cmd = cmd;
     g.sp = tw_sampler_default_params();
     g.final_softcap = cmd == C_DUMP ? 0 : -1;
-    g.model = getenv("TOWER_MODEL");
+    g.model = cmd == C_BENCH ? NULL : getenv("TOWER_MODEL");   /* bench without -m: random weights */
+    g.shape = "2b";
+    g.type = cmd == C_BENCH ? "bf16" : NULL;
+    g.n_distinct = 4;
     g.n_frames = 32;   /* as TowerVideo was trained */
     opterr = 0;
     optind = 1;
@@ -294,6 +320,7 @@ void parse_options(int argc, char **argv, unsigned cmd, void (*help)(void)) {
         case O_CTX: g.n_ctx = (int32_t)parse_long(name, optarg, 1, 1 << 30); break;
         case O_KV_TYPE:
             if (tw_kv_type_parse(optarg, &g.kv_type) != TW_OK) usage_error("option --kv-type: expected f32, f16 or bf16, got '%s'", optarg);
+            g.kv_type_set = 1;
             break;
         case O_PRINT_IDS: g.print_ids = 1; break;
         case O_SHOW_PROMPT: g.show_prompt = 1; break;
@@ -341,6 +368,24 @@ void parse_options(int argc, char **argv, unsigned cmd, void (*help)(void)) {
             break;
         }
         case O_FRAMES: g.n_frames = (int32_t)parse_long(name, optarg, 0, 4096); break;
+        case O_TYPE: g.type = optarg; break;
+        case O_KEEP_VISION: g.keep_vision = 1; break;
+        case O_KEEP_EMBED: g.keep_embed = 1; break;
+        case 'q': g.quiet = 1; break;
+        case O_SHAPE: g.shape = optarg; break;
+        case O_JSON: g.json = optarg; break;
+        case O_MATMUL:
+            if (strcmp(optarg, "f32") && strcmp(optarg, "bf16")) usage_error("option --matmul: expected f32 or bf16, got '%s'", optarg);
+            g.matmul = optarg;
+            break;
+        case O_REPS: g.reps = (int)parse_long(name, optarg, 1, 16); break;
+        case O_DECODE: g.n_decode = (int)parse_long(name, optarg, 1, 4096); break;
+        case O_DISTINCT: g.n_distinct = (int)parse_long(name, optarg, 0, 4096); break;
+        case O_QUICK: g.quick = 1; break;
+        case O_SKIP_VISION: g.skip_vision = 1; break;
+        case O_SKIP_TTFT: g.skip_ttft = 1; break;
+        case O_SKIP_2B: g.skip_2b = 1; break;
+        case O_SKIP_9B: g.skip_9b = 1; break;
         case ':':
             if (optopt && optopt < 256) usage_error("option '-%c' needs a value", optopt);
             usage_error("option '%s' needs a value", argv[optind - 1]);
@@ -349,7 +394,9 @@ void parse_options(int argc, char **argv, unsigned cmd, void (*help)(void)) {
             usage_error("unknown option '%s'", name);
         }
     }
-    if (optind < argc) usage_error("unexpected argument '%s' (text goes after -p, in quotes)", argv[optind]);
+    if (optind < argc && (cmd & (C_RUN | C_TRANSLATE | C_TOKENIZE)))
+        usage_error("unexpected argument '%s' (text goes after -p, in quotes)", argv[optind]);
+    if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
 }
 
 void free_options(void) {

@@ -30,9 +30,10 @@ char *xstrdup(const char *s);
 /* ---- options ---- */
 
 enum {
-    C_RUN = 1, C_CHAT = 2, C_TRANSLATE = 4, C_TOKENIZE = 8, C_DUMP = 16, C_INFO = 32,
+    C_RUN = 1, C_CHAT = 2, C_TRANSLATE = 4, C_TOKENIZE = 8, C_DUMP = 16, C_INFO = 32, C_QUANTIZE = 64,
+    C_BENCH = 128,
     C_GEN = C_RUN | C_CHAT | C_TRANSLATE,
-    C_ALL = 63,
+    C_ALL = 255,
 };
 
 /* Everything any subcommand can be told. Global so a usage exit leaves nothing unreachable. */
@@ -65,6 +66,14 @@ typedef struct cli {
     char      **frame_paths;      /* --video-frames / --video-frame: one more video   */
     size_t      n_frame_paths;
     int32_t     n_frames;         /* --frames: frames sampled per video (0: all)      */
+    int         kv_type_set;      /* --kv-type given (bench's default is f16)         */
+    const char *type;             /* --type: a weight type (quantize, bench)          */
+    int         quiet;            /* -q: quantize prints only the summary             */
+    int         keep_vision, keep_embed;   /* quantize --keep-vision-bf16 / --keep-embed-bf16 */
+    const char *shape;            /* bench --shape 2b|9b|all                          */
+    const char *json;             /* bench --json FILE                                */
+    const char *matmul;           /* bench --matmul f32|bf16                          */
+    int         reps, n_decode, n_distinct, quick, skip_vision, skip_ttft, skip_2b, skip_9b;   /* bench */
 } cli;
 
 extern cli g;

@@ -17,7 +17,7 @@ void tower_help_run(void) {
            "and the reply is streamed to stdout as it is generated, followed by a newline.\n\n"
            "input:\n"
            "  -p, --prompt TEXT        the user message ('-': read stdin)\n"
-           "  -f, --file FILE          read the user message from FILE ('-': stdin)\n"
+           "  -f, --file FILE          read the user message from FILE ('-': stdin; also --prompt-file)\n"
            "                           with neither, stdin is read when it is not a terminal\n"
            "      --raw                no chat template: the text is tokenized exactly as given (write\n"
            "                           <bos> and the turn markers yourself if the model needs them)\n"

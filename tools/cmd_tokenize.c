@@ -4,7 +4,6 @@
 */
 #include "commands.h"
 #include "media.h"   /* print_ids_line */
-#include "hub.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -18,7 +17,7 @@ void tower_help_tokenize(void) {
            "Prints one line per token: id and vocabulary piece (control characters escaped).\n"
            "MODEL_OR_TOKENIZER: a directory with tokenizer.json (weights not needed), a tokenizer.json\n"
            "file, or a repo id.\n\n"
-           "  -p, --prompt TEXT   text to tokenize ('-': stdin); -f, --file FILE: read it from FILE\n"
+           "  -p, --prompt TEXT   text to tokenize ('-': stdin); -f, --file (or --prompt-file) FILE: from FILE\n"
            "  --no-special        do not prepend <bos> (the default adds it, as HF does)\n"
            "  --ids               print only the ids, space separated, on one line\n"
            "  --jsonl             read JSON lines {\"text\": ..., \"add_special\": bool} from stdin and write\n"
@@ -37,8 +36,7 @@ static int load_tokenizer(tw_tokenizer **tok) {
         if (tw_tokenizer_load(g.model, tok) != TW_OK) return fail_lib();
         return 0;
     }
-    if (!tw_hub_is_repo_id(g.model))
-        return fail("%s: no such file or directory (nor a Hugging Face repo id org/name)", g.model);
+    /* not a path: a repo id, or tw_model_resolve says it is neither */
     tw_model_params p = model_params();
     char *dir = NULL;
     if (tw_model_resolve(g.model, &p, &dir) != TW_OK) return fail_lib();

@@ -98,7 +98,7 @@ void tower_help_translate(void) {
            "                       uk hi zh-Hans (zh, zh-CN) zh-Hant (zh-TW) ru cs ko ja it pl ro nn nb (no)\n"
            "  --list-languages     print the language table and exit\n"
            "  --lines              translate every input line on its own; one output line per input line\n"
-           "  -p, --prompt TEXT    source text ('-': stdin); -f, --file FILE: read it from FILE\n"
+           "  -p, --prompt TEXT    source text ('-': stdin); -f, --file (or --prompt-file) FILE: from FILE\n"
            "  --show-prompt        print the rendered prompt and exit; --print-ids: print ids not text\n"
            "  --image SRC          multimodal translation: the image comes first, as in the paper:\n"
            "                       <image>\\nTranslate the following source text from English to German:\\n{source}\n"

@@ -21,5 +21,7 @@ void tower_help_translate(void);
 void tower_help_tokenize(void);
 void tower_help_dump(void);
 void tower_help_info(void);
+void tower_help_bench(void);
+void tower_help_quantize(void);
 
 #endif

@@ -40,17 +40,6 @@ static void help_main(void) {
 /* ============================================================================================ */
 /* main                                                                                         */
 
-/* bench and quantize print their own help */
-static void help_bench(void) {
-    char *a[] = { "bench", "--help", NULL };
-    tower_cmd_bench(2, a);
-}
-
-static void help_quantize(void) {
-    char *a[] = { "quantize", "--help", NULL };
-    tower_cmd_quantize(2, a);
-}
-
 static void print_version(void) {
     printf("tower %s\n", TW_VERSION);
     printf("build: %s\n", tw_build_info());
@@ -65,7 +54,7 @@ int main(int argc, char **argv) {
         {"run", tower_cmd_run, tower_help_run},             {"chat", tower_cmd_chat, tower_help_chat},
         {"translate", tower_cmd_translate, tower_help_translate}, {"tokenize", tower_cmd_tokenize, tower_help_tokenize},
         {"dump", tower_cmd_dump, tower_help_dump},          {"info", tower_cmd_info, tower_help_info},
-        {"bench", tower_cmd_bench, help_bench}, {"quantize", tower_cmd_quantize, help_quantize},
+        {"bench", tower_cmd_bench, tower_help_bench}, {"quantize", tower_cmd_quantize, tower_help_quantize},
     };
     static char label[64];
     if (argc < 2) {
