@@ -9,6 +9,7 @@
 
 #include "image.h"
 #include "kernels.h"
+#include "kv.h"
 #include "safetensors.h"
 #include "video.h"
 
@@ -139,18 +140,21 @@ tw_status tw_model_load_dir(const char *dir, const tw_model_params *p, tw_model 
 struct tw_seq {
     tw_model *m;
     int32_t   n_ctx;       /* max positions                                           */
-    int32_t   n_alloc;     /* positions the cache currently holds room for            */
     int32_t   pos;         /* positions filled                                        */
-    int32_t  *tokens;      /* [n_alloc] ids in the cache                              */
-    tw_kv_type kv_type;    /* element type of the caches: f32, f16 or bf16             */
-    void     *k_cache;     /* [n_layer][n_alloc][n_head_kv*D] of kv_type              */
-    void     *v_cache;     /* [n_layer][n_alloc][n_head_kv*D] of kv_type              */
+    int32_t  *tokens;      /* [n_tokens] ids in the cache (n_tokens >= pos)            */
+    int32_t   n_tokens;
+    tw_kv     kv;          /* the KV cache (kv.h), up to n_ctx positions               */
     float    *logits;      /* [n_vocab] logits of the last evaluated position         */
 };
 
-/* Runs T new tokens through Gemma2 (gemma2.c). x: [T, H] input embeddings before the sqrt(H)
-** scale; positions s->pos .. s->pos+T-1. logits_all: NULL or [T, V]; hidden: NULL or
-** [L+2, T, H]. Updates the cache and s->logits; does not advance s->pos (the caller does). */
-tw_status tw_gemma2_forward(tw_seq *s, const float *x, int32_t T, float *logits_all, float *hidden);
+/* The text forward (gemma2.c): T new tokens `ids` at positions pos .. pos+T-1, reading and
+** extending the cache kv (room for pos+T positions reserved by the caller). embd: NULL or
+** [n_embd_rows, H] features that replace the embedding rows of the image / video tokens, in order.
+** logits: [V] of the last position; logits_all: NULL or [T, V]; hidden: NULL or [L+2, T, H]. */
+tw_status tw_gemma2_forward(const tw_model *m, tw_kv *kv, int32_t pos, const int32_t *ids, int32_t T,
+                            const float *embd, float *logits, float *logits_all, float *hidden);
+
+/* How many of ids[0..n) are image / video tokens: the rows tw_gemma2_forward takes from embd. */
+size_t tw_gemma2_n_media(const tw_model *m, const int32_t *ids, size_t n);
 
 #endif
