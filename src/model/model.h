@@ -78,6 +78,9 @@ typedef struct tw_siglip_layer {
     const tw_tensor *ln2_w, *ln2_b;            /* [C]              */
     const tw_tensor *fc1_w, *fc1_b;            /* [F,C], [F]       */
     const tw_tensor *fc2_w, *fc2_b;            /* [C,F], [C]       */
+    /* widened to f32 once at load (tw_model_widen_vision): small, read on every call */
+    float     *ln1_w_f, *ln1_b_f, *ln2_w_f, *ln2_b_f;           /* [C] each          */
+    tw_tensor *bq_f, *bk_f, *bv_f, *bo_f, *fc1_b_f, *fc2_b_f;  /* F32 [C], fc1: [F] */
 } tw_siglip_layer;
 
 typedef struct tw_siglip_weights {
@@ -85,12 +88,15 @@ typedef struct tw_siglip_weights {
     const tw_tensor *patch_b;   /* [C]          */
     const tw_tensor *pos_embd;  /* [G*G, C]     */
     const tw_tensor *post_ln_w, *post_ln_b;   /* [C], optional: unused for features */
+    tw_tensor       *patch_b_f;   /* F32 [C]      widened at load */
+    float           *pos_embd_f;  /* [G*G, C]     widened at load */
     tw_siglip_layer *layers;    /* [n_layer]    */
 } tw_siglip_weights;
 
 typedef struct tw_projector_weights {
     const tw_tensor *w1, *b1;   /* linear_1 [H, C], [H] (biases optional: multimodal_projector_bias) */
     const tw_tensor *w2, *b2;   /* linear_2 [H, H], [H] */
+    tw_tensor       *b1_f, *b2_f;   /* F32 [H] widened at load; NULL when the bias is absent */
 } tw_projector_weights;
 
 /* ---- the model ------------------------------------------------------------------------------- */
@@ -112,6 +118,7 @@ struct tw_model {
     tw_siglip_weights  vw;
     tw_projector_weights proj;
     const tw_tensor   *image_newline;  /* [H] or NULL                             */
+    float             *image_newline_f; /* [H] widened at load, or NULL           */
     int32_t            vision_feature_layer;
     char              *vision_feature_select_strategy;  /* "full" or "default"    */
     int32_t            image_token_id; /* -1 when none                            */
@@ -130,6 +137,11 @@ struct tw_model {
 
     tw_pool           *pool;
 };
+
+/* Widens the vision tower's and projector's small per-token parameters (layer norms, biases,
+** position embeddings, image_newline) to f32 once, after its tensors are set (model.c's loader,
+** bench's random models); tw_model_free frees them. */
+tw_status tw_model_widen_vision(tw_model *m);
 
 /* Loads config + weights of a local directory and validates them (no tokenizer, no template).
 ** Used by tw_model_load and by tests that build models from other directories. */
