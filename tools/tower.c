@@ -948,16 +948,8 @@ static int on_token(void *ud, int32_t id, const char *text, size_t len) {
     return g_interrupted;
 }
 
-static const char *stop_reason_name(int r) {
-    switch (r) {
-    case 0: return "max tokens";
-    case 1: return "stop token";
-    case 2: return "stop string";
-    case 3: return "context full";
-    case 4: return "interrupted";
-    default: return "?";
-    }
-}
+/* the CLI's callback stops only on Ctrl-C */
+static const char *stop_reason_name(tw_stop_reason r) { return r == TW_STOP_CALLBACK ? "interrupted" : tw_stop_reason_name(r); }
 
 static tw_gen_params gen_params(int32_t default_max) {
     tw_gen_params p = tw_gen_default_params();
