@@ -29,6 +29,7 @@
 ** in place and never forms a [T, n_keys] score matrix. All scratch is allocated once per call from
 ** one arena; nothing is allocated inside the layer loop except attention's per-thread blocks.
 */
+#include "attn.h"
 #include "model.h"
 #include "par.h"
 

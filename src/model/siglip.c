@@ -12,6 +12,7 @@
 #include "par.h"
 #include "vision.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -70,9 +71,7 @@ tw_status tw_siglip_forward(const tw_model *m, const float *pixels, int32_t n_ti
     const tw_siglip_config *vc = &m->vision;
     int32_t S = vc->image_size, P = vc->patch_size, G = S / P, N = G * G, C = vc->n_embd, F = vc->n_ff;
     int32_t n_run = layers_needed(m);
-    if (n_run < 0 || n_run > vc->n_layer)
-        return tw_err(TW_E_CONFIG, "%s/config.json: vision_feature_layer %d is out of range for %d layers", m->dir,
-                      m->vision_feature_layer, vc->n_layer);
+    assert(n_run >= 0 && n_run <= vc->n_layer);   /* model.c range-checked vision_feature_layer at load */
     int64_t T = (int64_t)n_tiles * N, K = 3 * (int64_t)P * P;
 
     /* one allocation for every activation of the call */
