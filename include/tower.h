@@ -336,13 +336,23 @@ typedef struct tw_gen_params {
 
 TW_API tw_gen_params tw_gen_default_params(void);
 
+/* Why generation ended (docs/generation.md "Stop conditions"). */
+typedef enum tw_stop_reason {
+    TW_STOP_MAX_TOKENS = 0,   /* max_new_tokens generated                                   */
+    TW_STOP_ID,               /* a stop id was sampled (evaluated, not returned)            */
+    TW_STOP_STRING,           /* the text contains a stop string                            */
+    TW_STOP_CONTEXT_FULL,     /* no room for the next token: not an error                   */
+    TW_STOP_CALLBACK          /* the tw_token_fn returned non-zero (cancelled)              */
+} tw_stop_reason;
+TW_API const char *tw_stop_reason_name(tw_stop_reason r);   /* "max tokens", "stop id", ... */
+
 typedef struct tw_gen_result {
     int32_t *ids;          /* generated ids (malloc'ed): a stop token is not included, the token
                            ** completing a stop string is                                        */
     size_t   n_ids;
     char    *text;         /* generated text (malloc'ed), cut before a stop string             */
     size_t   text_len;
-    int      stop_reason;  /* 0 max tokens, 1 stop id, 2 stop string, 3 context full, 4 callback */
+    tw_stop_reason stop_reason;
     double   prefill_ms, decode_ms;
 } tw_gen_result;
 

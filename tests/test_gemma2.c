@@ -249,7 +249,7 @@ static void test_growth(tw_model *m) {
     CHECK_OK(tw_seq_eval(b, ids + SPLIT, N - SPLIT, NULL), "second part");
     double d = max_diff(tw_seq_logits(a), tw_seq_logits(b), (size_t)m->text.n_vocab);
     CHECK(d <= 1e-4, "600 tokens in one call vs two: %g", d);
-    CHECK(a->n_alloc >= N && a->n_alloc <= a->n_ctx, "cache holds %d positions", (int)a->n_alloc);
+    CHECK(a->kv.n_alloc >= N && a->kv.n_alloc <= a->n_ctx, "cache holds %d positions", (int)a->kv.n_alloc);
     CHECK(tw_seq_n_ctx(a) == m->text.n_ctx_train, "n_ctx 0 -> %d", tw_seq_n_ctx(a));
     printf("  cache growth + chunked prefill (600 tokens): %.2e\n", d);
     tw_seq_free(a);

@@ -145,6 +145,11 @@ static void test_defaults(void) {
     CHECK(out.ids == NULL && out.text == NULL && out.n_ids == 0, "out zeroed on error");
     tw_gen_result_free(&out);
     tw_gen_result_free(NULL);
+    const char *names[] = { "max tokens", "stop id", "stop string", "context full", "callback" };
+    for (int r = TW_STOP_MAX_TOKENS; r <= TW_STOP_CALLBACK; r++)
+        CHECK(strcmp(tw_stop_reason_name((tw_stop_reason)r), names[r]) == 0, "stop reason %d: %s", r,
+              tw_stop_reason_name((tw_stop_reason)r));
+    CHECK(strcmp(tw_stop_reason_name((tw_stop_reason)99), "?") == 0, "unknown stop reason");
 }
 
 static void test_greedy_case(tw_model *m, const tcase *c) {
@@ -153,7 +158,7 @@ static void test_greedy_case(tw_model *m, const tcase *c) {
     rec r = { .stop_after = 0 };
     int32_t pos = 0;
     CHECK_OK(gen_fresh(m, 0, c, &gp, &r, &a, &pos), c->name);
-    CHECK(a.n_ids == 16 && a.stop_reason == 0, "%s: 16 tokens, reason %d", c->name, a.stop_reason);
+    CHECK(a.n_ids == 16 && a.stop_reason == TW_STOP_MAX_TOKENS, "%s: 16 tokens, reason %d", c->name, a.stop_reason);
     CHECK(a.n_ids == c->n_gen && memcmp(a.ids, c->gen, sizeof(int32_t) * c->n_gen) == 0,
           "%s: ids equal the reference's generated_ids", c->name);
     CHECK(pos == (int32_t)(c->n_prompt + 16), "%s: every generated token is in the cache (%d)", c->name, pos);
@@ -215,7 +220,7 @@ static void check_stop_string(tw_model *m, const tcase *c, const char *stop, con
     rec r = { .stop_after = 0 };
     int32_t pos = 0;
     CHECK_OK(gen_fresh(m, 0, c, &gp, &r, &a, &pos), what);
-    CHECK(a.stop_reason == (hit ? 2 : 0), "%s: stop reason %d", what, a.stop_reason);
+    CHECK(a.stop_reason == (hit ? TW_STOP_STRING : TW_STOP_MAX_TOKENS), "%s: stop reason %d", what, a.stop_reason);
     CHECK(a.text_len == want && memcmp(a.text, c->gen_text, want) == 0,
           "%s: text cut right before the stop string: '%s'", what, a.text);
     CHECK(r.len == a.text_len && memcmp(r.text, a.text, a.text_len) == 0,
@@ -260,7 +265,7 @@ static void test_stop_ids(tw_model *m, const tcase *c) {
     rec r = { .stop_after = 0 };
     int32_t pos = 0;
     CHECK_OK(gen_fresh(m, 0, c, &gp, &r, &a, &pos), "stop id");
-    CHECK(a.stop_reason == 1 && a.n_ids == first, "stop id: %zu ids (want %zu), reason %d",
+    CHECK(a.stop_reason == TW_STOP_ID && a.n_ids == first, "stop id: %zu ids (want %zu), reason %d",
           a.n_ids, first, a.stop_reason);
     CHECK(memcmp(a.ids, c->gen, sizeof(int32_t) * a.n_ids) == 0, "stop id: prefix equal");
     CHECK(pos == (int32_t)(c->n_prompt + first + 1), "the stop token is in the cache (pos %d)", pos);
@@ -275,14 +280,14 @@ static void test_limits(tw_model *m, const tcase *c) {
 
     gp.max_new_tokens = 5;
     CHECK_OK(gen_fresh(m, 0, c, &gp, &r, &a, NULL), "max_new_tokens");
-    CHECK(a.n_ids == 5 && a.stop_reason == 0 && memcmp(a.ids, c->gen, 5 * sizeof(int32_t)) == 0,
+    CHECK(a.n_ids == 5 && a.stop_reason == TW_STOP_MAX_TOKENS && memcmp(a.ids, c->gen, 5 * sizeof(int32_t)) == 0,
           "max_new_tokens 5: %zu ids", a.n_ids);
     tw_gen_result_free(&a);
 
     gp.max_new_tokens = 16;
     r.stop_after = 3;
     CHECK_OK(gen_fresh(m, 0, c, &gp, &r, &a, NULL), "callback stop");
-    CHECK(a.n_ids == 3 && a.stop_reason == 4 && r.calls == 3, "callback stop after 3: %zu ids, reason %d",
+    CHECK(a.n_ids == 3 && a.stop_reason == TW_STOP_CALLBACK && r.calls == 3, "callback stop after 3: %zu ids, reason %d",
           a.n_ids, a.stop_reason);
     CHECK(r.len == a.text_len && memcmp(r.text, a.text, a.text_len) == 0, "callback stop: streamed == text");
     r.stop_after = 0;
@@ -291,13 +296,13 @@ static void test_limits(tw_model *m, const tcase *c) {
     int32_t pos = 0;
     gp.max_new_tokens = 0;   /* until a stop or the context is full */
     CHECK_OK(gen_fresh(m, (int32_t)c->n_prompt + 6, c, &gp, &r, &a, &pos), "context full");
-    CHECK(a.n_ids == 6 && a.stop_reason == 3 && memcmp(a.ids, c->gen, 6 * sizeof(int32_t)) == 0,
+    CHECK(a.n_ids == 6 && a.stop_reason == TW_STOP_CONTEXT_FULL && memcmp(a.ids, c->gen, 6 * sizeof(int32_t)) == 0,
           "context full: %zu ids, reason %d", a.n_ids, a.stop_reason);
     CHECK(pos == (int32_t)c->n_prompt + 6, "context full: pos %d", pos);
     tw_gen_result_free(&a);
 
     CHECK_OK(gen_fresh(m, (int32_t)c->n_prompt, c, &gp, &r, &a, NULL), "prompt fills the context");
-    CHECK(a.n_ids == 0 && a.stop_reason == 3 && a.text && a.text_len == 0, "no room: 0 ids, reason 3");
+    CHECK(a.n_ids == 0 && a.stop_reason == TW_STOP_CONTEXT_FULL && a.text && a.text_len == 0, "no room: 0 ids, reason 3");
     tw_gen_result_free(&a);
 
     memset(&a, 0x5a, sizeof a);

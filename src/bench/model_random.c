@@ -318,7 +318,7 @@ static tw_status build_vision(rand_model *r, const tw_random_spec *sp) {
     TW_TRY(new_tensor(r, ty, "linear_2.weight", fan_in(H), &p->w2, 2, H, H, 0, 0));
     TW_TRY(new_tensor(r, ty, "linear_2.bias", b, &p->b2, 1, H, 0, 0, 0));
     TW_TRY(new_tensor(r, ty, "image_newline", fan_in(H), &m->image_newline, 1, H, 0, 0, 0));
-    return TW_OK;
+    return tw_model_widen_vision(m);   /* the f32 copies siglip.c reads, as model.c makes them */
 }
 
 static tw_status build(rand_model *r, const tw_random_spec *sp) {

@@ -299,6 +299,46 @@ static tw_status widen(const tw_tensor *t, float **out) {
     return TW_OK;
 }
 
+/* An F32 copy of a small tensor as a tensor of its own (one block: the struct, then the data), for
+** the kernels that take a tw_tensor (tw_matmul's bias). NULL stays NULL. */
+static tw_status widen_tensor(const tw_tensor *t, tw_tensor **out) {
+    *out = NULL;
+    if (!t) return TW_OK;
+    size_t n = (size_t)tw_tensor_nelem(t);
+    tw_tensor *w = tw_malloc(sizeof *w + n * sizeof(float) + 1);
+    if (!w) return TW_E_NOMEM;
+    *w = *t;
+    w->type = TW_DT_F32;
+    w->data = w + 1;
+    w->nbytes = n * sizeof(float);
+    tw_tensor_to_f32(t, (float *)(w + 1));
+    *out = w;
+    return TW_OK;
+}
+
+tw_status tw_model_widen_vision(tw_model *m) {
+    tw_siglip_weights *w = &m->vw;
+    for (int i = 0; i < m->vision.n_layer; i++) {
+        tw_siglip_layer *l = &w->layers[i];
+        TW_TRY(widen(l->ln1_w, &l->ln1_w_f));
+        TW_TRY(widen(l->ln1_b, &l->ln1_b_f));
+        TW_TRY(widen(l->ln2_w, &l->ln2_w_f));
+        TW_TRY(widen(l->ln2_b, &l->ln2_b_f));
+        TW_TRY(widen_tensor(l->bq, &l->bq_f));
+        TW_TRY(widen_tensor(l->bk, &l->bk_f));
+        TW_TRY(widen_tensor(l->bv, &l->bv_f));
+        TW_TRY(widen_tensor(l->bo, &l->bo_f));
+        TW_TRY(widen_tensor(l->fc1_b, &l->fc1_b_f));
+        TW_TRY(widen_tensor(l->fc2_b, &l->fc2_b_f));
+    }
+    TW_TRY(widen_tensor(w->patch_b, &w->patch_b_f));
+    TW_TRY(widen(w->pos_embd, &w->pos_embd_f));
+    TW_TRY(widen_tensor(m->proj.b1, &m->proj.b1_f));
+    TW_TRY(widen_tensor(m->proj.b2, &m->proj.b2_f));
+    if (m->image_newline) TW_TRY(widen(m->image_newline, &m->image_newline_f));
+    return TW_OK;
+}
+
 static tw_status load_text(loader *L, const char *lm, const char *head_name, const char *head_alt) {
     tw_model *m = L->m;
     const tw_gemma2_config *c = &m->text;
@@ -403,7 +443,7 @@ static tw_status load_vision(loader *L, const char *vt, const char *proj, const 
     TW_TRY(need(L, &p->w2, false, w_hh, 2, dHH, "%slinear_2.weight", proj));
     TW_TRY(need(L, &p->b2, !proj_bias, w_h, 1, dH, "%slinear_2.bias", proj));
     TW_TRY(need(L, &m->image_newline, false, w_h, 1, dH, "%s", newline));
-    return TW_OK;
+    return tw_model_widen_vision(m);
 }
 
 /* ---- loading config + weights ------------------------------------------------------------- */
@@ -556,7 +596,18 @@ void tw_model_free(tw_model *m) {
     free(m->tw.layers);
     free(m->tw.norm_f);
     free(m->text.layer_sliding);
+    if (m->vw.layers)
+        for (int i = 0; i < m->vision.n_layer; i++) {
+            tw_siglip_layer *l = &m->vw.layers[i];
+            free(l->ln1_w_f), free(l->ln1_b_f), free(l->ln2_w_f), free(l->ln2_b_f);
+            free(l->bq_f), free(l->bk_f), free(l->bv_f), free(l->bo_f), free(l->fc1_b_f), free(l->fc2_b_f);
+        }
     free(m->vw.layers);
+    free(m->vw.patch_b_f);
+    free(m->vw.pos_embd_f);
+    free(m->proj.b1_f);
+    free(m->proj.b2_f);
+    free(m->image_newline_f);
     free(m->vision_feature_select_strategy);
     free(m->pinpoints);
     if (m->tmpl) tw_template_free(m->tmpl);

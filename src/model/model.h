@@ -9,6 +9,7 @@
 
 #include "image.h"
 #include "kernels.h"
+#include "kv.h"
 #include "safetensors.h"
 #include "video.h"
 
@@ -77,6 +78,9 @@ typedef struct tw_siglip_layer {
     const tw_tensor *ln2_w, *ln2_b;            /* [C]              */
     const tw_tensor *fc1_w, *fc1_b;            /* [F,C], [F]       */
     const tw_tensor *fc2_w, *fc2_b;            /* [C,F], [C]       */
+    /* widened to f32 once at load (tw_model_widen_vision): small, read on every call */
+    float     *ln1_w_f, *ln1_b_f, *ln2_w_f, *ln2_b_f;           /* [C] each          */
+    tw_tensor *bq_f, *bk_f, *bv_f, *bo_f, *fc1_b_f, *fc2_b_f;  /* F32 [C], fc1: [F] */
 } tw_siglip_layer;
 
 typedef struct tw_siglip_weights {
@@ -84,12 +88,15 @@ typedef struct tw_siglip_weights {
     const tw_tensor *patch_b;   /* [C]          */
     const tw_tensor *pos_embd;  /* [G*G, C]     */
     const tw_tensor *post_ln_w, *post_ln_b;   /* [C], optional: unused for features */
+    tw_tensor       *patch_b_f;   /* F32 [C]      widened at load */
+    float           *pos_embd_f;  /* [G*G, C]     widened at load */
     tw_siglip_layer *layers;    /* [n_layer]    */
 } tw_siglip_weights;
 
 typedef struct tw_projector_weights {
     const tw_tensor *w1, *b1;   /* linear_1 [H, C], [H] (biases optional: multimodal_projector_bias) */
     const tw_tensor *w2, *b2;   /* linear_2 [H, H], [H] */
+    tw_tensor       *b1_f, *b2_f;   /* F32 [H] widened at load; NULL when the bias is absent */
 } tw_projector_weights;
 
 /* ---- the model ------------------------------------------------------------------------------- */
@@ -111,6 +118,7 @@ struct tw_model {
     tw_siglip_weights  vw;
     tw_projector_weights proj;
     const tw_tensor   *image_newline;  /* [H] or NULL                             */
+    float             *image_newline_f; /* [H] widened at load, or NULL           */
     int32_t            vision_feature_layer;
     char              *vision_feature_select_strategy;  /* "full" or "default"    */
     int32_t            image_token_id; /* -1 when none                            */
@@ -130,6 +138,11 @@ struct tw_model {
     tw_pool           *pool;
 };
 
+/* Widens the vision tower's and projector's small per-token parameters (layer norms, biases,
+** position embeddings, image_newline) to f32 once, after its tensors are set (model.c's loader,
+** bench's random models); tw_model_free frees them. */
+tw_status tw_model_widen_vision(tw_model *m);
+
 /* Loads config + weights of a local directory and validates them (no tokenizer, no template).
 ** Used by tw_model_load and by tests that build models from other directories. */
 tw_status tw_model_load_dir(const char *dir, const tw_model_params *p, tw_model **out);
@@ -139,16 +152,14 @@ tw_status tw_model_load_dir(const char *dir, const tw_model_params *p, tw_model 
 struct tw_seq {
     tw_model *m;
     int32_t   n_ctx;       /* max positions                                           */
-    int32_t   n_alloc;     /* positions the cache currently holds room for            */
     int32_t   pos;         /* positions filled                                        */
-    int32_t  *tokens;      /* [n_alloc] ids in the cache                              */
-    uint64_t *tags;        /* [n_alloc] what each position holds: 0 text, else the content
+    int32_t  *tokens;      /* [n_tokens] ids in the cache (n_tokens >= pos)            */
+    int32_t   n_tokens;
+    uint64_t *tags;        /* [n_tokens] what each position holds: 0 text, else the content
                            ** hash of the medium whose row it is (TW_SEQ_TAG_UNKNOWN: rows
                            ** given to tw_seq_eval without saying whose), so a prompt reuses
                            ** the cache only where it holds the very same image or video    */
-    tw_kv_type kv_type;    /* element type of the caches: f32, f16 or bf16             */
-    void     *k_cache;     /* [n_layer][n_alloc][n_head_kv*D] of kv_type              */
-    void     *v_cache;     /* [n_layer][n_alloc][n_head_kv*D] of kv_type              */
+    tw_kv     kv;          /* the KV cache (kv.h), up to n_ctx positions               */
     float    *logits;      /* [n_vocab] logits of the last evaluated position         */
 };
 
@@ -157,9 +168,14 @@ struct tw_seq {
 void tw_seq_set_tags(tw_seq *s, int32_t from, const uint64_t *tags, int32_t n);
 const uint64_t *tw_seq_tags(const tw_seq *s);   /* [tw_seq_pos] */
 
-/* Runs T new tokens through Gemma2 (gemma2.c). x: [T, H] input embeddings before the sqrt(H)
-** scale; positions s->pos .. s->pos+T-1. logits_all: NULL or [T, V]; hidden: NULL or
-** [L+2, T, H]. Updates the cache and s->logits; does not advance s->pos (the caller does). */
-tw_status tw_gemma2_forward(tw_seq *s, const float *x, int32_t T, float *logits_all, float *hidden);
+/* The text forward (gemma2.c): T new tokens `ids` at positions pos .. pos+T-1, reading and
+** extending the cache kv (room for pos+T positions reserved by the caller). embd: NULL or
+** [n_embd_rows, H] features that replace the embedding rows of the image / video tokens, in order.
+** logits: [V] of the last position; logits_all: NULL or [T, V]; hidden: NULL or [L+2, T, H]. */
+tw_status tw_gemma2_forward(const tw_model *m, tw_kv *kv, int32_t pos, const int32_t *ids, int32_t T,
+                            const float *embd, float *logits, float *logits_all, float *hidden);
+
+/* How many of ids[0..n) are image / video tokens: the rows tw_gemma2_forward takes from embd. */
+size_t tw_gemma2_n_media(const tw_model *m, const int32_t *ids, size_t n);
 
 #endif

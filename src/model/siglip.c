@@ -13,6 +13,7 @@
 #include "par.h"
 #include "vision.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -25,7 +26,7 @@ static int32_t layers_needed(const tw_model *m) {
 }
 
 typedef struct {
-    float *h, *a, *big, *lnw, *lnb;   /* [T,C], [T,C], [T,max(3C,F)], [C], [C] */
+    float *h, *a, *big;   /* [T,C], [T,C], [T,max(3C,F)] */
     int64_t T;
     int32_t N, n_tiles;
 } layer_bufs;
@@ -38,10 +39,8 @@ static void siglip_layer(const tw_model *m, const tw_siglip_layer *L, float *x, 
     size_t n_x = (size_t)T * C;
     float *h = b->h, *a = b->a, *qkv = b->big;   /* qkv [T, 3C]: q | k | v per row */
 
-    tw_tensor_to_f32(L->ln1_w, b->lnw);
-    tw_tensor_to_f32(L->ln1_b, b->lnb);
-    tw_par_layernorm(m->pool, h, x, b->lnw, b->lnb, T, C, vc->ln_eps);
-    const tw_tensor *w[3] = { L->wq, L->wk, L->wv }, *bias[3] = { L->bq, L->bk, L->bv };
+    tw_par_layernorm(m->pool, h, x, L->ln1_w_f, L->ln1_b_f, T, C, vc->ln_eps);
+    const tw_tensor *w[3] = { L->wq, L->wk, L->wv }, *bias[3] = { L->bq_f, L->bk_f, L->bv_f };
     for (int i = 0; i < 3; i++) {
         tw_matmul(m->pool, a, h, T, w[i], bias[i]);
         for (int64_t t = 0; t < T; t++) memcpy(qkv + t * 3 * C + i * C, a + t * C, sizeof(float) * (size_t)C);
@@ -58,15 +57,13 @@ static void siglip_layer(const tw_model *m, const tw_siglip_layer *L, float *x, 
         };
         tw_attention(m->pool, &aa);
     }
-    tw_matmul(m->pool, a, h, T, L->wo, L->bo);
+    tw_matmul(m->pool, a, h, T, L->wo, L->bo_f);
     tw_par_add(m->pool, x, a, (int64_t)n_x);
 
-    tw_tensor_to_f32(L->ln2_w, b->lnw);
-    tw_tensor_to_f32(L->ln2_b, b->lnb);
-    tw_par_layernorm(m->pool, h, x, b->lnw, b->lnb, T, C, vc->ln_eps);
-    tw_matmul(m->pool, b->big, h, T, L->fc1_w, L->fc1_b);
+    tw_par_layernorm(m->pool, h, x, L->ln2_w_f, L->ln2_b_f, T, C, vc->ln_eps);
+    tw_matmul(m->pool, b->big, h, T, L->fc1_w, L->fc1_b_f);
     tw_par_gelu_mul(m->pool, b->big, NULL, (int64_t)T * F);
-    tw_matmul(m->pool, a, b->big, T, L->fc2_w, L->fc2_b);
+    tw_matmul(m->pool, a, b->big, T, L->fc2_w, L->fc2_b_f);
     tw_par_add(m->pool, x, a, (int64_t)n_x);
 }
 
@@ -75,18 +72,15 @@ tw_status tw_siglip_forward(const tw_model *m, const float *pixels, int32_t n_ti
     const tw_siglip_config *vc = &m->vision;
     int32_t S = vc->image_size, P = vc->patch_size, G = S / P, N = G * G, C = vc->n_embd, F = vc->n_ff;
     int32_t n_run = layers_needed(m);
-    if (n_run < 0 || n_run > vc->n_layer)
-        return tw_err(TW_E_CONFIG, "%s/config.json: vision_feature_layer %d is out of range for %d layers", m->dir,
-                      m->vision_feature_layer, vc->n_layer);
+    assert(n_run >= 0 && n_run <= vc->n_layer);   /* model.c range-checked vision_feature_layer at load */
     int64_t T = (int64_t)n_tiles * N, K = 3 * (int64_t)P * P;
 
     /* one allocation for every activation of the call */
     size_t n_x = (size_t)T * C, n_big = (size_t)T * TW_MAX(3 * (int64_t)C, TW_MAX((int64_t)F, K));
     float *x = tw_malloc(sizeof(float) * n_x), *h = tw_malloc(sizeof(float) * n_x), *a = tw_malloc(sizeof(float) * n_x);
     float *big = tw_malloc(sizeof(float) * n_big);
-    float *lnw = tw_malloc(sizeof(float) * (size_t)C), *lnb = tw_malloc(sizeof(float) * (size_t)C);
     tw_status st = TW_E_NOMEM;
-    if (!x || !h || !a || !big || !lnw || !lnb) goto done;
+    if (!x || !h || !a || !big) goto done;
 
     /* patch embedding as a matrix product: im2col rows in the weight's (channel, ky, kx) order */
     for (int32_t t = 0; t < n_tiles; t++)
@@ -103,11 +97,11 @@ tw_status tw_siglip_forward(const tw_model *m, const float *pixels, int32_t n_ti
         tw_tensor w2 = *m->vw.patch_w;   /* view [C, 3, P, P] as [C, 3*P*P] */
         w2.ndim = 2;
         w2.shape[1] = K;
-        tw_matmul(m->pool, x, big, T, &w2, m->vw.patch_b);
+        tw_matmul(m->pool, x, big, T, &w2, m->vw.patch_b_f);
     }
     for (int64_t t = 0; t < T; t++) {
-        tw_tensor_row_f32(m->vw.pos_embd, t % N, a);
-        for (int32_t c = 0; c < C; c++) x[t * C + c] += a[c];
+        const float *pe = m->vw.pos_embd_f + (size_t)(t % N) * C;
+        for (int32_t c = 0; c < C; c++) x[t * C + c] += pe[c];
     }
     if (hidden) memcpy(hidden, x, sizeof(float) * n_x);
 
@@ -115,7 +109,7 @@ tw_status tw_siglip_forward(const tw_model *m, const float *pixels, int32_t n_ti
     ** asked for every hidden state (tower dump). */
     int32_t n_total = hidden ? vc->n_layer : n_run;
     if (n_run == 0) memcpy(feat, x, sizeof(float) * n_x);
-    layer_bufs b = { h, a, big, lnw, lnb, T, N, n_tiles };
+    layer_bufs b = { h, a, big, T, N, n_tiles };
     for (int32_t l = 0; l < n_total; l++) {
         siglip_layer(m, &m->vw.layers[l], x, &b);
         if (hidden) memcpy(hidden + (size_t)(l + 1) * n_x, x, sizeof(float) * n_x);
@@ -123,6 +117,6 @@ tw_status tw_siglip_forward(const tw_model *m, const float *pixels, int32_t n_ti
     }
     st = TW_OK;
 done:
-    free(x), free(h), free(a), free(big), free(lnw), free(lnb);
+    free(x), free(h), free(a), free(big);
     return st;
 }

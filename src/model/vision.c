@@ -199,7 +199,7 @@ tw_status tw_vision_encode_video(const tw_model *m, const tw_video *v, const tw_
 /* ---- projector, packing, pooling -------------------------------------------------------------- */
 
 void tw_vision_newline(const tw_model *m, float *out) {
-    if (m->image_newline) tw_tensor_to_f32(m->image_newline, out);
+    if (m->image_newline_f) memcpy(out, m->image_newline_f, sizeof(float) * (size_t)m->text.n_embd);
     else memset(out, 0, sizeof(float) * (size_t)m->text.n_embd);
 }
 
@@ -207,9 +207,9 @@ tw_status tw_projector_forward(const tw_model *m, const float *feat, int64_t n, 
     int32_t H = m->text.n_embd;
     float *mid = tw_malloc(sizeof(float) * (size_t)n * H);
     if (!mid) return TW_E_NOMEM;
-    tw_matmul(m->pool, mid, feat, n, m->proj.w1, m->proj.b1);
+    tw_matmul(m->pool, mid, feat, n, m->proj.w1, m->proj.b1_f);
     for (size_t i = 0; i < (size_t)n * H; i++) mid[i] = tw_gelu_erf(mid[i]);
-    tw_matmul(m->pool, out, mid, n, m->proj.w2, m->proj.b2);
+    tw_matmul(m->pool, out, mid, n, m->proj.w2, m->proj.b2_f);
     free(mid);
     return TW_OK;
 }

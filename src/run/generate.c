@@ -27,6 +27,17 @@ tw_gen_params tw_gen_default_params(void) {
     return p;
 }
 
+const char *tw_stop_reason_name(tw_stop_reason r) {
+    switch (r) {
+    case TW_STOP_MAX_TOKENS: return "max tokens";
+    case TW_STOP_ID: return "stop id";
+    case TW_STOP_STRING: return "stop string";
+    case TW_STOP_CONTEXT_FULL: return "context full";
+    case TW_STOP_CALLBACK: return "callback";
+    }
+    return "?";
+}
+
 void tw_gen_result_free(tw_gen_result *r) {
     if (!r) return;
     free(r->ids);
@@ -191,16 +202,16 @@ static tw_status run(gen *g, tw_seq *s, const int32_t *prompt, size_t n_prompt,
     double t1 = tw_time_ms();
     out->prefill_ms = t1 - t0;
 
-    int reason = 0;
+    tw_stop_reason reason = TW_STOP_MAX_TOKENS;
     for (;;) {
-        if (p->max_new_tokens > 0 && g->n_ids >= (size_t)p->max_new_tokens) { reason = 0; break; }
-        if (tw_seq_pos(s) >= tw_seq_n_ctx(s)) { reason = 3; break; }
+        if (p->max_new_tokens > 0 && g->n_ids >= (size_t)p->max_new_tokens) { reason = TW_STOP_MAX_TOKENS; break; }
+        if (tw_seq_pos(s) >= tw_seq_n_ctx(s)) { reason = TW_STOP_CONTEXT_FULL; break; }
 
         int32_t id = tw_sampler_sample(*smp, tw_seq_logits(s), tw_seq_tokens(s), (size_t)tw_seq_pos(s));
         if (is_stop_id(g, id)) {
             /* Into the cache (so the conversation can go on) but not into the output. */
             TW_TRY(tw_seq_eval(s, &id, 1, NULL));
-            reason = 1;
+            reason = TW_STOP_ID;
             break;
         }
         TW_TRY(push_id(g, id));
@@ -214,19 +225,19 @@ static tw_status run(gen *g, tw_seq *s, const int32_t *prompt, size_t n_prompt,
 
         /* Evaluated even when this is the last token, so the cache holds the whole output. */
         TW_TRY(tw_seq_eval(s, &id, 1, NULL));
-        if (stopped) { reason = 2; break; }
-        if (rc != 0) { reason = 4; break; }
+        if (stopped) { reason = TW_STOP_STRING; break; }
+        if (rc != 0) { reason = TW_STOP_CALLBACK; break; }
     }
 
     /* Release what is still held: the detokenizer's unfinished bytes and text held back as a
     ** possible stop string that generation ended before completing. */
-    if (reason != 2) {
+    if (reason != TW_STOP_STRING) {
         const char *piece = "", *emit;
         size_t n_piece = 0, n_emit;
         bool stopped = false;
         if (*dt) TW_TRY(tw_detok_flush(*dt, &piece, &n_piece));
         TW_TRY(add_text(g, piece, n_piece, &emit, &n_emit, &stopped));
-        if (stopped) reason = 2;
+        if (stopped) reason = TW_STOP_STRING;
         size_t rest = g->text.len - g->emitted;
         if (n_emit + rest > 0) {
             /* emit points at the emitted boundary before this call; the held rest follows it */
