@@ -222,15 +222,9 @@ static int on_token(void *ud, int32_t id, const char *text, size_t len) {
     return g_interrupted;
 }
 
-static const char *stop_reason_name(int r) {
-    switch (r) {
-    case 0: return "max tokens";
-    case 1: return "stop token";
-    case 2: return "stop string";
-    case 3: return "context full";
-    case 4: return "interrupted";
-    default: return "?";
-    }
+/* The library's name, except for the callback stop, which here is always Ctrl-C. */
+static const char *stop_reason_name(tw_stop_reason r) {
+    return r == TW_STOP_CALLBACK ? "interrupted" : tw_stop_reason_name(r);
 }
 
 tw_gen_params gen_params(int32_t default_max) {
