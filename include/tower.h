@@ -257,7 +257,7 @@ TW_API tw_status tw_tokenize_prompt(const tw_model *m, const char *prompt, size_
 typedef struct tw_seq tw_seq;
 
 /* n_ctx 0: the model's max_position_embeddings. The KV cache grows as needed up to n_ctx. */
-TW_API tw_status tw_seq_new(tw_model *m, int32_t n_ctx, tw_seq **out);
+TW_API tw_status tw_seq_new(const tw_model *m, int32_t n_ctx, tw_seq **out);
 
 /* Element type of a sequence's KV cache. Keys and values are rounded once (to nearest even) when
 ** written; attention widens them to f32 as it reads. f32 reproduces the float32 reference; f16 /
@@ -269,7 +269,7 @@ typedef struct tw_seq_params {
 } tw_seq_params;
 
 /* tw_seq_new with options; params NULL: the defaults (== tw_seq_new). */
-TW_API tw_status  tw_seq_new_ex(tw_model *m, int32_t n_ctx, const tw_seq_params *params, tw_seq **out);
+TW_API tw_status  tw_seq_new_ex(const tw_model *m, int32_t n_ctx, const tw_seq_params *params, tw_seq **out);
 TW_API tw_kv_type tw_seq_kv_type(const tw_seq *s);
 TW_API const char *tw_kv_type_name(tw_kv_type t);                  /* "f32", "f16", "bf16"     */
 TW_API tw_status  tw_kv_type_parse(const char *name, tw_kv_type *out);   /* the same names; TW_E_ARG */
@@ -495,7 +495,7 @@ typedef struct tw_media_cache_stats {
     double   image_encode_ms, video_encode_ms;
     size_t   entries, bytes;
 } tw_media_cache_stats;
-TW_API void      tw_media_cache_get_stats(tw_media_cache *c, tw_media_cache_stats *out);
+TW_API void      tw_media_cache_get_stats(const tw_media_cache *c, tw_media_cache_stats *out);
 
 typedef struct tw_encode_opts {
     tw_tensor_fn on_tensor;       /* NULL, or every intermediate of the vision pipeline, named as

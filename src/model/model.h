@@ -150,7 +150,7 @@ tw_status tw_model_load_dir(const char *dir, const tw_model_params *p, tw_model 
 /* ---- sequences --------------------------------------------------------------------------------- */
 
 struct tw_seq {
-    tw_model *m;
+    const tw_model *m;   /* shared, read-only: several sequences per model */
     int32_t   n_ctx;       /* max positions                                           */
     int32_t   pos;         /* positions filled                                        */
     int32_t  *tokens;      /* [n_tokens] ids in the cache (n_tokens >= pos)            */

@@ -33,9 +33,9 @@ static tw_status seq_reserve(tw_seq *s, int32_t need) {
     return TW_OK;
 }
 
-tw_status tw_seq_new(tw_model *m, int32_t n_ctx, tw_seq **out) { return tw_seq_new_ex(m, n_ctx, NULL, out); }
+tw_status tw_seq_new(const tw_model *m, int32_t n_ctx, tw_seq **out) { return tw_seq_new_ex(m, n_ctx, NULL, out); }
 
-tw_status tw_seq_new_ex(tw_model *m, int32_t n_ctx, const tw_seq_params *params, tw_seq **out) {
+tw_status tw_seq_new_ex(const tw_model *m, int32_t n_ctx, const tw_seq_params *params, tw_seq **out) {
     if (!m || !out) return tw_err(TW_E_ARG, "tw_seq_new: NULL argument");
     *out = NULL;
     tw_kv kv;

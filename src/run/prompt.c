@@ -132,14 +132,15 @@ void tw_media_cache_free(tw_media_cache *c) {
     free(c);
 }
 
-void tw_media_cache_get_stats(tw_media_cache *c, tw_media_cache_stats *out) {
+void tw_media_cache_get_stats(const tw_media_cache *c, tw_media_cache_stats *out) {
     memset(out, 0, sizeof *out);
     if (!c) return;
-    pthread_mutex_lock(&c->mu);
+    pthread_mutex_t *mu = (pthread_mutex_t *)&c->mu;   /* taking the lock does not change the cache */
+    pthread_mutex_lock(mu);
     *out = c->st;
     out->entries = c->n;
     out->bytes = c->bytes;
-    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_unlock(mu);
 }
 
 /* A reference to the cached rows of key, or NULL. */
