@@ -1,6 +1,8 @@
 # towervision — build. `make` builds the library and the `tower` CLI into build/,
-# `make test` builds and runs every test, `make asan` does the same under AddressSanitizer + UBSan
-# in build-asan/. The build probes the machine and says what it enabled.
+# `make test` builds and runs every test, `make asan` builds the same under AddressSanitizer + UBSan
+# in build-asan/ and `make asan-test` runs the tests there; `make check` does both builds and runs
+# every test of both (the README's test command), `make check-long` adds the exhaustive sweeps.
+# The build probes the machine and says what it enabled.
 
 CC      ?= cc
 BUILD   ?= build
@@ -90,7 +92,7 @@ TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 TOOLS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/tool_*.c))
 BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/tool_*.c))
 
-.PHONY: all test asan asan-test check clean features ldlibs
+.PHONY: all test asan asan-test check check-long clean features ldlibs
 all: features $(BUILD)/libtower.a $(BUILD)/tower $(TESTS) $(TOOLS) $(BENCHES)
 
 # what a program linking build/libtower.a needs: cc -Iinclude prog.c build/libtower.a $(make -s ldlibs)
@@ -137,19 +139,27 @@ $(BUILD)/obj/dirs:
 $(BUILD)/tests $(BUILD)/bench:
 	mkdir -p $@
 
+# Tests run TOWER_JOBS at a time (default: one per core), a line each as they finish (tests/run.sh).
 test: all
-	@BUILD=$(BUILD) sh tests/run.sh
+	@sh tests/run.sh $(BUILD)
 
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 $(SAN)" LDFLAGS="$(SAN)" all
 asan-test: asan
-	@BUILD=build-asan TOWER_SANITIZED=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 sh tests/run.sh
+	@sh tests/run.sh build-asan:asan
 
-# The README's test command: every test in a normal build, then again under ASan + UBSan; the
-# last line is the overall "N passed, N failed".
-check: all asan
-	@sh tests/check.sh
+# The README's test command: both builds side by side (one job per core unless -j was given), then
+# every test of both in one queue, the slowest first; the last line is the overall "N passed, N failed".
+# check-long is the same with TOWER_LONG=1: the exhaustive sweeps of the kernel tests as well (each
+# test says next to its sweeps which cases the default run keeps).
+NPROC := $(shell nproc 2>/dev/null || echo 2)
+check:
+	@$(MAKE) --no-print-directory $(if $(filter -j%,$(MAKEFLAGS)),,-j$(NPROC)) all asan
+	@sh tests/run.sh $(BUILD) build-asan:asan
+check-long:
+	@$(MAKE) --no-print-directory $(if $(filter -j%,$(MAKEFLAGS)),,-j$(NPROC)) all asan
+	@TOWER_LONG=1 sh tests/run.sh $(BUILD) build-asan:asan
 
 clean:
 	rm -rf build build-asan

@@ -26,6 +26,10 @@
 ** |o - o_ref| <= 1e-5 * max|v| + 1e-6 per output (the decode kernel: 2.5e-5, see below). Scores are made large (up to ~+-40, as Gemma2's
 ** softcapped ones are) so the softmax is peaked and errors in it show. The vectorised exp and
 ** tanh of each path are also checked on their own against libm in double (<= 3 ulp).
+**
+** make check-long (TOWER_LONG=1) runs every cache type on every decode-sweep combination and long
+** prefill; the default run gives some of them one 16-bit type in rotation and keeps every shape,
+** path, plan, thread count and fixture case (decode_sweep and main say which, and why).
 */
 #include "attn.h"
 #include "model.h"
@@ -159,16 +163,25 @@ static void run_case(tw_pool *pool2, const acase *c, tw_kv_type kt) {
 
 /* Decode shapes of Gemma2-2B (8 heads, 4 kv heads, D 256) and a GQA-8 one, for every cache type:
 ** 1 to 4 queries at the end of caches of many lengths (sub-block and range edges), windows from 1
-** to past the context. */
+** to past the context.
+**
+** make check-long (TOWER_LONG=1) runs every (length, window, queries) combination with each of the
+** three cache types. The default run gives each combination one cache type, in rotation
+** ((li + 2 wi + tq) mod 3): every length, every window, every query count and the GQA-8 shape still
+** run with every cache type, and every combination with one of them. What a cache type changes is
+** the load of K/V (f32, or widening f16 / bf16), which does not depend on the length or window;
+** those drive the block, split and mask logic, which does not depend on the type. */
 static void decode_sweep(tw_pool *pool) {
     const int32_t lens[] = { 1, 2, 15, 16, 17, 63, 64, 65, 127, 200, 513, 1031 };
     const int32_t windows[] = { 0, 1, 5, 64, 300, 5000 };
+    const bool all_types = th_long();
     for (int kt = TW_KV_F32; kt <= TW_KV_BF16; kt++)
         for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++)
             for (size_t wi = 0; wi < sizeof windows / sizeof windows[0]; wi++)
                 for (int32_t tq = 1; tq <= 4; tq++) {
                     int32_t tk = lens[li];
                     if (tq > tk || (tq == 3 && li % 2)) continue;
+                    if (!all_types && (int)((li + 2 * wi + (size_t)tq) % 3) != kt) continue;
                     bool gqa8 = (li + wi) % 3 == 0 && tq == 1;
                     acase c = { "gemma2", gqa8 ? 64 : 256, tq, tk, gqa8 ? 8 : 8, gqa8 ? 1 : 4, true, tk - tq,
                                 windows[wi], wi % 2 ? 0 : 50, wi % 2 ? 10 : 40 };
@@ -397,7 +410,9 @@ static void model_kv_types(void) {
 
 int main(void) {
     tw_pool *pool = tw_pool_new(2);
+    double t0 = tw_time_ms();
     check_vmath();
+    printf("  (vmath %.1f s)\n", (tw_time_ms() - t0) / 1e3);
     /* scores reach about amp * sqrt(D) / 3 (q in [-amp, amp), k in [-1, 1)) times 1/sqrt(D) */
     const acase cases[] = {
         /* SigLIP: non-causal, interleaved, Tq = Tk */
@@ -437,11 +452,27 @@ int main(void) {
         { "gemma2", 128, 64, 7, 4, 2, false, 0, 0, 50, 40 },
     };
     check_rounding();
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    /* Gemma2 cases run with every cache type. The long prefills (Tq x Tk >= 729 x 729) are the
+    ** slowest: make check-long runs each with f32, f16 and bf16; the default run with f32 and one
+    ** 16-bit type, alternating, so that f16 and bf16 each still run on long prefills. The 16-bit
+    ** types change only how K/V are loaded (widened in the kernels), which every shorter case checks
+    ** on every path, plan and tail; what the long ones add (many key blocks, masks across them, the
+    ** thread split) does not depend on the type. */
+    t0 = tw_time_ms();
+    int n_long = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        bool big = cases[i].layout[0] == 'g' && cases[i].Tq * cases[i].Tk >= 729 * 729;
+        int kt16 = big ? TW_KV_F16 + n_long++ % 2 : -1;
         for (int kt = TW_KV_F32; kt <= (cases[i].layout[0] == 'g' ? TW_KV_BF16 : TW_KV_F32); kt++)
-            run_case(pool, &cases[i], (tw_kv_type)kt);
+            if (kt == TW_KV_F32 || !big || kt == kt16 || th_long()) run_case(pool, &cases[i], (tw_kv_type)kt);
+    }
+    printf("  (cases %.1f s)\n", (tw_time_ms() - t0) / 1e3);
+    t0 = tw_time_ms();
     decode_sweep(pool);
+    printf("  (decode sweep %.1f s)\n", (tw_time_ms() - t0) / 1e3);
+    t0 = tw_time_ms();
     model_kv_types();
+    printf("  (model %.1f s)\n", (tw_time_ms() - t0) / 1e3);
     printf("decode kernel: max |o - o_ref| = %.2e max|v|\n", worst_dec);
     printf("%lld comparisons on paths:", (long long)n_compared);
     for (int p = TW_KPATH_AVX2; p < TW_KPATH_COUNT; p++)

@@ -35,6 +35,14 @@ static inline int th_report(void) {
     return th_failed ? 1 : 0;
 }
 
+/* TOWER_LONG=1 (make check-long): the exhaustive sweeps run as well. Without it each test keeps a
+** representative of every kernel path, tail class, type and fixture case, and says next to each
+** sweep which ones and why they suffice. */
+static inline int th_long(void) {
+    const char *e = getenv("TOWER_LONG");
+    return e && *e && strcmp(e, "0") != 0;
+}
+
 /* Where the shared fixtures live: $TOWER_FIXTURES, else ../shared/fixtures (tests run from the
 ** repository root). */
 static inline const char *th_fixtures(void) {
