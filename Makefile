@@ -137,7 +137,7 @@ test: all
 
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 asan:
-	$(MAKE) BUILD=build-asan OPT="-O1 $(SAN)" LDFLAGS="$(SAN)" all
+	$(MAKE) BUILD=build-asan OPT="-O1 $(SAN) -DTW_DEBUG" LDFLAGS="$(SAN)" all
 asan-test: asan
 	@BUILD=build-asan TOWER_SANITIZED=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 sh tests/run.sh
 
