@@ -405,13 +405,59 @@ static void test_selection(void) {
     CHECK(strstr(out, want) != NULL, "empty TOWER_KERNELS: best path: %s", out);
 }
 
+/* tw_model_params.kernels / .matmul (tw_kernels_configure, applied by tw_model_load): wrong values
+** are errors naming the field and change nothing; the environment, when set, takes precedence. */
+static void test_configure(void) {
+    tw_kpath was = tw_kernels_path();
+    const char *ek = getenv("TOWER_KERNELS"), *em = getenv("TOWER_MATMUL");
+    bool env_k = ek && *ek, env_m = em && *em;
+    CHECK(tw_kernels_configure("sse9", TW_MATMUL_DEFAULT) == TW_E_ARG &&
+          strstr(tw_last_error(), "tw_model_params.kernels") && strstr(tw_last_error(), "sse9"),
+          "unknown path name refused, naming the field: %s", tw_last_error());
+    CHECK(tw_kernels_path() == was, "unknown name: path unchanged");
+    CHECK(tw_kernels_configure(NULL, (tw_matmul_mode)7) == TW_E_ARG && strstr(tw_last_error(), "tw_model_params.matmul"),
+          "bad matmul mode refused, naming the field: %s", tw_last_error());
+    for (int p = 0; p < TW_KPATH_COUNT; p++) {
+        tw_kernels_force(was);
+        tw_status st = tw_kernels_configure(tw_kpath_name((tw_kpath)p), TW_MATMUL_DEFAULT);
+        if (tw_kpath_supported((tw_kpath)p))
+            CHECK(st == TW_OK && tw_kernels_path() == (env_k ? was : (tw_kpath)p), "kernels = %s applied%s",
+                  tw_kpath_name((tw_kpath)p), env_k ? " (TOWER_KERNELS set: kept)" : "");
+        else
+            CHECK(st == TW_E_UNSUPPORTED && strstr(tw_last_error(), "tw_model_params.kernels") &&
+                  strstr(tw_last_error(), "lacks") && tw_kernels_path() == was,
+                  "kernels = %s refused on this CPU: %s", tw_kpath_name((tw_kpath)p), tw_last_error());
+    }
+    tw_kernels_force(was);
+    CHECK(tw_kernels_configure(NULL, TW_MATMUL_DEFAULT) == TW_OK && tw_kernels_configure("", TW_MATMUL_DEFAULT) == TW_OK &&
+          tw_kernels_path() == was, "NULL / \"\": nothing changes");
+    if (!env_m) {
+        bool m0 = tw_kernels_set_bf16_activations(false);
+        CHECK(tw_kernels_configure(NULL, TW_MATMUL_BF16) == TW_OK && tw_kernels_set_bf16_activations(false),
+              "matmul = bf16 applied");
+        CHECK(tw_kernels_configure(NULL, TW_MATMUL_DEFAULT) == TW_OK && !tw_kernels_set_bf16_activations(true) &&
+                  tw_kernels_configure(NULL, TW_MATMUL_DEFAULT) == TW_OK && tw_kernels_set_bf16_activations(false),
+              "matmul = default leaves the mode as it is");
+        CHECK(tw_kernels_configure(NULL, TW_MATMUL_F32) == TW_OK && !tw_kernels_set_bf16_activations(m0), "matmul = f32 applied");
+    }
+    /* the environment wins over the field (a child process, TOWER_KERNELS=ref, asking for avx2) */
+    if (tw_kpath_supported(TW_KPATH_AVX2)) {
+        char out[512];
+        run_child("ref' TW_TEST_CONFIGURE='avx2", out, sizeof out);
+        CHECK(strstr(out, "path=ref\n") != NULL, "TOWER_KERNELS=ref beats tw_model_params.kernels = avx2: got \"%s\"", out);
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "--print-path") == 0) {
+        const char *cfg = getenv("TW_TEST_CONFIGURE");   /* test_configure: a params field to apply first */
+        if (cfg && tw_kernels_configure(cfg, TW_MATMUL_DEFAULT) != TW_OK) printf("configure failed: %s\n", tw_last_error());
         tw_kpath p = tw_kernels_init();
         printf("path=%s\nnote=%s\n", tw_kpath_name(p), tw_kernels_note());
         return 0;
     }
     test_selection();
+    test_configure();
     test_norms();
     test_gelu();
     tw_pool *pool = tw_pool_new(2);

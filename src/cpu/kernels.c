@@ -299,6 +299,26 @@ bool tw_kernels_force(tw_kpath p) {
     return true;
 }
 
+tw_status tw_kernels_configure(const char *kernels, tw_matmul_mode matmul) {
+    tw_kernels_init();
+    bool ask = kernels && *kernels;
+    tw_kpath want = active_path;
+    if (ask && !tw_kpath_parse(kernels, &want))
+        return tw_err(TW_E_ARG, "tw_model_params.kernels is \"%s\": not ref, avx2, avx512 or amx", kernels);
+    if ((unsigned)matmul > TW_MATMUL_BF16)
+        return tw_err(TW_E_ARG, "tw_model_params.matmul is %d: not a tw_matmul_mode", (int)matmul);
+    if (ask && !tw_kpath_supported(want))
+        return tw_err(TW_E_UNSUPPORTED, "tw_model_params.kernels is \"%s\": this CPU lacks %s", kernels,
+                      tw_kpath_missing(want));
+    const char *env = getenv("TOWER_KERNELS"), *mm = getenv("TOWER_MATMUL");
+    if (ask && !(env && *env) && want != active_path) {   /* the environment, when set, decided already */
+        active_path = want;
+        note[0] = 0;
+    }
+    if (matmul != TW_MATMUL_DEFAULT && !(mm && *mm)) bf16_act = matmul == TW_MATMUL_BF16;
+    return TW_OK;
+}
+
 bool tw_kernels_amx_substitute(tw_gemm_amx_fn fn) {
     tw_kernels_init();
     if (!fn) {

@@ -33,6 +33,11 @@ bool        tw_kpath_supported(tw_kpath p);
 const char *tw_kpath_missing(tw_kpath p);     /* "" if supported, else the missing features     */
 const char *tw_kernels_note(void);            /* why the active path differs from the request   */
 const char *tw_cpu_features(void);            /* "avx2 fma avx512f avx512bf16 amx-tile ..." */
+/* tw_model_params.kernels and .matmul applied (model.c, at load): an unknown name or a path the
+** CPU cannot run is an error naming the field (nothing changed); otherwise the path and the mode
+** are set unless TOWER_KERNELS / TOWER_MATMUL are set, which take precedence. NULL or "" and
+** TW_MATMUL_DEFAULT change nothing. */
+tw_status   tw_kernels_configure(const char *kernels, tw_matmul_mode matmul);
 
 /* y[T,N] = x[T,K] . W[N,K]^T (+ bias[N]). W: any type of wtype.h's table (F32, F16, BF16, Q8_0,
 ** Q4_0: model.c refuses others at load, tw_wtype_check); bias any float type or NULL.

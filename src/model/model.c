@@ -408,6 +408,8 @@ static tw_status load_vision(loader *L, const char *vt, const char *proj, const 
 /* config.json and the weights of a source. A directory's weights are opened here, after the
 ** config is read; a packed file is open already (m->st: its embedded files are the source). */
 static tw_status load_main(tw_model *m, const tw_src *src, const tw_model_params *p) {
+    /* the kernel path and matmul mode first: a wrong field fails before anything is read */
+    if (p) TW_TRY(tw_kernels_configure(p->kernels, p->matmul));
     char *cfg_path = tw_src_name(src, "config.json");
     if (!cfg_path) return TW_E_NOMEM;
     json_t *j = NULL;
