@@ -1,8 +1,11 @@
 /*
-** kernels.c — the kernel entry points, the path dispatcher and the plain C versions every faster
-** path is tested against. The SIMD files (kernels_avx2.c, kernels_avx512.c) provide one function
+** kernels.c — the kernel paths (which one runs), the float weight types' products on each path
+** (tw_matmul_*: the F32/F16/BF16 entries of wtype.c's table, which tw_matmul calls), the norms,
+** and the plain C versions every faster path is tested against. Nothing here knows quantized
+** blocks (quant.c) or file formats. The SIMD files (kernels_avx2.c, kernels_avx512.c) provide one function
 ** each, tw_mm_block_*, that multiplies a block of tokens by a block of weight rows; this file
-** decides which path runs (CPUID, TOWER_KERNELS, tw_kernels_force) and cuts a matmul into such
+** decides which path runs (CPUID, TOWER_KERNELS, tw_model_params via tw_kernels_configure,
+** tw_kernels_force) and cuts a matmul into such
 ** blocks for the thread pool, sized so that weights stream from memory once and x stays in cache.
 ** On the avx512 path, products of two tokens or more go instead to the packed-panel GEMM
 ** (gemm_avx512.c, which cuts its own tasks); this file keeps the optional packed copies of

@@ -1,9 +1,9 @@
 /*
 ** quant.c — Q8_0 / Q4_0 block quantization (formats in quant.h, design in docs/quantization.md):
-** the plain C reference (quantize, dequantize, dot; activation rounding and the int8 dot), the
-** quantized matmul's dispatcher, and the single-file quantized checkpoint: writing it
-** (tw_quantize_model), retyping its blobs when it is opened (tw_quant_apply) and serving its
-** embedded JSON files from the mapping (tw_quant_src).
+** the plain C reference (quantize, dequantize, dot; activation rounding and the int8 dot) and the
+** quantized products of each kernel path (tw_matmul_q_*, the Q8_0 / Q4_0 entries of wtype.c's
+** table). The path is an argument: nothing here calls kernels.c. The file `tower quantize` writes
+** is src/format/qfile.c's; tw_quantize_model hands it this file's row quantizer.
 **
 ** The matmul rounds x to int8 per block of 32 (default) and runs the int8 kernels: decode
 ** (T <= 4) streams every row once, at memory speed (18 or 34 bytes per 32 weights against BF16's
@@ -100,32 +100,66 @@ static void quantize_q4_block(const float *x, uint8_t *blk) {
     for (int i = 0; i < 16; i++) blk[2 + i] = (uint8_t)(qb[i] | qb[i + 16] << 4);
 }
 
+/* One block back to 32 floats, and one block's integer dot with 32 int8 activations. */
+static void dequant_q8_block(const uint8_t *blk, float *out) {
+    float d = blk_d(blk);
+    for (int i = 0; i < TW_QBLOCK; i++) out[i] = d * (float)(int8_t)blk[2 + i];
+}
+
+static void dequant_q4_block(const uint8_t *blk, float *out) {
+    float d = blk_d(blk);
+    for (int i = 0; i < 16; i++) {
+        out[i] = d * (float)((blk[2 + i] & 15) - 8);
+        out[i + 16] = d * (float)((blk[2 + i] >> 4) - 8);
+    }
+}
+
+static int32_t dot_i8_q8_block(const uint8_t *blk, const int8_t *q) {
+    int32_t dot = 0;
+    for (int i = 0; i < TW_QBLOCK; i++) dot += (int8_t)blk[2 + i] * q[i];
+    return dot;
+}
+
+static int32_t dot_i8_q4_block(const uint8_t *blk, const int8_t *q) {
+    int32_t dot = 0;
+    for (int i = 0; i < 16; i++) dot += ((blk[2 + i] & 15) - 8) * q[i] + ((blk[2 + i] >> 4) - 8) * q[i + 16];
+    return dot;
+}
+
+/* The block functions of each quantized type (the plain C definitions); a type without a row is
+** not a quantized type, and asking for it is a bug (model.c and wtype.c let none through). */
+typedef struct {
+    size_t  bytes;
+    void    (*quantize)(const float *x, uint8_t *blk);
+    void    (*dequant)(const uint8_t *blk, float *out);
+    int32_t (*dot_i8)(const uint8_t *blk, const int8_t *q);
+} qblock_fns;
+
+static const qblock_fns qblocks[TW_DT_COUNT] = {
+    [TW_DT_Q8_0] = { TW_Q8_0_BYTES, quantize_q8_block, dequant_q8_block, dot_i8_q8_block },
+    [TW_DT_Q4_0] = { TW_Q4_0_BYTES, quantize_q4_block, dequant_q4_block, dot_i8_q4_block },
+};
+
+static const qblock_fns *qblock(tw_dtype t) {
+    TW_ASSERT((unsigned)t < TW_DT_COUNT && qblocks[t].quantize);
+    return &qblocks[t];
+}
+
 void tw_quantize_row(tw_dtype t, const float *x, int64_t K, void *out) {
+    const qblock_fns *f = qblock(t);
     uint8_t *o = out;
-    size_t bb = tw_quant_block_bytes(t);
-    for (int64_t b = 0; b * TW_QBLOCK < K; b++, o += bb) {
+    for (int64_t b = 0; b * TW_QBLOCK < K; b++, o += f->bytes) {
         float v[TW_QBLOCK] = {0};   /* the last block is zero-padded */
         int64_t n = TW_MIN(TW_QBLOCK, K - b * TW_QBLOCK);
         memcpy(v, x + b * TW_QBLOCK, sizeof(float) * (size_t)n);
-        if (t == TW_DT_Q8_0) quantize_q8_block(v, o);
-        else quantize_q4_block(v, o);
+        f->quantize(v, o);
     }
 }
 
 /* nb whole blocks starting at blk into out[nb * 32] */
 static void dequant_blocks(tw_dtype t, const uint8_t *blk, int64_t nb, float *out) {
-    size_t bb = tw_quant_block_bytes(t);
-    for (int64_t b = 0; b < nb; b++, blk += bb, out += TW_QBLOCK) {
-        float d = blk_d(blk);
-        if (t == TW_DT_Q8_0) {
-            for (int i = 0; i < TW_QBLOCK; i++) out[i] = d * (float)(int8_t)blk[2 + i];
-        } else {
-            for (int i = 0; i < 16; i++) {
-                out[i] = d * (float)((blk[2 + i] & 15) - 8);
-                out[i + 16] = d * (float)((blk[2 + i] >> 4) - 8);
-            }
-        }
-    }
+    const qblock_fns *f = qblock(t);
+    for (int64_t b = 0; b < nb; b++, blk += f->bytes, out += TW_QBLOCK) f->dequant(blk, out);
 }
 
 void tw_dequantize_row(tw_dtype t, const void *q, int64_t K, float *out) {
@@ -133,18 +167,18 @@ void tw_dequantize_row(tw_dtype t, const void *q, int64_t K, float *out) {
     dequant_blocks(t, q, full, out);
     if (K % TW_QBLOCK) {
         float v[TW_QBLOCK];
-        dequant_blocks(t, (const uint8_t *)q + (size_t)full * tw_quant_block_bytes(t), 1, v);
+        dequant_blocks(t, (const uint8_t *)q + (size_t)full * qblock(t)->bytes, 1, v);
         memcpy(out + full * TW_QBLOCK, v, sizeof(float) * (size_t)(K % TW_QBLOCK));
     }
 }
 
 float tw_quant_dot_ref(tw_dtype t, const void *q, const float *x, int64_t K) {
     const uint8_t *blk = q;
-    size_t bb = tw_quant_block_bytes(t);
+    const qblock_fns *f = qblock(t);
     float s = 0;
-    for (int64_t k0 = 0; k0 < K; k0 += TW_QBLOCK, blk += bb) {
+    for (int64_t k0 = 0; k0 < K; k0 += TW_QBLOCK, blk += f->bytes) {
         float w[TW_QBLOCK], sb = 0;
-        dequant_blocks(t, blk, 1, w);   /* d * q: the same products as summing q x then scaling, up to rounding */
+        f->dequant(blk, w);   /* d * q: the same products as summing q x then scaling, up to rounding */
         int64_t n = TW_MIN(TW_QBLOCK, K - k0);
         for (int64_t i = 0; i < n; i++) sb += w[i] * x[k0 + i];
         s += sb;
@@ -241,19 +275,12 @@ void tw_qx_free(tw_qx *a) {
 
 float tw_quant_dot_i8_ref(tw_dtype t, const void *w, const tw_qx *a, int64_t token) {
     const uint8_t *blk = w;
-    const size_t bb = tw_quant_block_bytes(t);
+    const qblock_fns *f = qblock(t);
     const int8_t *q = a->q + token * a->ld * TW_QBLOCK;
     const float *dx = a->d + token * a->ld;
     float s = 0;
-    for (int64_t b = 0; b < a->nb; b++, blk += bb, q += TW_QBLOCK) {
-        int32_t dot = 0;
-        if (t == TW_DT_Q8_0) {
-            for (int i = 0; i < TW_QBLOCK; i++) dot += (int8_t)blk[2 + i] * q[i];
-        } else {
-            for (int i = 0; i < 16; i++) dot += ((blk[2 + i] & 15) - 8) * q[i] + ((blk[2 + i] >> 4) - 8) * q[i + 16];
-        }
-        s += (float)dot * (blk_d(blk) * dx[b]);
-    }
+    for (int64_t b = 0; b < a->nb; b++, blk += f->bytes, q += TW_QBLOCK)
+        s += (float)f->dot_i8(blk, q) * (blk_d(blk) * dx[b]);
     return s;
 }
 

@@ -69,6 +69,9 @@ void tw_matmul(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tens
     TW_ASSERT(W->ndim >= 2 && (!bias || tw_tensor_nelem(bias) == W->shape[0]));
     tw_kpath path = tw_kernels_init();
     int64_t N = W->shape[0], K = W->shape[W->ndim - 1];
+    /* rows of whole blocks or elements, naturally aligned float elements (model.c checked both) */
+    TW_ASSERT(W->ndim > 2 || W->nbytes == (size_t)N * tw_dtype_row_bytes(W->type, K));
+    TW_ASSERT(tw_dtype_is_quant(W->type) || (uintptr_t)W->data % tw_dtype_size(W->type) == 0);
     if (T <= 0 || N <= 0) return;
     /* an f32 bias is used in place; other types are widened once per call, into the workspace */
     int slot = -1;

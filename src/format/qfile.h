@@ -9,7 +9,9 @@
 
 #include "safetensors.h"
 
-enum { TW_QBLOCK = 32 };   /* weights per block, both formats */
+/* weights per block (both formats), and bytes per block: the same figures as dtype.c's table,
+** as constants for the kernels (which call nothing of the format layer) */
+enum { TW_QBLOCK = 32, TW_Q8_0_BYTES = 34, TW_Q4_0_BYTES = 18 };
 
 size_t  tw_quant_block_bytes(tw_dtype t);              /* 34, 18; 0 for other types          */
 int64_t tw_quant_blocks(int64_t K);                    /* ceil(K / 32)                       */
