@@ -28,6 +28,8 @@
 
 size_t tw_kv_size(tw_kv_type t) { return t == TW_KV_F32 ? 4 : 2; }
 
+void tw_kv_widen_ref(float *dst, const void *src, tw_kv_type t, int64_t n) { tw_kv_widen_inl(dst, src, t, n); }
+
 /* ---- the kernels of each path -------------------------------------------------------------------
 ** One row per kernel path; the drivers below call through it and never name a SIMD file. The ref
 ** path has none (NULL: the plain C loops); amx adds only a matrix product, its attention is
@@ -104,7 +106,7 @@ static void ref_task(void *ctx, int64_t i, int tid) {
     float mx = -INFINITY;
     for (int32_t k = lo; k < hi; k++) {
         const float *kr = kv_at(a->k, a->kv_type, a->ldk, k, (int64_t)g * D);
-        if (!wide) tw_kv_widen_ref(kw, kr, a->kv_type, D), kr = kw;
+        if (!wide) tw_kv_widen_inl(kw, kr, a->kv_type, D), kr = kw;
         float d = 0;
         for (int32_t e = 0; e < D; e++) d += q[e] * kr[e];
         d *= a->scale;
@@ -123,7 +125,7 @@ static void ref_task(void *ctx, int64_t i, int tid) {
     for (int32_t e = 0; e < D; e++) o[e] = 0;
     for (int32_t k = lo; k < hi; k++) {
         const float *vr = kv_at(a->v, a->kv_type, a->ldv, k, (int64_t)g * D);
-        if (!wide) tw_kv_widen_ref(vw, vr, a->kv_type, D), vr = vw;
+        if (!wide) tw_kv_widen_inl(vw, vr, a->kv_type, D), vr = vw;
         float w = s[k - lo] * inv;
         for (int32_t e = 0; e < D; e++) o[e] += w * vr[e];
     }

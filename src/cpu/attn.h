@@ -103,8 +103,10 @@ static inline uint16_t tw_kv_f32_to_f16(float f) {
     return h;
 }
 
-/* dst[i] = src[i] widened to f32 (exact), plain C; and the rounding of one value, plain C. */
-static inline void tw_kv_widen_ref(float *dst, const void *src, tw_kv_type t, int64_t n) {
+/* dst[i] = src[i] widened to f32 (exact), plain C: inline for the SIMD files' tails, out of line
+** (tw_kv_widen_ref, attn.c) for everyone else; and the rounding of one value, plain C. */
+void tw_kv_widen_ref(float *dst, const void *src, tw_kv_type t, int64_t n);
+static inline void tw_kv_widen_inl(float *dst, const void *src, tw_kv_type t, int64_t n) {
     const uint16_t *h = src;
     switch (t) {
     case TW_KV_F32: memcpy(dst, src, sizeof(float) * (size_t)n); break;
