@@ -11,6 +11,7 @@
 ** |y - y_ref| <= 1e-5 * sum_k |w x| + 1e-6 per output.
 */
 #include "kernels.h"
+#include "wtype.h"
 #include "testhelp.h"
 
 #include <math.h>
@@ -448,6 +449,32 @@ static void test_configure(void) {
     }
 }
 
+/* The weight-type table (wtype.c): every float and block type the loader accepts has a complete
+** row; any other type is refused by tw_wtype_check with a message naming the file and tensor. */
+static void test_wtype_table(void) {
+    const tw_dtype ok[] = { TW_DT_F32, TW_DT_F16, TW_DT_BF16, TW_DT_Q8_0, TW_DT_Q4_0 };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        const tw_wtype *w = tw_wtype_of(ok[i]);
+        bool full = w && w->to_f32;
+        for (int p = 0; full && p < TW_KPATH_COUNT; p++) full = w->matmul[p] != NULL;
+        CHECK(full, "%s: a complete row of the table", tw_dtype_name(ok[i]));
+        tw_tensor t = { .name = "m.weight", .type = ok[i], .ndim = 2, .shape = { 4, 64 }, .file = "f.safetensors" };
+        CHECK(tw_wtype_check(&t, 2) == TW_OK, "%s matrix accepted", tw_dtype_name(ok[i]));
+    }
+    const tw_dtype bad[] = { TW_DT_F64, TW_DT_I64, TW_DT_I32, TW_DT_I16, TW_DT_I8, TW_DT_U8, TW_DT_BOOL };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        tw_tensor t = { .name = "model.layers.0.mlp.up_proj.weight", .type = bad[i], .ndim = 2, .shape = { 4, 64 },
+                        .file = "f.safetensors" };
+        CHECK(!tw_wtype_of(bad[i]) && tw_wtype_check(&t, 2) == TW_E_WEIGHTS &&
+              strstr(tw_last_error(), "f.safetensors") && strstr(tw_last_error(), "up_proj.weight") &&
+              strstr(tw_last_error(), tw_dtype_name(bad[i])),
+              "%s refused at load, naming the tensor: %s", tw_dtype_name(bad[i]), tw_last_error());
+    }
+    tw_tensor v = { .name = "norm.weight", .type = TW_DT_Q8_0, .ndim = 1, .shape = { 64 }, .file = "f.safetensors" };
+    CHECK(tw_wtype_check(&v, 1) == TW_E_WEIGHTS && strstr(tw_last_error(), "only 2-D"), "quantized vector refused: %s",
+          tw_last_error());
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "--print-path") == 0) {
         const char *cfg = getenv("TW_TEST_CONFIGURE");   /* test_configure: a params field to apply first */
@@ -458,6 +485,7 @@ int main(int argc, char **argv) {
     }
     test_selection();
     test_configure();
+    test_wtype_table();
     test_norms();
     test_gelu();
     tw_pool *pool = tw_pool_new(2);
