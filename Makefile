@@ -145,7 +145,7 @@ test: all
 
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 asan:
-	$(MAKE) BUILD=build-asan OPT="-O1 $(SAN)" LDFLAGS="$(SAN)" all
+	$(MAKE) BUILD=build-asan OPT="-O1 $(SAN) -DTW_DEBUG" LDFLAGS="$(SAN)" all
 asan-test: asan
 	@sh tests/run.sh build-asan:asan
 

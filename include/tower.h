@@ -129,8 +129,27 @@ typedef struct tw_model tw_model;
 
 typedef void (*tw_progress_fn)(void *user_data, const char *what, uint64_t done, uint64_t total);
 
+/* How matrix products treat their f32 activations (docs/kernels.md, "bf16 activations"). */
+typedef enum tw_matmul_mode {
+    TW_MATMUL_DEFAULT = 0,   /* leave the process's mode as it is (f32 unless set before)          */
+    TW_MATMUL_F32,           /* f32 activations: every path within the f32 tolerances              */
+    TW_MATMUL_BF16,          /* BF16 weights x activations rounded to bf16 (AVX512-BF16 / AMX
+                             ** only; elsewhere accepted and f32 is used): faster, not within the
+                             ** f32 tolerances                                                     */
+} tw_matmul_mode;
+
 typedef struct tw_model_params {
     int         n_threads;          /* 0: every core                                              */
+    /* The kernels are one choice per process: tw_model_load applies these two fields before it
+    ** reads anything, and they stay for every model of the process. The environment overrides
+    ** them: TOWER_KERNELS, when set, decides the path (an unknown or unsupported name there
+    ** falls back to the best path, with the reason in `tower info`), TOWER_MATMUL=bf16|f32 the
+    ** mode. Without either, the fields decide; left at NULL / TW_MATMUL_DEFAULT, nothing changes
+    ** (the best path the CPU runs, amx excepted, and f32 activations). */
+    const char *kernels;            /* "ref", "avx2", "avx512" or "amx"; NULL or "": as it is. An
+                                    ** unknown name, or a path this CPU cannot run, fails the load
+                                    ** with TW_E_ARG / TW_E_UNSUPPORTED naming this field          */
+    tw_matmul_mode matmul;          /* TW_MATMUL_DEFAULT: as it is; out of range: TW_E_ARG        */
     int         final_softcap;      /* -1: as config.json says (as trained), 0: off (HF >= 4.52), 1: on */
     const char *chat_template_file; /* overrides the checkpoint's template; NULL: the checkpoint's */
     int         offline;            /* never touch the network (also HF_HUB_OFFLINE=1)             */

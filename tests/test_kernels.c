@@ -11,6 +11,7 @@
 ** |y - y_ref| <= 1e-5 * sum_k |w x| + 1e-6 per output.
 */
 #include "kernels.h"
+#include "wtype.h"
 #include "testhelp.h"
 
 #include <math.h>
@@ -405,13 +406,86 @@ static void test_selection(void) {
     CHECK(strstr(out, want) != NULL, "empty TOWER_KERNELS: best path: %s", out);
 }
 
+/* tw_model_params.kernels / .matmul (tw_kernels_configure, applied by tw_model_load): wrong values
+** are errors naming the field and change nothing; the environment, when set, takes precedence. */
+static void test_configure(void) {
+    tw_kpath was = tw_kernels_path();
+    const char *ek = getenv("TOWER_KERNELS"), *em = getenv("TOWER_MATMUL");
+    bool env_k = ek && *ek, env_m = em && *em;
+    CHECK(tw_kernels_configure("sse9", TW_MATMUL_DEFAULT) == TW_E_ARG &&
+          strstr(tw_last_error(), "tw_model_params.kernels") && strstr(tw_last_error(), "sse9"),
+          "unknown path name refused, naming the field: %s", tw_last_error());
+    CHECK(tw_kernels_path() == was, "unknown name: path unchanged");
+    CHECK(tw_kernels_configure(NULL, (tw_matmul_mode)7) == TW_E_ARG && strstr(tw_last_error(), "tw_model_params.matmul"),
+          "bad matmul mode refused, naming the field: %s", tw_last_error());
+    for (int p = 0; p < TW_KPATH_COUNT; p++) {
+        tw_kernels_force(was);
+        tw_status st = tw_kernels_configure(tw_kpath_name((tw_kpath)p), TW_MATMUL_DEFAULT);
+        if (tw_kpath_supported((tw_kpath)p))
+            CHECK(st == TW_OK && tw_kernels_path() == (env_k ? was : (tw_kpath)p), "kernels = %s applied%s",
+                  tw_kpath_name((tw_kpath)p), env_k ? " (TOWER_KERNELS set: kept)" : "");
+        else
+            CHECK(st == TW_E_UNSUPPORTED && strstr(tw_last_error(), "tw_model_params.kernels") &&
+                  strstr(tw_last_error(), "lacks") && tw_kernels_path() == was,
+                  "kernels = %s refused on this CPU: %s", tw_kpath_name((tw_kpath)p), tw_last_error());
+    }
+    tw_kernels_force(was);
+    CHECK(tw_kernels_configure(NULL, TW_MATMUL_DEFAULT) == TW_OK && tw_kernels_configure("", TW_MATMUL_DEFAULT) == TW_OK &&
+          tw_kernels_path() == was, "NULL / \"\": nothing changes");
+    if (!env_m) {
+        bool m0 = tw_kernels_set_bf16_activations(false);
+        CHECK(tw_kernels_configure(NULL, TW_MATMUL_BF16) == TW_OK && tw_kernels_set_bf16_activations(false),
+              "matmul = bf16 applied");
+        CHECK(tw_kernels_configure(NULL, TW_MATMUL_DEFAULT) == TW_OK && !tw_kernels_set_bf16_activations(true) &&
+                  tw_kernels_configure(NULL, TW_MATMUL_DEFAULT) == TW_OK && tw_kernels_set_bf16_activations(false),
+              "matmul = default leaves the mode as it is");
+        CHECK(tw_kernels_configure(NULL, TW_MATMUL_F32) == TW_OK && !tw_kernels_set_bf16_activations(m0), "matmul = f32 applied");
+    }
+    /* the environment wins over the field (a child process, TOWER_KERNELS=ref, asking for avx2) */
+    if (tw_kpath_supported(TW_KPATH_AVX2)) {
+        char out[512];
+        run_child("ref' TW_TEST_CONFIGURE='avx2", out, sizeof out);
+        CHECK(strstr(out, "path=ref\n") != NULL, "TOWER_KERNELS=ref beats tw_model_params.kernels = avx2: got \"%s\"", out);
+    }
+}
+
+/* The weight-type table (wtype.c): every float and block type the loader accepts has a complete
+** row; any other type is refused by tw_wtype_check with a message naming the file and tensor. */
+static void test_wtype_table(void) {
+    const tw_dtype ok[] = { TW_DT_F32, TW_DT_F16, TW_DT_BF16, TW_DT_Q8_0, TW_DT_Q4_0 };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        const tw_wtype *w = tw_wtype_of(ok[i]);
+        bool full = w && w->to_f32;
+        for (int p = 0; full && p < TW_KPATH_COUNT; p++) full = w->matmul[p] != NULL;
+        CHECK(full, "%s: a complete row of the table", tw_dtype_name(ok[i]));
+        tw_tensor t = { .name = "m.weight", .type = ok[i], .ndim = 2, .shape = { 4, 64 }, .file = "f.safetensors" };
+        CHECK(tw_wtype_check(&t, 2) == TW_OK, "%s matrix accepted", tw_dtype_name(ok[i]));
+    }
+    const tw_dtype bad[] = { TW_DT_F64, TW_DT_I64, TW_DT_I32, TW_DT_I16, TW_DT_I8, TW_DT_U8, TW_DT_BOOL };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        tw_tensor t = { .name = "model.layers.0.mlp.up_proj.weight", .type = bad[i], .ndim = 2, .shape = { 4, 64 },
+                        .file = "f.safetensors" };
+        CHECK(!tw_wtype_of(bad[i]) && tw_wtype_check(&t, 2) == TW_E_WEIGHTS &&
+              strstr(tw_last_error(), "f.safetensors") && strstr(tw_last_error(), "up_proj.weight") &&
+              strstr(tw_last_error(), tw_dtype_name(bad[i])),
+              "%s refused at load, naming the tensor: %s", tw_dtype_name(bad[i]), tw_last_error());
+    }
+    tw_tensor v = { .name = "norm.weight", .type = TW_DT_Q8_0, .ndim = 1, .shape = { 64 }, .file = "f.safetensors" };
+    CHECK(tw_wtype_check(&v, 1) == TW_E_WEIGHTS && strstr(tw_last_error(), "only 2-D"), "quantized vector refused: %s",
+          tw_last_error());
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "--print-path") == 0) {
+        const char *cfg = getenv("TW_TEST_CONFIGURE");   /* test_configure: a params field to apply first */
+        if (cfg && tw_kernels_configure(cfg, TW_MATMUL_DEFAULT) != TW_OK) printf("configure failed: %s\n", tw_last_error());
         tw_kpath p = tw_kernels_init();
         printf("path=%s\nnote=%s\n", tw_kpath_name(p), tw_kernels_note());
         return 0;
     }
     test_selection();
+    test_configure();
+    test_wtype_table();
     test_norms();
     test_gelu();
     tw_pool *pool = tw_pool_new(2);

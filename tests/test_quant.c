@@ -120,7 +120,7 @@ static void check_kernels(tw_pool *pool, tw_dtype q, int64_t T, int64_t N, int64
     float *ref = malloc(sizeof(float) * (size_t)(2 * nc * T)), *mag = malloc(sizeof(float) * (size_t)(nc * T));
     float *w = malloc(sizeof(float) * (size_t)K);
     tw_qx a;
-    CHECK_OK(tw_qx_quantize(&a, x, T, K), "quantize x");
+    CHECK_OK(tw_qx_quantize(&a, x, T, K, TW_KPATH_REF), "quantize x");
     for (int64_t c = 0; c < nc; c++) {
         const uint8_t *row = m.data + (size_t)(c * step) * rb;
         tw_dequantize_row(q, row, K, w);
@@ -173,7 +173,7 @@ static void test_act_quant(void) {
     float x[40];
     for (int i = 0; i < 40; i++) x[i] = (float)(i - 20) * 0.25f;   /* block 0: -5 .. 2.75, max 5 */
     tw_qx a;
-    CHECK_OK(tw_qx_quantize(&a, x, 1, 40), "quantize");
+    CHECK_OK(tw_qx_quantize(&a, x, 1, 40, TW_KPATH_REF), "quantize");
     CHECK(a.nb == 2 && a.ld == 16 && a.d[0] == 5.0f / 127 && a.d[1] == 4.75f / 127 && a.d[2] == 0, "scales");
     bool ok = true;
     int32_t s = 0;
@@ -196,11 +196,10 @@ static void test_act_quant(void) {
         float *v = malloc(sizeof(float) * (size_t)(T * K));
         for (int64_t k = 0; k < T * K; k++) v[k] = (k / 32) % 5 == 3 ? 0.0f : nrand() * (float)(1 << (k % 11));
         tw_qx r, p;
-        tw_kernels_force(TW_KPATH_REF);
-        CHECK_OK(tw_qx_quantize(&r, v, T, K), "quantize ref");
+        CHECK_OK(tw_qx_quantize(&r, v, T, K, TW_KPATH_REF), "quantize ref");
         for (int pi = 1; pi < TW_KPATH_COUNT; pi++) {
-            if (!tw_kernels_force((tw_kpath)pi)) continue;
-            CHECK_OK(tw_qx_quantize(&p, v, T, K), "quantize path");
+            if (!tw_kpath_supported((tw_kpath)pi)) continue;
+            CHECK_OK(tw_qx_quantize(&p, v, T, K, (tw_kpath)pi), "quantize path");
             size_t n = (size_t)(T * r.ld);
             CHECK(memcmp(r.q, p.q, n * 32) == 0 && memcmp(r.d, p.d, n * sizeof(float)) == 0 &&
                   memcmp(r.s, p.s, n * sizeof(int32_t)) == 0, "%s: activation bytes differ from ref, K=%lld",

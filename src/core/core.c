@@ -16,6 +16,14 @@
 
 static _Thread_local char tw_errbuf[2048];
 
+/* TW_ASSERT's failure: a bug in the library, not an input error; defined in every build so that
+** objects built with and without TW_DEBUG link together. */
+void tw_assert_fail(const char *cond, const char *file, int line, const char *func) {
+    fprintf(stderr, "%s:%d: %s: internal check failed: %s\n", file, line, func, cond);
+    fflush(stderr);
+    abort();
+}
+
 tw_status tw_err(tw_status s, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);

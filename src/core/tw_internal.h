@@ -28,6 +28,17 @@ tw_status tw_err(tw_status s, const char *fmt, ...) __attribute__((format(printf
 /* Prefixes the current message ("loading X: <old message>") and returns s unchanged. */
 tw_status tw_err_prefix(tw_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Invariants of internal code (kernel shapes, alignment, weight types): checked in debug and
+** sanitizer builds (TW_DEBUG, set by `make asan`), compiled out otherwise so the hot paths pay
+** nothing. A failed check names the condition and the place, then aborts. Inputs from users and
+** files are never checked with this: they get a tw_status and a message. */
+void tw_assert_fail(const char *cond, const char *file, int line, const char *func) __attribute__((noreturn));
+#ifdef TW_DEBUG
+#define TW_ASSERT(cond) ((cond) ? (void)0 : tw_assert_fail(#cond, __FILE__, __LINE__, __func__))
+#else
+#define TW_ASSERT(cond) ((void)0)
+#endif
+
 #define TW_TRY(expr) do { tw_status tw__s = (expr); if (tw__s != TW_OK) return tw__s; } while (0)
 
 /* ---- memory --------------------------------------------------------------------------------- */

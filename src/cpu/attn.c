@@ -21,73 +21,50 @@
 #include "attn.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 /* ---- 16-bit elements, plain C ------------------------------------------------------------------ */
 
 size_t tw_kv_size(tw_kv_type t) { return t == TW_KV_F32 ? 4 : 2; }
 
-static float bf16_to_f32(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
+void tw_kv_widen_ref(float *dst, const void *src, tw_kv_type t, int64_t n) { tw_kv_widen_inl(dst, src, t, n); }
 
-static uint16_t f32_to_bf16(float f) {   /* round to nearest even; NaN stays NaN */
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((u >> 16) | 0x40);
-    return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1)) >> 16);
-}
+/* ---- the kernels of each path -------------------------------------------------------------------
+** One row per kernel path; the drivers below call through it and never name a SIMD file. The ref
+** path has none (NULL: the plain C loops); amx adds only a matrix product, its attention is
+** avx512's. */
 
-/* _Float16 (GCC >= 12 on x86-64): conversions round to nearest even, subnormals kept */
-static float f16_to_f32(uint16_t h) {
-    _Float16 x;
-    memcpy(&x, &h, 2);
-    return (float)x;
-}
+typedef void (*tw_attn_block_fn)(const tw_attn_block *b);
+typedef void (*tw_attn_widen_fn)(float *dst, int32_t ldd, const void *src, int64_t ld, tw_kv_type t, int32_t rows, int32_t D);
+typedef void (*tw_attn_dec_fn)(const tw_attn_dec *d);
 
-static uint16_t f32_to_f16(float f) {
-    _Float16 x = (_Float16)f;
-    uint16_t h;
-    memcpy(&h, &x, 2);
-    return h;
-}
+typedef struct {
+    tw_attn_block_fn block;    /* a query block against a key block (online softmax)  */
+    tw_attn_widen_fn widen;    /* a block of 16-bit K or V rows to f32                 */
+    tw_attn_dec_fn   decode;   /* few query rows against one key range                 */
+    void (*store)(void *dst, tw_kv_type t, const float *src, int64_t n);   /* f32 -> 16-bit */
+} attn_kernels;
 
-void tw_kv_widen_ref(float *dst, const void *src, tw_kv_type t, int64_t n) {
-    const uint16_t *h = src;
-    switch (t) {
-    case TW_KV_F32: memcpy(dst, src, sizeof(float) * (size_t)n); break;
-    case TW_KV_F16: for (int64_t i = 0; i < n; i++) dst[i] = f16_to_f32(h[i]); break;
-    case TW_KV_BF16: for (int64_t i = 0; i < n; i++) dst[i] = bf16_to_f32(h[i]); break;
-    }
-}
-
-float tw_kv_round_ref(float x, tw_kv_type t) {
-    switch (t) {
-    case TW_KV_F16: return f16_to_f32(f32_to_f16(x));
-    case TW_KV_BF16: return bf16_to_f32(f32_to_bf16(x));
-    default: return x;
-    }
-}
+static const attn_kernels attn_paths[TW_KPATH_COUNT] = {
+    [TW_KPATH_REF] = { NULL, NULL, NULL, NULL },
+    [TW_KPATH_AVX2] = { tw_attn_block_avx2, tw_attn_widen_avx2, tw_attn_decode_avx2, tw_kv_store_avx2 },
+    [TW_KPATH_AVX512] = { tw_attn_block_avx512, tw_attn_widen_avx512, tw_attn_decode_avx512, tw_kv_store_avx512 },
+    [TW_KPATH_AMX] = { tw_attn_block_avx512, tw_attn_widen_avx512, tw_attn_decode_avx512, tw_kv_store_avx512 },
+};
 
 void tw_kv_store(void *dst, tw_kv_type t, const float *src, int64_t n) {
     if (t == TW_KV_F32) {
         memmove(dst, src, sizeof(float) * (size_t)n);
         return;
     }
-    tw_kpath path = tw_kernels_path();   /* paths above avx512 (amx) include it */
-    if (path >= TW_KPATH_AVX512 && tw_kpath_supported(TW_KPATH_AVX512)) {
-        tw_kv_store_avx512(dst, t, src, n);
-        return;
-    }
-    if (path == TW_KPATH_AVX2 && tw_kpath_supported(path)) {
-        tw_kv_store_avx2(dst, t, src, n);
+    const attn_kernels *k = &attn_paths[tw_kernels_path()];   /* the active path: one the CPU runs */
+    if (k->store) {
+        k->store(dst, t, src, n);
         return;
     }
     uint16_t *h = dst;
-    for (int64_t i = 0; i < n; i++) h[i] = t == TW_KV_F16 ? f32_to_f16(src[i]) : f32_to_bf16(src[i]);
+    for (int64_t i = 0; i < n; i++) h[i] = t == TW_KV_F16 ? tw_kv_f32_to_f16(src[i]) : tw_kv_f32_to_bf16(src[i]);
 }
 
 /* element (row j, column e) of a K or V buffer */
@@ -129,7 +106,7 @@ static void ref_task(void *ctx, int64_t i, int tid) {
     float mx = -INFINITY;
     for (int32_t k = lo; k < hi; k++) {
         const float *kr = kv_at(a->k, a->kv_type, a->ldk, k, (int64_t)g * D);
-        if (!wide) tw_kv_widen_ref(kw, kr, a->kv_type, D), kr = kw;
+        if (!wide) tw_kv_widen_inl(kw, kr, a->kv_type, D), kr = kw;
         float d = 0;
         for (int32_t e = 0; e < D; e++) d += q[e] * kr[e];
         d *= a->scale;
@@ -148,7 +125,7 @@ static void ref_task(void *ctx, int64_t i, int tid) {
     for (int32_t e = 0; e < D; e++) o[e] = 0;
     for (int32_t k = lo; k < hi; k++) {
         const float *vr = kv_at(a->v, a->kv_type, a->ldv, k, (int64_t)g * D);
-        if (!wide) tw_kv_widen_ref(vw, vr, a->kv_type, D), vr = vw;
+        if (!wide) tw_kv_widen_inl(vw, vr, a->kv_type, D), vr = vw;
         float w = s[k - lo] * inv;
         for (int32_t e = 0; e < D; e++) o[e] += w * vr[e];
     }
@@ -157,23 +134,24 @@ static void ref_task(void *ctx, int64_t i, int tid) {
 void tw_attention_ref(tw_pool *pool, const tw_attn_args *a) {
     if (a->Tq <= 0 || a->Tk <= 0) return;
     size_t row = (size_t)a->Tk + 2 * (size_t)a->D;
-    float *scores = malloc(sizeof(float) * (size_t)tw_pool_size(pool) * row);
+    int slot;
+    float *scores = tw_ws_take(sizeof(float) * (size_t)tw_pool_size(pool) * row, &slot);
     if (!scores) pool = NULL;   /* short of memory: one score row, on this thread */
-    if (!scores && !(scores = malloc(sizeof(float) * row))) return;
+    if (!scores && !(scores = tw_ws_take(sizeof(float) * row, &slot))) {
+        fprintf(stderr, "tw_attention: out of memory for %zu scores\n", row);
+        abort();   /* no status to return, and skipping would leave the output unwritten */
+    }
     ref_job j = { a, scores };
     tw_pool_run(pool, (int64_t)a->Tq * a->n_head, ref_task, &j);
-    free(scores);
+    tw_ws_give(scores, slot);
 }
 
 /* ---- blocked driver for the SIMD paths ---------------------------------------------------- */
 
-typedef void (*tw_attn_block_fn)(const tw_attn_block *b);
-typedef void (*tw_attn_widen_fn)(float *dst, int32_t ldd, const void *src, int64_t ld, tw_kv_type t, int32_t rows, int32_t D);
-typedef void (*tw_attn_dec_fn)(const tw_attn_dec *d);
-
 enum { VEC = 16 };   /* score rows are padded to a multiple of the widest vector */
 
 static int32_t round_up(int32_t x, int32_t m) { return (x + m - 1) / m * m; }
+static size_t round_up_z(size_t n) { return (n + 15) / 16 * 16; }   /* floats: keeps 64-byte alignment */
 
 typedef struct {
     const tw_attn_args *a;
@@ -309,19 +287,6 @@ static void merge_splits(const blk_job *j) {
     }
 }
 
-/* The kernels of a path; paths above avx512 (amx: matrix products only) use the avx512 ones. */
-static tw_attn_block_fn block_fn(tw_kpath path) {
-    return path >= TW_KPATH_AVX512 ? tw_attn_block_avx512 : path == TW_KPATH_AVX2 ? tw_attn_block_avx2 : NULL;
-}
-
-static tw_attn_widen_fn widen_fn(tw_kpath path) {
-    return path >= TW_KPATH_AVX512 ? tw_attn_widen_avx512 : path == TW_KPATH_AVX2 ? tw_attn_widen_avx2 : NULL;
-}
-
-static tw_attn_dec_fn dec_fn(tw_kpath path) {
-    return path >= TW_KPATH_AVX512 ? tw_attn_decode_avx512 : path == TW_KPATH_AVX2 ? tw_attn_decode_avx2 : NULL;
-}
-
 /* ---- decode driver ---------------------------------------------------------------------------- */
 
 typedef struct {
@@ -390,13 +355,14 @@ static bool decode_run(tw_pool *pool, const tw_attn_args *a, tw_attn_dec_fn fn, 
     j.Dp = round_up(D, VEC);
     n_rows = a->n_kv * j.m;
     if (n_rows > 64) return false;
-    float *qp = malloc(sizeof(float) * (size_t)n_rows * D);
-    j.scratch = malloc(sizeof(float) * (size_t)n_thr * n_rows * ((size_t)j.lds + j.Dp));
-    j.part = malloc(sizeof(float) * (size_t)j.n_split * n_rows * (j.Dp + 2));
-    if (!qp || !j.scratch || !j.part) {
-        free(qp), free(j.scratch), free(j.part);
-        return false;
-    }
+    /* one workspace buffer: packed queries, per-thread scores and outputs, the ranges' results */
+    size_t n_qp = round_up_z((size_t)n_rows * D), n_scr = round_up_z((size_t)n_thr * n_rows * ((size_t)j.lds + j.Dp));
+    int slot;
+    float *mem = tw_ws_take(sizeof(float) * (n_qp + n_scr + (size_t)j.n_split * n_rows * (j.Dp + 2)), &slot);
+    if (!mem) return false;
+    float *qp = mem;
+    j.scratch = mem + n_qp;
+    j.part = j.scratch + n_scr;
     for (int32_t g = 0; g < a->n_kv; g++)   /* row r of head g: query r / grp, head g * grp + r % grp */
         for (int32_t r = 0; r < j.m; r++)
             memcpy(qp + ((size_t)g * j.m + r) * D, a->q + (size_t)(r / j.grp) * a->ldq + (size_t)(g * j.grp + r % j.grp) * D,
@@ -421,7 +387,7 @@ static bool decode_run(tw_pool *pool, const tw_attn_args *a, tw_attn_dec_fn fn, 
             float inv = 1.0f / L;
             for (int32_t e = 0; e < D; e++) dst[e] *= inv;
         }
-    free(qp), free(j.scratch), free(j.part);
+    tw_ws_give(mem, slot);
     return true;
 }
 
@@ -448,18 +414,29 @@ tw_attn_plan tw_attention_plan(const tw_attn_args *a, int n_threads) {
     return p;
 }
 
+/* The shapes every kernel relies on (attn.h). */
+static void check_args(const tw_attn_args *a) {
+    TW_ASSERT(a->D > 0 && a->n_kv > 0 && a->n_head > 0 && a->n_head % a->n_kv == 0);
+    TW_ASSERT(a->ldq >= (int64_t)a->n_head * a->D && a->ldo >= (int64_t)a->n_head * a->D);
+    TW_ASSERT(a->ldk >= (int64_t)a->n_kv * a->D && a->ldv >= (int64_t)a->n_kv * a->D);
+    TW_ASSERT(!a->causal || a->Tq <= 0 || a->Tk > a->q_pos + a->Tq - 1);
+    TW_ASSERT(a->kv_type == TW_KV_F32 || a->kv_type == TW_KV_F16 || a->kv_type == TW_KV_BF16);
+    (void)a;
+}
+
 bool tw_attention_with(tw_pool *pool, const tw_attn_args *a, tw_kpath path, tw_attn_plan plan) {
+    check_args(a);
     if (path == TW_KPATH_REF) {
         tw_attention_ref(pool, a);
         return true;
     }
-    tw_attn_block_fn fn = block_fn(path);
-    if (!fn || !tw_kpath_supported(path)) return false;
+    if ((unsigned)path >= TW_KPATH_COUNT || !tw_kpath_supported(path)) return false;
+    const attn_kernels *k = &attn_paths[path];
+    TW_ASSERT(k->block && k->widen && k->decode && k->store);   /* a vector path fills its row */
     if (a->Tq <= 0 || a->Tk <= 0) return true;
-    tw_attn_dec_fn dfn = dec_fn(path);
-    if (plan.decode && dfn && a->Tq * (a->n_head / a->n_kv) <= 8 && decode_run(pool, a, dfn, plan.n_split)) return true;
+    if (plan.decode && a->Tq * (a->n_head / a->n_kv) <= 8 && decode_run(pool, a, k->decode, plan.n_split)) return true;
 
-    blk_job j = { .a = a, .fn = fn, .grp = a->n_head / a->n_kv, .wide = a->kv_type == TW_KV_F32, .widen = widen_fn(path) };
+    blk_job j = { .a = a, .fn = k->block, .grp = a->n_head / a->n_kv, .wide = a->kv_type == TW_KV_F32, .widen = k->widen };
     j.bq = TW_MAX(1, TW_MIN(plan.bq, a->Tq));
     j.n_qb = (a->Tq + j.bq - 1) / j.bq;
     j.m_max = j.bq * j.grp;
@@ -482,16 +459,20 @@ bool tw_attention_with(tw_pool *pool, const tw_attn_args *a, tw_kpath path, tw_a
     j.per_thread = (size_t)j.m_max * a->D + (size_t)j.m_max * j.Dp + (size_t)j.m_max * j.lds +
                    (size_t)a->D * j.lds + 4 * (size_t)j.m_max + 16;
     if (!j.wide) j.per_thread += 2 * (size_t)j.lds * a->D;
-    j.scratch = malloc(sizeof(float) * j.per_thread * (size_t)n_thr);
-    if (j.n_split > 1) j.part = malloc(sizeof(float) * (size_t)(tasks * j.n_split) * j.m_max * (j.Dp + 2));
-    if (!j.scratch || (j.n_split > 1 && !j.part)) {   /* no memory for blocks: the plain loops */
-        free(j.scratch), free(j.part);
+    /* one workspace buffer: per-thread scratch, then the splits' partial results */
+    size_t n_scr = round_up_z(j.per_thread * (size_t)n_thr);
+    size_t n_part = j.n_split > 1 ? (size_t)(tasks * j.n_split) * j.m_max * (j.Dp + 2) : 0;
+    int slot;
+    float *mem = tw_ws_take(sizeof(float) * (n_scr + n_part), &slot);
+    if (!mem) {   /* no memory for blocks: the plain loops */
         tw_attention_ref(pool, a);
         return true;
     }
+    j.scratch = mem;
+    j.part = n_part ? mem + n_scr : NULL;
     tw_pool_run(pool, tasks * j.n_split, blk_task, &j);
     if (j.n_split > 1) merge_splits(&j);
-    free(j.scratch), free(j.part);
+    tw_ws_give(mem, slot);
     return true;
 }
 

@@ -73,11 +73,58 @@ size_t tw_kv_size(tw_kv_type t);
 /* dst[i] = src[i] rounded to t (to nearest even; f16 overflows to +-inf, keeps subnormals), n
 ** elements; with the active kernel path. f32: a copy. */
 void tw_kv_store(void *dst, tw_kv_type t, const float *src, int64_t n);
-/* dst[i] = src[i] widened to f32 (exact), plain C; and the rounding of one value, plain C. */
-void  tw_kv_widen_ref(float *dst, const void *src, tw_kv_type t, int64_t n);
-float tw_kv_round_ref(float x, tw_kv_type t);
+/* One value between f32 and the 16-bit types, plain C: bf16 by moving the 16 bits (round to
+** nearest even; NaN stays NaN), f16 through _Float16 (GCC >= 12 on x86-64: round to nearest even,
+** subnormals kept). Inline so that the SIMD files' tails share them without calling attn.c. */
+static inline float tw_kv_bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
 
-/* ---- between attn.c and the SIMD files ---------------------------------------------------- */
+static inline uint16_t tw_kv_f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((u >> 16) | 0x40);
+    return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1)) >> 16);
+}
+
+static inline float tw_kv_f16_to_f32(uint16_t h) {
+    _Float16 x;
+    memcpy(&x, &h, 2);
+    return (float)x;
+}
+
+static inline uint16_t tw_kv_f32_to_f16(float f) {
+    _Float16 x = (_Float16)f;
+    uint16_t h;
+    memcpy(&h, &x, 2);
+    return h;
+}
+
+/* dst[i] = src[i] widened to f32 (exact), plain C: inline for the SIMD files' tails, out of line
+** (tw_kv_widen_ref, attn.c) for everyone else; and the rounding of one value, plain C. */
+void tw_kv_widen_ref(float *dst, const void *src, tw_kv_type t, int64_t n);
+static inline void tw_kv_widen_inl(float *dst, const void *src, tw_kv_type t, int64_t n) {
+    const uint16_t *h = src;
+    switch (t) {
+    case TW_KV_F32: memcpy(dst, src, sizeof(float) * (size_t)n); break;
+    case TW_KV_F16: for (int64_t i = 0; i < n; i++) dst[i] = tw_kv_f16_to_f32(h[i]); break;
+    case TW_KV_BF16: for (int64_t i = 0; i < n; i++) dst[i] = tw_kv_bf16_to_f32(h[i]); break;
+    }
+}
+
+static inline float tw_kv_round_ref(float x, tw_kv_type t) {
+    switch (t) {
+    case TW_KV_F16: return tw_kv_f16_to_f32(tw_kv_f32_to_f16(x));
+    case TW_KV_BF16: return tw_kv_bf16_to_f32(tw_kv_f32_to_bf16(x));
+    default: return x;
+    }
+}
+
+/* ---- between attn.c and the SIMD files ----------------------------------------------------
+** attn.c calls these through its table of per-path kernels; they call nothing of attn.c. */
 
 /* One query block against one key block, all rows sharing kv head g (GQA rows folded in):
 **   S[i, j]   = Qp[i, :] . K[j, :]                          i < m, j < nk

@@ -343,7 +343,7 @@ void tw_attn_widen_avx2(float *dst, int32_t ldd, const void *src, int64_t ld, tw
         for (; e + 8 <= D; e += 8)
             _mm256_storeu_ps(d + e, t == TW_KV_F16 ? load8_kv(TW_KV_F16, s + (size_t)e * es)
                                     : t == TW_KV_BF16 ? load8_kv(TW_KV_BF16, s + (size_t)e * es) : load8_kv(TW_KV_F32, s + (size_t)e * es));
-        if (e < D) tw_kv_widen_ref(d + e, s + (size_t)e * es, t, D - e);
+        if (e < D) tw_kv_widen_inl(d + e, s + (size_t)e * es, t, D - e);
     }
 }
 
@@ -398,7 +398,7 @@ INLINE __m256 hsum8(const __m256 *a) {
 /* 8 elements of a row from column e, the last n (< 8) of them zero-extended */
 INLINE __m256 load8_kv_tail(tw_kv_type t, const char *p, int32_t n) {
     float f[8] = { 0 };
-    tw_kv_widen_ref(f, p, t, n);
+    tw_kv_widen_inl(f, p, t, n);
     return _mm256_loadu_ps(f);
 }
 

@@ -1,8 +1,11 @@
 /*
-** kernels.c — the kernel entry points, the path dispatcher and the plain C versions every faster
-** path is tested against. The SIMD files (kernels_avx2.c, kernels_avx512.c) provide one function
+** kernels.c — the kernel paths (which one runs), the float weight types' products on each path
+** (tw_matmul_*: the F32/F16/BF16 entries of wtype.c's table, which tw_matmul calls), the norms,
+** and the plain C versions every faster path is tested against. Nothing here knows quantized
+** blocks (quant.c) or file formats. The SIMD files (kernels_avx2.c, kernels_avx512.c) provide one function
 ** each, tw_mm_block_*, that multiplies a block of tokens by a block of weight rows; this file
-** decides which path runs (CPUID, TOWER_KERNELS, tw_kernels_force) and cuts a matmul into such
+** decides which path runs (CPUID, TOWER_KERNELS, tw_model_params via tw_kernels_configure,
+** tw_kernels_force) and cuts a matmul into such
 ** blocks for the thread pool, sized so that weights stream from memory once and x stays in cache.
 ** On the avx512 path, products of two tokens or more go instead to the packed-panel GEMM
 ** (gemm_avx512.c, which cuts its own tasks); this file keeps the optional packed copies of
@@ -11,7 +14,6 @@
 ** whether it may run (CPUID, XCR0, the kernel's permission, a self-check against avx512).
 */
 #include "kernels.h"
-#include "quant.h"
 
 #include <cpuid.h>
 #include <errno.h>
@@ -48,10 +50,6 @@ static float dot_f16_ref(const void *w, const float *x, int64_t K) {
     for (int64_t k = 0; k < K; k++) s += tw_f16_to_f32(a[k]) * x[k];
     return s;
 }
-
-static const tw_dot_fn ref_dot[TW_DT_COUNT] = {
-    [TW_DT_F32] = dot_f32_ref, [TW_DT_F16] = dot_f16_ref, [TW_DT_BF16] = dot_bf16_ref,
-};
 
 /* ---- which path runs ------------------------------------------------------------------------ */
 
@@ -304,6 +302,26 @@ bool tw_kernels_force(tw_kpath p) {
     return true;
 }
 
+tw_status tw_kernels_configure(const char *kernels, tw_matmul_mode matmul) {
+    tw_kernels_init();
+    bool ask = kernels && *kernels;
+    tw_kpath want = active_path;
+    if (ask && !tw_kpath_parse(kernels, &want))
+        return tw_err(TW_E_ARG, "tw_model_params.kernels is \"%s\": not ref, avx2, avx512 or amx", kernels);
+    if ((unsigned)matmul > TW_MATMUL_BF16)
+        return tw_err(TW_E_ARG, "tw_model_params.matmul is %d: not a tw_matmul_mode", (int)matmul);
+    if (ask && !tw_kpath_supported(want))
+        return tw_err(TW_E_UNSUPPORTED, "tw_model_params.kernels is \"%s\": this CPU lacks %s", kernels,
+                      tw_kpath_missing(want));
+    const char *env = getenv("TOWER_KERNELS"), *mm = getenv("TOWER_MATMUL");
+    if (ask && !(env && *env) && want != active_path) {   /* the environment, when set, decided already */
+        active_path = want;
+        note[0] = 0;
+    }
+    if (matmul != TW_MATMUL_DEFAULT && !(mm && *mm)) bf16_act = matmul == TW_MATMUL_BF16;
+    return TW_OK;
+}
+
 bool tw_kernels_amx_substitute(tw_gemm_amx_fn fn) {
     tw_kernels_init();
     if (!fn) {
@@ -513,82 +531,86 @@ size_t tw_kernels_packed_bytes(void) {
 
 int64_t tw_kernels_set_gemm_min_tokens(int64_t t) { return atomic_exchange(&gemm_min_t, t); }
 
-void tw_matmul(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const tw_tensor *bias) {
-    if (tw_dtype_is_quant(W->type)) {   /* Q8_0 / Q4_0 blocks: src/cpu/quant.c */
-        tw_matmul_quant(pool, y, x, T, W, bias);
-        return;
-    }
-    tw_kpath path = tw_kernels_init();
+/* The float weight types' products, one entry per path of wtype.c's table. The caller (tw_matmul)
+** has checked the shapes, handles T, N or K = 0 and widened the bias to f32. */
+
+static void matmul_rows_ref(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const float *bias,
+                            tw_dot_fn dot) {
     int64_t N = W->shape[0], K = W->shape[W->ndim - 1];
-    if (T <= 0 || N <= 0) return;
-    /* an f32 bias is used in place; other types are widened once per call */
-    float *bf = NULL;
-    const float *b = NULL;
-    if (bias && bias->type == TW_DT_F32) {
-        b = bias->data;
-    } else if (bias) {
-        bf = malloc(sizeof(float) * (size_t)N);
-        if (bf) tw_tensor_to_f32(bias, bf);
-        b = bf;
-    }
-    bool simd_type = W->type == TW_DT_F32 || W->type == TW_DT_F16 || W->type == TW_DT_BF16;
-    int64_t gemm_min = atomic_load_explicit(&gemm_min_t, memory_order_relaxed);
-    if (path == TW_KPATH_AMX && W->type == TW_DT_BF16 && K > 0 && T >= gemm_min &&
-        amx_gemm(pool, y, x, T, N, K, W->data, packed_find(W), b, tw_kernels_bf16_activations() ? 1 : 3)) {
-        /* done: AMX tiles (T >= 2 like the avx512 GEMM, so a token's result does not depend on T) */
-    } else if (path >= TW_KPATH_AVX512 && simd_type && K > 0 && T >= gemm_min &&
-        tw_gemm_avx512(pool, y, x, T, N, K, W->data, W->type, W->type == TW_DT_BF16 ? packed_find(W) : NULL, b,
-                       tw_kernels_bf16_activations())) {
-        /* done: packed panels, 8 x 48 register tiles */
-    } else if (path == TW_KPATH_AVX2 && simd_type && K > 0 && T >= gemm_min &&
-               tw_gemm_avx2(pool, y, x, T, N, K, W->data, W->type, b)) {
-        /* done: the avx2 packed GEMM */
-    } else if (path != TW_KPATH_REF && simd_type && K > 0) {
-        matmul_simd(pool, path, y, x, T, N, K, W, b);
-    } else {
-        ref_job j = { y, x, T, N, K, W->data, (size_t)K * tw_dtype_size(W->type), ref_dot[W->type], b };
-        if (j.dot) tw_pool_run(pool, (N + MM_ROWS - 1) / MM_ROWS, ref_task, &j);
-        else memset(y, 0, sizeof(float) * (size_t)(T * N));   /* integer weights: not a matmul we do */
-    }
-    free(bf);
+    ref_job j = { y, x, T, N, K, W->data, tw_dtype_row_bytes(W->type, K), dot, bias };
+    tw_pool_run(pool, (N + MM_ROWS - 1) / MM_ROWS, ref_task, &j);
 }
 
-/* ---- conversions ------------------------------------------------------------------------------ */
-
-static void widen(tw_dtype t, const void *src, float *out, int64_t n) {
-    switch (t) {
-    case TW_DT_F32: memcpy(out, src, sizeof(float) * (size_t)n); break;
-    case TW_DT_BF16: for (int64_t i = 0; i < n; i++) out[i] = tw_bf16_to_f32(((const uint16_t *)src)[i]); break;
-    case TW_DT_F16: for (int64_t i = 0; i < n; i++) out[i] = tw_f16_to_f32(((const uint16_t *)src)[i]); break;
-    case TW_DT_F64: for (int64_t i = 0; i < n; i++) out[i] = (float)((const double *)src)[i]; break;
-    default: for (int64_t i = 0; i < n; i++) out[i] = 0; break;
-    }
+void tw_matmul_f32_ref(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const float *bias) {
+    TW_ASSERT(W->type == TW_DT_F32);
+    matmul_rows_ref(pool, y, x, T, W, bias, dot_f32_ref);
 }
 
-void tw_tensor_row_f32(const tw_tensor *t, int64_t row, float *out) {
-    if (tw_dtype_is_quant(t->type)) {
-        tw_quant_row_f32(t, row, out);
+void tw_matmul_f16_ref(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const float *bias) {
+    TW_ASSERT(W->type == TW_DT_F16);
+    matmul_rows_ref(pool, y, x, T, W, bias, dot_f16_ref);
+}
+
+void tw_matmul_bf16_ref(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const float *bias) {
+    TW_ASSERT(W->type == TW_DT_BF16);
+    matmul_rows_ref(pool, y, x, T, W, bias, dot_bf16_ref);
+}
+
+/* avx2: the packed GEMM from gemm_min_t tokens on, else (decode, or a GEMM that could not get its
+** buffers) the row-dot tiles. */
+void tw_matmul_f_avx2(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const float *bias) {
+    int64_t N = W->shape[0], K = W->shape[W->ndim - 1];
+    TW_ASSERT(W->type == TW_DT_F32 || W->type == TW_DT_F16 || W->type == TW_DT_BF16);
+    if (T >= atomic_load_explicit(&gemm_min_t, memory_order_relaxed) && tw_gemm_avx2(pool, y, x, T, N, K, W->data, W->type, bias))
         return;
-    }
-    int64_t K = t->shape[t->ndim - 1];
-    widen(t->type, (const uint8_t *)t->data + (size_t)row * (size_t)K * tw_dtype_size(t->type), out, K);
+    matmul_simd(pool, TW_KPATH_AVX2, y, x, T, N, K, W, bias);
 }
 
-void tw_tensor_to_f32(const tw_tensor *t, float *out) {
-    if (tw_dtype_is_quant(t->type)) {
-        for (int64_t r = 0; r < t->shape[0]; r++) tw_quant_row_f32(t, r, out + r * t->shape[t->ndim - 1]);
+/* avx512: the packed-panel GEMM (8 x 48 register tiles) from gemm_min_t tokens on, else the
+** row-dot tiles. */
+void tw_matmul_f_avx512(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const float *bias) {
+    int64_t N = W->shape[0], K = W->shape[W->ndim - 1];
+    TW_ASSERT(W->type == TW_DT_F32 || W->type == TW_DT_F16 || W->type == TW_DT_BF16);
+    if (T >= atomic_load_explicit(&gemm_min_t, memory_order_relaxed) &&
+        tw_gemm_avx512(pool, y, x, T, N, K, W->data, W->type, W->type == TW_DT_BF16 ? packed_find(W) : NULL, bias,
+                       tw_kernels_bf16_activations()))
         return;
-    }
-    widen(t->type, t->data, out, tw_tensor_nelem(t));
+    matmul_simd(pool, TW_KPATH_AVX512, y, x, T, N, K, W, bias);
+}
+
+/* amx, BF16 weights: the AMX tiles from gemm_min_t tokens on (T >= 2 like the avx512 GEMM, so a
+** token's result does not depend on T); decode and a failed allocation go to avx512's product. */
+void tw_matmul_bf16_amx(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const float *bias) {
+    int64_t N = W->shape[0], K = W->shape[W->ndim - 1];
+    TW_ASSERT(W->type == TW_DT_BF16);
+    if (T >= atomic_load_explicit(&gemm_min_t, memory_order_relaxed) &&
+        amx_gemm(pool, y, x, T, N, K, W->data, packed_find(W), bias, tw_kernels_bf16_activations() ? 1 : 3))
+        return;
+    tw_matmul_f_avx512(pool, y, x, T, W, bias);
 }
 
 /* ---- norms and activations ------------------------------------------------------------------- */
 
+/* Each path's vector versions; NULL on ref (the loops below). The amx path adds only a matrix
+** product: its vector kernels are avx512's. */
+typedef struct {
+    void (*rmsnorm_1p)(float *y, const float *x, const float *w, int64_t T, int64_t n, float eps);
+    void (*layernorm)(float *y, const float *x, const float *w, const float *b, int64_t T, int64_t n, float eps);
+    void (*gelu_tanh)(float *y, const float *x, int64_t n);
+} vec_kernels;
+
+static const vec_kernels vec_paths[TW_KPATH_COUNT] = {
+    [TW_KPATH_REF] = { NULL, NULL, NULL },
+    [TW_KPATH_AVX2] = { tw_rmsnorm_1p_avx2, tw_layernorm_avx2, tw_gelu_tanh_avx2 },
+    [TW_KPATH_AVX512] = { tw_rmsnorm_1p_avx512, tw_layernorm_avx512, tw_gelu_tanh_avx512 },
+    [TW_KPATH_AMX] = { tw_rmsnorm_1p_avx512, tw_layernorm_avx512, tw_gelu_tanh_avx512 },
+};
+
 void tw_rmsnorm_1p(float *y, const float *x, const float *w, int64_t T, int64_t n, float eps) {
-    switch (tw_kpath_vector(tw_kernels_init())) {
-    case TW_KPATH_AVX512: tw_rmsnorm_1p_avx512(y, x, w, T, n, eps); return;
-    case TW_KPATH_AVX2: tw_rmsnorm_1p_avx2(y, x, w, T, n, eps); return;
-    default: break;
+    const vec_kernels *v = &vec_paths[tw_kernels_init()];
+    if (v->rmsnorm_1p) {
+        v->rmsnorm_1p(y, x, w, T, n, eps);
+        return;
     }
     for (int64_t t = 0; t < T; t++) {
         const float *xr = x + t * n;
@@ -601,10 +623,10 @@ void tw_rmsnorm_1p(float *y, const float *x, const float *w, int64_t T, int64_t 
 }
 
 void tw_layernorm(float *y, const float *x, const float *w, const float *b, int64_t T, int64_t n, float eps) {
-    switch (tw_kpath_vector(tw_kernels_init())) {
-    case TW_KPATH_AVX512: tw_layernorm_avx512(y, x, w, b, T, n, eps); return;
-    case TW_KPATH_AVX2: tw_layernorm_avx2(y, x, w, b, T, n, eps); return;
-    default: break;
+    const vec_kernels *v = &vec_paths[tw_kernels_init()];
+    if (v->layernorm) {
+        v->layernorm(y, x, w, b, T, n, eps);
+        return;
     }
     for (int64_t t = 0; t < T; t++) {
         const float *xr = x + t * n;
@@ -625,10 +647,10 @@ float tw_gelu_tanh(float x) {
 }
 
 void tw_gelu_tanh_array(float *y, const float *x, int64_t n) {
-    switch (tw_kpath_vector(tw_kernels_init())) {
-    case TW_KPATH_AVX512: tw_gelu_tanh_avx512(y, x, n); return;
-    case TW_KPATH_AVX2: tw_gelu_tanh_avx2(y, x, n); return;
-    default: break;
+    const vec_kernels *v = &vec_paths[tw_kernels_init()];
+    if (v->gelu_tanh) {
+        v->gelu_tanh(y, x, n);
+        return;
     }
     for (int64_t i = 0; i < n; i++) y[i] = tw_gelu_tanh(x[i]);
 }

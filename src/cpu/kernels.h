@@ -33,9 +33,16 @@ bool        tw_kpath_supported(tw_kpath p);
 const char *tw_kpath_missing(tw_kpath p);     /* "" if supported, else the missing features     */
 const char *tw_kernels_note(void);            /* why the active path differs from the request   */
 const char *tw_cpu_features(void);            /* "avx2 fma avx512f avx512bf16 amx-tile ..." */
+/* tw_model_params.kernels and .matmul applied (model.c, at load): an unknown name or a path the
+** CPU cannot run is an error naming the field (nothing changed); otherwise the path and the mode
+** are set unless TOWER_KERNELS / TOWER_MATMUL are set, which take precedence. NULL or "" and
+** TW_MATMUL_DEFAULT change nothing. */
+tw_status   tw_kernels_configure(const char *kernels, tw_matmul_mode matmul);
 
-/* y[T,N] = x[T,K] . W[N,K]^T (+ bias[N]). W: F32, F16 or BF16; bias any float type or NULL.
-** Accumulates in f32. Rows of y are computed in parallel on the pool. */
+/* y[T,N] = x[T,K] . W[N,K]^T (+ bias[N]). W: any type of wtype.h's table (F32, F16, BF16, Q8_0,
+** Q4_0: model.c refuses others at load, tw_wtype_check); bias any float type or NULL.
+** Accumulates in f32. Rows of y are computed in parallel on the pool. Defined in wtype.c, which
+** hands W to the product its type has on the active path. */
 void tw_matmul(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const tw_tensor *bias);
 
 /* Optional faster matrix-matrix products (T > 1) with AVX512-BF16 vdpbf16ps: x is rounded to
@@ -66,7 +73,7 @@ bool   tw_kernels_pack_weight(const tw_tensor *W);
 void   tw_kernels_unpack_weight(const tw_tensor *W);
 size_t tw_kernels_packed_bytes(void);   /* RAM held by packed copies */
 
-/* One row of a 2-D weight tensor widened to f32 (embedding lookup). */
+/* One row of a 2-D weight tensor widened to f32 (embedding lookup). wtype.c, by the type's table. */
 void tw_tensor_row_f32(const tw_tensor *t, int64_t row, float *out);
 /* Whole tensor widened to f32 (small tensors: norms, biases). out has tw_tensor_nelem floats. */
 void tw_tensor_to_f32(const tw_tensor *t, float *out);
@@ -83,6 +90,17 @@ float tw_gelu_erf(float x);    /* 0.5x(1 + erf(x / sqrt 2))                     
 void  tw_gelu_tanh_array(float *y, const float *x, int64_t n);
 
 /* ---- between kernels.c and the SIMD files (model code does not call these) ---------------- */
+
+/* The float weight types' matrix products, one per path: the entries of wtype.c's table for
+** F32, F16 and BF16 (the quantized types' are in quant.h). Same contract as tw_matmul, except that
+** T, N and K are >= 1 and the bias is f32 [N] or NULL. A path's function may only be called when
+** tw_kpath_supported says the CPU runs it. */
+void tw_matmul_f32_ref(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const float *bias);
+void tw_matmul_f16_ref(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const float *bias);
+void tw_matmul_bf16_ref(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const float *bias);
+void tw_matmul_f_avx2(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const float *bias);
+void tw_matmul_f_avx512(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const float *bias);
+void tw_matmul_bf16_amx(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const float *bias);
 
 /* A reusable buffer of at least n bytes (64-byte aligned) for one call's packing, and its return;
 ** NULL when memory is short (then give nothing back). src/cpu/workspace.c. */

@@ -1,6 +1,6 @@
 /*
 ** quant.h — block-quantized weight matrices: Q8_0 and Q4_0, their matmul, and the single-file
-** quantized checkpoint (`tower quantize`). See docs/quantization.md.
+** checkpoint's codec (`tower quantize`; the file itself is src/format/qfile.c). See docs/quantization.md.
 **
 ** A quantized matrix is logically [N, K] like any weight; physically each of its N rows is
 ** ceil(K / 32) blocks of 32 consecutive columns, the last block zero-padded, so any K works
@@ -24,16 +24,7 @@
 #define TW_QUANT_H
 
 #include "kernels.h"
-#include "safetensors.h"
-
-enum { TW_QBLOCK = 32 };   /* weights per block, both formats */
-
-bool    tw_dtype_is_quant(tw_dtype t);
-size_t  tw_quant_block_bytes(tw_dtype t);              /* 34, 18; 0 for other types          */
-int64_t tw_quant_blocks(int64_t K);                    /* ceil(K / 32)                       */
-size_t  tw_quant_row_bytes(tw_dtype t, int64_t K);     /* blocks * block bytes               */
-bool    tw_quant_parse(const char *s, tw_dtype *t);    /* "q8" / "q8_0" / "q4" / "q4_0"      */
-const char *tw_quant_name(tw_dtype t);                 /* "q8_0", "q4_0"                     */
+#include "qfile.h"   /* TW_QBLOCK, block sizes and names, the file format */
 
 /* ---- reference (plain C): the definition every faster path is tested against --------------- */
 
@@ -57,10 +48,13 @@ typedef struct tw_qx {
     float   *d;              /* [T][ld]                                                         */
     int32_t *s;              /* [T][ld]                                                         */
     int8_t  *qh;             /* NULL, or q reordered by tw_qx_halves                            */
-    void    *mem;            /* the one allocation behind q, d, s                               */
+    void    *mem;            /* the one allocation behind q, d, s (NULL: in a caller's buffer)  */
+    bool     qh_owned;       /* qh was allocated by tw_qx_halves                                */
 } tw_qx;
 
-tw_status tw_qx_quantize(tw_qx *a, const float *x, int64_t T, int64_t K);
+/* x rounded with path's code (avx512 and amx: 16 lanes; the others plain C; same bytes), into a
+** fresh allocation that tw_qx_free releases. The matmul lays its tw_qx out in the workspace. */
+tw_status tw_qx_quantize(tw_qx *a, const float *x, int64_t T, int64_t K, tw_kpath path);
 /* Adds qh: the same bytes with every 4 blocks' first 16 columns (4 x 16) stored before their last
 ** 16 columns, the order in which 64 bytes of Q4_0 nibbles unpack (avx512 decode kernel). */
 tw_status tw_qx_halves(tw_qx *a);
@@ -78,10 +72,13 @@ tw_qact tw_quant_set_act(tw_qact m);   /* returns the previous mode */
 
 /* ---- matmul ---------------------------------------------------------------------------------- */
 
-/* tw_matmul for quantized W (tw_matmul hands them here). y[T,N] = x[T,K] . W^T (+ bias). */
-void tw_matmul_quant(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const tw_tensor *bias);
-/* One row dequantized (embedding lookup of a quantized embed_tokens). */
-void tw_quant_row_f32(const tw_tensor *t, int64_t row, float *out);
+/* The quantized types' entries of wtype.c's table, one per path (amx uses avx512's):
+** y[T,N] = x[T,K] . W^T (+ bias), T, N, K >= 1, bias f32 [N] or NULL. Only call a path the CPU
+** runs. They never call back into kernels.c: the path is theirs, the f32 tiles they use are the
+** SIMD files' (tw_mm_block_*), buffers come from the workspace. */
+void tw_matmul_q_ref(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const float *bias);
+void tw_matmul_q_avx2(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const float *bias);
+void tw_matmul_q_avx512(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const float *bias);
 
 /* SIMD pieces, f32 activations (quant_avx512.c, quant_avx2.c; called only when the path is supported):
 ** y[r] = dot(row r, x) for r < nrows, rows row_bytes apart starting at w (decode); and
@@ -109,40 +106,14 @@ void   tw_qgemm_i8_avx512(tw_dtype t, const uint8_t *w, size_t row_bytes, int64_
                           int64_t nt, float *y, int64_t ldy, void *scratch);
 /* tw_qx_quantize's rounding on AVX-512 (same bytes): fills q, d, s of an allocated a */
 void tw_qx_rows_avx512(const float *x, int64_t T, int64_t K, tw_qx *a);
-/* which int8 kernel tw_matmul_quant uses: "avx512-vnni", "avx2-vnni", "avx2", "ref" */
+/* which int8 kernel the quantized product runs on path p, or on the active path (wtype.c):
+** "avx512-vnni", "avx2-vnni", "avx2", "ref" */
+const char *tw_quant_i8_kernel_on(tw_kpath p);
 const char *tw_quant_i8_kernel(void);
 
 /* ---- quantized checkpoints --------------------------------------------------------------------- */
 
-/* What `tower quantize` makes of a checkpoint directory: one .safetensors file holding
-**   - every 2-D weight matrix (".weight", both dims > 1, not a position embedding) quantized, as a
-**     U8 tensor [N, row_bytes] plus metadata "tower.quant.<name>": "q4_0:32:[N,K]";
-**   - every other tensor as it was (norms, biases, the patch convolution, position embeddings);
-**   - the directory's *.json and *.jinja files as U8 tensors "__file__/<name>";
-** and "tower.format": "towervision-quant/1". keep_vision keeps the SigLIP tower and the projector
-** in their stored type; keep_embed keeps embed_tokens (and so a tied lm_head). */
-typedef struct tw_quant_opts {
-    tw_dtype type;          /* TW_DT_Q8_0 or TW_DT_Q4_0 */
-    bool     keep_vision;
-    bool     keep_embed;
-    int      n_threads;     /* 0: every core */
-    /* called once per tensor written (may be NULL): how it was stored and, for quantized ones,
-    ** the RMS relative error sqrt(sum (w - w')^2 / sum w^2) */
-    void   (*report)(void *user, const char *name, const char *how, int64_t N, int64_t K, double rel_rms);
-    void    *user;
-} tw_quant_opts;
-
+/* tw_qfile_write (src/format/qfile.h) with this file's block quantization as the codec. */
 tw_status tw_quantize_model(const char *dir, const char *out_path, const tw_quant_opts *o);
-
-/* Retypes the quantized U8 blobs of an opened set to TW_DT_Q8_0 / TW_DT_Q4_0 [N, K] as the files'
-** "tower.quant.*" metadata says (checking sizes); a set without such metadata is left alone. */
-tw_status tw_quant_apply(tw_st_set *s);
-/* True if path is a regular file holding embedded checkpoint files ("__file__/config.json"). */
-bool      tw_quant_is_packed(const char *path);
-/* The embedded files of an opened packed checkpoint as a file source (tw_internal.h) that the
-** loaders read config.json, tokenizer.json, ... from, straight from the mapping: nothing is
-** written anywhere. path names the file in messages ("path:config.json"); s must stay open while
-** out is used; free out with tw_src_free. */
-tw_status tw_quant_src(const tw_st_set *s, const char *path, tw_src *out);
 
 #endif

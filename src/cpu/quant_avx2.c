@@ -86,7 +86,7 @@ void tw_qdot_rows_avx2(tw_dtype t, const uint8_t *w, size_t row_bytes, int64_t n
 
 void tw_qdequant_rows_avx2(tw_dtype t, const uint8_t *w, size_t row_bytes, int64_t nrows, int64_t b0, int64_t nb,
                            float *out, int64_t ldo) {
-    const size_t bb = tw_quant_block_bytes(t);
+    const size_t bb = t == TW_DT_Q8_0 ? TW_Q8_0_BYTES : TW_Q4_0_BYTES;
     for (int64_t r = 0; r < nrows; r++) {
         const uint8_t *blk = w + (size_t)r * row_bytes + (size_t)b0 * bb;
         float *o = out + r * ldo;

@@ -13,7 +13,7 @@ typedef enum tw_dtype {
     TW_DT_F32, TW_DT_F16, TW_DT_BF16, TW_DT_F64,
     TW_DT_I64, TW_DT_I32, TW_DT_I16, TW_DT_I8, TW_DT_U8, TW_DT_BOOL,
     /* block-quantized weight matrices (src/cpu/quant.h): never in a safetensors header — stored as
-    ** U8 blobs and retyped from the file's metadata by tw_quant_apply; tw_dtype_size is 0 */
+    ** U8 blobs and retyped from the file's metadata by tw_quant_apply (qfile.c); tw_dtype_size is 0 */
     TW_DT_Q8_0, TW_DT_Q4_0,
     TW_DT_COUNT
 } tw_dtype;
@@ -21,6 +21,12 @@ typedef enum tw_dtype {
 size_t      tw_dtype_size(tw_dtype t);
 const char *tw_dtype_name(tw_dtype t);               /* safetensors spelling: "BF16", ... */
 bool        tw_dtype_parse(const char *s, tw_dtype *out);
+bool        tw_dtype_is_quant(tw_dtype t);           /* Q8_0, Q4_0: blocks of 32 values            */
+/* Bytes of a row of n values: n elements, or ceil(n / 32) blocks of a quantized type; 0 if unknown. */
+size_t      tw_dtype_row_bytes(tw_dtype t, int64_t n);
+/* n values of a plain float type (F32, F16, BF16, F64) widened to f32; false (nothing written)
+** for any other type. */
+bool        tw_dtype_widen(tw_dtype t, const void *src, float *dst, int64_t n);
 
 #define TW_MAX_DIMS 6
 

@@ -18,6 +18,7 @@
 #include "model.h"
 #include "hub.h"
 #include "quant.h"
+#include "wtype.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -263,15 +264,11 @@ static tw_status need(loader *L, const tw_tensor **out, bool optional, const cha
         if (optional) return TW_OK;
         return tw_err(TW_E_WEIGHTS, "%s: tensor \"%s\" is missing (%s)", L->wfile, name, why);
     }
-    /* Quantized blocks (src/cpu/quant.h, retyped at open by tw_quant_apply) only for matrices; the
-    ** kernels read them with unaligned loads. */
+    /* A type the kernels have no table entry for (src/cpu/wtype.c) is refused here, naming the
+    ** tensor; quantized blocks (retyped at open by tw_quant_apply) only for matrices, read by the
+    ** kernels with unaligned loads. */
+    TW_TRY(tw_wtype_check(t, ndim));
     bool quant = tw_dtype_is_quant(t->type);
-    if (quant && ndim != 2)
-        return tw_err(TW_E_WEIGHTS, "%s: tensor \"%s\": dtype %s, but only 2-D weights may be quantized", t->file, name,
-                      tw_dtype_name(t->type));
-    if (!quant && t->type != TW_DT_F32 && t->type != TW_DT_F16 && t->type != TW_DT_BF16)
-        return tw_err(TW_E_WEIGHTS, "%s: tensor \"%s\": dtype %s, expected F32, F16 or BF16", t->file, name,
-                      tw_dtype_name(t->type));
     /* The kernels load elements straight from the mapping: they must be naturally aligned
     ** (always true for files written by the safetensors library, which orders data by width). */
     if (!quant && (uintptr_t)t->data % tw_dtype_size(t->type))
@@ -451,6 +448,8 @@ static tw_status load_vision(loader *L, const char *vt, const char *proj, const 
 /* config.json and the weights of a source. A directory's weights are opened here, after the
 ** config is read; a packed file is open already (m->st: its embedded files are the source). */
 static tw_status load_main(tw_model *m, const tw_src *src, const tw_model_params *p) {
+    /* the kernel path and matmul mode first: a wrong field fails before anything is read */
+    if (p) TW_TRY(tw_kernels_configure(p->kernels, p->matmul));
     char *cfg_path = tw_src_name(src, "config.json");
     if (!cfg_path) return TW_E_NOMEM;
     json_t *j = NULL;

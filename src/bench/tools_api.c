@@ -1,9 +1,10 @@
 /*
 ** tools_api.c — public entry points of the `tower` tools (include/tower.h, "Tools" section) over
-** internals they used to include: tw_model_quantize over tw_quantize_model (quant.c), with the
-** type given by name and a report callback that says whether each tensor was quantized; what a
-** checkpoint holds, for `tower info` (safetensors.c, the packed file's embedded files of quant.c);
-** the kernel path and CPU features (kernels.c).
+** internals they used to include: tw_model_quantize over tw_quantize_model (quant.c, writing
+** through format/qfile.c), with the type given by name and a report callback that says whether
+** each tensor was quantized; what a checkpoint holds, for `tower info` (safetensors.c, the packed
+** file's embedded files); the kernel path and CPU features (kernels.c). It sits in the top layer,
+** with the engine of `tower bench`: the tools' entry points may use every layer below.
 */
 #include "kernels.h"
 #include "quant.h"
