@@ -197,4 +197,10 @@ expect_error "tokenize --image: unknown option" 2 "unknown option" "$T" tokenize
 "$T" run -m "$M" -p "Hello!" -n 16 --print-ids -v >"$tmp/got" 2>"$tmp/err"
 check "run without --image: no image lines in -v" sh -c '! grep -q "^\[image" "$0"' "$tmp/err"
 
+# the kernel path and matmul mode as explicit configuration (tw_model_params.kernels / .matmul)
+check "run --kernels ref --matmul f32: runs" sh -c '"$0" run -m "$1" --kernels ref --matmul f32 -p Hi -n 2 >/dev/null 2>&1' "$T" "$M"
+expect_error "run --kernels foo: names the field" 1 'kernels is "foo": not ref, avx2, avx512 or amx' \
+    "$T" run -m "$M" --kernels foo -p Hi -n 2
+expect_error "run --matmul f16: usage error" 2 "option --matmul: expected f32 or bf16" "$T" run -m "$M" --matmul f16 -p Hi
+
 finish

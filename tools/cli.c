@@ -158,7 +158,7 @@ char *xstrdup(const char *s) {
 
 enum {
     O_SYSTEM = 256, O_TEMP, O_TOP_K, O_TOP_P, O_MIN_P, O_REPEAT, O_PRESENCE, O_FREQUENCY,
-    O_PENALTY_N, O_SEED, O_STOP, O_RAW, O_NO_SOFTCAP, O_SOFTCAP, O_TEMPLATE, O_OFFLINE, O_CTX, O_KV_TYPE,
+    O_PENALTY_N, O_SEED, O_STOP, O_RAW, O_NO_SOFTCAP, O_SOFTCAP, O_TEMPLATE, O_OFFLINE, O_CTX, O_KV_TYPE, O_KERNELS,
     O_PRINT_IDS, O_SHOW_PROMPT, O_FROM, O_TO, O_LIST_LANG, O_LINES, O_NO_SPECIAL, O_JSONL, O_IDS,
     O_CHECK, O_IGNORE_EOS, O_IMAGE, O_IMAGE_TOKENS, O_VIDEO, O_VIDEO_FRAMES, O_VIDEO_FRAME, O_FRAMES,
     O_TYPE, O_KEEP_VISION, O_KEEP_EMBED, O_SHAPE, O_JSON, O_MATMUL, O_REPS, O_DECODE, O_DISTINCT, O_QUICK,
@@ -225,7 +225,8 @@ static const cli_opt k_opts[] = {
     {{"checkpoint", required_argument, 0, 'm'}, C_BENCH},
     {{"shape", required_argument, 0, O_SHAPE}, C_BENCH},
     {{"json", required_argument, 0, O_JSON}, C_BENCH},
-    {{"matmul", required_argument, 0, O_MATMUL}, C_BENCH},
+    {{"matmul", required_argument, 0, O_MATMUL}, C_GEN | C_DUMP | C_INFO | C_BENCH},
+    {{"kernels", required_argument, 0, O_KERNELS}, C_GEN | C_DUMP | C_INFO},
     {{"reps", required_argument, 0, O_REPS}, C_BENCH},
     {{"decode", required_argument, 0, O_DECODE}, C_BENCH},
     {{"distinct", required_argument, 0, O_DISTINCT}, C_BENCH},
@@ -378,6 +379,7 @@ void parse_options(int argc, char **argv, unsigned cmd, void (*help)(void)) {
             if (strcmp(optarg, "f32") && strcmp(optarg, "bf16")) usage_error("option --matmul: expected f32 or bf16, got '%s'", optarg);
             g.matmul = optarg;
             break;
+        case O_KERNELS: g.kernels = optarg; break;
         case O_REPS: g.reps = (int)parse_long(name, optarg, 1, 16); break;
         case O_DECODE: g.n_decode = (int)parse_long(name, optarg, 1, 4096); break;
         case O_DISTINCT: g.n_distinct = (int)parse_long(name, optarg, 0, 4096); break;
@@ -464,6 +466,8 @@ tw_model_params model_params(void) {
     p.final_softcap = g.final_softcap;
     p.chat_template_file = g.chat_template;
     p.offline = g.offline;
+    p.kernels = g.kernels;   /* checked by tw_model_load, which names the field */
+    if (g.matmul) p.matmul = strcmp(g.matmul, "bf16") ? TW_MATMUL_F32 : TW_MATMUL_BF16;
     if (isatty(STDERR_FILENO)) p.progress = progress_cb;
     return p;
 }

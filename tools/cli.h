@@ -72,7 +72,8 @@ typedef struct cli {
     int         keep_vision, keep_embed;   /* quantize --keep-vision-bf16 / --keep-embed-bf16 */
     const char *shape;            /* bench --shape 2b|9b|all                          */
     const char *json;             /* bench --json FILE                                */
-    const char *matmul;           /* bench --matmul f32|bf16                          */
+    const char *matmul;           /* --matmul f32|bf16                                */
+    const char *kernels;          /* --kernels ref|avx2|avx512|amx                    */
     int         reps, n_decode, n_distinct, quick, skip_vision, skip_ttft, skip_2b, skip_9b;   /* bench */
 } cli;
 
@@ -103,7 +104,11 @@ int load_model(tw_model **m);
     "      --no-final-softcap   no final logit soft-capping (transformers >= 4.52 behaviour)\n" \
     "      --final-softcap      apply 30*tanh(logits/30) (as trained; default: as config.json says)\n" \
     "      --ctx N              context size in tokens (default: the model's max_position_embeddings)\n" \
-    "      --kv-type T          KV cache element type: f32 (default, exact), f16 or bf16 (half the memory)\n"
+    "      --kv-type T          KV cache element type: f32 (default, exact), f16 or bf16 (half the memory)\n" \
+    "      --kernels PATH       kernel path: ref, avx2, avx512 or amx (default: the best this CPU runs;\n" \
+    "                           TOWER_KERNELS overrides)\n" \
+    "      --matmul f32|bf16    matrix products with f32 activations (default, exact) or rounded to bf16\n" \
+    "                           (AVX512-BF16/AMX only: faster, not within the f32 tolerances; TOWER_MATMUL overrides)\n"
 
 #define HELP_SAMPLING_OPTS \
     "generation options (default: greedy, stop on the model's end-of-turn token):\n" \
