@@ -106,8 +106,7 @@ static int attach(const tw_model *m, convo *c, tw_media_kind kind, const char *s
     if (tty || g.verbose) {
         char buf[64];
         int32_t n_tok = 0;
-        const char *label = strncmp(ci->src, "data:", 5) ? ci->src : (snprintf(buf, sizeof buf, "%.*s,...",
-                            (int)strcspn(ci->src, ",;") < 40 ? (int)strcspn(ci->src, ",;") : 40, ci->src), buf);
+        const char *label = media_label(ci->src, buf, sizeof buf);
         if (kind == TW_MEDIA_IMAGE) {
             tw_image_n_tokens(m, tw_image_width(ci->im), tw_image_height(ci->im), &n_tok);
             fprintf(stderr, "[image %s: %dx%d, %d tokens; attached to your next message]\n", label,

@@ -13,8 +13,7 @@
 
 const char *const k_kind_name[2] = {"image", "video"};
 
-/* A short name for messages: data: URLs are cut after their media type. */
-static const char *media_label(const char *src, char *buf, size_t cap) {
+const char *media_label(const char *src, char *buf, size_t cap) {
     if (strncmp(src, "data:", 5) != 0) return src;
     size_t n = strcspn(src, ",;");
     snprintf(buf, cap, "%.*s,...", (int)(n < 40 ? n : 40), src);

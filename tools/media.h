@@ -17,6 +17,9 @@ typedef struct cli_media {
 
 extern const char *const k_kind_name[2];   /* "image", "video" by tw_media_kind */
 
+/* A short name for messages: data: URLs are cut after their media type (buf: room for it). */
+const char *media_label(const char *src, char *buf, size_t cap);
+
 size_t n_cli_videos(void);
 size_t n_cli_media(void);
 /* Opens the command line's media: the --image list, then the --video list, then the video given
