@@ -58,13 +58,10 @@ static void rope(float *x, int32_t T, int32_t n_heads, int32_t D, const float *c
 
 /* ---- embeddings and the final softcap --------------------------------------------------------- */
 
-static bool is_media_token(const tw_model *m, int32_t id) {
-    return (m->image_token_id >= 0 && id == m->image_token_id) || (m->video_token_id >= 0 && id == m->video_token_id);
-}
 
 size_t tw_gemma2_n_media(const tw_model *m, const int32_t *ids, size_t n) {
     size_t k = 0;
-    for (size_t i = 0; i < n; i++) k += is_media_token(m, ids[i]);
+    for (size_t i = 0; i < n; i++) k += tw_is_media_token(m, ids[i]);
     return k;
 }
 
@@ -126,7 +123,7 @@ tw_status tw_gemma2_forward(const tw_model *m, tw_kv *kv, int32_t pos, const int
         for (int32_t t = 0; t < tc; t++) {
             float *xr = x + (size_t)t * H;
             int32_t id = ids[t0 + t];
-            if (embd && is_media_token(m, id)) {
+            if (embd && tw_is_media_token(m, id)) {
                 memcpy(xr, media, (size_t)H * fl);
                 media += H;
             } else {

@@ -175,6 +175,11 @@ const uint64_t *tw_seq_tags(const tw_seq *s);   /* [tw_seq_pos] */
 tw_status tw_gemma2_forward(const tw_model *m, tw_kv *kv, int32_t pos, const int32_t *ids, int32_t T,
                             const float *embd, float *logits, float *logits_all, float *hidden);
 
+/* An image or video placeholder token: its embedding row is replaced by a medium's row. */
+static inline bool tw_is_media_token(const tw_model *m, int32_t id) {
+    return (m->image_token_id >= 0 && id == m->image_token_id) || (m->video_token_id >= 0 && id == m->video_token_id);
+}
+
 /* How many of ids[0..n) are image / video tokens: the rows tw_gemma2_forward takes from embd. */
 size_t tw_gemma2_n_media(const tw_model *m, const int32_t *ids, size_t n);
 

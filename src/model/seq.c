@@ -11,9 +11,6 @@
 #include <assert.h>
 #include <stdlib.h>
 
-static bool is_media_token(const tw_model *m, int32_t id) {
-    return (m->image_token_id >= 0 && id == m->image_token_id) || (m->video_token_id >= 0 && id == m->video_token_id);
-}
 
 tw_kv_type tw_seq_kv_type(const tw_seq *s) { return s ? s->kv.type : TW_KV_F32; }
 
@@ -116,7 +113,7 @@ tw_status tw_seq_eval(tw_seq *s, const int32_t *ids, size_t n, const tw_eval_opt
 
     TW_TRY(tw_gemma2_forward(m, &s->kv, s->pos, ids, (int32_t)n, opts->embd, s->logits, opts->logits, opts->hidden));
     memcpy(s->tokens + s->pos, ids, sizeof(int32_t) * n);
-    for (size_t i = 0; i < n; i++) s->tags[s->pos + i] = is_media_token(m, ids[i]) ? TW_SEQ_TAG_UNKNOWN : 0;
+    for (size_t i = 0; i < n; i++) s->tags[s->pos + i] = tw_is_media_token(m, ids[i]) ? TW_SEQ_TAG_UNKNOWN : 0;
     s->pos += (int32_t)n;
     return TW_OK;
 }

@@ -47,15 +47,11 @@ tw_status tw_vision_image_plan(const tw_model *m, int32_t w, int32_t h, tw_anyre
                                m->arch == TW_ARCH_LLAVA_ONEVISION ? m->max_num_patches : 0, p);
 }
 
+static tw_status image_plan(const tw_model *m, const tw_image *im, bool single_tile, tw_anyres_plan *p);
+
 tw_status tw_vision_image_tokens(const tw_model *m, int32_t w, int32_t h, bool single_tile, int32_t *n_tokens) {
-    if (single_tile) {
-        TW_TRY(tw_vision_check_image(m));
-        int32_t G = tw_vision_grid(m);
-        *n_tokens = G * G + 1;
-        return TW_OK;
-    }
     tw_anyres_plan p;
-    TW_TRY(tw_vision_image_plan(m, w, h, &p));
+    TW_TRY(image_plan(m, &(tw_image){ .w = w, .h = h }, single_tile, &p));
     *n_tokens = p.n_tokens;
     return TW_OK;
 }
@@ -103,23 +99,38 @@ static tw_status single_tile_pixels(const tw_model *m, const tw_image *im, float
     return s;
 }
 
-tw_status tw_vision_image_pixels(const tw_model *m, const tw_image *im, bool single_tile, float **pixels,
-                                 int32_t *n_tiles) {
-    *pixels = NULL;
-    tw_anyres_plan p;
-    if (single_tile) TW_TRY(tw_vision_check_image(m));
-    else TW_TRY(tw_vision_image_plan(m, im->w, im->h, &p));
-    int32_t n = single_tile ? 1 : p.n_tiles;
+/* The one plan of an image as the prompt encodes it: anyres, or a single tile (a base-only plan:
+** one tile, G*G + 1 tokens). Tokens, tiles and packing all follow from it. */
+static tw_status image_plan(const tw_model *m, const tw_image *im, bool single_tile, tw_anyres_plan *p) {
+    if (!single_tile) return tw_vision_image_plan(m, im->w, im->h, p);
+    TW_TRY(tw_vision_check_image(m));
+    int32_t G = tw_vision_grid(m);
+    *p = (tw_anyres_plan){ .n_tiles = 1, .grid = G, .n_tokens = G * G + 1 };
+    return TW_OK;
+}
+
+/* The plan's tiles: px [p->n_tiles][3][S][S] (malloc'ed). */
+static tw_status plan_pixels(const tw_model *m, const tw_image *im, bool single_tile, const tw_anyres_plan *p,
+                             float **pixels) {
     size_t per = 3 * (size_t)m->preproc.tile * m->preproc.tile;
-    float *px = tw_malloc(sizeof(float) * per * (size_t)n);
+    float *px = tw_malloc(sizeof(float) * per * (size_t)p->n_tiles);
     if (!px) return TW_E_NOMEM;
-    tw_status s = single_tile ? single_tile_pixels(m, im, px) : tw_anyres_pixels(im->rgb, &p, &m->preproc, px);
+    tw_status s = single_tile ? single_tile_pixels(m, im, px) : tw_anyres_pixels(im->rgb, p, &m->preproc, px);
     if (s != TW_OK) {
         free(px);
         return s;
     }
     *pixels = px;
-    *n_tiles = n;
+    return TW_OK;
+}
+
+tw_status tw_vision_image_pixels(const tw_model *m, const tw_image *im, bool single_tile, float **pixels,
+                                 int32_t *n_tiles) {
+    *pixels = NULL;
+    tw_anyres_plan p;
+    TW_TRY(image_plan(m, im, single_tile, &p));
+    TW_TRY(plan_pixels(m, im, single_tile, &p, pixels));
+    *n_tiles = p.n_tiles;
     return TW_OK;
 }
 
@@ -147,12 +158,12 @@ static tw_status tiles_forward(const tw_model *m, const float *px, int32_t n, co
 tw_status tw_vision_encode_image(const tw_model *m, const tw_image *im, bool single_tile, const tw_vision_obs *o,
                                  float *out) {
     static const char *const names[3] = { "vision_hidden_states", "vision_selected", "projected" };
-    int32_t G = tw_vision_grid(m), N = G * G, H = m->text.n_embd, S = m->preproc.tile, n_tiles = 0, n_tok = 0;
-    tw_anyres_plan p;
-    if (!single_tile) TW_TRY(tw_vision_image_plan(m, im->w, im->h, &p));
+    int32_t G = tw_vision_grid(m), N = G * G, H = m->text.n_embd, S = m->preproc.tile;
+    tw_anyres_plan p;   /* computed once: tiles, token count and packing follow from it */
     float *px = NULL;
-    TW_TRY(tw_vision_image_pixels(m, im, single_tile, &px, &n_tiles));
-    TW_TRY(tw_vision_image_tokens(m, im->w, im->h, single_tile, &n_tok));
+    TW_TRY(image_plan(m, im, single_tile, &p));
+    TW_TRY(plan_pixels(m, im, single_tile, &p, &px));
+    int32_t n_tiles = p.n_tiles, n_tok = p.n_tokens;
     float *proj = tw_malloc(sizeof(float) * (size_t)n_tiles * N * H);
     tw_status s = proj ? report(o, "pixel_values", TW_ELEM_F32, px, 4, n_tiles, 3, S, S, 0) : TW_E_NOMEM;
     if (s == TW_OK) s = tiles_forward(m, px, n_tiles, o, names, proj);
