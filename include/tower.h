@@ -242,6 +242,9 @@ typedef struct tw_video tw_video;   /* sampled RGB frames of one clip */
 TW_API tw_status tw_video_open(const char *src, int32_t n_frames, tw_video **out);
 /* A video given as a list of frame image files (paths or URLs), sampled the same way. */
 TW_API tw_status tw_video_open_frames(const char *const *frames, int32_t n_paths, int32_t n_frames, tw_video **out);
+/* A video file held in memory (FFmpeg reads it through a custom I/O context: no temporary file);
+** name is used in messages only. Frames are decoded one at a time (memory: the sampled frames). */
+TW_API tw_status tw_video_decode(const void *data, size_t len, const char *name, int32_t n_frames, tw_video **out);
 TW_API int32_t   tw_video_n_frames(const tw_video *v);
 TW_API const int64_t *tw_video_frame_indices(const tw_video *v);   /* [n_frames] */
 TW_API int32_t   tw_video_width(const tw_video *v);
@@ -305,13 +308,47 @@ typedef struct tw_eval_opts {
     size_t       n_embd_rows;
     float       *logits;   /* NULL, or [n, n_vocab]: logits at every new position                 */
     float       *hidden;   /* NULL, or [n_layer + 2, n, n_embd]: scaled embeddings, every layer's
-                           ** output, and the final norm's output                                 */
+                           ** output, and the final norm's output (a batch of one item only)      */
+    /* Scoring (likelihoods of given tokens, prompt logprobs), without [n, n_vocab] logits held: */
+    float       *logprobs; /* NULL, or [n]: log P(ids[i] | everything before it), the log-softmax of
+                           ** the logits (after the softcap setting) of the position before. i = 0
+                           ** reads the sequence's last logits: NAN when it has none (empty, or
+                           ** rewound since its last evaluation)                                  */
+    int32_t      n_top;    /* 0..TW_MAX_TOP alternatives per position for top_ids / top_logprobs  */
+    int32_t     *top_ids;  /* NULL, or [n, n_top]: the most likely ids at each position (the
+                           ** distribution logprobs[i] is read from), best first; -1 where NAN    */
+    float       *top_logprobs; /* NULL, or [n, n_top]                                             */
+    const uint64_t *tags;  /* NULL, or [n]: what each new position holds, 0 for text, else the
+                           ** content hash of its medium (tw_prompt_media_info.hash), so that
+                           ** tw_prompt_reuse can keep it. NULL: media positions are marked
+                           ** unknown and never reused                                           */
 } tw_eval_opts;
+
+enum { TW_MAX_TOP = 20 };   /* OpenAI's top_logprobs limit */
 
 /* Appends n tokens to the sequence and runs them through the model. The logits of the last
 ** position are kept and returned by tw_seq_logits(). */
 TW_API tw_status   tw_seq_eval(tw_seq *s, const int32_t *ids, size_t n, const tw_eval_opts *opts);
 TW_API const float *tw_seq_logits(const tw_seq *s);  /* [n_vocab], after the softcap setting   */
+
+/* Several sequences evaluated in one forward pass: each item is what tw_seq_eval(seq, ids, n,
+** opts) would do, and gets the same logits within the fixtures' tolerance (docs/batching.md: which
+** figures are bit-identical and why the others are not). The rows of all items go through every
+** weight matrix together, so a decode step of k sequences reads the weights once: decode is
+** bound by memory, and k streams cost little more than one. Sequences must be distinct and of
+** one model. Every item is checked before anything runs: on error no sequence has changed. */
+typedef struct tw_batch_item {
+    tw_seq             *seq;
+    const int32_t      *ids;
+    size_t              n;
+    const tw_eval_opts *opts;   /* NULL, or as for tw_seq_eval */
+} tw_batch_item;
+TW_API tw_status tw_seq_eval_batch(const tw_batch_item *items, size_t n_items);
+
+/* log P(id) under logits [n_vocab] (log-softmax in double precision sums); n_top best ids and
+** their log-probabilities into top_ids / top_lp when n_top > 0 (ties: lower id first). */
+TW_API float tw_logprob(const float *logits, int32_t n_vocab, int32_t id, int32_t n_top, int32_t *top_ids,
+                        float *top_lp);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Sampling and generation                                                                      */
@@ -381,6 +418,44 @@ TW_API tw_status tw_generate(tw_seq *s, const int32_t *prompt, size_t n_prompt, 
                              const tw_gen_params *p, tw_token_fn on_token, void *user_data,
                              tw_gen_result *out);
 TW_API void      tw_gen_result_free(tw_gen_result *r);
+
+/* Generation one token at a time, for callers that evaluate the tokens themselves (a server
+** batching many sequences): tw_generate is this loop around tw_seq_eval, so both give the same
+** tokens and texts.
+**
+**   tw_gen_new(model, &params, &g);
+**   evaluate the prompt into seq;
+**   for (;;) {
+**       tw_gen_next(g, tw_seq_logits(seq), tw_seq_tokens(seq), tw_seq_pos(seq),
+**                   tw_seq_n_ctx(seq) - tw_seq_pos(seq), &step);
+**       stream step.text / step.len;
+**       if (step.eval) tw_seq_eval(seq, &step.id, 1, NULL);   // or in a tw_seq_eval_batch
+**       if (step.done) break;                                 // step.stop_reason says why
+**   }
+*/
+typedef struct tw_gen tw_gen;
+typedef struct tw_gen_step {
+    int32_t        id;          /* the sampled token; -1 when none was (the end was reached first) */
+    int            eval;        /* evaluate id into the sequence now (a stop id too: the cache then
+                                ** holds it and a chat continues after it)                        */
+    const char    *text;        /* text to stream now (valid until the next call); when done, it
+                                ** includes whatever was held back                                */
+    size_t         len;
+    int            emitted;     /* id is part of the output (not a stop id)                        */
+    int            done;        /* generation has ended                                            */
+    tw_stop_reason stop_reason; /* when done                                                       */
+} tw_gen_step;
+TW_API tw_status tw_gen_new(const tw_model *m, const tw_gen_params *p, tw_gen **out);
+/* One step from the logits of the sequence's last position. history: the sequence's tokens (the
+** penalties read them); room: positions left in the sequence's context. */
+TW_API tw_status tw_gen_next(tw_gen *g, const float *logits, const int32_t *history, size_t n_hist, int32_t room,
+                             tw_gen_step *out);
+/* Ends generation early (the caller cancelled): releases held-back text as a last step with
+** done = 1 and stop_reason TW_STOP_CALLBACK. */
+TW_API tw_status tw_gen_cancel(tw_gen *g, tw_gen_step *out);
+TW_API const int32_t *tw_gen_ids(const tw_gen *g, size_t *n);    /* output ids so far          */
+TW_API const char    *tw_gen_text(const tw_gen *g, size_t *len); /* output text so far         */
+TW_API void           tw_gen_free(tw_gen *g);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Tensors: what the engine computes on the way, and safetensors files                          */
@@ -542,6 +617,27 @@ TW_API tw_status tw_prompt_embd(tw_prompt *p, const float **rows, size_t *n_rows
 ** does not fit (it needs room for one more token) is TW_E_CONTEXT, with what takes the room. */
 TW_API tw_status tw_prompt_eval(tw_seq *s, tw_prompt *p, tw_media_cache *cache, const tw_eval_opts *opts,
                                 size_t *n_reused);
+/* The same work a chunk at a time, for schedulers that prefill prompts between other sequences'
+** decode steps in one tw_seq_eval_batch:
+**
+**   tw_prompt_reuse(seq, p, &pos);                 // keep what seq shares with p
+**   tw_prompt_encode_from(p, pos, cache, NULL);    // media with tokens from pos on
+**   while (pos < tw_prompt_n_tokens(p)) {
+**       tw_prompt_chunk(p, pos, n, &ids, &opts);   // ids, media rows and tags of [pos, pos+n)
+**       tw_seq_eval(seq, ids, n, &opts);           // or an item of tw_seq_eval_batch
+**       pos += n;
+**   }
+*/
+/* Rewinds s to the longest prefix it shares with p (the same tokens and, for media tokens, the
+** same media), keeping at least one prompt token to evaluate. No computation. TW_E_CONTEXT when
+** the prompt does not fit (as tw_prompt_eval). */
+TW_API tw_status tw_prompt_reuse(tw_seq *s, const tw_prompt *p, size_t *n_reused);
+/* tw_prompt_encode for the media that have tokens at positions >= from only. */
+TW_API tw_status tw_prompt_encode_from(tw_prompt *p, size_t from, tw_media_cache *cache, const tw_encode_opts *opts);
+/* Tokens [from, from + n) of the prompt, and in *opts (the rest zeroed) the embedding rows of its
+** media tokens and their tags; those media must be encoded. Valid until the next call on p. */
+TW_API tw_status tw_prompt_chunk(tw_prompt *p, size_t from, size_t n, const int32_t **ids, tw_eval_opts *opts);
+
 /* tw_prompt_eval then tw_generate. */
 TW_API tw_status tw_prompt_generate(tw_seq *s, tw_prompt *p, tw_media_cache *cache, const tw_gen_params *gp,
                                     tw_token_fn on_token, void *user_data, tw_gen_result *out, size_t *n_reused);
