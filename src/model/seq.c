@@ -113,7 +113,8 @@ tw_status tw_seq_eval(tw_seq *s, const int32_t *ids, size_t n, const tw_eval_opt
 
     TW_TRY(tw_gemma2_forward(m, &s->kv, s->pos, ids, (int32_t)n, opts->embd, s->logits, opts->logits, opts->hidden));
     memcpy(s->tokens + s->pos, ids, sizeof(int32_t) * n);
-    for (size_t i = 0; i < n; i++) s->tags[s->pos + i] = tw_is_media_token(m, ids[i]) ? TW_SEQ_TAG_UNKNOWN : 0;
+    for (size_t i = 0; i < n; i++)
+        s->tags[s->pos + i] = !tw_is_media_token(m, ids[i]) ? 0 : opts->tags ? opts->tags[i] : TW_SEQ_TAG_UNKNOWN;
     s->pos += (int32_t)n;
     return TW_OK;
 }
