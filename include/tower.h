@@ -301,6 +301,8 @@ TW_API int32_t   tw_seq_n_ctx(const tw_seq *s);
 TW_API const int32_t *tw_seq_tokens(const tw_seq *s); /* the tw_seq_pos() tokens in the cache    */
 /* Drops cached positions >= pos (to edit or re-run the tail of a conversation). */
 TW_API tw_status tw_seq_rewind(tw_seq *s, int32_t pos);
+/* Bytes the sequence holds (its KV cache as allocated, tokens, tags, logits). */
+TW_API size_t    tw_seq_bytes(const tw_seq *s);
 
 typedef struct tw_eval_opts {
     const float *embd;     /* NULL, or [n_embd_rows, n_embd] f32 rows that replace, in order, the
@@ -550,6 +552,14 @@ enum {
 ** TW_PROMPT_RAW the text is not templated and system must be NULL. */
 TW_API tw_status tw_prompt_from_text(const tw_model *m, const char *system, const char *text, size_t len,
                                      const tw_media *media, size_t n_media, unsigned flags, tw_prompt **out);
+/* A text-only prompt given as token ids (copied; media placeholder ids are refused). */
+TW_API tw_status tw_prompt_from_ids(const tw_model *m, const int32_t *ids, size_t n, tw_prompt **out);
+enum {
+    /* tw_prompt_from_chat's add_generation_prompt may instead be this: the last message (the
+    ** assistant's) is left open, its text continued by generation or scored (vLLM's
+    ** continue_final_message): the rendering is cut right after that message's text. */
+    TW_PROMPT_CONTINUE_FINAL = 2,
+};
 TW_API void      tw_prompt_free(tw_prompt *p);
 /* The text tw_prompt_from_text would render for n_images images and n_videos videos, without
 ** the media themselves (to show a prompt before decoding anything). *out is malloc'ed. */
@@ -628,6 +638,9 @@ TW_API tw_status tw_prompt_eval(tw_seq *s, tw_prompt *p, tw_media_cache *cache, 
 **       pos += n;
 **   }
 */
+/* How many leading positions of s hold what p starts with (tokens, and for media tokens the same
+** media): what tw_prompt_reuse would keep before its at-least-one-token rule. No change to s. */
+TW_API size_t    tw_prompt_match(const tw_seq *s, const tw_prompt *p);
 /* Rewinds s to the longest prefix it shares with p (the same tokens and, for media tokens, the
 ** same media), keeping at least one prompt token to evaluate. No computation. TW_E_CONTEXT when
 ** the prompt does not fit (as tw_prompt_eval). */
