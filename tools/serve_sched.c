@@ -17,6 +17,7 @@
 ** sequence, so that a second request scoring another continuation of the same prefix (CoMMuTE:
 ** the correct and the incorrect translation after one image) evaluates only its continuation.
 */
+#ifdef TW_HAVE_HTTPD
 #include "serve.h"
 
 #include <errno.h>
@@ -623,3 +624,4 @@ void sv_sched_metrics(sv_sched *s, sv_metrics *out) {
     *out = s->mt;
     pthread_mutex_unlock(&s->mu);
 }
+#endif /* TW_HAVE_HTTPD */
