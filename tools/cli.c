@@ -163,6 +163,9 @@ enum {
     O_CHECK, O_IGNORE_EOS, O_IMAGE, O_IMAGE_TOKENS, O_VIDEO, O_VIDEO_FRAMES, O_VIDEO_FRAME, O_FRAMES,
     O_TYPE, O_KEEP_VISION, O_KEEP_EMBED, O_SHAPE, O_JSON, O_MATMUL, O_REPS, O_DECODE, O_DISTINCT, O_QUICK,
     O_SKIP_VISION, O_SKIP_TTFT, O_SKIP_2B, O_SKIP_9B,
+    O_HOST, O_PORT, O_PARALLEL, O_API_KEY, O_MEDIA_DIR, O_CORS, O_MAX_BODY, O_MAX_QUEUE, O_MAX_TOKENS, O_MAX_MEDIA,
+    O_MAX_PIXELS, O_CACHE_MB, O_CACHE_SEQS, O_TIMEOUT, O_MAX_CONN, O_PREFILL_CHUNK, O_MEDIA_CACHE_MB, O_MAX_MEDIA_MB,
+    O_FETCH_TIMEOUT,
 };
 
 typedef struct cli_opt {
@@ -191,14 +194,14 @@ static const cli_opt k_opts[] = {
     {{"stop", required_argument, 0, O_STOP}, C_GEN},
     {{"ignore-eos", no_argument, 0, O_IGNORE_EOS}, C_GEN},
     {{"raw", no_argument, 0, O_RAW}, C_RUN},
-    {{"no-final-softcap", no_argument, 0, O_NO_SOFTCAP}, C_GEN | C_DUMP | C_INFO},
-    {{"final-softcap", no_argument, 0, O_SOFTCAP}, C_GEN | C_DUMP | C_INFO},
-    {{"chat-template", required_argument, 0, O_TEMPLATE}, C_GEN | C_INFO},
-    {{"threads", required_argument, 0, 't'}, C_GEN | C_DUMP | C_INFO | C_QUANTIZE | C_BENCH},
+    {{"no-final-softcap", no_argument, 0, O_NO_SOFTCAP}, C_GEN | C_DUMP | C_INFO | C_SERVE},
+    {{"final-softcap", no_argument, 0, O_SOFTCAP}, C_GEN | C_DUMP | C_INFO | C_SERVE},
+    {{"chat-template", required_argument, 0, O_TEMPLATE}, C_GEN | C_INFO | C_SERVE},
+    {{"threads", required_argument, 0, 't'}, C_GEN | C_DUMP | C_INFO | C_QUANTIZE | C_BENCH | C_SERVE},
     {{"offline", no_argument, 0, O_OFFLINE}, C_ALL},
-    {{"ctx", required_argument, 0, O_CTX}, C_GEN | C_DUMP},
-    {{"kv-type", required_argument, 0, O_KV_TYPE}, C_GEN | C_DUMP | C_BENCH},
-    {{"verbose", no_argument, 0, 'v'}, C_GEN | C_DUMP},
+    {{"ctx", required_argument, 0, O_CTX}, C_GEN | C_DUMP | C_SERVE},
+    {{"kv-type", required_argument, 0, O_KV_TYPE}, C_GEN | C_DUMP | C_BENCH | C_SERVE},
+    {{"verbose", no_argument, 0, 'v'}, C_GEN | C_DUMP | C_SERVE},
     {{"print-ids", no_argument, 0, O_PRINT_IDS}, C_RUN | C_TRANSLATE},
     {{"show-prompt", no_argument, 0, O_SHOW_PROMPT}, C_RUN | C_TRANSLATE},
     {{"from", required_argument, 0, O_FROM}, C_TRANSLATE},
@@ -215,7 +218,7 @@ static const cli_opt k_opts[] = {
     {{"video", required_argument, 0, O_VIDEO}, C_GEN | C_DUMP},
     {{"video-frames", required_argument, 0, O_VIDEO_FRAMES}, C_GEN | C_DUMP},
     {{"video-frame", required_argument, 0, O_VIDEO_FRAME}, C_GEN | C_DUMP},
-    {{"frames", required_argument, 0, O_FRAMES}, C_GEN | C_DUMP},
+    {{"frames", required_argument, 0, O_FRAMES}, C_GEN | C_DUMP | C_SERVE},
     /* quantize; --type is a weight type in both quantize and bench */
     {{"type", required_argument, 0, O_TYPE}, C_QUANTIZE | C_BENCH},
     {{"keep-vision-bf16", no_argument, 0, O_KEEP_VISION}, C_QUANTIZE},
@@ -225,8 +228,8 @@ static const cli_opt k_opts[] = {
     {{"checkpoint", required_argument, 0, 'm'}, C_BENCH},
     {{"shape", required_argument, 0, O_SHAPE}, C_BENCH},
     {{"json", required_argument, 0, O_JSON}, C_BENCH},
-    {{"matmul", required_argument, 0, O_MATMUL}, C_GEN | C_DUMP | C_INFO | C_BENCH},
-    {{"kernels", required_argument, 0, O_KERNELS}, C_GEN | C_DUMP | C_INFO},
+    {{"matmul", required_argument, 0, O_MATMUL}, C_GEN | C_DUMP | C_INFO | C_BENCH | C_SERVE},
+    {{"kernels", required_argument, 0, O_KERNELS}, C_GEN | C_DUMP | C_INFO | C_SERVE},
     {{"reps", required_argument, 0, O_REPS}, C_BENCH},
     {{"decode", required_argument, 0, O_DECODE}, C_BENCH},
     {{"distinct", required_argument, 0, O_DISTINCT}, C_BENCH},
@@ -235,6 +238,26 @@ static const cli_opt k_opts[] = {
     {{"skip-ttft", no_argument, 0, O_SKIP_TTFT}, C_BENCH},
     {{"skip-2b", no_argument, 0, O_SKIP_2B}, C_BENCH},
     {{"skip-9b", no_argument, 0, O_SKIP_9B}, C_BENCH},
+    /* serve */
+    {{"host", required_argument, 0, O_HOST}, C_SERVE},
+    {{"port", required_argument, 0, O_PORT}, C_SERVE},
+    {{"parallel", required_argument, 0, O_PARALLEL}, C_SERVE},
+    {{"api-key", required_argument, 0, O_API_KEY}, C_SERVE},
+    {{"media-dir", required_argument, 0, O_MEDIA_DIR}, C_SERVE},
+    {{"cors", required_argument, 0, O_CORS}, C_SERVE},
+    {{"max-body-kb", required_argument, 0, O_MAX_BODY}, C_SERVE},
+    {{"max-queue", required_argument, 0, O_MAX_QUEUE}, C_SERVE},
+    {{"max-tokens", required_argument, 0, O_MAX_TOKENS}, C_SERVE},
+    {{"max-media", required_argument, 0, O_MAX_MEDIA}, C_SERVE},
+    {{"max-media-mb", required_argument, 0, O_MAX_MEDIA_MB}, C_SERVE},
+    {{"max-pixels", required_argument, 0, O_MAX_PIXELS}, C_SERVE},
+    {{"cache-mb", required_argument, 0, O_CACHE_MB}, C_SERVE},
+    {{"cache-seqs", required_argument, 0, O_CACHE_SEQS}, C_SERVE},
+    {{"media-cache-mb", required_argument, 0, O_MEDIA_CACHE_MB}, C_SERVE},
+    {{"timeout", required_argument, 0, O_TIMEOUT}, C_SERVE},
+    {{"fetch-timeout", required_argument, 0, O_FETCH_TIMEOUT}, C_SERVE},
+    {{"max-connections", required_argument, 0, O_MAX_CONN}, C_SERVE},
+    {{"prefill-chunk", required_argument, 0, O_PREFILL_CHUNK}, C_SERVE},
     {{"help", no_argument, 0, 'h'}, C_ALL},
 };
 #define N_OPTS (sizeof k_opts / sizeof k_opts[0])
@@ -268,6 +291,23 @@ void parse_options(int argc, char **argv, unsigned cmd, void (*help)(void)) {
     g.type = cmd == C_BENCH ? "bf16" : NULL;
     g.n_distinct = 4;
     g.n_frames = 32;   /* as TowerVideo was trained */
+    g.host = "127.0.0.1";
+    g.port = 8080;
+    g.parallel = 4;
+    g.cache_seqs = -1;
+    g.max_queue = 64;
+    g.max_media = 16;
+    g.max_conn = 64;
+    g.timeout_s = 30;
+    g.max_body_kb = 64 * 1024;
+    g.max_media_mb = 64;
+    g.fetch_timeout_s = 30;
+    g.cache_mb = 4096;
+    g.media_cache_mb = 1024;
+    g.max_tokens = 4096;
+    g.prefill_chunk = 64;
+    g.max_pixels = 0;
+    g.api_key = cmd == C_SERVE ? getenv("TOWER_API_KEY") : NULL;
     opterr = 0;
     optind = 1;
     for (;;) {
@@ -280,6 +320,25 @@ void parse_options(int argc, char **argv, unsigned cmd, void (*help)(void)) {
         else snprintf(name, sizeof name, "%s", argv[optind - 1]);
         switch (c) {
         case 'h': help(); exit(0);
+        case O_HOST: g.host = optarg; break;
+        case O_PORT: g.port = (int)parse_long(name, optarg, 0, 65535); break;
+        case O_PARALLEL: g.parallel = (int)parse_long(name, optarg, 1, 256); break;
+        case O_API_KEY: g.api_key = optarg; break;
+        case O_MEDIA_DIR: g.media_dir = optarg; break;
+        case O_CORS: g.cors = optarg; break;
+        case O_MAX_BODY: g.max_body_kb = parse_long(name, optarg, 1, 16L << 20); break;
+        case O_MAX_QUEUE: g.max_queue = (int)parse_long(name, optarg, 1, 1 << 20); break;
+        case O_MAX_TOKENS: g.max_tokens = (int32_t)parse_long(name, optarg, 1, 1 << 30); break;
+        case O_MAX_MEDIA: g.max_media = (int)parse_long(name, optarg, 0, 4096); break;
+        case O_MAX_MEDIA_MB: g.max_media_mb = parse_long(name, optarg, 1, 1 << 20); break;
+        case O_MAX_PIXELS: g.max_pixels = (uint64_t)parse_long(name, optarg, 1, 1L << 40); break;
+        case O_CACHE_MB: g.cache_mb = parse_long(name, optarg, 0, 1L << 30); break;
+        case O_CACHE_SEQS: g.cache_seqs = (int)parse_long(name, optarg, 0, 4096); break;
+        case O_MEDIA_CACHE_MB: g.media_cache_mb = parse_long(name, optarg, 1, 1L << 30); break;
+        case O_TIMEOUT: g.timeout_s = (int)parse_long(name, optarg, 1, 86400); break;
+        case O_FETCH_TIMEOUT: g.fetch_timeout_s = parse_long(name, optarg, 1, 86400); break;
+        case O_MAX_CONN: g.max_conn = (int)parse_long(name, optarg, 1, 100000); break;
+        case O_PREFILL_CHUNK: g.prefill_chunk = (int32_t)parse_long(name, optarg, 1, 1 << 20); break;
         case 'm': g.model = optarg; break;
         case 'p': g.prompt = optarg; break;
         case 'f': g.prompt_file = optarg; break;

@@ -31,9 +31,9 @@ char *xstrdup(const char *s);
 
 enum {
     C_RUN = 1, C_CHAT = 2, C_TRANSLATE = 4, C_TOKENIZE = 8, C_DUMP = 16, C_INFO = 32, C_QUANTIZE = 64,
-    C_BENCH = 128,
+    C_BENCH = 128, C_SERVE = 256,
     C_GEN = C_RUN | C_CHAT | C_TRANSLATE,
-    C_ALL = 255,
+    C_ALL = 511,
 };
 
 /* Everything any subcommand can be told. Global so a usage exit leaves nothing unreachable. */
@@ -75,6 +75,12 @@ typedef struct cli {
     const char *matmul;           /* --matmul f32|bf16                                */
     const char *kernels;          /* --kernels ref|avx2|avx512|amx                    */
     int         reps, n_decode, n_distinct, quick, skip_vision, skip_ttft, skip_2b, skip_9b;   /* bench */
+    /* serve (docs/server.md) */
+    const char *host, *api_key, *media_dir, *cors;
+    int         port, parallel, cache_seqs, max_queue, max_media, max_conn, timeout_s;
+    long        max_body_kb, cache_mb, media_cache_mb, max_media_mb, fetch_timeout_s;
+    int32_t     max_tokens, prefill_chunk;
+    uint64_t    max_pixels;
 } cli;
 
 extern cli g;

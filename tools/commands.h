@@ -14,6 +14,7 @@ int  tower_cmd_dump(int argc, char **argv);       /* tools/cmd_dump.c      */
 int  tower_cmd_info(int argc, char **argv);       /* tools/cmd_info.c      */
 int  tower_cmd_bench(int argc, char **argv);      /* tools/cmd_bench.c     */
 int  tower_cmd_quantize(int argc, char **argv);   /* tools/cmd_quantize.c  */
+int  tower_cmd_serve(int argc, char **argv);      /* tools/cmd_serve.c     */
 
 void tower_help_run(void);
 void tower_help_chat(void);
@@ -23,5 +24,6 @@ void tower_help_dump(void);
 void tower_help_info(void);
 void tower_help_bench(void);
 void tower_help_quantize(void);
+void tower_help_serve(void);
 
 #endif

@@ -21,7 +21,9 @@ static void help_main(void) {
            "  info       describe a model: architecture, sizes, dtypes, tokens, template, kernels\n"
            "  bench      speed and memory on random weights of the real 2B/9B shapes (or a checkpoint),\n"
            "             beside this machine's measured limits\n"
-           "  quantize   write an 8-bit or 4-bit single-file copy of a checkpoint\n\n"
+           "  quantize   write an 8-bit or 4-bit single-file copy of a checkpoint\n"
+           "  serve      an OpenAI-compatible HTTP server (chat, completions with prompt logprobs,\n"
+           "             images, video, streaming, batching, prefix cache)\n\n"
            "MODEL (-m) is a local checkpoint directory or a Hugging Face repo id org/name[@revision],\n"
            "found in the HF cache or downloaded (HF_ENDPOINT, HF_TOKEN; HF_HUB_OFFLINE=1 or --offline\n"
            "to stay offline). TOWER_MODEL sets a default for -m.\n\n"
@@ -55,10 +57,11 @@ int main(int argc, char **argv) {
         {"translate", tower_cmd_translate, tower_help_translate}, {"tokenize", tower_cmd_tokenize, tower_help_tokenize},
         {"dump", tower_cmd_dump, tower_help_dump},          {"info", tower_cmd_info, tower_help_info},
         {"bench", tower_cmd_bench, tower_help_bench}, {"quantize", tower_cmd_quantize, tower_help_quantize},
+        {"serve", tower_cmd_serve, tower_help_serve},
     };
     static char label[64];
     if (argc < 2) {
-        fprintf(stderr, "usage: tower COMMAND [options]   (commands: run, chat, translate, tokenize, dump, info, bench, quantize)\n"
+        fprintf(stderr, "usage: tower COMMAND [options]   (commands: run, chat, translate, tokenize, dump, info, bench, quantize, serve)\n"
                         "Try 'tower --help' for more information.\n");
         return 2;
     }
@@ -80,6 +83,6 @@ int main(int argc, char **argv) {
         free_options();
         return rc;
     }
-    usage_error("unknown command '%s' (commands: run, chat, translate, tokenize, dump, info, bench, quantize)", c);
+    usage_error("unknown command '%s' (commands: run, chat, translate, tokenize, dump, info, bench, quantize, serve)", c);
 }
 

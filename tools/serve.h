@@ -24,6 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define SV_MIN(a, b) ((a) < (b) ? (a) : (b))
+
 /* ---- configuration (cmd_serve.c fills it from the command line) ---- */
 
 typedef struct sv_config {
@@ -183,6 +185,9 @@ char *sv_api_error_event(int status, const char *msg, size_t *out_len);
 
 /* ---- the HTTP layer (serve_http.c) ---- */
 
-int sv_http_run(sv_server *sv);   /* until SIGINT / SIGTERM; 0 on a clean stop */
+struct MHD_Daemon;
+int  sv_http_start(sv_server *sv, struct MHD_Daemon **out);   /* listening; 0 or -1 (said why) */
+int  sv_http_port(struct MHD_Daemon *d);                       /* the bound port (for --port 0) */
+void sv_http_stop(struct MHD_Daemon *d);                       /* waits for every connection    */
 
 #endif

@@ -130,7 +130,8 @@ static void job_finish(sv_job *j, int status, const char *msg) {
 static void job_fail(sv_sched *s, sv_job *j, int status, const char *msg) {
     if (j->stream) {
         size_t n;
-        sv_job_push(j, sv_api_error_event(status, msg, &n), n);
+        char *ev = sv_api_error_event(status, msg, &n);
+        sv_job_push(j, ev, n);
     }
     pthread_mutex_lock(&s->mu);
     s->mt.requests_failed++;
@@ -218,7 +219,7 @@ static bool start_job(sv_sched *s, sv_job *j) {
         if (!j->plps) { job_fail(s, j, 500, "out of memory"); return true; }
         for (size_t i = 0; i < keep; i++) {
             j->plps[i] = q->plp[i];
-            j->plps[i].n_top = TW_MIN(j->plps[i].n_top, j->prompt_lp);
+            j->plps[i].n_top = SV_MIN(j->plps[i].n_top, j->prompt_lp);
         }
     }
     if ((int32_t)keep < q->plp_n) q->plp_n = (int32_t)keep;
@@ -282,8 +283,12 @@ static void complete(sv_sched *s, sv_seq *q, tw_stop_reason why) {
     pthread_mutex_unlock(&j->mu);
     if (j->stream) {
         size_t n;
-        sv_job_push(j, sv_api_chunk(s->cfg, s->m, j, "", 0, NULL, 0, j->finish_reason, &n), n);
-        if (j->include_usage) sv_job_push(j, sv_api_usage_chunk(s->cfg, j, &n), n);
+        char *ev = sv_api_chunk(s->cfg, s->m, j, "", 0, NULL, 0, j->finish_reason, &n);
+        sv_job_push(j, ev, n);
+        if (j->include_usage) {
+            ev = sv_api_usage_chunk(s->cfg, j, &n);
+            sv_job_push(j, ev, n);
+        }
         char *done = strdup("data: [DONE]\n\n");
         sv_job_push(j, done, done ? strlen(done) : 0);
     }
@@ -327,7 +332,8 @@ static void gen_step(sv_sched *s, sv_seq *q) {
     if (j->t_first == 0 && st.emitted) j->t_first = now_ms();
     if (j->stream && (st.len > 0 || have_lp)) {
         size_t n;
-        sv_job_push(j, sv_api_chunk(s->cfg, s->m, j, st.text, st.len, have_lp ? &lp : NULL, have_lp, NULL, &n), n);
+        char *ev = sv_api_chunk(s->cfg, s->m, j, st.text, st.len, have_lp ? &lp : NULL, have_lp, NULL, &n);
+        sv_job_push(j, ev, n);
     } else if (have_lp) {
         pthread_mutex_lock(&j->mu);
         add_lp(j, &lp);
@@ -453,7 +459,7 @@ static void *sched_main(void *arg) {
         for (int i = 0; i < s->n_seqs && budget > 0; i++) {
             sv_seq *q = &s->seqs[i];
             if (q->state != SQ_PREFILL) continue;
-            size_t n = TW_MIN(q->n_prompt - q->pos, budget);
+            size_t n = SV_MIN(q->n_prompt - q->pos, budget);
             const int32_t *ids;
             if (tw_prompt_chunk(q->job->prompt, q->pos, n, &ids, &opts[n_items]) != TW_OK) {
                 job_fail(s, q->job, 500, tw_last_error());
