@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 void tower_help_serve(void) {
     printf("usage: tower serve -m MODEL [options]\n\n"
@@ -73,6 +75,12 @@ static void *load_main(void *arg) {
     sv_server *sv = L->sv;
     tw_model *m = NULL;
     double t0 = now_ms();
+    /* tests/serve_test.py: a slow load, to see /health say 503 */
+    const char *delay = getenv("TOWER_TEST_LOAD_DELAY_MS");
+    if (delay) {
+        struct timespec ts = { atol(delay) / 1000, (atol(delay) % 1000) * 1000000L };
+        nanosleep(&ts, NULL);
+    }
     if (load_model(&m) != 0) {
         L->rc = 1;
         kill(getpid(), SIGTERM);   /* wake the main thread: nothing to serve */
