@@ -92,6 +92,8 @@ typedef struct sv_job {
     int           logprobs;      /* -1: none; else top alternatives per generated token (0..20)      */
     int           prompt_lp;     /* -1: none; else top alternatives per prompt token (echo+logprobs) */
     bool          echo;          /* completions: the prompt text before the completion              */
+    char         *echo_text;     /* what echo returns: the prompt as given (malloc'ed)              */
+    size_t        echo_len;
     int32_t       max_tokens;
 
     /* ---- results (under mu) ---- */

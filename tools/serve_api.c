@@ -462,6 +462,8 @@ void sv_api_completion(sv_server *sv, const char *body, size_t len, sv_reply *r)
     }
     if (msgs) {
         if (!build_chat_prompt(sv, r, j, msgs, cont ? TW_PROMPT_CONTINUE_FINAL : agp)) goto out;
+        j->echo_text = strdup(tw_prompt_text(j->prompt));   /* one <image> / <video> per medium */
+        j->echo_len = j->echo_text ? strlen(j->echo_text) : 0;
     } else if (json_is_string(prompt)) {
         /* a completion prompt starts with <bos> as the tokenizer adds it (vLLM, llama-server) */
         const tw_tokenizer *tok = tw_model_tokenizer(sv->model);
@@ -482,6 +484,8 @@ void sv_api_completion(sv_server *sv, const char *body, size_t len, sv_reply *r)
         }
         tw_status st = tw_prompt_from_text(sv->model, NULL, full ? full : t, fl, NULL, 0, TW_PROMPT_RAW, &j->prompt);
         free(full);
+        j->echo_text = strndup(t, tl);
+        j->echo_len = j->echo_text ? tl : 0;
         if (st != TW_OK) { sv_error(r, 400, "prompt", "%s", tw_last_error()); goto out; }
     } else if (json_is_array(prompt)) {
         size_t n = json_array_size(prompt);
@@ -503,6 +507,8 @@ void sv_api_completion(sv_server *sv, const char *body, size_t len, sv_reply *r)
             ids[i] = (int32_t)id;
         }
         tw_status st = tw_prompt_from_ids(sv->model, ids, n, &j->prompt);
+        if (st == TW_OK && tw_detokenize(tw_model_tokenizer(sv->model), ids, n, 0, &j->echo_text, &j->echo_len) != TW_OK)
+            j->echo_text = NULL, j->echo_len = 0;
         free(ids);
         if (st != TW_OK) { sv_error(r, 400, "prompt", "%s", tw_last_error()); goto out; }
     } else {
@@ -588,15 +594,6 @@ static json_t *usage(const sv_job *j) {
                      "prompt_tokens_details", "cached_tokens", (json_int_t)j->n_cached);
 }
 
-/* The prompt's text as the echo returns it: its tokens decoded. */
-static char *prompt_text(const tw_model *m, const sv_job *j, size_t *len) {
-    char *t = NULL;
-    *len = 0;
-    const tw_tokenizer *tok = tw_model_tokenizer(m);
-    if (!tok || tw_detokenize(tok, tw_prompt_tokens(j->prompt), tw_prompt_n_tokens(j->prompt), 0, &t, len) != TW_OK) return strdup("");
-    return t;
-}
-
 void sv_api_job_reply(sv_server *sv, sv_job *j, sv_reply *r) {
     const tw_model *m = sv->model;
     if (j->status != 0) {
@@ -614,8 +611,8 @@ void sv_api_job_reply(sv_server *sv, sv_job *j, sv_reply *r) {
         choice = json_pack("{s:i, s:{s:s, s:s%}, s:o, s:s}", "index", 0, "message", "role", "assistant", "content",
                            j->text ? j->text : "", j->text_len, "logprobs", lps, "finish_reason", j->finish_reason);
     } else {
-        size_t plen = 0;
-        char *ptext = j->echo ? prompt_text(m, j, &plen) : NULL;
+        size_t plen = j->echo ? j->echo_len : 0;
+        const char *ptext = j->echo_text;
         size_t tl = plen + j->text_len;
         char *all = malloc(tl + 1);
         if (all) {
@@ -630,7 +627,6 @@ void sv_api_job_reply(sv_server *sv, sv_job *j, sv_reply *r) {
         choice = json_pack("{s:s%, s:i, s:o, s:s}", "text", all ? all : "", all ? tl : 0, "index", 0, "logprobs", lps,
                            "finish_reason", j->finish_reason);
         free(all);
-        free(ptext);
     }
     json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:[o], s:o}", "id", j->id, "object",
                           j->kind == SV_CHAT ? "chat.completion" : "text_completion", "created", (json_int_t)j->created,

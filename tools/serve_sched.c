@@ -95,6 +95,7 @@ void sv_job_unref(sv_job *j) {
         free(e);
     }
     free(j->text);
+    free(j->echo_text);
     free(j->lps);
     free(j->plps);
     pthread_mutex_destroy(&j->mu);

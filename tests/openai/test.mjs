@@ -37,7 +37,7 @@ async function main() {
 
   const comp = await client.completions.create({ model: 'tiny', prompt: 'The capital of Portugal is', max_tokens: 4, temperature: 0, echo: true, logprobs: 1 });
   const tl = comp.choices[0].logprobs.token_logprobs;
-  say(tl[0] === null && tl.length === comp.usage.prompt_tokens + comp.usage.completion_tokens && comp.choices[0].text.startsWith('<bos>The capital'),
+  say(tl[0] === null && tl.length === comp.usage.prompt_tokens + comp.usage.completion_tokens && comp.choices[0].text.startsWith('The capital of Portugal is'),
       'node sdk: completions with echo + logprobs of the prompt', { tl: tl.slice(0, 3), text: comp.choices[0].text });
 
   const models = await client.models.list();
