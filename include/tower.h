@@ -434,29 +434,43 @@ TW_API void      tw_gen_result_free(tw_gen_result *r);
 **       if (step.eval) tw_seq_eval(seq, &step.id, 1, NULL);   // or in a tw_seq_eval_batch
 **       if (step.done) break;                                 // step.stop_reason says why
 **   }
+**   tw_gen_free(g);
+**
+** The step that samples the last token says done itself (max_new_tokens reached, no room left
+** after it, a stop id, a stop string), with eval still to do; a step without a token (id -1) is
+** done only when the context was already full. To stop early, call tw_gen_cancel instead of the
+** next tw_gen_next and stream its text. tw_generate's callback receives a done step's text in two
+** calls: the token's part with its id, then what the end released with id -1.
 */
 typedef struct tw_gen tw_gen;
 typedef struct tw_gen_step {
     int32_t        id;          /* the sampled token; -1 when none was (the end was reached first) */
     int            eval;        /* evaluate id into the sequence now (a stop id too: the cache then
                                 ** holds it and a chat continues after it)                        */
-    const char    *text;        /* text to stream now (valid until the next call); when done, it
-                                ** includes whatever was held back                                */
+    const char    *text;        /* text to stream now (never NULL; valid until the next call on
+                                ** the generator); when done, it includes whatever was held back  */
     size_t         len;
     int            emitted;     /* id is part of the output (not a stop id)                        */
     int            done;        /* generation has ended                                            */
     tw_stop_reason stop_reason; /* when done                                                       */
 } tw_gen_step;
+/* p (NULL: tw_gen_default_params()) is copied, its stop strings and ids included. The model must
+** outlive g (its tokenizer streams the text). */
 TW_API tw_status tw_gen_new(const tw_model *m, const tw_gen_params *p, tw_gen **out);
 /* One step from the logits of the sequence's last position. history: the sequence's tokens (the
-** penalties read them); room: positions left in the sequence's context. */
+** penalties read them); room: positions left in the sequence's context before this step's token.
+** After done, further calls return done steps with no token and no text. After an error the
+** generator can only be freed. */
 TW_API tw_status tw_gen_next(tw_gen *g, const float *logits, const int32_t *history, size_t n_hist, int32_t room,
                              tw_gen_step *out);
 /* Ends generation early (the caller cancelled): releases held-back text as a last step with
-** done = 1 and stop_reason TW_STOP_CALLBACK. */
+** done = 1, no token and stop_reason TW_STOP_CALLBACK (TW_STOP_STRING in the rare case the
+** detokenizer's unfinished bytes, flushed, complete a stop string). After done it changes nothing. */
 TW_API tw_status tw_gen_cancel(tw_gen *g, tw_gen_step *out);
 TW_API const int32_t *tw_gen_ids(const tw_gen *g, size_t *n);    /* output ids so far          */
-TW_API const char    *tw_gen_text(const tw_gen *g, size_t *len); /* output text so far         */
+/* The text streamed so far (*len bytes; not NUL-terminated while held-back text follows it).
+** When done, the whole output text, as tw_gen_result.text. */
+TW_API const char    *tw_gen_text(const tw_gen *g, size_t *len);
 TW_API void           tw_gen_free(tw_gen *g);
 
 /* ------------------------------------------------------------------------------------------ */
@@ -622,9 +636,11 @@ TW_API tw_status tw_prompt_embd(tw_prompt *p, const float **rows, size_t *n_rows
 ** tokens and, for media tokens, the same media), drops the rest and evaluates what is new
 ** (encoding first, through cache, the media that have tokens in the new part: a medium wholly
 ** in the kept prefix is not encoded at all). At least the last token is evaluated, so tw_seq_logits()
-** is the prompt's. opts (may be NULL): logits / hidden of the evaluated positions, which start
-** at *n_reused; its embd must be NULL. n_reused (may be NULL): prompt tokens kept. A prompt that
-** does not fit (it needs room for one more token) is TW_E_CONTEXT, with what takes the room. */
+** is the prompt's. opts (may be NULL): logits / hidden / scoring of the evaluated positions,
+** which start at *n_reused; its embd and tags must be NULL. n_reused (may be NULL): prompt tokens
+** kept. A prompt that does not fit is TW_E_CONTEXT, with what takes the room (tw_prompt_generate
+** also needs room for one generated token). On error the sequence is unchanged, unless the
+** evaluation itself failed (then it holds the kept prefix). */
 TW_API tw_status tw_prompt_eval(tw_seq *s, tw_prompt *p, tw_media_cache *cache, const tw_eval_opts *opts,
                                 size_t *n_reused);
 /* The same work a chunk at a time, for schedulers that prefill prompts between other sequences'
@@ -642,13 +658,17 @@ TW_API tw_status tw_prompt_eval(tw_seq *s, tw_prompt *p, tw_media_cache *cache, 
 ** media): what tw_prompt_reuse would keep before its at-least-one-token rule. No change to s. */
 TW_API size_t    tw_prompt_match(const tw_seq *s, const tw_prompt *p);
 /* Rewinds s to the longest prefix it shares with p (the same tokens and, for media tokens, the
-** same media), keeping at least one prompt token to evaluate. No computation. TW_E_CONTEXT when
-** the prompt does not fit (as tw_prompt_eval). */
+** same media: positions evaluated with tw_prompt_chunk's tags), keeping at least one prompt token
+** to evaluate. No computation. TW_E_CONTEXT when the prompt does not fit (as tw_prompt_eval); s
+** is then unchanged. n_reused (may be NULL): the kept prefix, where evaluation resumes. */
 TW_API tw_status tw_prompt_reuse(tw_seq *s, const tw_prompt *p, size_t *n_reused);
-/* tw_prompt_encode for the media that have tokens at positions >= from only. */
+/* tw_prompt_encode for the media that have tokens at positions >= from only (from <= the
+** prompt's token count). */
 TW_API tw_status tw_prompt_encode_from(tw_prompt *p, size_t from, tw_media_cache *cache, const tw_encode_opts *opts);
-/* Tokens [from, from + n) of the prompt, and in *opts (the rest zeroed) the embedding rows of its
-** media tokens and their tags; those media must be encoded. Valid until the next call on p. */
+/* Tokens [from, from + n) of the prompt, and in *opts (the rest zeroed: set logits or scoring
+** after the call) the embedding rows of its media tokens and the tags of its positions; those
+** media must be encoded (TW_E_ARG naming the medium otherwise). Valid until the next call on p
+** or until p is freed. */
 TW_API tw_status tw_prompt_chunk(tw_prompt *p, size_t from, size_t n, const int32_t **ids, tw_eval_opts *opts);
 
 /* tw_prompt_eval then tw_generate. */

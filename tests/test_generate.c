@@ -3,7 +3,8 @@
 ** reference's generated_ids for the text cases, runs are bit-identical, the streamed text equals
 ** out->text equals tw_detokenize(ids), and every stop condition (stop string, stop id,
 ** max_new_tokens, callback, full context) ends generation where it should with the cache
-** holding everything generated.
+** holding everything generated. Stepping a tw_gen by hand gives exactly tw_generate's ids, text,
+** stop reason and cache in every one of those cases, cancelling included.
 */
 #include "tower.h"
 #include "hub.h"
@@ -351,6 +352,215 @@ static void test_sampling(tw_model *m, const tcase *c) {
     tw_gen_result_free(&b);
 }
 
+/* ---- step-wise generation (tw_gen) ---------------------------------------------------------- */
+
+/* What stepping a tw_gen by hand produced. */
+typedef struct steprun {
+    int32_t        ids[64];     /* the emitted steps' ids                    */
+    size_t         n_ids;
+    char           text[4096];  /* every step's text, concatenated           */
+    size_t         len;
+    char           last[256];   /* the text of the step that ended it        */
+    size_t         last_len;
+    int            last_id;     /* and its id (-1: none sampled)             */
+    tw_stop_reason reason;
+    int32_t        pos;         /* the sequence's length at the end          */
+} steprun;
+
+/* Prefills c's prompt into a fresh sequence and steps a tw_gen around tw_seq_eval as the header's
+** loop does; after the cancel_after-th emitted token (0: never) it cancels instead of going on.
+** Checks the step invariants on the way. */
+static int run_steps(tw_model *m, int32_t n_ctx, const tcase *c, const tw_gen_params *gp, int cancel_after,
+                     steprun *o, const char *what) {
+    memset(o, 0, sizeof *o);
+    tw_seq *s = NULL;
+    tw_gen *g = NULL;
+    CHECK_OK(tw_seq_new(m, n_ctx, &s), "tw_seq_new");
+    CHECK_OK(tw_gen_new(m, gp, &g), "tw_gen_new");
+    if (!s || !g) goto out;
+    CHECK_OK(tw_seq_eval(s, c->prompt, c->n_prompt, NULL), "prefill");
+    tw_gen_step st;
+    for (int n = 0;; n++) {
+        int32_t pos = tw_seq_pos(s);
+        CHECK_OK(tw_gen_next(g, tw_seq_logits(s), tw_seq_tokens(s), (size_t)pos, tw_seq_n_ctx(s) - pos, &st), what);
+        CHECK(st.text != NULL, "%s: step %d: text is never NULL", what, n);
+        CHECK(st.done || (st.id >= 0 && st.eval && st.emitted), "%s: step %d: a step that does not end samples, "
+              "emits and evaluates a token (id %d eval %d emitted %d)", what, n, st.id, st.eval, st.emitted);
+        CHECK(!st.emitted || (st.id >= 0 && st.eval), "%s: step %d: an emitted token is evaluated", what, n);
+        CHECK(st.eval == (st.id >= 0), "%s: step %d: every sampled token is evaluated, nothing else", what, n);
+        if (st.emitted && o->n_ids < 64) o->ids[o->n_ids++] = st.id;
+        if (o->len + st.len < sizeof o->text) memcpy(o->text + o->len, st.text, st.len), o->len += st.len;
+        if (st.eval) CHECK_OK(tw_seq_eval(s, &st.id, 1, NULL), "eval the step's token");
+        if (!st.done && cancel_after > 0 && (int)o->n_ids == cancel_after) {
+            CHECK_OK(tw_gen_cancel(g, &st), "tw_gen_cancel");
+            CHECK(st.done && st.id < 0 && !st.eval && !st.emitted, "%s: the cancel step ends without a token", what);
+            if (o->len + st.len < sizeof o->text) memcpy(o->text + o->len, st.text, st.len), o->len += st.len;
+        }
+        if (st.done || n > 1000) break;
+    }
+    CHECK(st.done, "%s: generation ended", what);
+    o->reason = st.stop_reason;
+    o->last_id = st.id;
+    o->last_len = TW_MIN(st.len, sizeof o->last - 1);
+    memcpy(o->last, st.text, o->last_len);
+    o->pos = tw_seq_pos(s);
+    /* the generator's own record agrees with the steps */
+    size_t n_ids = 0, tl = 0;
+    const int32_t *ids = tw_gen_ids(g, &n_ids);
+    const char *t = tw_gen_text(g, &tl);
+    CHECK(n_ids == o->n_ids && (!n_ids || memcmp(ids, o->ids, n_ids * sizeof *ids) == 0), "%s: tw_gen_ids", what);
+    CHECK(tl == o->len && memcmp(t, o->text, tl) == 0 && t[tl] == 0, "%s: tw_gen_text == the steps' texts", what);
+    /* after the end nothing more happens */
+    tw_gen_step again;
+    CHECK_OK(tw_gen_next(g, tw_seq_logits(s), tw_seq_tokens(s), (size_t)tw_seq_pos(s), 100, &again), "next after done");
+    CHECK(again.done && again.id == -1 && !again.eval && again.len == 0 && again.stop_reason == o->reason,
+          "%s: a step after the end is done, without a token or text", what);
+    CHECK_OK(tw_gen_cancel(g, &again), "cancel after done");
+    CHECK(again.done && again.len == 0 && again.stop_reason == o->reason, "%s: cancelling after the end changes nothing",
+          what);
+out:
+    tw_gen_free(g);
+    tw_seq_free(s);
+    return s && g;
+}
+
+/* Steps by hand and tw_generate (whose callback stops at the same token) give the same ids, text,
+** stop reason and cache; the callback's id -1 call carries what the last step released after
+** its token. */
+static void step_vs_generate(tw_model *m, int32_t n_ctx, const tcase *c, const tw_gen_params *gp, int cancel_after,
+                             const char *what) {
+    steprun o;
+    if (!run_steps(m, n_ctx, c, gp, cancel_after, &o, what)) return;
+    tw_gen_result a;
+    rec r = { .stop_after = cancel_after };
+    int32_t pos = 0;
+    CHECK_OK(gen_fresh(m, n_ctx, c, gp, &r, &a, &pos), what);
+    CHECK(a.n_ids == o.n_ids && (!a.n_ids || memcmp(a.ids, o.ids, a.n_ids * sizeof(int32_t)) == 0),
+          "%s: the same ids (%zu by steps, %zu by tw_generate)", what, o.n_ids, a.n_ids);
+    CHECK(a.text && a.text_len == o.len && memcmp(a.text, o.text, o.len) == 0,
+          "%s: the same text\n  steps '%.*s'\n  gen   '%s'", what, (int)o.len, o.text, a.text ? a.text : "");
+    CHECK(a.stop_reason == o.reason, "%s: the same stop reason (%s by steps, %s by tw_generate)", what,
+          tw_stop_reason_name(o.reason), tw_stop_reason_name(a.stop_reason));
+    CHECK(pos == o.pos, "%s: the same cache length (%d, %d)", what, o.pos, pos);
+    CHECK(r.len == o.len && memcmp(r.text, o.text, o.len) == 0, "%s: streamed == the steps' texts", what);
+    tw_gen_result_free(&a);
+}
+
+static void test_steps(tw_model *m, const tcase *cs) {
+    const tcase *hello = &cs[0], *tr = &cs[1];
+    tw_gen_params gp = greedy16();
+    steprun o;
+    for (int i = 0; i < 3; i++) {   /* greedy: the reference's ids, and tw_generate's */
+        char what[64];
+        snprintf(what, sizeof what, "steps, greedy %s", cs[i].name);
+        step_vs_generate(m, 0, &cs[i], &gp, 0, what);
+        if (run_steps(m, 0, &cs[i], &gp, 0, &o, what))
+            CHECK(o.n_ids == 16 && !memcmp(o.ids, cs[i].gen, sizeof cs[i].gen[0] * 16) && o.reason == TW_STOP_MAX_TOKENS &&
+                  o.last_id == cs[i].gen[15] && strcmp(o.text, cs[i].gen_text) == 0,
+                  "%s: the reference's 16 ids and text; the 16th token's step ends it", what);
+    }
+    tw_gen_params sp = greedy16();   /* seeded sampling */
+    sp.sampling.temperature = 1.5f;
+    sp.sampling.top_k = 40;
+    sp.sampling.top_p = 0.95f;
+    sp.sampling.repetition_penalty = 1.1f;
+    sp.sampling.seed = 1234;
+    step_vs_generate(m, 0, &cs[2], &sp, 0, "steps, seeded sampling");
+    sp.sampling.seed = 99;
+    step_vs_generate(m, 0, &cs[0], &sp, 0, "steps, seeded sampling 2");
+
+    /* stop strings: within a token, across tokens, held back and never completed */
+    size_t b = prefix_len(m, hello, 2);
+    char span[16];
+    snprintf(span, sizeof span, "%.*s", 5, hello->gen_text + b - 2);
+    const char *stops[][2] = { { "x", "Clooney" }, { "x", span }, { "x", "コレクションXYZ" } };
+    const char *trs[][2] = { { "x", "Internet blacksmith!" }, { "x", "InternetInternet" } };
+    for (int i = 0; i < 3; i++) {
+        gp.stop_strings = stops[i];
+        gp.n_stop_strings = 2;
+        step_vs_generate(m, 0, hello, &gp, 0, stops[i][1]);
+    }
+    for (int i = 0; i < 2; i++) {
+        gp.stop_strings = trs[i];
+        gp.n_stop_strings = 2;
+        step_vs_generate(m, 0, tr, &gp, 0, trs[i][1]);
+    }
+    gp.stop_strings = stops[1];
+    if (run_steps(m, 0, hello, &gp, 0, &o, "steps, stop string across tokens"))
+        CHECK(o.reason == TW_STOP_STRING && o.last_id >= 0 && o.n_ids >= 2 && o.last_id == o.ids[o.n_ids - 1],
+              "the step whose token completes the stop string ends it (reason %d)", o.reason);
+    /* held text released by the step that reaches max_new_tokens: "コレクション" after token 5 */
+    gp.stop_strings = stops[2];
+    gp.max_new_tokens = 5;
+    step_vs_generate(m, 0, hello, &gp, 0, "steps, held text at max tokens");
+    if (run_steps(m, 0, hello, &gp, 0, &o, "steps, held text at max tokens"))
+        CHECK(o.reason == TW_STOP_MAX_TOKENS && o.last_id == hello->gen[4] && o.last_len >= strlen("コレクション") &&
+              strcmp(o.last + o.last_len - strlen("コレクション"), "コレクション") == 0,
+              "the 5th token's step releases the held 'コレクション' (step text '%s')", o.last);
+    gp.stop_strings = NULL;
+    gp.n_stop_strings = 0;
+    gp.max_new_tokens = 16;
+
+    /* stop ids: evaluated, not emitted */
+    int32_t stop = hello->gen[5];
+    gp.stop_ids = &stop;
+    gp.n_stop_ids = 1;
+    step_vs_generate(m, 0, hello, &gp, 0, "steps, stop id");
+    if (run_steps(m, 0, hello, &gp, 0, &o, "steps, stop id"))
+        CHECK(o.reason == TW_STOP_ID && o.last_id == stop && o.pos == (int32_t)(hello->n_prompt + o.n_ids + 1),
+              "the stop id's step ends it and the id goes into the cache (pos %d)", o.pos);
+    gp.stop_ids = NULL;
+    gp.n_stop_ids = 0;
+
+    /* max tokens, context full (after a token, and before any) */
+    gp.max_new_tokens = 5;
+    step_vs_generate(m, 0, tr, &gp, 0, "steps, max tokens");
+    gp.max_new_tokens = 0;
+    step_vs_generate(m, (int32_t)tr->n_prompt + 6, tr, &gp, 0, "steps, context full");
+    if (run_steps(m, (int32_t)tr->n_prompt + 6, tr, &gp, 0, &o, "steps, context full"))
+        CHECK(o.reason == TW_STOP_CONTEXT_FULL && o.n_ids == 6 && o.last_id == tr->gen[5],
+              "the token that fills the context ends it (%zu ids, reason %d)", o.n_ids, o.reason);
+    step_vs_generate(m, (int32_t)tr->n_prompt, tr, &gp, 0, "steps, no room");
+    if (run_steps(m, (int32_t)tr->n_prompt, tr, &gp, 0, &o, "steps, no room"))
+        CHECK(o.reason == TW_STOP_CONTEXT_FULL && o.n_ids == 0 && o.last_id == -1 && o.len == 0,
+              "no room: the first step ends without a token");
+
+    /* cancel: plainly, and while text is held back (after token 5, "コレクション" might begin
+    ** the stop string): the cancel step releases it, as tw_generate's id -1 call does */
+    gp.max_new_tokens = 16;
+    step_vs_generate(m, 0, tr, &gp, 3, "steps, cancel");
+    gp.stop_strings = stops[2];
+    gp.n_stop_strings = 2;
+    step_vs_generate(m, 0, hello, &gp, 5, "steps, cancel mid-hold");
+    if (run_steps(m, 0, hello, &gp, 5, &o, "steps, cancel mid-hold")) {
+        size_t want = prefix_len(m, hello, 5);
+        CHECK(o.reason == TW_STOP_CALLBACK && o.n_ids == 5 && o.last_id == -1 && o.len == want &&
+              o.last_len == strlen("コレクション") && memcmp(o.last, "コレクション", o.last_len) == 0,
+              "cancel mid-hold: reason %d, the cancel step releases '%.*s'", o.reason, (int)o.last_len, o.last);
+    }
+    rec r = { .stop_after = 5 };
+    tw_gen_result a;
+    CHECK_OK(gen_fresh(m, 0, hello, &gp, &r, &a, NULL), "generate, cancel mid-hold");
+    CHECK(a.stop_reason == TW_STOP_CALLBACK && r.calls == 5 && r.flushes == 1, "tw_generate: the held text comes in one "
+          "id -1 call after the cancelling token (%d calls, %d flushes)", r.calls, r.flushes);
+    tw_gen_result_free(&a);
+
+    /* arguments */
+    tw_gen *g = NULL;
+    tw_gen_step st;
+    CHECK(tw_gen_new(NULL, NULL, &g) == TW_E_ARG && !g, "tw_gen_new: NULL model");
+    gp.stop_strings = NULL;
+    CHECK(tw_gen_new(m, &gp, &g) == TW_E_ARG && !g && strstr(tw_last_error(), "tw_gen_new: n_stop_strings"),
+          "tw_gen_new: stop strings NULL: %s", tw_last_error());
+    CHECK_OK(tw_gen_new(m, NULL, &g), "tw_gen_new with the defaults");
+    CHECK(tw_gen_next(g, NULL, NULL, 0, 10, &st) == TW_E_ARG && st.id == -1 && !st.done, "tw_gen_next: NULL logits");
+    CHECK(tw_gen_cancel(NULL, &st) == TW_E_ARG, "tw_gen_cancel: NULL generator");
+    size_t n = 1;
+    CHECK(tw_gen_ids(g, &n) == NULL && n == 0 && tw_gen_text(g, &n) && n == 0, "nothing generated yet");
+    tw_gen_free(g);
+    tw_gen_free(NULL);
+}
+
 int main(void) {
     test_defaults();
     tw_model *m = load_model(0);
@@ -369,6 +579,7 @@ int main(void) {
         test_limits(m, &cs[1]);
         test_continue(m, &cs[0]);
         test_sampling(m, &cs[2]);
+        test_steps(m, cs);
     }
     for (int i = 0; i < 3; i++) free_case(&cs[i]);
     tw_model_free(m);

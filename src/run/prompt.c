@@ -214,6 +214,9 @@ struct tw_prompt {
     size_t          n_media;
     float          *embd;         /* [n_rows][H] all media rows, built on demand      */
     size_t          n_rows;
+    float          *chunk;        /* [chunk_cap][H] a chunk's rows when they come from
+                                  ** several media (tw_prompt_chunk), else NULL        */
+    size_t          chunk_cap;
 };
 
 static const char *const k_placeholder[2] = { "<image>", "<video>" };
@@ -268,6 +271,7 @@ void tw_prompt_free(tw_prompt *p) {
     free(p->ids);
     free(p->tags);
     free(p->embd);
+    free(p->chunk);
     free(p);
 }
 
@@ -565,6 +569,13 @@ tw_status tw_prompt_encode(tw_prompt *p, tw_media_cache *cache, const tw_encode_
     return encode_from(p, cache, opts, 0);
 }
 
+tw_status tw_prompt_encode_from(tw_prompt *p, size_t from, tw_media_cache *cache, const tw_encode_opts *opts) {
+    if (!p) return tw_err(TW_E_ARG, "tw_prompt_encode_from: NULL prompt");
+    if (from > p->n_ids)
+        return tw_err(TW_E_ARG, "tw_prompt_encode_from: position %zu is past the prompt's %zu tokens", from, p->n_ids);
+    return encode_from(p, cache, opts, from);
+}
+
 tw_status tw_prompt_embd(tw_prompt *p, const float **out, size_t *n_rows) {
     /* the concatenation is built once, on first request */
     *out = NULL;
@@ -615,61 +626,129 @@ static tw_status too_long(const tw_prompt *p, int32_t n_ctx, size_t room) {
                   vid_tok, frames, per, n_vid, imgs, hint);
 }
 
-/* Checks, finds the reusable prefix k, rewinds s to it, encodes the media with tokens from k on
-** and gives eo (*rows_out, to free) the rows of those tokens. */
-static tw_status prepare(tw_seq *s, tw_prompt *p, tw_media_cache *cache, const tw_eval_opts *in, size_t room,
-                         tw_eval_opts *eo, size_t *k_out, float **rows_out) {
-    *rows_out = NULL;
-    if (!s || !p) return tw_err(TW_E_ARG, "tw_prompt_eval: NULL argument");
-    if (s->m != p->m) return tw_err(TW_E_ARG, "tw_prompt_eval: the sequence and the prompt belong to different models");
-    if (in && (in->embd || in->n_embd_rows))
-        return tw_err(TW_E_ARG, "tw_prompt_eval: opts->embd must be NULL (the prompt supplies its media rows)");
-    size_t n = p->n_ids;
-    if (n == 0) return tw_err(TW_E_ARG, "the prompt is empty");
-    if (n + room > (size_t)s->n_ctx) return too_long(p, s->n_ctx, room);
+/* Checks that s and p go together and that p fits in s with `room` positions to spare. */
+static tw_status check_fit(const tw_seq *s, const tw_prompt *p, size_t room, const char *who) {
+    if (!s || !p) return tw_err(TW_E_ARG, "%s: NULL argument", who);
+    if (s->m != p->m) return tw_err(TW_E_ARG, "%s: the sequence and the prompt belong to different models", who);
+    if (p->n_ids == 0) return tw_err(TW_E_ARG, "the prompt is empty");
+    if (p->n_ids + room > (size_t)s->n_ctx) return too_long(p, s->n_ctx, room);
+    return TW_OK;
+}
 
-    /* the hashes are known before encoding: the kept prefix needs no rows */
+/* The longest prefix of p that s holds, the same ids and, for media tokens, the same medium (the
+** hashes are known before encoding: the kept prefix needs no rows); at most all but the last
+** token, so that something is evaluated and the logits are fresh. */
+static size_t shared_prefix(const tw_seq *s, const tw_prompt *p) {
     const int32_t *ids = tw_seq_tokens(s);
     const uint64_t *tags = tw_seq_tags(s);
-    size_t pos = (size_t)tw_seq_pos(s), k = 0;
+    size_t pos = (size_t)tw_seq_pos(s), n = p->n_ids, k = 0;
     while (k < n && k < pos && ids[k] == p->ids[k] && tags[k] == p->tags[k]) k++;
-    if (k == n) k--;   /* at least one new token, for fresh logits */
-    TW_TRY(encode_from(p, cache, NULL, k));
+    return k == n ? k - 1 : k;
+}
 
-    size_t H = (size_t)p->m->text.n_embd, n_rows = 0;
-    for (size_t i = k; i < n; i++) n_rows += p->tags[i] != 0;
-    float *rows = NULL;
-    if (n_rows && !(rows = tw_malloc(sizeof(float) * n_rows * H))) return TW_E_NOMEM;
-    for (size_t i = 0, r = 0; i < p->n_media; i++) {   /* each medium's rows from position k on */
+tw_status tw_prompt_reuse(tw_seq *s, const tw_prompt *p, size_t *n_reused) {
+    if (n_reused) *n_reused = 0;
+    TW_TRY(check_fit(s, p, 0, "tw_prompt_reuse"));
+    size_t k = shared_prefix(s, p);
+    TW_TRY(tw_seq_rewind(s, (int32_t)k));
+    if (n_reused) *n_reused = k;
+    return TW_OK;
+}
+
+/* Grows the chunk scratch to n rows. */
+static tw_status chunk_reserve(tw_prompt *p, size_t n) {
+    if (n <= p->chunk_cap) return TW_OK;
+    size_t H = (size_t)p->m->text.n_embd, bytes;
+    if (tw_mul_overflow(n * H, sizeof(float), &bytes)) return TW_E_NOMEM;
+    float *c = tw_malloc(bytes);   /* nothing to keep: each chunk fills it anew */
+    if (!c) return TW_E_NOMEM;
+    free(p->chunk);
+    p->chunk = c;
+    p->chunk_cap = n;
+    return TW_OK;
+}
+
+static void chunk_release(tw_prompt *p) {
+    free(p->chunk);
+    p->chunk = NULL;
+    p->chunk_cap = 0;
+}
+
+/* A chunk's rows come straight from its medium when it overlaps one (no copy: a video's 6,000
+** rows are not duplicated), and are gathered in the prompt's scratch when it overlaps several. */
+tw_status tw_prompt_chunk(tw_prompt *p, size_t from, size_t n, const int32_t **ids, tw_eval_opts *opts) {
+    if (ids) *ids = NULL;
+    if (opts) memset(opts, 0, sizeof *opts);
+    if (!p || !ids || !opts) return tw_err(TW_E_ARG, "tw_prompt_chunk: NULL argument");
+    if (from > p->n_ids || n > p->n_ids - from)
+        return tw_err(TW_E_ARG, "tw_prompt_chunk: tokens [%zu, %zu) of a prompt of %zu", from, from + n, p->n_ids);
+    size_t H = (size_t)p->m->text.n_embd, end = from + n, n_rows = 0, n_over = 0;
+    const float *rows = NULL;
+    for (size_t i = 0; i < p->n_media; i++) {   /* the media overlapping [from, end) */
         const pmedia *pm = &p->media[i];
-        size_t end = pm->first + (size_t)pm->n_tokens, from = TW_MAX(pm->first, k);
-        if (end <= k) continue;
-        memcpy(rows + r * H, pm->r->data + (from - pm->first) * H, sizeof(float) * (end - from) * H);
-        r += end - from;
+        size_t lo = TW_MAX(pm->first, from), hi = TW_MIN(pm->first + (size_t)pm->n_tokens, end);
+        if (lo >= hi) continue;
+        if (!pm->r)
+            return tw_err(TW_E_ARG, "tw_prompt_chunk: tokens [%zu, %zu) hold %s %d (tokens %zu to %zu), which is not "
+                          "encoded: call tw_prompt_encode_from(p, %zu, ...) first", from, end, k_kind_name[pm->kind],
+                          pm->index + 1, pm->first, pm->first + (size_t)pm->n_tokens - 1, from);
+        rows = pm->r->data + (lo - pm->first) * H;
+        n_rows += hi - lo;
+        n_over++;
     }
+    if (n_over > 1) {
+        TW_TRY(chunk_reserve(p, n_rows));
+        size_t r = 0;
+        for (size_t i = 0; i < p->n_media; i++) {
+            const pmedia *pm = &p->media[i];
+            size_t lo = TW_MAX(pm->first, from), hi = TW_MIN(pm->first + (size_t)pm->n_tokens, end);
+            if (lo >= hi) continue;
+            memcpy(p->chunk + r * H, pm->r->data + (lo - pm->first) * H, sizeof(float) * (hi - lo) * H);
+            r += hi - lo;
+        }
+        rows = p->chunk;
+    }
+    *ids = p->ids + from;
+    opts->embd = rows;
+    opts->n_embd_rows = n_rows;
+    opts->tags = p->tags + from;
+    return TW_OK;
+}
+
+/* tw_prompt_eval / tw_prompt_generate in one go: checks, keeps the shared prefix, encodes what
+** the rest needs and gives *ids / *eo (the caller's scoring outputs plus the rows and tags) the
+** rest, [*k_out, n). s is rewound only once all that succeeded: on error nothing has changed. */
+static tw_status prepare(tw_seq *s, tw_prompt *p, tw_media_cache *cache, const tw_eval_opts *in, size_t room,
+                         const char *who, const int32_t **ids, tw_eval_opts *eo, size_t *k_out) {
+    TW_TRY(check_fit(s, p, room, who));
+    if (in && (in->embd || in->n_embd_rows || in->tags))
+        return tw_err(TW_E_ARG, "%s: opts->embd and opts->tags must be NULL (the prompt supplies its media rows and "
+                      "tags)", who);
+    size_t k = shared_prefix(s, p);
+    TW_TRY(encode_from(p, cache, NULL, k));
+    tw_eval_opts c;
+    TW_TRY(tw_prompt_chunk(p, k, p->n_ids - k, ids, &c));
     TW_TRY(tw_seq_rewind(s, (int32_t)k));
     *eo = in ? *in : (tw_eval_opts){ 0 };
-    eo->embd = rows;
-    eo->n_embd_rows = n_rows;
+    eo->embd = c.embd;
+    eo->n_embd_rows = c.n_embd_rows;
+    eo->tags = c.tags;
     *k_out = k;
-    *rows_out = rows;
     return TW_OK;
 }
 
 tw_status tw_prompt_eval(tw_seq *s, tw_prompt *p, tw_media_cache *cache, const tw_eval_opts *opts, size_t *n_reused) {
+    const int32_t *ids = NULL;
     tw_eval_opts eo;
     size_t k = 0;
-    float *rows = NULL;
     if (n_reused) *n_reused = 0;
-    tw_status st = prepare(s, p, cache, opts, 0, &eo, &k, &rows);
-    if (st != TW_OK) return st;   /* nothing was changed */
-    st = tw_seq_eval(s, p->ids + k, p->n_ids - k, &eo);
-    free(rows);
+    TW_TRY(prepare(s, p, cache, opts, 0, "tw_prompt_eval", &ids, &eo, &k));
+    tw_status st = tw_seq_eval(s, ids, p->n_ids - k, &eo);
+    chunk_release(p);   /* a whole prompt's gathered rows are not asked for twice */
     if (st != TW_OK) {
         tw_seq_rewind(s, (int32_t)k);
         return st;
     }
-    tw_seq_set_tags(s, (int32_t)k, p->tags + k, (int32_t)(p->n_ids - k));
     if (n_reused) *n_reused = k;
     return TW_OK;
 }
@@ -678,19 +757,17 @@ tw_status tw_prompt_generate(tw_seq *s, tw_prompt *p, tw_media_cache *cache, con
                              tw_token_fn on_token, void *user_data, tw_gen_result *out, size_t *n_reused) {
     if (!out) return tw_err(TW_E_ARG, "tw_prompt_generate: out is NULL");
     memset(out, 0, sizeof *out);
+    const int32_t *ids = NULL;
     tw_eval_opts eo;
     size_t k = 0;
-    float *rows = NULL;
     if (n_reused) *n_reused = 0;
-    tw_status st = prepare(s, p, cache, NULL, 1, &eo, &k, &rows);
-    if (st != TW_OK) return st;
-    st = tw_generate(s, p->ids + k, p->n_ids - k, &eo, gp, on_token, user_data, out);
-    free(rows);
+    TW_TRY(prepare(s, p, cache, NULL, 1, "tw_prompt_generate", &ids, &eo, &k));
+    tw_status st = tw_generate(s, ids, p->n_ids - k, &eo, gp, on_token, user_data, out);
+    chunk_release(p);
     if (st != TW_OK) {
         tw_seq_rewind(s, (int32_t)k);   /* what the failed call left is not known */
         return st;
     }
-    tw_seq_set_tags(s, (int32_t)k, p->tags + k, (int32_t)(p->n_ids - k));
     if (n_reused) *n_reused = k;
     return TW_OK;
 }
