@@ -161,6 +161,8 @@ struct tw_seq {
                            ** the cache only where it holds the very same image or video    */
     tw_kv     kv;          /* the KV cache (kv.h), up to n_ctx positions               */
     float    *logits;      /* [n_vocab] logits of the last evaluated position         */
+    bool      logits_ok;   /* logits belong to position pos - 1 (false when empty, or
+                           ** rewound since the last evaluation): scores read them    */
 };
 
 #define TW_SEQ_TAG_UNKNOWN UINT64_MAX
@@ -168,12 +170,32 @@ struct tw_seq {
 void tw_seq_set_tags(tw_seq *s, int32_t from, const uint64_t *tags, int32_t n);
 const uint64_t *tw_seq_tags(const tw_seq *s);   /* [tw_seq_pos] */
 
-/* The text forward (gemma2.c): T new tokens `ids` at positions pos .. pos+T-1, reading and
-** extending the cache kv (room for pos+T positions reserved by the caller). embd: NULL or
-** [n_embd_rows, H] features that replace the embedding rows of the image / video tokens, in order.
-** logits: [V] of the last position; logits_all: NULL or [T, V]; hidden: NULL or [L+2, T, H]. */
-tw_status tw_gemma2_forward(const tw_model *m, tw_kv *kv, int32_t pos, const int32_t *ids, int32_t T,
-                            const float *embd, float *logits, float *logits_all, float *hidden);
+/* One sequence's part of a text forward (gemma2.c): T new tokens `ids` at positions pos ..
+** pos+T-1, reading and extending the cache kv (room for pos+T positions reserved by the caller).
+** embd: NULL or [n_embd_rows, H] features that replace the embedding rows of the image / video
+** tokens, in order. logits: [V] of the last position; logits_all: NULL or [T, V]; hidden: NULL or
+** [L+2, T, H]. Scores (logprobs, top_ids, top_lp, any may be NULL; top_* [T, n_top]): row t gives
+** entry t+1 (the log-probability of ids[t+1], as tw_logprob); entry 0 is the caller's, from the
+** sequence's logits before this call. Every logit is after the final softcap setting. */
+typedef struct tw_gemma2_seg {
+    tw_kv         *kv;
+    int32_t        pos;
+    const int32_t *ids;           /* [T], T >= 1 */
+    int32_t        T;
+    const float   *embd;
+    float         *logits;        /* [V]                 */
+    float         *logits_all;    /* NULL or [T, V]      */
+    float         *hidden;        /* NULL or [L+2, T, H] */
+    float         *logprobs;      /* NULL or [T]         */
+    int32_t        n_top;         /* 0 .. TW_MAX_TOP     */
+    int32_t       *top_ids;       /* NULL or [T, n_top]  */
+    float         *top_lp;        /* NULL or [T, n_top]  */
+} tw_gemma2_seg;
+
+/* The text forward of n_segs segments in one pass (their rows share every weight product); the
+** segments' caches must be distinct. Results per segment are what a call with it alone gives,
+** bit for bit with one segment, else within the products' rounding (docs/batching.md). */
+tw_status tw_gemma2_forward(const tw_model *m, const tw_gemma2_seg *segs, int32_t n_segs);
 
 /* An image or video placeholder token: its embedding row is replaced by a medium's row. */
 static inline bool tw_is_media_token(const tw_model *m, int32_t id) {
