@@ -34,6 +34,7 @@ endif
 ifeq ($(call have,libmicrohttpd),yes)
 HTTPD_CFLAGS := $(shell pkg-config --cflags libmicrohttpd)
 HTTPD_LIBS   := $(shell pkg-config --libs libmicrohttpd)
+TOOLS_CFLAGS := -DTW_HAVE_HTTPD $(HTTPD_CFLAGS)
 FEATURES += httpd:libmicrohttpd-$(shell pkg-config --modversion libmicrohttpd)
 endif
 
@@ -118,7 +119,7 @@ $(BUILD)/libtower.a: $(OBJS)
 # the CLI: tools/main.c (dispatch), tools/cli.c (the one option parser), one tools/cmd_*.c per command
 # (include/ only: the CLI uses the public API, tests/tools_api_test.sh checks it)
 $(BUILD)/tower: tools/*.c tools/*.h $(BUILD)/libtower.a
-	$(CC) $(filter-out -Isrc/%,$(CFLAGS)) $(LDFLAGS) tools/*.c $(BUILD)/libtower.a $(LDLIBS) -o $@
+	$(CC) $(filter-out -Isrc/%,$(CFLAGS)) $(TOOLS_CFLAGS) $(LDFLAGS) tools/*.c $(BUILD)/libtower.a $(LDLIBS) $(HTTPD_LIBS) -o $@
 
 $(BUILD)/tests/tool_%: tests/tool_%.c $(BUILD)/libtower.a tests/*.h | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) $(HTTPD_CFLAGS) $< $(BUILD)/libtower.a $(LDLIBS) $(HTTPD_LIBS) -o $@

@@ -53,7 +53,11 @@ def main():
         finish()
 
     # ---- loading: /health is 503 until the model is ready ----
-    s = Server(args=["--parallel", "2"], env={"TOWER_TEST_LOAD_DELAY_MS": "1500"}, wait=False)
+    # The fixtures' logits are transformers >= 4.52's (no final softcap); `tower run` and the server
+    # apply config.json's final_logit_softcapping by default (as trained: same greedy tokens, other
+    # probabilities). This server is started without it to compare logprobs with the fixtures; the
+    # API-key server below checks the default against the softcapped reference.
+    s = Server(args=["--parallel", "2", "--no-final-softcap"], env={"TOWER_TEST_LOAD_DELAY_MS": "1500"}, wait=False)
     st, body = cj(s.port, "GET", "/health")
     check("/health answers 503 while the model loads", st == 503 and body == {"status": "loading"}, (st, body))
     st, body = cj(s.port, "POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]})
@@ -129,12 +133,18 @@ def main():
     ids = full["input_ids"][1]
     V = full["logits_full"][0][1]
     L = full["logits_full"][1]
-    ref = [None]
-    for t in range(len(ids) - 1):
-        row = L[t * V:(t + 1) * V]
-        mx = max(row)
-        lse_t = mx + math.log(sum(math.exp(x - mx) for x in row))
-        ref.append(row[ids[t + 1]] - lse_t)
+    def log_softmax_ref(cap):
+        out = [None]
+        for t in range(len(ids) - 1):
+            row = L[t * V:(t + 1) * V]
+            if cap:
+                row = [cap * math.tanh(x / cap) for x in row]
+            mx = max(row)
+            lse_t = mx + math.log(sum(math.exp(x - mx) for x in row))
+            out.append(row[ids[t + 1]] - lse_t)
+        return out
+
+    ref = log_softmax_ref(0)
     st, body = cj(s.port, "POST", "/v1/completions", {"prompt": ids, "max_tokens": 0, "echo": True, "logprobs": 2})
     ch = ((body or {}).get("choices") or [{}])[0]
     tl = (ch.get("logprobs") or {}).get("token_logprobs") or []
@@ -162,11 +172,13 @@ def main():
             k = probe.index(nxt)
             pairs.append((tl[t + 1] if t + 1 < len(tl) else None,
                           img["logits_probe"][1][t * P + k] - img["logits_logsumexp"][1][t]))
-    check("completions with messages + image: a logprob for each of the %d prompt tokens" % len(iids),
-          len(tl) == len(iids), len(tl))
+    check("completions with messages + image: a logprob for each of the %d prompt tokens, only the first null" % len(iids),
+          len(tl) == len(iids) and [i for i, x in enumerate(tl) if x is None] == [0], [i for i, x in enumerate(tl) if x is None])
     d = max((abs(a - b) for a, b in pairs if a is not None), default=1)
-    check("completions with messages + image: prompt logprobs equal the reference within 1e-4 (%d tokens, max diff %.2e)"
-          % (len(pairs), d), pairs and d < 1e-4, pairs[:4])
+    # 3e-3: the fixtures' tolerance for logits after an image (tests/test_media_e2e.c): the vision
+    # tower's float32 rounding reaches the text model through 36 rows
+    check("completions with messages + image: prompt logprobs equal the reference within 3e-3 (%d tokens, max diff %.2e)"
+          % (len(pairs), d), pairs and d < 3e-3, pairs[:4])
 
     # scoring two continuations of one image prompt: the second reuses the first's prefix
     base = req_img["messages"] + [{"role": "assistant", "content": "A red square."}]
@@ -284,6 +296,13 @@ def main():
     check("--api-key: the right key is served", st == 200, body)
     st, body = cj(s.port, "GET", "/health")
     check("--api-key: /health needs no key", st == 200, body)
+    st, body = cj(s.port, "POST", "/v1/completions", {"prompt": ids, "max_tokens": 0, "echo": True, "logprobs": 0},
+                  headers=["Authorization: Bearer sekrit-key"])
+    tl = ((body or {}).get("choices") or [{}])[0].get("logprobs", {}).get("token_logprobs") or []
+    refc = log_softmax_ref(30.0)
+    diff = max((abs(a - b) for a, b in zip(tl[1:], refc[1:])), default=1)
+    check("default final softcap (as config.json): prompt logprobs equal the softcapped reference within 1e-4 (%.2e)" % diff,
+          len(tl) == len(ids) and diff < 1e-4, list(zip(tl, refc))[:3])
     check("--api-key server stops cleanly", s.stop() == 0, s.log[-800:])
 
     # ---- limits: body size, queue ----
@@ -308,13 +327,8 @@ def main():
     check("limits server stops cleanly", s.stop() == 0, s.log[-800:])
 
     # ---- video (TowerVideo checkpoint) ----
-    vid = os.path.join(os.path.dirname(EXP), "expected-video")
-    mp4 = None
-    for root, _, files in os.walk(vid):
-        for f in files:
-            if f.endswith(".mp4"):
-                mp4 = os.path.join(root, f)
-    if mp4:
+    mp4 = os.path.join(os.path.dirname(os.path.abspath(EXP)), "..", "media", "videos", "testsrc2_h264_640x360_30fps_5s.mp4")
+    if os.path.exists(mp4):
         s = Server(model=TINY_VIDEO, args=["--frames", "8"])
         st, body = cj(s.port, "GET", "/v1/models")
         check("TowerVideo: /v1/models lists video", "video" in body["data"][0]["input_modalities"], body)
@@ -329,7 +343,7 @@ def main():
               (st, body if st != 200 else got, out, err[-300:]))
         check("TowerVideo server stops cleanly", s.stop() == 0, s.log[-800:])
     else:
-        bad("an mp4 under the video fixtures")
+        bad("the test video %s exists" % mp4)
     finish()
 
 

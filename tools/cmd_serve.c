@@ -154,8 +154,15 @@ int tower_cmd_serve(int argc, char **argv) {
     atomic_store(&sv.stopping, true);
     if (!L.rc) fprintf(stderr, "tower serve: %s: stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     pthread_join(lt, NULL);   /* a load in progress finishes first */
-    sv_sched_stop(sv.sched);   /* running and queued jobs end with an error event */
-    sv_http_stop(d);           /* connections finish their last bytes */
+    sv_http_quiesce(d);        /* no new connections */
+    sv_sched_stop(sv.sched);   /* running and queued jobs end with an error event ... */
+    sv_sched_join(sv.sched);
+    /* ... which the open streams send before their connections close (5 s at most) */
+    for (int i = 0; i < 500 && atomic_load(&sv.n_streams) > 0; i++) {
+        struct timespec ts = { 0, 10 * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+    sv_http_stop(d);           /* waits for every connection thread */
     sv_sched_free(sv.sched);
     tw_media_cache_free(sv.media_cache);
     tw_model_free(sv.model);

@@ -141,6 +141,7 @@ void sv_sched_free(sv_sched *s);         /* stops the thread; running jobs end w
 int  sv_sched_submit(sv_sched *s, sv_job *j);
 void sv_sched_metrics(sv_sched *s, sv_metrics *out);
 void sv_sched_stop(sv_sched *s);         /* running and queued jobs end with an error event   */
+void sv_sched_join(sv_sched *s);         /* after stop: waits until every job has ended       */
 
 /* ---- the API layer (serve_api.c) ---- */
 
@@ -154,6 +155,7 @@ struct sv_server {
     tw_media_cache  *media_cache;
     pthread_mutex_t  encode_lock; /* one media encode at a time                                */
     atomic_uint_least64_t n_http, n_http_errors;
+    atomic_int       n_streams;   /* responses still being sent (a stop waits for them)          */
 };
 
 /* A response: status, body (malloc'ed JSON or text), content type. */
@@ -190,6 +192,7 @@ char *sv_api_error_event(int status, const char *msg, size_t *out_len);
 struct MHD_Daemon;
 int  sv_http_start(sv_server *sv, struct MHD_Daemon **out);   /* listening; 0 or -1 (said why) */
 int  sv_http_port(struct MHD_Daemon *d);                       /* the bound port (for --port 0) */
+void sv_http_quiesce(struct MHD_Daemon *d);                    /* stops accepting connections   */
 void sv_http_stop(struct MHD_Daemon *d);                       /* waits for every connection    */
 
 #endif

@@ -381,6 +381,11 @@ static bool build_chat_prompt(sv_server *sv, sv_reply *r, sv_job *j, json_t *msg
 
 /* The context check, then the media encodes (one at a time across connections), then submit. */
 static void submit(sv_server *sv, sv_reply *r, sv_job *j) {
+    static atomic_uint_fast64_t counter;
+    uint64_t k = atomic_fetch_add(&counter, 1) + 1;
+    snprintf(j->id, sizeof j->id, "%s-%08llx%04llx", j->kind == SV_CHAT ? "chatcmpl" : "cmpl",
+             (unsigned long long)(time(NULL) & 0xffffffff), (unsigned long long)(k & 0xffff));
+    j->created = (int64_t)time(NULL);
     size_t np = tw_prompt_n_tokens(j->prompt);
     int32_t ctx = sv->cfg->n_ctx;
     if (np + (size_t)(j->max_tokens > 0 ? j->max_tokens : 0) + 1 > (size_t)ctx) {

@@ -166,6 +166,7 @@ static void stream_free(void *cls) {
         free(st->cur);
     }
     sv_job_unref(st->job);
+    atomic_fetch_sub(&st->sv->n_streams, 1);
     free(st);
 }
 
@@ -178,6 +179,7 @@ static mhd_result start_stream(sv_server *sv, struct MHD_Connection *c, sv_job *
     st->sv = sv;
     st->job = j;
     st->fd = conn_fd(c);
+    atomic_fetch_add(&sv->n_streams, 1);
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, st, stream_free);
     if (!resp) {
         stream_free(st);
@@ -357,7 +359,7 @@ int sv_http_start(sv_server *sv, struct MHD_Daemon **out) {
     struct sockaddr_in6 a6;
     struct sockaddr_in a4;
     struct sockaddr *sa = NULL;
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC;
     const char *host = sv->cfg->host;
     if (!strcmp(host, "localhost")) host = "127.0.0.1";
     memset(&a4, 0, sizeof a4);
@@ -395,6 +397,10 @@ int sv_http_start(sv_server *sv, struct MHD_Daemon **out) {
 int sv_http_port(struct MHD_Daemon *d) {
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     return di ? di->port : -1;
+}
+
+void sv_http_quiesce(struct MHD_Daemon *d) {
+    if (d) MHD_quiesce_daemon(d);
 }
 
 void sv_http_stop(struct MHD_Daemon *d) {

@@ -211,14 +211,16 @@ static bool start_job(sv_sched *s, sv_job *j) {
     if (j->prompt_lp >= 0) {
         /* prompt logprobs of the kept prefix come from the sequence's record, when it has them */
         size_t have = (q->plp && q->plp_top >= j->prompt_lp) ? (size_t)q->plp_n : 0;
-        if (keep > have) {
-            keep = have;
-            tw_seq_rewind(q->seq, (int32_t)keep);
-        }
+        size_t copy = keep < have ? keep : have;
+        /* The first evaluated token's logprob needs the logits before it, which a rewound
+        ** sequence no longer holds: evaluate from one position earlier (its own logprob is
+        ** copied, the chunk's first one is then ignored). */
+        keep = copy > 0 ? copy - 1 : 0;
+        tw_seq_rewind(q->seq, (int32_t)keep);
         size_t np = tw_prompt_n_tokens(j->prompt);
         j->plps = calloc(np ? np : 1, sizeof *j->plps);
         if (!j->plps) { job_fail(s, j, 500, "out of memory"); return true; }
-        for (size_t i = 0; i < keep; i++) {
+        for (size_t i = 0; i < copy; i++) {
             j->plps[i] = q->plp[i];
             j->plps[i].n_top = SV_MIN(j->plps[i].n_top, j->prompt_lp);
         }
@@ -377,6 +379,7 @@ static void keep_prompt_lps(sv_sched *s, sv_seq *q, size_t from, size_t n) {
     if (!q->plp) q->plp = calloc((size_t)s->cfg->n_ctx, sizeof *q->plp);
     const int32_t *ids = tw_prompt_tokens(j->prompt);
     for (size_t i = 0; i < n; i++) {
+        if (i == 0 && from > 0 && isnan(q->c_lp[0])) continue;   /* copied from the record (start_job) */
         sv_lp lp = { .id = ids[from + i], .lp = q->c_lp[i], .n_top = isnan(q->c_lp[i]) ? 0 : top };
         for (int k = 0; k < lp.n_top; k++) {
             lp.top_ids[k] = q->c_top_ids[i * (size_t)top + (size_t)k];
@@ -518,7 +521,14 @@ static void *sched_main(void *arg) {
                 if (q->job->prompt_lp >= 0) keep_prompt_lps(s, q, q->pos, chunk_n[k]);
                 else if ((int32_t)q->pos < q->plp_n) q->plp_n = (int32_t)q->pos;
                 q->pos += chunk_n[k];
-                if (q->pos == q->n_prompt) gen_step(s, q);
+                if (q->pos == q->n_prompt) {
+                    if (q->job->max_tokens == 0) {   /* scoring only: nothing to generate */
+                        complete(s, q, TW_STOP_MAX_TOKENS);
+                        release(s, q);
+                    } else {
+                        gen_step(s, q);
+                    }
+                }
                 break;
             case SQ_IDLE: break;
             }
@@ -592,10 +602,16 @@ void sv_sched_stop(sv_sched *s) {
     pthread_mutex_unlock(&s->mu);
 }
 
+void sv_sched_join(sv_sched *s) {
+    if (!s || !s->started) return;
+    pthread_join(s->thread, NULL);
+    s->started = false;
+}
+
 void sv_sched_free(sv_sched *s) {
     if (!s) return;
     sv_sched_stop(s);
-    if (s->started) pthread_join(s->thread, NULL);
+    sv_sched_join(s);
     for (int i = 0; i < s->n_seqs; i++) {
         sv_seq *q = &s->seqs[i];
         tw_seq_free(q->seq);

@@ -69,6 +69,13 @@ void tw_seq_free(tw_seq *s) {
     free(s);
 }
 
+size_t tw_seq_bytes(const tw_seq *s) {
+    if (!s) return 0;
+    size_t per = (size_t)s->kv.dim * tw_kv_size(s->kv.type) * (size_t)s->kv.n_layer * 2;   /* K and V */
+    return (size_t)s->kv.n_alloc * per + (size_t)s->n_tokens * (sizeof(int32_t) + sizeof(uint64_t)) +
+           (size_t)s->m->text.n_vocab * sizeof(float);
+}
+
 int32_t tw_seq_pos(const tw_seq *s) { return s ? s->pos : 0; }
 int32_t tw_seq_n_ctx(const tw_seq *s) { return s ? s->n_ctx : 0; }
 const int32_t *tw_seq_tokens(const tw_seq *s) { return s ? s->tokens : NULL; }

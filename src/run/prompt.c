@@ -20,6 +20,7 @@
 #include "vision.h"
 
 #include <assert.h>
+#include <ctype.h>
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -453,6 +454,22 @@ tw_status tw_prompt_from_text(const tw_model *m, const char *system, const char 
     return TW_OK;
 }
 
+/* TW_PROMPT_CONTINUE_FINAL: cuts the rendering right after the last message's text (the template
+** may trim it: the trimmed text is looked for), so that what follows continues it. */
+static tw_status cut_after_final(char *text, const char *last) {
+    if (!last) return tw_err(TW_E_ARG, "continue the final message: there is no message");
+    const char *b = last, *e = last + strlen(last);
+    while (b < e && isspace((unsigned char)*b)) b++;
+    while (e > b && isspace((unsigned char)e[-1])) e--;
+    size_t n = (size_t)(e - b);
+    if (n == 0) return tw_err(TW_E_ARG, "continue the final message: its text is empty");
+    char *hit = NULL;
+    for (char *q = text; (q = memmem(q, strlen(q), b, n)) != NULL; q++) hit = q;
+    if (!hit) return tw_err(TW_E_TEMPLATE, "continue the final message: the chat template does not write its text as given");
+    hit[n] = '\0';
+    return TW_OK;
+}
+
 tw_status tw_prompt_from_chat(const tw_model *m, const tw_chat_message *msgs, size_t n_msgs, int add_generation_prompt,
                               tw_prompt **out) {
     if (!m || !out || (n_msgs && !msgs)) return tw_err(TW_E_ARG, "tw_prompt_from_chat: NULL argument");
@@ -487,10 +504,43 @@ tw_status tw_prompt_from_chat(const tw_model *m, const tw_chat_message *msgs, si
         tm[i] = (tw_message){ cm->role, contents[i] };
         tw_buf_free(&text), tw_buf_free(&placed);
     }
-    if (s == TW_OK) s = tw_chat_render(m, tm, n_msgs, add_generation_prompt, &p->text);
+    bool cont = add_generation_prompt == TW_PROMPT_CONTINUE_FINAL;
+    if (s == TW_OK) s = tw_chat_render(m, tm, n_msgs, cont ? 0 : add_generation_prompt, &p->text);
+    if (s == TW_OK && cont) s = cut_after_final(p->text, n_msgs ? contents[n_msgs - 1] : NULL);
     if (s == TW_OK) s = finish(p, imgs, n_img, vids, n_vid);
     for (size_t i = 0; contents && i < n_msgs; i++) free(contents[i]);
     free(contents), free(tm), free(imgs), free(vids);
+    if (s != TW_OK) {
+        tw_prompt_free(p);
+        return s;
+    }
+    *out = p;
+    return TW_OK;
+}
+
+tw_status tw_prompt_from_ids(const tw_model *m, const int32_t *ids, size_t n, tw_prompt **out) {
+    if (!m || !out || (n && !ids)) return tw_err(TW_E_ARG, "tw_prompt_from_ids: NULL argument");
+    *out = NULL;
+    if (n == 0) return tw_err(TW_E_ARG, "tw_prompt_from_ids: no tokens");
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= m->text.n_vocab)
+            return tw_err(TW_E_ARG, "token id %d at index %zu is outside the vocabulary [0, %d)", (int)ids[i], i, (int)m->text.n_vocab);
+        if (tw_is_media_token(m, ids[i]))
+            return tw_err(TW_E_ARG, "token %zu is the image / video placeholder %d: give media as messages, not ids", i, (int)ids[i]);
+    }
+    tw_prompt *p = prompt_new(m);
+    if (!p) return TW_E_NOMEM;
+    p->ids = tw_malloc(n * sizeof *p->ids);
+    p->tags = tw_calloc(n, sizeof *p->tags);
+    tw_status s = p->ids && p->tags ? TW_OK : TW_E_NOMEM;
+    if (s == TW_OK) {
+        memcpy(p->ids, ids, n * sizeof *ids);
+        p->n_ids = n;
+        const tw_tokenizer *tok = tw_model_tokenizer(m);
+        size_t len = 0;
+        if (tok) s = tw_detokenize(tok, ids, n, 0, &p->text, &len);
+        else if (!(p->text = tw_calloc(1, 1))) s = TW_E_NOMEM;
+    }
     if (s != TW_OK) {
         tw_prompt_free(p);
         return s;
@@ -644,6 +694,15 @@ static size_t shared_prefix(const tw_seq *s, const tw_prompt *p) {
     size_t pos = (size_t)tw_seq_pos(s), n = p->n_ids, k = 0;
     while (k < n && k < pos && ids[k] == p->ids[k] && tags[k] == p->tags[k]) k++;
     return k == n ? k - 1 : k;
+}
+
+size_t tw_prompt_match(const tw_seq *s, const tw_prompt *p) {
+    if (!s || !p) return 0;
+    const int32_t *ids = tw_seq_tokens(s);
+    const uint64_t *tags = tw_seq_tags(s);
+    size_t pos = (size_t)tw_seq_pos(s), k = 0;
+    while (k < p->n_ids && k < pos && ids[k] == p->ids[k] && tags[k] == p->tags[k]) k++;
+    return k;
 }
 
 tw_status tw_prompt_reuse(tw_seq *s, const tw_prompt *p, size_t *n_reused) {
