@@ -11,7 +11,11 @@ set -eu
 cd "$(dirname "$0")"
 
 PKGS="build-essential pkg-config libjansson-dev libcurl4-openssl-dev libmicrohttpd-dev
-      libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev libavformat-dev libavcodec-dev libavutil-dev libswscale-dev"
+      libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev libavformat-dev libavcodec-dev libavutil-dev libswscale-dev
+      python3 curl"
+# The server's tests also drive it with the official OpenAI Node SDK: Node and npm, unless a Node is
+# already there (NodeSource's nodejs bundles npm and conflicts with Debian's npm package).
+command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
 
 say() { printf '\n== %s\n' "$*"; }
 
