@@ -682,6 +682,7 @@ static void test_frames(void) {
     uint8_t *b = bmp(5, 4, 1, &n);
     char *odd = data_url("image/bmp", b, n);
     free(b);
+    free(urls[3]);
     urls[3] = odd;
     rc = sm_load_video_frames((const char *const *)urls, 12, &lim, &v, &last_status, last_err, sizeof last_err);
     CHECK(rc == 400 && !v && strstr(last_err, "video_url: video frame 3: frame image is 5x4"), "size: %s", last_err);
