@@ -135,6 +135,11 @@ $(BUILD)/tests/gemm_amx_emu.o: src/cpu/gemm_amx.c $(HDRS) | $(BUILD)/tests
 $(BUILD)/tests/test_amx: tests/test_amx.c $(BUILD)/tests/gemm_amx_emu.o $(BUILD)/libtower.a tests/*.h | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/tests/gemm_amx_emu.o $(BUILD)/libtower.a $(LDLIBS) -o $@
 
+# test_serve_media also links the server's media module (tools/serve_media.c); both are compiled with
+# include/ only, as the CLI is.
+$(BUILD)/tests/test_serve_media: tests/test_serve_media.c tools/serve_media.c tools/serve_media.h $(BUILD)/libtower.a tests/*.h | $(BUILD)/tests
+	$(CC) $(filter-out -Isrc/%,$(CFLAGS)) -Itools $(LDFLAGS) $< tools/serve_media.c $(BUILD)/libtower.a $(LDLIBS) -o $@
+
 $(BUILD)/obj/dirs:
 	mkdir -p $(addprefix $(BUILD)/obj/,$(SRC_DIRS)) && touch $@
 $(BUILD)/tests $(BUILD)/bench:

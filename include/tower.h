@@ -243,8 +243,29 @@ TW_API tw_status tw_video_open(const char *src, int32_t n_frames, tw_video **out
 /* A video given as a list of frame image files (paths or URLs), sampled the same way. */
 TW_API tw_status tw_video_open_frames(const char *const *frames, int32_t n_paths, int32_t n_frames, tw_video **out);
 /* A video file held in memory (FFmpeg reads it through a custom I/O context: no temporary file);
-** name is used in messages only. Frames are decoded one at a time (memory: the sampled frames). */
+** name is used in messages only. Frames are decoded one at a time (memory: the sampled frames).
+** The frames, indices and counts are those tw_video_open gives for the same bytes in a file
+** (with a name of the same extension: it is the format prober's hint, as a path is). A clip
+** that needs other files (HLS / DASH playlists, concat lists, MP4 data references) is refused. */
 TW_API tw_status tw_video_decode(const void *data, size_t len, const char *name, int32_t n_frames, tw_video **out);
+/* Limits on what decoding may allocate (untrusted input: a server). 0: the defaults. */
+typedef struct tw_video_limits {
+    uint64_t max_pixels;   /* per frame, width x height; 0: 8192 x 8192                          */
+    uint64_t max_bytes;    /* all sampled frames' RGB together; 0: 4 GiB                          */
+} tw_video_limits;
+/* tw_video_decode under limits (lim may be NULL): a frame over them is TW_E_ARG, before the
+** frames are allocated. */
+TW_API tw_status tw_video_decode_ex(const void *data, size_t len, const char *name, int32_t n_frames,
+                                    const tw_video_limits *lim, tw_video **out);
+/* The frame numbers sampled from a clip of total frames, as transformers' sample_frames picks
+** them (torch.arange(0, T, T/N) in float32, truncated); n_frames <= 0 or >= total: all of them.
+** out must hold min(n_frames, total) entries (total when n_frames <= 0); *n_out gets the count. */
+TW_API tw_status tw_video_sample_indices(int64_t total, int32_t n_frames, int64_t *out, int32_t *n_out);
+/* A video of n frame images already decoded (copied), sampled as tw_video_open_frames samples a
+** list of files: frames[i] may be NULL where i is not among tw_video_sample_indices(n, n_frames),
+** so a caller need decode only those. Every sampled frame must have the first one's size
+** (TW_E_FORMAT otherwise, as for a list of files). */
+TW_API tw_status tw_video_from_images(const tw_image *const *frames, size_t n, int32_t n_frames, tw_video **out);
 TW_API int32_t   tw_video_n_frames(const tw_video *v);
 TW_API const int64_t *tw_video_frame_indices(const tw_video *v);   /* [n_frames] */
 TW_API int32_t   tw_video_width(const tw_video *v);

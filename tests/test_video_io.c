@@ -573,6 +573,240 @@ static void test_long_clip(void) {
 }
 #endif
 
+#ifdef TW_HAVE_FFMPEG
+/* Same as same_video, plus what the passes reported (both read through the same pipeline). */
+static bool same_reading(const tw_video *a, const tw_video *b) {
+    return same_video(a, b) && a->decode_errors == b->decode_errors && a->rotation == b->rotation &&
+           a->container_frames == b->container_frames && a->frames_decoded == b->frames_decoded &&
+           a->seeks == b->seeks && strcmp(a->access, b->access) == 0 && strcmp(a->codec, b->codec) == 0;
+}
+
+static const char *base_name(const char *path) {
+    const char *b = strrchr(path, '/');
+    return b ? b + 1 : path;
+}
+
+/* A scratch file holding the first n bytes of data; the path goes into buf. */
+static bool write_prefix(char *buf, size_t cap, const char *tag, const char *data, size_t n) {
+    snprintf(buf, cap, "/tmp/tw_test_mem_%d_%s", (int)getpid(), tag);
+    FILE *f = fopen(buf, "wb");
+    if (!f) return false;
+    bool ok = fwrite(data, 1, n, f) == n;
+    return fclose(f) == 0 && ok;
+}
+
+/* tw_video_decode: a clip in memory decodes exactly as the same file (frames, indices, T, what
+** each pass did) in every seek mode; damaged and truncated clips fail the same way or give the
+** same frames, never crash or hang; playlists cannot reach other files. */
+static void test_memory(void) {
+    char cwd[1024];
+    if (!getcwd(cwd, sizeof cwd)) cwd[0] = 0;
+    static const char *const good[] = { "testsrc2_h264_640x360_30fps_5s.mp4", "testsrc_vp9_320x240_25fps_4s.webm",
+                                        "testsrc2_h264_480x270_rot90_24fps_3s.mp4" };
+    static const tw_seek_mode modes[] = { TW_SEEK_AUTO, TW_SEEK_NEVER, TW_SEEK_ALWAYS };
+    static const int32_t counts[] = { 8, 0, 3 };
+    int n_same = 0, n_runs = 0;
+    for (size_t c = 0; c < sizeof good / sizeof good[0]; c++) {
+        const char *path = media(good[c]);
+        char *data = NULL;
+        size_t len = 0;
+        CHECK_OK(tw_read_file(path, &data, &len), path);
+        if (!data) continue;
+        for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+            tw_video_opts o = { .seek_mode = modes[m] };
+            int32_t n = counts[m];
+            tw_video *f = NULL, *v = NULL;
+            CHECK_OK(tw_video_load(path, n, &o, &f), path);
+            CHECK_OK(tw_video_load_mem(data, len, base_name(path), n, &o, &v), "memory");
+            n_runs++;
+            if (same_reading(f, v)) n_same++;
+            else CHECK(0, "%s, %d frames, mode %d: memory differs from the file", good[c], n, (int)modes[m]);
+            tw_video_free(f);
+            tw_video_free(v);
+        }
+        /* The public calls: tw_video_decode == tw_video_open. */
+        tw_video *f = NULL, *v = NULL;
+        CHECK_OK(tw_video_open(path, 8, &f), path);
+        CHECK_OK(tw_video_decode(data, len, base_name(path), 8, &v), "tw_video_decode");
+        CHECK(same_reading(f, v), "%s: tw_video_decode differs from tw_video_open", good[c]);
+        CHECK(v && tw_video_n_frames(v) == 8 && tw_video_frame_indices(v)[0] == 0, "%s: 8 frames", good[c]);
+        tw_video_free(v), v = NULL;
+        /* Any name (no extension to hint at the format): the bytes decide, same frames. */
+        CHECK_OK(tw_video_decode(data, len, "video_url", 8, &v), "tw_video_decode without an extension");
+        CHECK(same_video(f, v), "%s: decoded without a name hint differs", good[c]);
+        tw_video_free(v), v = NULL;
+        /* Limits on what decoding allocates. */
+        tw_video_limits lim = { .max_pixels = 1000 };
+        tw_status s = tw_video_decode_ex(data, len, "clip", 8, &lim, &v);
+        CHECK(s == TW_E_ARG && !v && strstr(tw_last_error(), "clip: frames of"), "max_pixels: %s: %s",
+              tw_status_name(s), tw_last_error());
+        lim = (tw_video_limits){ .max_bytes = (uint64_t)f->width * f->height * 3 * 8 - 1 };
+        s = tw_video_decode_ex(data, len, "clip", 8, &lim, &v);
+        CHECK(s == TW_E_ARG && !v, "max_bytes: %s: %s", tw_status_name(s), tw_last_error());
+        lim.max_bytes++;
+        CHECK_OK(tw_video_decode_ex(data, len, "clip", 8, &lim, &v), "max_bytes exactly");
+        tw_video_free(v), v = NULL;
+        tw_video_free(f);
+
+        /* Truncated copies: memory and file agree (both fail, or give the same frames). Cuts inside
+        ** the header, the index, and the frame data. */
+        static const double cuts[] = { 0.0001, 0.02, 0.3, 0.6, 0.95 };
+        int agree = 0, ok = 0, total = 0;
+        for (size_t k = 0; k < sizeof cuts / sizeof cuts[0]; k++) {
+            size_t cut = (size_t)(cuts[k] * (double)len);
+            if (cut == 0) cut = 1;
+            char tmp[256], tag[32];
+            snprintf(tag, sizeof tag, "%zu_%zu", c, k);
+            if (!write_prefix(tmp, sizeof tmp, tag, data, cut)) continue;
+            tw_video *a = NULL, *b = NULL;
+            tw_status sa = tw_video_load(tmp, 8, NULL, &a);
+            tw_status sb = tw_video_load_mem(data, cut, base_name(tmp), 8, NULL, &b);
+            total++;
+            if (sa == sb && (sa != TW_OK ? !a && !b : same_reading(a, b))) agree++;
+            else CHECK(0, "%s cut at %zu bytes: file %s, memory %s", good[c], cut, tw_status_name(sa), tw_status_name(sb));
+            if (sb == TW_OK) ok++;
+            else CHECK(strstr(tw_last_error(), base_name(tmp)) != NULL, "%s cut: message names it: %s", good[c],
+                       tw_last_error());
+            tw_video_free(a);
+            tw_video_free(b);
+            remove(tmp);
+        }
+        printf("  memory == file: %s truncated %d ways: %d agree (%d still decode)\n", good[c], total, agree, ok);
+        free(data);
+    }
+    printf("  memory == file: %d of %d readings of the fixture clips identical (frames, indices, passes)\n", n_same,
+           n_runs);
+
+    /* The damaged fixtures read from memory as from the file. */
+    static const char *const bad[] = { "corrupt_garbled_mdat_h264.mp4", "corrupt_truncated_30pct_vp9.webm",
+                                       "corrupt_truncated_no_moov.mp4" };
+    for (size_t c = 0; c < sizeof bad / sizeof bad[0]; c++) {
+        const char *path = media(bad[c]);
+        char *data = NULL;
+        size_t len = 0;
+        CHECK_OK(tw_read_file(path, &data, &len), path);
+        if (!data) continue;
+        tw_video *a = NULL, *b = NULL;
+        tw_status sa = tw_video_open(path, 8, &a);
+        tw_status sb = tw_video_decode(data, len, bad[c], 8, &b);
+        CHECK(sa == sb && (sa != TW_OK || same_reading(a, b)), "%s: memory %s, file %s", bad[c], tw_status_name(sb),
+              tw_status_name(sa));
+        if (sb != TW_OK) {
+            CHECK(sb == TW_E_FORMAT && strstr(tw_last_error(), bad[c]) && strstr(tw_last_error(), "moov atom not found"),
+                  "%s: %s", bad[c], tw_last_error());
+            printf("  memory: %s\n", tw_last_error());
+        } else {
+            printf("  memory: %s: T=%lld, %d decode errors\n", bad[c], (long long)b->total_frames, b->decode_errors);
+        }
+        tw_video_free(a);
+        tw_video_free(b);
+        free(data);
+    }
+
+    /* Not videos. */
+    tw_video *v = NULL;
+    static const char text[] = "this is not a video, just some text\n";
+    tw_status s = tw_video_decode(text, sizeof text - 1, "notes.mp4", 8, &v);
+    CHECK(s == TW_E_FORMAT && !v && strstr(tw_last_error(), "notes.mp4: cannot open as a video"), "text: %s: %s",
+          tw_status_name(s), tw_last_error());
+    uint8_t zeros[4096] = { 0 };
+    s = tw_video_decode(zeros, sizeof zeros, "zeros", 8, &v);
+    CHECK(s != TW_OK && !v, "zeros: %s: %s", tw_status_name(s), tw_last_error());
+    s = tw_video_decode(zeros, 0, "empty", 8, &v);
+    CHECK(s == TW_E_FORMAT && !v && strstr(tw_last_error(), "empty: not a video"), "empty: %s", tw_last_error());
+    s = tw_video_decode(NULL, 10, "null", 8, &v);
+    CHECK(s == TW_E_ARG && !v, "NULL data: %s", tw_status_name(s));
+    s = tw_video_decode(zeros, 1, NULL, 8, &v);
+    CHECK(s != TW_OK && !v && strncmp(tw_last_error(), "video: ", 7) == 0, "no name: %s", tw_last_error());
+
+    /* A playlist (in memory or on disk) may not open what it names: not a file, not a URL. */
+    char pl[1024];
+    snprintf(pl, sizeof pl, "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:5\n#EXTINF:5.0,\nfile:%s\n"
+             "#EXT-X-ENDLIST\n", media(good[0]));
+    s = tw_video_decode(pl, strlen(pl), "list.m3u8", 8, &v);
+    CHECK(s == TW_E_FORMAT && !v && strstr(tw_last_error(), "self-contained"), "HLS playlist in memory refused: %s: %s",
+          tw_status_name(s), tw_last_error());
+    printf("  playlist: %s\n", tw_last_error());
+    /* A concat list next to the clip it names (without the refusal it would decode that clip). */
+    char dir[128], clip[256], list[256];
+    snprintf(dir, sizeof dir, "/tmp/tw_test_concat_%d", (int)getpid());
+    snprintf(clip, sizeof clip, "%s/clip.mp4", dir);
+    snprintf(list, sizeof list, "%s/list.ffconcat", dir);
+    static const char cl[] = "ffconcat version 1.0\nfile 'clip.mp4'\n";
+    char *data = NULL;
+    size_t len = 0;
+    if (mkdir(dir, 0700) == 0 && tw_read_file(media(good[0]), &data, &len) == TW_OK) {
+        FILE *f = fopen(clip, "wb"), *g = fopen(list, "wb");
+        if (f) fwrite(data, 1, len, f), fclose(f);
+        if (g) fputs(cl, g), fclose(g);
+        s = tw_video_load(list, 8, NULL, &v);
+        CHECK(s == TW_E_FORMAT && !v && strstr(tw_last_error(), "self-contained"), "concat list file refused: %s: %s",
+              tw_status_name(s), tw_last_error());
+        printf("  concat list: %s\n", tw_last_error());
+        if (chdir(dir) == 0) {   /* in memory, a relative name would resolve against the working directory */
+            s = tw_video_decode(cl, sizeof cl - 1, "list.ffconcat", 8, &v);
+            CHECK(s == TW_E_FORMAT && !v && strstr(tw_last_error(), "self-contained"),
+                  "concat list in memory refused: %s: %s", tw_status_name(s), tw_last_error());
+            if (chdir(cwd) != 0) CHECK(0, "back to %s", cwd);
+        }
+    }
+    free(data);
+    remove(clip);
+    remove(list);
+    rmdir(dir);
+}
+#endif
+
+/* tw_video_from_images: frames already decoded, sampled as a list of files is. */
+static void test_from_images(void) {
+    tw_image *ims[12] = { 0 };
+    for (int i = 0; i < 12; i++) {
+        uint8_t px[5 * 3 * 3];
+        for (int k = 0; k < 15; k++) px[3 * k] = (uint8_t)(10 * i), px[3 * k + 1] = 1, px[3 * k + 2] = 2;
+        CHECK_OK(tw_image_from_rgb(px, 5, 3, &ims[i]), "frame image");
+    }
+    tw_video *v = NULL;
+    CHECK_OK(tw_video_from_images((const tw_image *const *)ims, 12, 4, &v), "from images");
+    if (v) {
+        CHECK(v->n_frames == 4 && v->total_frames == 12 && v->width == 5 && v->height == 3 && v->indices[1] == 3 &&
+                  v->rgb[1 * 15 * 3] == 30 && v->rgb[3 * 15 * 3] == 90 && !strcmp(v->codec, "images"),
+              "from images: 4 of 12, frames 0 3 6 9");
+        tw_video_free(v), v = NULL;
+    }
+    /* Only the sampled frames are read: the others may be NULL (a caller decodes only those). */
+    const tw_image *sparse[12] = { 0 };
+    int64_t idx[12];
+    int32_t k = 0;
+    CHECK_OK(tw_video_sample_indices(12, 4, idx, &k), "public sampler");
+    for (int32_t i = 0; i < k; i++) sparse[idx[i]] = ims[idx[i]];
+    CHECK_OK(tw_video_from_images(sparse, 12, 4, &v), "from sparse images");
+    CHECK(v && v->n_frames == 4 && v->indices[3] == 9, "sparse: same frames");
+    tw_video_free(v), v = NULL;
+    tw_status s = tw_video_from_images(sparse, 12, 5, &v);
+    CHECK(s == TW_E_ARG && !v, "a sampled NULL frame: %s: %s", tw_status_name(s), tw_last_error());
+    /* All frames (n_frames 0), and a sampled frame of another size: refused as for files. */
+    CHECK_OK(tw_video_from_images((const tw_image *const *)ims, 12, 0, &v), "all frames");
+    CHECK(v && v->n_frames == 12, "all 12 frames");
+    tw_video_free(v), v = NULL;
+    tw_image *odd = NULL;
+    uint8_t px4[4 * 3 * 3] = { 0 };
+    CHECK_OK(tw_image_from_rgb(px4, 4, 3, &odd), "odd frame");
+    tw_image *saved = ims[6];
+    ims[6] = odd;
+    s = tw_video_from_images((const tw_image *const *)ims, 12, 4, &v);
+    CHECK(s == TW_E_FORMAT && !v && strstr(tw_last_error(), "video frame 6"), "different size: %s", tw_last_error());
+    ims[6] = saved;
+    tw_image *seventh = ims[7];
+    ims[7] = NULL;   /* not sampled (0 3 6 9): fine */
+    CHECK_OK(tw_video_from_images((const tw_image *const *)ims, 12, 4, &v), "unsampled NULL");
+    tw_video_free(v), v = NULL;
+    ims[7] = seventh;
+    CHECK(tw_video_from_images(NULL, 3, 4, &v) == TW_E_ARG, "NULL list");
+    CHECK(tw_video_from_images((const tw_image *const *)ims, 0, 4, &v) == TW_E_ARG, "empty list");
+    for (int i = 0; i < 12; i++) tw_image_free(ims[i]);
+    tw_image_free(odd);
+}
+
 /* A 24-bit BMP of w x h whose pixels are all (v, 255 - v, 7). */
 static void write_bmp(const char *path, int w, int h, uint8_t v) {
     int row = (w * 3 + 3) & ~3;
@@ -650,7 +884,9 @@ int main(void) {
     test_seek_fixtures();
     test_seek_generated();
     test_long_clip();
+    test_memory();
 #endif
+    test_from_images();
     test_frame_dir();
     test_errors();
     return th_report();

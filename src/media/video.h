@@ -72,6 +72,10 @@ tw_status tw_video_sample_indices(int64_t total, int32_t n, int64_t *out, int32_
 ** (no decoder / no FFmpeg in this build), TW_E_ARG (over a limit). */
 tw_status tw_video_load(const char *src, int32_t n_frames, const tw_video_opts *opts, tw_video **out);
 
+/* A video file held in memory (tw_video_decode): read through the same pipeline as a file. */
+tw_status tw_video_load_mem(const void *data, size_t len, const char *name, int32_t n_frames,
+                            const tw_video_opts *opts, tw_video **out);
+
 /* A video given as a list of frame image files, in order (decoded with tw_image_load; all must
 ** have the same size). Only the sampled files are decoded. */
 tw_status tw_video_load_images(const char *const *paths, int32_t n_paths, int32_t n_frames,

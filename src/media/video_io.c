@@ -37,6 +37,8 @@
 #include <stdlib.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #ifdef TW_HAVE_FFMPEG
 #include <libavcodec/avcodec.h>
@@ -149,6 +151,23 @@ tw_status tw_video_sample_indices(int64_t total, int32_t n, int64_t *out, int32_
 
 /* ---- frame images ------------------------------------------------------------------------- */
 
+/* Copies image im (frame number `index` of the source) into slot i of *v, allocating *v (n
+** slots of the first frame's size) at the first frame; every frame must have that size. */
+static tw_status put_frame(tw_video **v, int32_t n, int32_t i, int64_t index, const tw_image *im, const char *name,
+                           const tw_video_opts *o) {
+    int32_t w = tw_image_width(im), h = tw_image_height(im);
+    if (!*v) {
+        TW_TRY(check_limits(name, n, h, w, o));
+        if (!(*v = video_new(n, h, w))) return TW_E_NOMEM;
+    } else if (w != (*v)->width || h != (*v)->height) {
+        return tw_err(TW_E_FORMAT, "%s: frame image is %dx%d, but the first frame is %dx%d (all frames of a "
+                      "video must have the same size)", name, w, h, (*v)->width, (*v)->height);
+    }
+    memcpy((*v)->rgb + (size_t)i * h * w * 3, tw_image_rgb(im), (size_t)h * w * 3);
+    (*v)->indices[i] = index;
+    return TW_OK;
+}
+
 tw_status tw_video_load_images(const char *const *paths, int32_t n_paths, int32_t n_frames,
                                const tw_video_opts *opts, tw_video **out) {
     if (!out) return tw_err(TW_E_ARG, "tw_video_load_images: NULL out");
@@ -171,18 +190,7 @@ tw_status tw_video_load_images(const char *const *paths, int32_t n_paths, int32_
             tw_err_prefix(s, "video frame %d (%s)", (int)idx[i], p ? p : "(null)");
             break;
         }
-        int32_t w = tw_image_width(im), h = tw_image_height(im);
-        if (!v) {
-            s = check_limits(p, n, h, w, &o);
-            if (s == TW_OK && !(v = video_new(n, h, w))) s = TW_E_NOMEM;
-        } else if (w != v->width || h != v->height) {
-            s = tw_err(TW_E_FORMAT, "%s: frame image is %dx%d, but the first frame is %dx%d (all frames of a "
-                       "video must have the same size)", p, w, h, v->width, v->height);
-        }
-        if (s == TW_OK) {
-            memcpy(v->rgb + (size_t)i * h * w * 3, tw_image_rgb(im), (size_t)h * w * 3);
-            v->indices[i] = idx[i];
-        }
+        s = put_frame(&v, n, i, idx[i], im, p, &o);
         tw_image_free(im);
     }
     free(idx);
@@ -191,6 +199,40 @@ tw_status tw_video_load_images(const char *const *paths, int32_t n_paths, int32_
         return s;
     }
     v->total_frames = n_paths;
+    snprintf(v->codec, sizeof v->codec, "images");
+    *out = v;
+    return TW_OK;
+}
+
+tw_status tw_video_from_images(const tw_image *const *frames, size_t n, int32_t n_frames, tw_video **out) {
+    if (!out) return tw_err(TW_E_ARG, "tw_video_from_images: NULL out");
+    *out = NULL;
+    if (!frames || n == 0) return tw_err(TW_E_ARG, "tw_video_from_images: expected at least one frame image");
+    tw_video_opts o;
+    opts_resolve(NULL, &o);
+    if (n > (size_t)INT32_MAX) return tw_err(TW_E_ARG, "%zu frame images: too many", n);
+    int64_t keep = n_frames > 0 ? TW_MIN((int64_t)n_frames, (int64_t)n) : (int64_t)n;
+    if (keep > o.max_frames)
+        return tw_err(TW_E_ARG, "%zu frame images: keeping %lld frames is more than the limit of %d", n,
+                      (long long)keep, o.max_frames);
+    int64_t *idx = tw_calloc((size_t)keep, sizeof *idx);
+    if (!idx) return TW_E_NOMEM;
+    int32_t k = 0;
+    tw_status s = tw_video_sample_indices((int64_t)n, n_frames, idx, &k);
+    tw_video *v = NULL;
+    for (int32_t i = 0; s == TW_OK && i < k; i++) {
+        char name[48];
+        snprintf(name, sizeof name, "video frame %lld", (long long)idx[i]);
+        const tw_image *im = frames[idx[i]];
+        if (!im) s = tw_err(TW_E_ARG, "%s: sampled, but the image is NULL", name);
+        else s = put_frame(&v, k, i, idx[i], im, name, &o);
+    }
+    free(idx);
+    if (s != TW_OK) {
+        tw_video_free(v);
+        return s;
+    }
+    v->total_frames = (int64_t)n;
     snprintf(v->codec, sizeof v->codec, "images");
     *out = v;
     return TW_OK;
@@ -252,6 +294,9 @@ static tw_status load_dir(const char *dir, int32_t n_frames, const tw_video_opts
 ** message of the calling thread so failures can quote FFmpeg's reason ("moov atom not found"). */
 static _Thread_local char vlog_last[256];
 static pthread_once_t vlog_once = PTHREAD_ONCE_INIT;
+/* The resource a demuxer asked for and was denied (a playlist's segment, a concat list's file),
+** per thread: io_refuse below, or FFmpeg's protocol whitelist for nested avformat_open_input. */
+static _Thread_local char vlog_refused[128];
 
 static void vlog_store(void *avcl, int level, const char *fmt, va_list vl) {
     TW_UNUSED(avcl);
@@ -261,11 +306,19 @@ static void vlog_store(void *avcl, int level, const char *fmt, va_list vl) {
     size_t n = strlen(buf);
     while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' ')) buf[--n] = 0;
     if (n) memcpy(vlog_last, buf, n + 1);
+    char proto[32];
+    if (!vlog_refused[0] && sscanf(buf, "Protocol '%31[^']' not on whitelist", proto) == 1)
+        snprintf(vlog_refused, sizeof vlog_refused, "%s:", proto);
 }
 
 static void vlog_install(void) { av_log_set_callback(vlog_store); }
 
 static const char *vlog_reason(int err, char *buf, size_t n) {
+    if (vlog_refused[0]) {
+        snprintf(buf, n, "it refers to another file or URL (\"%s\"), which is not opened: a video must be one "
+                 "self-contained file", vlog_refused);
+        return buf;
+    }
     char e[128];
     av_strerror(err, e, sizeof e);
     if (vlog_last[0]) snprintf(buf, n, "%s (%s)", e, vlog_last);
@@ -273,9 +326,28 @@ static const char *vlog_reason(int err, char *buf, size_t n) {
     return buf;
 }
 
+/* Where a clip's bytes come from: exactly one of path, url, data. */
+typedef struct vsource {
+    const char    *name;   /* for messages: the path, the URL, or the caller's name          */
+    const char    *path;   /* a local regular file, read through our AVIO callbacks          */
+    const char    *url;    /* an http(s) URL, opened by FFmpeg's own protocols               */
+    const uint8_t *data;   /* bytes in memory, read through our AVIO callbacks (len > 0)     */
+    size_t         len;
+} vsource;
+
+/* What the AVIO callbacks read: a file descriptor or a buffer, size bytes either way. */
+typedef struct vio {
+    int            fd;     /* -1 for memory                                                  */
+    const uint8_t *mem;
+    int64_t        size;   /* a file's size when it was opened (later growth is not read)    */
+    int64_t        pos;
+} vio;
+
 typedef struct decoder {
     const char        *src;       /* for messages */
     AVFormatContext   *fmt;
+    AVIOContext       *pb;        /* ours (AVFMT_FLAG_CUSTOM_IO) unless FFmpeg opened a URL */
+    vio                io;
     AVCodecContext    *dec;
     int                stream;
     AVPacket          *pkt;
@@ -288,7 +360,13 @@ typedef struct decoder {
 
 static void dec_close(decoder *d) {
     avcodec_free_context(&d->dec);
-    avformat_close_input(&d->fmt);
+    avformat_close_input(&d->fmt);   /* leaves a custom pb alone */
+    if (d->pb) {
+        av_freep(&d->pb->buffer);    /* FFmpeg may have replaced the buffer we gave it */
+        avio_context_free(&d->pb);
+    }
+    if (d->io.fd >= 0) close(d->io.fd);
+    d->io.fd = -1;
     av_packet_free(&d->pkt);
     av_frame_free(&d->frame);
     sws_freeContext(d->sws);
@@ -300,25 +378,102 @@ static bool is_url(const char *s) {
     return strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;
 }
 
-static tw_status dec_open(decoder *d, const char *src, bool url) {
-    memset(d, 0, sizeof *d);
-    d->src = src;
-    d->stream = -1;
-    vlog_last[0] = 0;
-    char why[512];
-    /* Only the protocols this source needs: a crafted playlist must not make FFmpeg read local
-    ** files or open other URLs. A local path goes through "file:" so a name with a colon is
-    ** never taken for a protocol. */
-    AVDictionary *o = NULL;
-    av_dict_set(&o, "protocol_whitelist", url ? "http,https,tcp,tls" : "file", 0);
-    char *name = url ? tw_strdup(src) : tw_asprintf("file:%s", src);
-    if (!name) {
-        av_dict_free(&o);
-        return TW_E_NOMEM;
+/* ---- AVIO over a file descriptor or a buffer ---- */
+
+static int io_read(void *opaque, uint8_t *buf, int n) {
+    vio *io = opaque;
+    if (n <= 0) return 0;
+    if (io->pos >= io->size) return AVERROR_EOF;
+    size_t k = (size_t)TW_MIN((int64_t)n, io->size - io->pos);
+    if (io->mem) {
+        memcpy(buf, io->mem + io->pos, k);
+    } else {
+        ssize_t r;
+        do r = pread(io->fd, buf, k, (off_t)io->pos);
+        while (r < 0 && errno == EINTR);
+        if (r < 0) return AVERROR(errno);
+        if (r == 0) return AVERROR_EOF;   /* the file shrank since it was opened */
+        k = (size_t)r;
     }
-    int r = avformat_open_input(&d->fmt, name, NULL, &o);
-    av_dict_free(&o);
-    free(name);
+    io->pos += (int64_t)k;
+    return (int)k;
+}
+
+/* Positions past the end are allowed (reads there give EOF), as lseek allows them. */
+static int64_t io_seek(void *opaque, int64_t off, int whence) {
+    vio *io = opaque;
+    whence &= ~AVSEEK_FORCE;
+    if (whence == AVSEEK_SIZE) return io->size;
+    int64_t base = whence == SEEK_SET ? 0 : whence == SEEK_CUR ? io->pos : whence == SEEK_END ? io->size : -1;
+    if (base < 0 || (off > 0 && off > INT64_MAX - base) || base + off < 0) return AVERROR(EINVAL);
+    io->pos = base + off;
+    return io->pos;
+}
+
+/* A demuxer that wants another resource (an HLS / DASH playlist's segments, a concat list, an MP4
+** data reference) asks through io_open: our inputs are single files, so every such open is
+** refused and a crafted playlist cannot make FFmpeg read other files or hosts. */
+static int io_refuse(AVFormatContext *s, AVIOContext **pb, const char *url, int flags, AVDictionary **opts) {
+    TW_UNUSED(s); TW_UNUSED(pb); TW_UNUSED(flags); TW_UNUSED(opts);
+    if (!vlog_refused[0]) {
+        snprintf(vlog_refused, sizeof vlog_refused, "%s", url ? url : "");
+        if (strlen(vlog_refused) == sizeof vlog_refused - 1) memcpy(vlog_refused + sizeof vlog_refused - 4, "...", 4);
+    }
+    return AVERROR(EPERM);
+}
+
+#define IO_BUF_SIZE 32768   /* FFmpeg's own default for AVIO buffers */
+
+/* Opens the container and the decoder of its first video stream. A file or a buffer is read
+** through our callbacks (one path for both, so a clip in memory decodes exactly as the same
+** file on disk); a URL through FFmpeg's http(s) protocols, nothing else whitelisted. */
+static tw_status dec_open(decoder *d, const vsource *vs) {
+    memset(d, 0, sizeof *d);
+    d->src = vs->name;
+    d->stream = -1;
+    d->io.fd = -1;
+    vlog_last[0] = 0;
+    vlog_refused[0] = 0;
+    char why[512];
+    const char *src = vs->name;
+    int r;
+    if (vs->url) {
+        AVDictionary *o = NULL;
+        av_dict_set(&o, "protocol_whitelist", "http,https,tcp,tls", 0);
+        r = avformat_open_input(&d->fmt, vs->url, NULL, &o);
+        av_dict_free(&o);
+    } else {
+        if (vs->path) {
+            /* O_NONBLOCK: a FIFO swapped in since the caller's stat must not block the open. */
+            d->io.fd = open(vs->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+            if (d->io.fd < 0) {
+                if (errno == ENOENT || errno == ENOTDIR) return tw_err(TW_E_NOT_FOUND, "%s: no such video file", src);
+                return tw_err(TW_E_IO, "%s: %s", src, strerror(errno));
+            }
+            struct stat sb;
+            if (fstat(d->io.fd, &sb) != 0) return tw_err(TW_E_IO, "%s: %s", src, strerror(errno));
+            if (!S_ISREG(sb.st_mode)) return tw_err(TW_E_ARG, "%s: not a regular file", src);
+            d->io.size = sb.st_size;
+        } else {
+            d->io.mem = vs->data;
+            d->io.size = (int64_t)vs->len;
+        }
+        uint8_t *buf = av_malloc(IO_BUF_SIZE);
+        if (!buf || !(d->pb = avio_alloc_context(buf, IO_BUF_SIZE, 0, &d->io, io_read, NULL, io_seek))) {
+            av_free(buf);
+            return tw_err(TW_E_NOMEM, "%s: out of memory opening the video", src);
+        }
+        if (!(d->fmt = avformat_alloc_context())) return tw_err(TW_E_NOMEM, "%s: out of memory opening the video", src);
+        d->fmt->pb = d->pb;
+        d->fmt->flags |= AVFMT_FLAG_CUSTOM_IO;
+        d->fmt->io_open = io_refuse;
+        /* Demuxers that open their parts with avformat_open_input (concat) inherit this list. */
+        AVDictionary *o = NULL;
+        av_dict_set(&o, "protocol_whitelist", "none", 0);
+        /* The name is the prober's hint (an extension scores a format) as a path is for FFmpeg. */
+        r = avformat_open_input(&d->fmt, vs->path ? vs->path : vs->name, NULL, &o);   /* frees fmt on failure */
+        av_dict_free(&o);
+    }
     if (r < 0)
         return tw_err(TW_E_FORMAT, "%s: cannot open as a video: %s", src, vlog_reason(r, why, sizeof why));
     if ((r = avformat_find_stream_info(d->fmt, NULL)) < 0)
@@ -637,8 +792,9 @@ static tw_status seek_pass(decoder *d, pass *p, const seek_plan *sp, tw_seek_mod
 
 /* The whole load: a seeking pass when the container allows it and it pays off; else (or when it
 ** gives up) guess T, one sequential pass, and a second one if the guess was wrong. */
-static tw_status ff_load(const char *src, bool url, int32_t n_frames, const tw_video_opts *o, tw_video **out) {
+static tw_status ff_load(const vsource *vs, int32_t n_frames, const tw_video_opts *o, tw_video **out) {
     pthread_once(&vlog_once, vlog_install);
+    const char *src = vs->name;
     decoder d;
     pass p;
     memset(&p, 0, sizeof p);
@@ -647,7 +803,7 @@ static tw_status ff_load(const char *src, bool url, int32_t n_frames, const tw_v
     int64_t decoded = 0;   /* frames decoded by passes that were thrown away */
     int32_t seeks = 0;
     char access[sizeof ((tw_video *)0)->access];
-    tw_status s = dec_open(&d, src, url);
+    tw_status s = dec_open(&d, vs);
     if (s != TW_OK) goto fail;
 
     AVStream *st = d.fmt->streams[d.stream];
@@ -696,7 +852,7 @@ static tw_status ff_load(const char *src, bool url, int32_t n_frames, const tw_v
         p.opts = o;
         seeks = 0;
         dec_close(&d);
-        if ((s = dec_open(&d, src, url)) != TW_OK) goto fail;
+        if ((s = dec_open(&d, vs)) != TW_OK) goto fail;
         st = d.fmt->streams[d.stream];
     }
     if (why) snprintf(access, sizeof access, "sequential (%s)", why);
@@ -718,7 +874,9 @@ static tw_status ff_load(const char *src, bool url, int32_t n_frames, const tw_v
     int64_t total = p.count;
     if (total == 0) {
         char msg[512] = "";
-        if (vlog_last[0]) snprintf(msg, sizeof msg, " (FFmpeg: %s)", vlog_last);
+        char reason[256];
+        if (vlog_refused[0]) snprintf(msg, sizeof msg, ": %s", vlog_reason(0, reason, sizeof reason));
+        else if (vlog_last[0]) snprintf(msg, sizeof msg, " (FFmpeg: %s)", vlog_last);
         s = tw_err(TW_E_FORMAT, "%s: no frame of the %s stream could be decoded (%d decode errors)%s", src,
                    avcodec_get_name(st->codecpar->codec_id), p.errors, msg);
         goto fail;
@@ -742,7 +900,7 @@ static tw_status ff_load(const char *src, bool url, int32_t n_frames, const tw_v
         if ((s = tw_video_sample_indices(total, n_frames, want, &n_want)) != TW_OK) goto fail;
         p.want = want, p.n_want = n_want;
         dec_close(&d);
-        if ((s = dec_open(&d, src, url)) != TW_OK) goto fail;
+        if ((s = dec_open(&d, vs)) != TW_OK) goto fail;
         st = d.fmt->streams[d.stream];
         if ((s = decode_pass(&d, &p)) != TW_OK) goto fail;
         if (p.count != total) {
@@ -814,10 +972,31 @@ tw_status tw_video_load(const char *src, int32_t n_frames, const tw_video_opts *
         if (sb.st_size == 0) return tw_err(TW_E_FORMAT, "%s: not a video: the file is empty", src);
     }
 #ifdef TW_HAVE_FFMPEG
-    return ff_load(src, url, n_frames, &o, out);
+    vsource vs = { .name = src, .path = url ? NULL : src, .url = url ? src : NULL };
+    return ff_load(&vs, n_frames, &o, out);
 #else
     return tw_err(TW_E_UNSUPPORTED, "%s: decoding video files needs FFmpeg; this build has none (apt-get install "
                   "libavformat-dev libavcodec-dev libavutil-dev libswscale-dev, then rebuild)", src);
+#endif
+}
+
+tw_status tw_video_load_mem(const void *data, size_t len, const char *name, int32_t n_frames,
+                            const tw_video_opts *opts, tw_video **out) {
+    if (!out) return tw_err(TW_E_ARG, "tw_video_decode: NULL out");
+    *out = NULL;
+    if (!name || !*name) name = "video";
+    if (!data && len) return tw_err(TW_E_ARG, "%s: data is NULL", name);
+    if (len == 0) return tw_err(TW_E_FORMAT, "%s: not a video: no data (0 bytes)", name);
+    tw_video_opts o;
+    opts_resolve(opts, &o);
+    if (n_frames > o.max_frames)
+        return tw_err(TW_E_ARG, "%s: %d frames requested, more than the limit of %d", name, n_frames, o.max_frames);
+#ifdef TW_HAVE_FFMPEG
+    vsource vs = { .name = name, .data = data, .len = len };
+    return ff_load(&vs, n_frames, &o, out);
+#else
+    return tw_err(TW_E_UNSUPPORTED, "%s: decoding videos needs FFmpeg; this build has none (apt-get install "
+                  "libavformat-dev libavcodec-dev libavutil-dev libswscale-dev, then rebuild)", name);
 #endif
 }
 
@@ -829,6 +1008,20 @@ tw_status tw_video_open(const char *src, int32_t n_frames, tw_video **out) {
 
 tw_status tw_video_open_frames(const char *const *frames, int32_t n_paths, int32_t n_frames, tw_video **out) {
     return tw_video_load_images(frames, n_paths, n_frames, NULL, out);
+}
+
+tw_status tw_video_decode(const void *data, size_t len, const char *name, int32_t n_frames, tw_video **out) {
+    return tw_video_load_mem(data, len, name, n_frames, NULL, out);
+}
+
+tw_status tw_video_decode_ex(const void *data, size_t len, const char *name, int32_t n_frames,
+                             const tw_video_limits *lim, tw_video **out) {
+    tw_video_opts o = { 0 };
+    if (lim) {
+        o.max_pixels = lim->max_pixels > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)lim->max_pixels;
+        o.max_bytes = lim->max_bytes > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)lim->max_bytes;
+    }
+    return tw_video_load_mem(data, len, name, n_frames, &o, out);
 }
 
 int32_t tw_video_n_frames(const tw_video *v) { return v ? v->n_frames : 0; }
