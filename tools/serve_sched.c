@@ -31,6 +31,8 @@ double now_ms(void);
 
 typedef enum { SQ_IDLE = 0, SQ_PREFILL, SQ_GEN, SQ_TAIL } sq_state;
 
+static int g_verbose;   /* -v: a line per finished request */
+
 typedef struct sv_seq {
     tw_seq  *seq;          /* NULL: not allocated (or evicted)                                  */
     sv_job  *job;          /* the job it runs, NULL when idle                                   */
@@ -116,8 +118,14 @@ void sv_job_push(sv_job *j, char *data, size_t len) {
     pthread_mutex_unlock(&j->mu);
 }
 
-/* Marks the job finished (status 0: success) and wakes its connection. */
+/* Marks the job finished (status 0: success) and wakes its connection; with -v, a log line. */
 static void job_finish(sv_job *j, int status, const char *msg) {
+    if (g_verbose) {
+        double t = now_ms();
+        fprintf(stderr, "tower serve: %s %s: %d prompt tokens (%d cached), %d generated, first token %.0f ms, total %.0f ms%s%s\n",
+                j->id, status == 0 ? "ok" : "failed", (int)j->n_prompt, (int)j->n_cached, (int)j->n_completion,
+                j->t_first > 0 ? j->t_first - j->t_submit : -1.0, t - j->t_submit, msg ? ": " : "", msg ? msg : "");
+    }
     pthread_mutex_lock(&j->mu);
     j->status = status;
     if (msg) snprintf(j->err, sizeof j->err, "%s", msg);
@@ -138,6 +146,14 @@ static void job_fail(sv_sched *s, sv_job *j, int status, const char *msg) {
     s->mt.requests_failed++;
     pthread_mutex_unlock(&s->mu);
     job_finish(j, status, msg);
+}
+
+/* The client went away: nobody to tell, but it counts as a failed request. */
+static void job_cancelled(sv_sched *s, sv_job *j) {
+    pthread_mutex_lock(&s->mu);
+    s->mt.requests_failed++;
+    pthread_mutex_unlock(&s->mu);
+    job_finish(j, 499, "client closed the connection");
 }
 
 /* ---- sequences --------------------------------------------------------------------------------- */
@@ -418,7 +434,7 @@ static void *sched_main(void *arg) {
                 s->q_len--;
                 s->mt.queued = s->q_len;
                 pthread_mutex_unlock(&s->mu);
-                if (atomic_load(&j->cancelled)) job_finish(j, 499, "client closed the connection");
+                if (atomic_load(&j->cancelled)) job_cancelled(s, j);
                 else {
                     bool ok = start_job(s, j);
                     (void)ok;
@@ -446,7 +462,7 @@ static void *sched_main(void *arg) {
             sv_seq *q = &s->seqs[i];
             if (q->state == SQ_IDLE) continue;
             if (q->state != SQ_TAIL && atomic_load(&q->job->cancelled)) {
-                job_finish(q->job, 499, "client closed the connection");
+                job_cancelled(s, q->job);
                 release(s, q);
                 continue;
             }
@@ -575,6 +591,7 @@ int sv_sched_new(const tw_model *m, const sv_config *cfg, sv_sched **out) {
     if (!s) return -1;
     s->m = m;
     s->cfg = cfg;
+    g_verbose = cfg->verbose;
     s->n_vocab = tw_model_n_vocab(m);
     s->n_seqs = cfg->parallel + cfg->cache_seqs;
     s->q_cap = cfg->max_queue > 0 ? cfg->max_queue : 1;
