@@ -702,6 +702,16 @@ static void test_frames(void) {
     tw_video_free(v), v = NULL;
     rc = sm_load_video_frames((const char *const *)urls, 0, &lim, &v, &last_status, last_err, sizeof last_err);
     CHECK(rc == 400 && strstr(last_err, "video_url: an empty list"), "empty list: %s", last_err);
+    /* more frames than a video may keep: refused before any is fetched (all would be the broken one) */
+    const char **many = malloc(5000 * sizeof *many);
+    for (int i = 0; i < 5000; i++) many[i] = "data:image/bmp;base64,!!!!";
+    rc = sm_load_video_frames(many, 5000, &lim, &v, &last_status, last_err, sizeof last_err);
+    CHECK(rc == 413 && strstr(last_err, "video_url: 5000 frames, more than the limit"), "5000 frames: %s", last_err);
+    lim.n_frames = 4;
+    rc = sm_load_video_frames(many, 5000, &lim, &v, &last_status, last_err, sizeof last_err);
+    CHECK(rc == 400 && strstr(last_err, "video_url[0]: invalid base64"), "5000 frames, 4 sampled: %s", last_err);
+    lim.n_frames = 0;
+    free(many);
     const char *outs[2] = { fu, "file:///etc/passwd" };
     rc = sm_load_video_frames(outs, 2, &lim, &v, &last_status, last_err, sizeof last_err);
     CHECK(rc == 403 && strstr(last_err, "video_url[1]: file:///etc/passwd is outside"), "frame outside: %s", last_err);

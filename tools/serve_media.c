@@ -32,6 +32,7 @@
 
 #define SM_MAX_BYTES  (64ull << 20)   /* default for sm_limits.max_bytes  */
 #define SM_TIMEOUT_MS 30000L          /* default for sm_limits.timeout_ms */
+#define SM_MAX_FRAMES 4096            /* the library's limit on a video's kept frames (docs/video.md) */
 
 /* ---- messages ------------------------------------------------------------------------------ */
 
@@ -469,6 +470,9 @@ int sm_load_video_frames(const char *const *urls, size_t n, const sm_limits *lim
     if (n > INT32_MAX) return finish(&e, fail(&e, 413, "%zu frames: too many", n), http_status, err, err_len);
     int32_t nf = lim ? lim->n_frames : 0;
     size_t keep = nf > 0 && (size_t)nf < n ? (size_t)nf : n;
+    if (keep > SM_MAX_FRAMES)   /* before fetching any: the library would refuse them after */
+        return finish(&e, fail(&e, 413, "%zu frames, more than the limit of %d", keep, SM_MAX_FRAMES), http_status,
+                      err, err_len);
     int64_t *idx = malloc(keep * sizeof *idx);
     tw_image **ims = calloc(n, sizeof *ims);
     int32_t k = 0;
