@@ -166,6 +166,14 @@ TW_API tw_model_params tw_model_default_params(void);
 TW_API tw_status tw_model_load(const char *name, const tw_model_params *params, tw_model **out);
 TW_API void      tw_model_free(tw_model *m);
 
+/* Sharing one model's threads between a latency-bound loop and background work (a server's token
+** steps and its media encodes, on other threads): work started by a thread marked background waits
+** before each of its parallel jobs while the model is claimed, so a claimer waits for at most one
+** background job, not for a whole encode. Claims count (claim / release in pairs). */
+TW_API void      tw_model_claim(const tw_model *m);
+TW_API void      tw_model_release(const tw_model *m);
+TW_API void      tw_thread_set_background(int on);   /* the calling thread's model work yields to claims */
+
 /* Resolves a model name to a local directory (downloading what is missing) without loading it.
 ** *dir is malloc'ed. */
 TW_API tw_status tw_model_resolve(const char *name, const tw_model_params *params, char **dir);

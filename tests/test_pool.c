@@ -103,7 +103,58 @@ static void check_par(void) {
     free(x), free(u), free(w), free(b), free(r1), free(r2);
 }
 
+/* ---- claims: a background thread's jobs wait while the pool is claimed ---- */
+
+typedef struct {
+    tw_pool    *p;
+    atomic_int  started;   /* background jobs begun */
+    atomic_bool stop;
+} bg_arg;
+
+static void slow_task(void *ctx, int64_t i, int tid) {
+    (void)ctx, (void)i, (void)tid;
+    sleep_ms(1);
+}
+
+static void *background(void *arg) {
+    bg_arg *b = arg;
+    tw_pool_set_background(true);
+    while (!atomic_load(&b->stop)) {
+        atomic_fetch_add(&b->started, 1);
+        tw_pool_run(b->p, 4, slow_task, NULL);
+    }
+    return NULL;
+}
+
+static void check_claims(void) {
+    bg_arg b = { .p = tw_pool_new(2) };
+    atomic_init(&b.started, 0);
+    atomic_init(&b.stop, false);
+    pthread_t t;
+    pthread_create(&t, NULL, background, &b);
+    while (atomic_load(&b.started) < 3) sleep_ms(1);
+    tw_pool_claim(b.p);
+    tw_pool_claim(b.p);   /* claims nest */
+    sleep_ms(10);         /* the background job that was running has ended, the next one waits */
+    int before = atomic_load(&b.started);
+    static job j;
+    j.threads = 2;
+    CHECK(run_and_check(b.p, &j, 1000), "the claimer's own jobs run while it holds the claim");
+    tw_pool_release(b.p);
+    sleep_ms(30);
+    int during = atomic_load(&b.started);
+    CHECK(during - before <= 1, "no background job starts while the pool is claimed (%d started)", during - before);
+    tw_pool_release(b.p);
+    int64_t until = 0;
+    while (atomic_load(&b.started) < during + 3 && until++ < 5000) sleep_ms(1);
+    CHECK(atomic_load(&b.started) >= during + 3, "background jobs resume after the last release");
+    atomic_store(&b.stop, true);
+    pthread_join(t, NULL);
+    tw_pool_free(b.p);
+}
+
 int main(void) {
+    check_claims();
     static job j;
     check_par();
     for (int threads = 1; threads <= 4; threads++) {

@@ -140,6 +140,8 @@ void sv_sched_free(sv_sched *s);         /* stops the thread; running jobs end w
 /* Queues a job (takes a reference). 0, or 429 when the queue is full, 503 when stopping. */
 int  sv_sched_submit(sv_sched *s, sv_job *j);
 void sv_sched_metrics(sv_sched *s, sv_metrics *out);
+/* Media encodes in progress (serve_api.c counts them): the scheduler leaves them turns. */
+extern atomic_int sv_encodes_running;
 void sv_sched_stop(sv_sched *s);         /* running and queued jobs end with an error event   */
 void sv_sched_join(sv_sched *s);         /* after stop: waits until every job has ended       */
 

@@ -395,8 +395,13 @@ static void submit(sv_server *sv, sv_reply *r, sv_job *j) {
         return;
     }
     if (tw_prompt_n_media(j->prompt) > 0) {
+        /* one encode at a time, in the background of the token steps (serve_sched.c) */
         pthread_mutex_lock(&sv->encode_lock);
+        atomic_fetch_add(&sv_encodes_running, 1);
+        tw_thread_set_background(1);
         tw_status st = atomic_load(&j->cancelled) ? TW_E_CANCELLED : tw_prompt_encode(j->prompt, sv->media_cache, NULL);
+        tw_thread_set_background(0);
+        atomic_fetch_sub(&sv_encodes_running, 1);
         pthread_mutex_unlock(&sv->encode_lock);
         if (st != TW_OK) {
             sv_error(r, st == TW_E_NOMEM ? 413 : 400, NULL, "encoding the media failed: %s", tw_last_error());

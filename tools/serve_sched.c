@@ -66,7 +66,10 @@ struct sv_sched {
     int              n_seqs;
     sv_metrics       mt;         /* under mu                                                    */
     int32_t          n_vocab;
+    double           last_step_ms;   /* the last batch's time (an encode's turn after it)      */
 };
+
+atomic_int sv_encodes_running;
 
 /* ---- jobs ------------------------------------------------------------------------------------ */
 
@@ -506,9 +509,21 @@ static void *sched_main(void *arg) {
         }
         if (n_items == 0) continue;
 
+        /* Media encodes run in the connections' threads and yield to this step (the model's
+        ** threads are claimed); between steps they get a turn as long as the last step took, so
+        ** running streams slow to about half speed during an encode instead of stopping. */
+        int enc = atomic_load(&sv_encodes_running);
+        if (enc > 0 && s->last_step_ms > 0) {
+            double slice = s->last_step_ms < 250 ? s->last_step_ms : 250;
+            struct timespec ts = { 0, (long)(slice * 1e6) };
+            nanosleep(&ts, NULL);
+        }
         double t0 = now_ms();
+        tw_model_claim(s->m);
         tw_status st = tw_seq_eval_batch(items, n_items);
+        tw_model_release(s->m);
         double dt = now_ms() - t0;
+        s->last_step_ms = dt;
         pthread_mutex_lock(&s->mu);
         s->mt.batches++;
         s->mt.batch_rows += n_items;

@@ -9,6 +9,11 @@
 ** thread costs 10-40 us on this VM, as much as the job itself, so a sleeping pool lost 5-10 % of
 ** decode speed. The spin is bounded, so an idle engine still uses no CPU: a spinning pool would
 ** steal a core from the user's other work on a 2-core machine.
+**
+** Sharing: several threads may call tw_pool_run; their jobs take turns (run_lock). A thread marked
+** background (tw_pool_set_background) also waits before each job while someone holds a claim
+** (tw_pool_claim), so a latency-bound loop (a server's token steps) is delayed by at most one
+** background job (a media encode's matmul), not by the whole encode.
 */
 #include "tw_internal.h"
 
@@ -44,7 +49,14 @@ struct tw_pool {
     void           *ctx;
     int64_t         n_items;
     _Atomic int64_t next;
+    /* claims: while one is held, jobs from background threads wait (tw_pool_claim) */
+    pthread_mutex_t gate_mu;
+    pthread_cond_t  gate_cv;
+    int             claims;    /* under gate_mu */
 };
+
+/* A background thread's jobs yield to claims (a server's media encodes to its token steps). */
+static _Thread_local bool tls_background;
 
 typedef struct { tw_pool *p; int tid; } worker_arg;
 
@@ -126,6 +138,8 @@ tw_pool *tw_pool_new(int n_threads) {
     if (!p) return NULL;
     p->n = n_threads;
     pthread_mutex_init(&p->run_lock, NULL);
+    pthread_mutex_init(&p->gate_mu, NULL);
+    pthread_cond_init(&p->gate_cv, NULL);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->wake, NULL);
     pthread_cond_init(&p->done, NULL);
@@ -157,14 +171,40 @@ void tw_pool_free(tw_pool *p) {
     pthread_cond_destroy(&p->done);
     pthread_mutex_destroy(&p->mu);
     pthread_mutex_destroy(&p->run_lock);
+    pthread_mutex_destroy(&p->gate_mu);
+    pthread_cond_destroy(&p->gate_cv);
     free(p->threads);
     free(p);
 }
 
 int tw_pool_size(const tw_pool *p) { return p ? p->n : 1; }
 
+void tw_pool_set_background(bool on) { tls_background = on; }
+
+void tw_pool_claim(tw_pool *p) {
+    if (!p) return;
+    pthread_mutex_lock(&p->gate_mu);
+    p->claims++;
+    pthread_mutex_unlock(&p->gate_mu);
+}
+
+void tw_pool_release(tw_pool *p) {
+    if (!p) return;
+    pthread_mutex_lock(&p->gate_mu);
+    TW_ASSERT(p->claims > 0);
+    if (--p->claims == 0) pthread_cond_broadcast(&p->gate_cv);
+    pthread_mutex_unlock(&p->gate_mu);
+}
+
 void tw_pool_run(tw_pool *p, int64_t n, tw_task_fn fn, void *ctx) {
     if (n <= 0) return;
+    if (tls_background && p) {
+        /* wait for the claims to end; a job already running is not interrupted, so a claimer
+        ** waits at most for one background job */
+        pthread_mutex_lock(&p->gate_mu);
+        while (p->claims > 0) pthread_cond_wait(&p->gate_cv, &p->gate_mu);
+        pthread_mutex_unlock(&p->gate_mu);
+    }
     if (!p || p->n == 1 || n == 1) {
         for (int64_t i = 0; i < n; i++) fn(ctx, i, 0);
         return;

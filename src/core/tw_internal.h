@@ -163,6 +163,10 @@ tw_pool *tw_pool_new(int n_threads);          /* n_threads <= 0: every online co
 void     tw_pool_free(tw_pool *p);
 int      tw_pool_size(const tw_pool *p);      /* threads including the caller      */
 void     tw_pool_run(tw_pool *p, int64_t n, tw_task_fn fn, void *ctx);
+/* Claims hold off the jobs of background threads (pool.c: sharing); claims nest and count. */
+void     tw_pool_claim(tw_pool *p);
+void     tw_pool_release(tw_pool *p);
+void     tw_pool_set_background(bool on);   /* for the calling thread */
 int      tw_cpu_count(void);
 
 #endif /* TW_INTERNAL_H */

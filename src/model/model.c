@@ -824,3 +824,15 @@ tw_status tw_chat_render(const tw_model *m, const tw_message *msgs, size_t n_msg
     return tw_template_render(m->tmpl, msgs, n_msgs, add_generation_prompt, m->bos_token ? m->bos_token : "<bos>",
                               m->eos_token ? m->eos_token : "<eos>", out);
 }
+
+/* ---- sharing the model's threads (pool.c: sharing) ---- */
+
+void tw_model_claim(const tw_model *m) {
+    if (m) tw_pool_claim(m->pool);
+}
+
+void tw_model_release(const tw_model *m) {
+    if (m) tw_pool_release(m->pool);
+}
+
+void tw_thread_set_background(int on) { tw_pool_set_background(on != 0); }
