@@ -10,7 +10,7 @@ OPT     ?= -O2
 CFLAGS  ?=
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wshadow -Wvla -g $(OPT) -fPIC
 # Each folder of src/ is one layer (docs/architecture.md); headers are found by name in any of them.
-SRC_DIRS := core format cpu text media hub model run bench
+SRC_DIRS := core format cpu text media hub model run bench eval
 CFLAGS  += -Iinclude $(addprefix -Isrc/,$(SRC_DIRS)) -pthread
 LDLIBS  += -lm -pthread
 

@@ -849,6 +849,13 @@ TW_API tw_status tw_bench_machine_measure(tw_bench_machine *mc, int quick);
 TW_API tw_status tw_bench_run(const tw_bench_params *p, const tw_bench_machine *mc, tw_bench_result *out);
 TW_API void      tw_bench_finish(tw_bench_result *r, const tw_bench_machine *mc, int quick);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Evaluation: metrics exact to their reference implementations (src/eval, docs/eval.md)        */
+
+/* ---- sacreBLEU 2.x: BLEU, chrF, chrF++ (src/eval/sacrebleu.c) ---- */
+
+/* ---- the benchmarks' own rules: VQA accuracy, OCRBench, CC-OCR, multiple choice (src/eval) ---- */
+
 #ifdef __cplusplus
 }
 #endif
