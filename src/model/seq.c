@@ -80,6 +80,22 @@ void tw_seq_set_tags(tw_seq *s, int32_t from, const uint64_t *tags, int32_t n) {
 }
 const float *tw_seq_logits(const tw_seq *s) { return s ? s->logits : NULL; }
 
+tw_status tw_seq_copy(tw_seq *dst, const tw_seq *src) {
+    if (dst->m != src->m || dst->kv.type != src->kv.type || src->pos > dst->n_ctx)
+        return tw_err(TW_E_ARG, "tw_seq_copy: the sequences differ in model, KV type or room (%d of %d positions)",
+                      (int)src->pos, (int)dst->n_ctx);
+    dst->pos = 0;
+    dst->logits_ok = false;
+    TW_TRY(seq_reserve(dst, TW_MAX(src->pos, 1)));
+    TW_TRY(tw_kv_copy(&dst->kv, &src->kv, src->pos));
+    memcpy(dst->tokens, src->tokens, sizeof(int32_t) * (size_t)src->pos);
+    memcpy(dst->tags, src->tags, sizeof(uint64_t) * (size_t)src->pos);
+    memcpy(dst->logits, src->logits, sizeof(float) * (size_t)src->m->text.n_vocab);
+    dst->pos = src->pos;
+    dst->logits_ok = src->logits_ok;
+    return TW_OK;
+}
+
 /* The cache rows past pos are simply overwritten by the next eval: no clearing needed, because
 ** attention only ever reads positions < the query's own. */
 tw_status tw_seq_rewind(tw_seq *s, int32_t pos) {
