@@ -559,6 +559,24 @@ static void test_errors(void) {
     tw_model_free(other);
 }
 
+/* ---- tw_seq_copy: a second stream from the same context ----------------------------------------- */
+
+static void test_copy(void) {
+    tw_seq *a = seq_with(&translate, TW_KV_F16), *b = seq_new(g_m, TW_KV_F16, 0), *c = seq_new(g_m, TW_KV_F32, 0);
+    CHECK_OK(tw_seq_eval(b, hello.ids, (size_t)hello.T, NULL), "b's own history");
+    CHECK_OK(tw_seq_copy(b, a), "copy");
+    CHECK(tw_seq_copy(c, a) == TW_E_ARG, "a copy between KV types is refused");
+    CHECK(tw_seq_pos(b) == tw_seq_pos(a) && memcmp(tw_seq_tokens(b), tw_seq_tokens(a), sizeof(int32_t) * translate.T) == 0,
+          "the copy's history");
+    int32_t next = argmax(tw_seq_logits(a));
+    float lpa, lpb;
+    CHECK_OK(tw_seq_eval(a, &next, 1, &(tw_eval_opts){ .logprobs = &lpa }), "a");
+    CHECK_OK(tw_seq_eval(b, &next, 1, &(tw_eval_opts){ .logprobs = &lpb }), "b");
+    CHECK(lpa == lpb && memcmp(tw_seq_logits(a), tw_seq_logits(b), sizeof(float) * (size_t)V) == 0,
+          "the copy continues as the original, bit for bit");
+    tw_seq_free(a); tw_seq_free(b); tw_seq_free(c);
+}
+
 /* ---- main: every kernel path -------------------------------------------------------------------- */
 
 int main(void) {
@@ -585,6 +603,7 @@ int main(void) {
             test_golden();
             test_scores();
             test_errors();
+            test_copy();
         }
         tw_kernels_force(was);
     }
