@@ -162,7 +162,7 @@ enum {
     O_PRINT_IDS, O_SHOW_PROMPT, O_FROM, O_TO, O_LIST_LANG, O_LINES, O_NO_SPECIAL, O_JSONL, O_IDS,
     O_CHECK, O_IGNORE_EOS, O_IMAGE, O_IMAGE_TOKENS, O_VIDEO, O_VIDEO_FRAMES, O_VIDEO_FRAME, O_FRAMES,
     O_TYPE, O_KEEP_VISION, O_KEEP_EMBED, O_SHAPE, O_JSON, O_MATMUL, O_REPS, O_DECODE, O_DISTINCT, O_QUICK,
-    O_SKIP_VISION, O_SKIP_TTFT, O_SKIP_2B, O_SKIP_9B,
+    O_SKIP_VISION, O_SKIP_TTFT, O_SKIP_2B, O_SKIP_9B, O_LIMITS,
     O_HOST, O_PORT, O_PARALLEL, O_API_KEY, O_MEDIA_DIR, O_CORS, O_MAX_BODY, O_MAX_QUEUE, O_MAX_TOKENS, O_MAX_MEDIA,
     O_MAX_PIXELS, O_CACHE_MB, O_CACHE_SEQS, O_TIMEOUT, O_MAX_CONN, O_PREFILL_CHUNK, O_MEDIA_CACHE_MB, O_MAX_MEDIA_MB,
     O_FETCH_TIMEOUT,
@@ -239,6 +239,7 @@ static const cli_opt k_opts[] = {
     {{"skip-ttft", no_argument, 0, O_SKIP_TTFT}, C_BENCH},
     {{"skip-2b", no_argument, 0, O_SKIP_2B}, C_BENCH},
     {{"skip-9b", no_argument, 0, O_SKIP_9B}, C_BENCH},
+    {{"limits", no_argument, 0, O_LIMITS}, C_BENCH},
     /* serve */
     {{"host", required_argument, 0, O_HOST}, C_SERVE},
     {{"port", required_argument, 0, O_PORT}, C_SERVE},
@@ -449,6 +450,7 @@ void parse_options(int argc, char **argv, unsigned cmd, void (*help)(void)) {
         case O_SKIP_TTFT: g.skip_ttft = 1; break;
         case O_SKIP_2B: g.skip_2b = 1; break;
         case O_SKIP_9B: g.skip_9b = 1; break;
+        case O_LIMITS: g.limits_only = 1; break;
         case ':':
             if (optopt && optopt < 256) usage_error("option '-%c' needs a value", optopt);
             usage_error("option '%s' needs a value", argv[optind - 1]);
