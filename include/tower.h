@@ -152,6 +152,9 @@ typedef struct tw_model_params {
     tw_matmul_mode matmul;          /* TW_MATMUL_DEFAULT: as it is; out of range: TW_E_ARG        */
     int         final_softcap;      /* -1: as config.json says (as trained), 0: off (HF >= 4.52), 1: on */
     const char *chat_template_file; /* overrides the checkpoint's template; NULL: the checkpoint's */
+    const char *tokenizer_dir;      /* a directory whose tokenizer.json, tokenizer_config.json,
+                                    ** generation_config.json and chat template replace the
+                                    ** checkpoint's; required by "random:" models. NULL: none     */
     int         offline;            /* never touch the network (also HF_HUB_OFFLINE=1)             */
     tw_progress_fn progress;        /* download / load progress; NULL for none                    */
     void       *progress_user_data;
@@ -160,9 +163,14 @@ typedef struct tw_model_params {
 TW_API tw_model_params tw_model_default_params(void);
 
 /* name: a local directory, a single-file checkpoint written by `tower quantize` (loaded from its
-** one mapping, embedded config and tokenizer files included: nothing is written to disk), or a
+** one mapping, embedded config and tokenizer files included: nothing is written to disk), a
 ** Hugging Face repo id "org/name[@revision]" found in the HF cache (HF_HUB_CACHE, HF_HOME) or
-** downloaded from HF_ENDPOINT (HF_TOKEN) unless offline. */
+** downloaded from HF_ENDPOINT (HF_TOKEN) unless offline, or "random:SHAPE[:TYPE]": random
+** weights of the released shapes built in memory, for benchmarks (SHAPE 2b or 9b: TowerVision-2B
+** / -9B with SigLIP so400m and projector, every layer distinct; tiny: a few small layers for
+** tests; TYPE bf16 (default), f16, f32, q8 or q4). A random model takes its tokenizer, chat
+** template and stop ids from params->tokenizer_dir (required), its vocabulary size from that
+** tokenizer, and takes images when the tokenizer has "<image>"; what it generates is noise. */
 TW_API tw_status tw_model_load(const char *name, const tw_model_params *params, tw_model **out);
 TW_API void      tw_model_free(tw_model *m);
 

@@ -172,7 +172,7 @@ int main(void) {
                           L * (2 * (H * qd + 2 * H * kvd + qd * H + 3 * H * F) + 4 * H * 4);
             CHECK(fabs(weights - wexp) < 1, "decode weight bytes");
             CHECK(fabs(all - weights - 2 * (64 + 101 + 64) * kvd * 4) < 1, "decode KV bytes");
-            tw_random_model_free(m);
+            tw_model_free(m);
         }
     }
 
@@ -192,7 +192,7 @@ int main(void) {
             CHECK(l->wq == m->tw.layers[0].wq, "layers cycle one weight set");
             CHECK(m->text.layer_sliding[0] && !m->text.layer_sliding[1], "even layers slide");
             CHECK(m->tw.lm_head == m->tw.embed, "tied head");
-            tw_random_model_free(m);
+            tw_model_free(m);
         }
     }
     return th_report();

@@ -157,12 +157,12 @@ char *xstrdup(const char *s) {
 /* Options                                                                                      */
 
 enum {
-    O_SYSTEM = 256, O_TEMP, O_TOP_K, O_TOP_P, O_MIN_P, O_REPEAT, O_PRESENCE, O_FREQUENCY,
+    O_SYSTEM = 256, O_TOKENIZER, O_TEMP, O_TOP_K, O_TOP_P, O_MIN_P, O_REPEAT, O_PRESENCE, O_FREQUENCY,
     O_PENALTY_N, O_SEED, O_STOP, O_RAW, O_NO_SOFTCAP, O_SOFTCAP, O_TEMPLATE, O_OFFLINE, O_CTX, O_KV_TYPE, O_KERNELS,
     O_PRINT_IDS, O_SHOW_PROMPT, O_FROM, O_TO, O_LIST_LANG, O_LINES, O_NO_SPECIAL, O_JSONL, O_IDS,
     O_CHECK, O_IGNORE_EOS, O_IMAGE, O_IMAGE_TOKENS, O_VIDEO, O_VIDEO_FRAMES, O_VIDEO_FRAME, O_FRAMES,
     O_TYPE, O_KEEP_VISION, O_KEEP_EMBED, O_SHAPE, O_JSON, O_MATMUL, O_REPS, O_DECODE, O_BATCH, O_DISTINCT, O_QUICK,
-    O_SKIP_VISION, O_SKIP_TTFT, O_SKIP_2B, O_SKIP_9B,
+    O_SKIP_VISION, O_SKIP_TTFT, O_SKIP_2B, O_SKIP_9B, O_LIMITS,
     O_HOST, O_PORT, O_PARALLEL, O_API_KEY, O_MEDIA_DIR, O_CORS, O_MAX_BODY, O_MAX_QUEUE, O_MAX_TOKENS, O_MAX_MEDIA,
     O_MAX_PIXELS, O_CACHE_MB, O_CACHE_SEQS, O_TIMEOUT, O_MAX_CONN, O_PREFILL_CHUNK, O_MEDIA_CACHE_MB, O_MAX_MEDIA_MB,
     O_FETCH_TIMEOUT,
@@ -197,6 +197,7 @@ static const cli_opt k_opts[] = {
     {{"no-final-softcap", no_argument, 0, O_NO_SOFTCAP}, C_GEN | C_DUMP | C_INFO | C_SERVE},
     {{"final-softcap", no_argument, 0, O_SOFTCAP}, C_GEN | C_DUMP | C_INFO | C_SERVE},
     {{"chat-template", required_argument, 0, O_TEMPLATE}, C_GEN | C_INFO | C_SERVE},
+    {{"tokenizer", required_argument, 0, O_TOKENIZER}, C_GEN | C_DUMP | C_INFO | C_SERVE},
     {{"threads", required_argument, 0, 't'}, C_GEN | C_DUMP | C_INFO | C_QUANTIZE | C_BENCH | C_SERVE},
     {{"offline", no_argument, 0, O_OFFLINE}, C_ALL},
     {{"ctx", required_argument, 0, O_CTX}, C_GEN | C_DUMP | C_SERVE},
@@ -239,6 +240,7 @@ static const cli_opt k_opts[] = {
     {{"skip-ttft", no_argument, 0, O_SKIP_TTFT}, C_BENCH},
     {{"skip-2b", no_argument, 0, O_SKIP_2B}, C_BENCH},
     {{"skip-9b", no_argument, 0, O_SKIP_9B}, C_BENCH},
+    {{"limits", no_argument, 0, O_LIMITS}, C_BENCH},
     /* serve */
     {{"host", required_argument, 0, O_HOST}, C_SERVE},
     {{"port", required_argument, 0, O_PORT}, C_SERVE},
@@ -377,6 +379,7 @@ void parse_options(int argc, char **argv, unsigned cmd, void (*help)(void)) {
         case O_NO_SOFTCAP: g.final_softcap = 0; break;
         case O_SOFTCAP: g.final_softcap = 1; break;
         case O_TEMPLATE: g.chat_template = optarg; break;
+        case O_TOKENIZER: g.tokenizer_dir = optarg; break;
         case O_OFFLINE: g.offline = 1; break;
         case O_CTX: g.n_ctx = (int32_t)parse_long(name, optarg, 1, 1 << 30); break;
         case O_KV_TYPE:
@@ -449,6 +452,7 @@ void parse_options(int argc, char **argv, unsigned cmd, void (*help)(void)) {
         case O_SKIP_TTFT: g.skip_ttft = 1; break;
         case O_SKIP_2B: g.skip_2b = 1; break;
         case O_SKIP_9B: g.skip_9b = 1; break;
+        case O_LIMITS: g.limits_only = 1; break;
         case ':':
             if (optopt && optopt < 256) usage_error("option '-%c' needs a value", optopt);
             usage_error("option '%s' needs a value", argv[optind - 1]);
@@ -526,6 +530,7 @@ tw_model_params model_params(void) {
     p.n_threads = g.n_threads;
     p.final_softcap = g.final_softcap;
     p.chat_template_file = g.chat_template;
+    p.tokenizer_dir = g.tokenizer_dir;
     p.offline = g.offline;
     p.kernels = g.kernels;   /* checked by tw_model_load, which names the field */
     if (g.matmul) p.matmul = strcmp(g.matmul, "bf16") ? TW_MATMUL_F32 : TW_MATMUL_BF16;
@@ -534,7 +539,8 @@ tw_model_params model_params(void) {
 }
 
 int require_model(void) {
-    if (!g.model || !*g.model) usage_error("no model: give -m DIR or -m org/name (or set TOWER_MODEL)");
+    if (!g.model || !*g.model)
+        usage_error("no model: give -m DIR, -m org/name or -m random:2b --tokenizer DIR (or set TOWER_MODEL)");
     return 0;
 }
 

@@ -54,6 +54,7 @@ typedef struct cli {
     int32_t     n_ctx;
     tw_kv_type  kv_type;
     const char *chat_template;
+    const char *tokenizer_dir;    /* --tokenizer DIR                                  */
     const char *from, *to;
     int         list_languages, lines;
     int         no_special, jsonl, ids_only;
@@ -75,6 +76,7 @@ typedef struct cli {
     const char *matmul;           /* --matmul f32|bf16                                */
     const char *kernels;          /* --kernels ref|avx2|avx512|amx                    */
     int         reps, n_decode, n_batch, n_distinct, quick, skip_vision, skip_ttft, skip_2b, skip_9b;   /* bench */
+    int         limits_only;      /* bench --limits: the machine's limits, no model       */
     /* serve (docs/server.md) */
     const char *host, *api_key, *media_dir, *cors;
     int         port, parallel, cache_seqs, max_queue, max_media, max_conn, timeout_s;
@@ -103,10 +105,12 @@ int load_model(tw_model **m);
 
 #define HELP_MODEL_OPTS \
     "model options:\n" \
-    "  -m, --model MODEL        checkpoint directory or org/name[@rev] (default: $TOWER_MODEL)\n" \
+    "  -m, --model MODEL        checkpoint directory or org/name[@rev] (default: $TOWER_MODEL); or\n" \
+    "                           random:2b|9b[:bf16|q8|q4]: random weights of those shapes (needs --tokenizer)\n" \
     "  -t, --threads N          worker threads (default 0: every core)\n" \
     "      --offline            never use the network (also HF_HUB_OFFLINE=1)\n" \
     "      --chat-template FILE use this Jinja chat template instead of the checkpoint's\n" \
+    "      --tokenizer DIR      tokenizer, chat template and stop ids from DIR instead of the checkpoint's\n" \
     "      --no-final-softcap   no final logit soft-capping (transformers >= 4.52 behaviour)\n" \
     "      --final-softcap      apply 30*tanh(logits/30) (as trained; default: as config.json says)\n" \
     "      --ctx N              context size in tokens (default: the model's max_position_embeddings)\n" \

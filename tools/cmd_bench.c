@@ -44,6 +44,8 @@ void tower_help_bench(void) {
         "  --skip-vision       no vision figures and no TTFT\n"
         "  --skip-ttft         no 7-tile image and no TTFT (the long prefill still runs)\n"
         "  --skip-2b, --skip-9b  with --shape all\n"
+        "  --limits            only the machine's limits (read bandwidth, multiply-add peaks), no\n"
+        "                      model: a few seconds (bench/serve_bench.py runs it beside its figures)\n"
         "  --json FILE         also write the results as JSON (\"-\": to stdout, the table to stderr)\n"
         "\n"
         "Exit status: 0 success (also when --type names a type this build cannot make: skipped),\n"
@@ -206,6 +208,18 @@ static int write_json(const char *path, const tw_bench_machine *mc, const tw_ben
     return rc;
 }
 
+/* The header: CPU, threads, kernel path, the limits measured, a warning when the machine was busy. */
+static void print_machine(FILE *out, const tw_bench_machine *mc, int quick) {
+    fprintf(out, "\ntower bench — %s, %d threads, kernels %s, matmul activations %s%s\n", mc->cpu, mc->threads,
+            mc->kernels, mc->bf16_activations ? "bf16 (--matmul bf16)" : "f32", quick ? " (--quick: small sizes)" : "");
+    fprintf(out, "machine limits measured in this run: read %.1f GB/s (%zu MB buffer); f32 FMA %.0f GFLOP/s (%s); "
+            "bf16 dot %.0f GFLOP/s; int8 dot %.0f GOP/s\n", mc->read_gbs, mc->read_buffer_bytes >> 20, mc->fma_gflops,
+            mc->fma_isa, mc->bf16_gflops, mc->int8_gops);
+    if (mc->load1 > 0.5 * mc->threads)
+        fprintf(out, "WARNING: load average %.1f at the start on %d cores: other processes shared the CPU, the "
+                "figures and limits are disturbed\n", mc->load1, mc->n_cpus);
+}
+
 /* ---- main --------------------------------------------------------------------------------------- */
 
 static int bench_fail(const char *what) {
@@ -265,6 +279,10 @@ int tower_cmd_bench(int argc, char **argv) {
                 "measuring the f32 path\n");
     fprintf(stderr, "tower bench: measuring this machine's limits...\n");
     if (tw_bench_machine_measure(&mc, bp.quick) != TW_OK) return bench_fail("thread pool");
+    if (g.limits_only) {
+        print_machine(g.json && strcmp(g.json, "-") == 0 ? stderr : stdout, &mc, bp.quick);
+        return g.json ? write_json(g.json, &mc, NULL, 0) : 0;
+    }
 
     tw_bench_result *R = calloc((size_t)n_models, sizeof *R);
     if (!R) {
@@ -286,14 +304,7 @@ int tower_cmd_bench(int argc, char **argv) {
     }
 
     FILE *out = g.json && strcmp(g.json, "-") == 0 ? stderr : stdout;
-    fprintf(out, "\ntower bench — %s, %d threads, kernels %s, matmul activations %s%s\n", mc.cpu, mc.threads,
-            mc.kernels, mc.bf16_activations ? "bf16 (--matmul bf16)" : "f32", bp.quick ? " (--quick: small sizes)" : "");
-    fprintf(out, "machine limits measured in this run: read %.1f GB/s (%zu MB buffer); f32 FMA %.0f GFLOP/s (%s); "
-            "bf16 dot %.0f GFLOP/s; int8 dot %.0f GOP/s\n", mc.read_gbs, mc.read_buffer_bytes >> 20, mc.fma_gflops,
-            mc.fma_isa, mc.bf16_gflops, mc.int8_gops);
-    if (mc.load1 > 0.5 * mc.threads)
-        fprintf(out, "WARNING: load average %.1f at the start on %d cores: other processes shared the CPU, the "
-                "figures and limits are disturbed\n", mc.load1, mc.n_cpus);
+    print_machine(out, &mc, bp.quick);
     if (g.n_batch > 1)
         fprintf(out, "decode: %d sequences step together (tw_seq_eval_batch); the figure is their tokens/s in all, "
                 "the bytes per token the weights / %d + one KV cache\n", g.n_batch, g.n_batch);

@@ -48,10 +48,12 @@ void tower_help_serve(void) {
            "  --max-connections N  open connections (default 64)\n"
            "  --timeout S          idle seconds before a connection is closed (default 30)\n"
            "  --fetch-timeout S    http(s) media downloads (default 30)\n\n"
-           "model: --chat-template FILE, --frames N (video, default 32), --kernels, --matmul,\n"
-           "       --no-final-softcap / --final-softcap, --offline, -v (log each request)\n\n"
+           "model: --chat-template FILE, --tokenizer DIR, --frames N (video, default 32), --kernels,\n"
+           "       --matmul, --no-final-softcap / --final-softcap, --offline, -v (log each request)\n"
+           "       -m random:2b[:q8|q4] --tokenizer DIR: random weights of TowerVision-2B's shapes (benchmarks)\n\n"
            "examples:\n"
            "  tower serve -m ./TowerVision-2B --port 8080\n"
+           "  tower serve -m random:2b --tokenizer ./TowerVision-2B --parallel 8   # bench/serve_bench.py\n"
            "  curl localhost:8080/v1/chat/completions -H 'Content-Type: application/json' \\\n"
            "    -d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}],\"max_tokens\":32}'\n");
 }
@@ -113,7 +115,7 @@ static void *load_main(void *arg) {
 
 int tower_cmd_serve(int argc, char **argv) {
     parse_options(argc, argv, C_SERVE, tower_help_serve);
-    if (!g.model) usage_error("no model: give -m MODEL (a checkpoint directory or org/name)");
+    if (!g.model) usage_error("no model: give -m MODEL (a checkpoint directory, org/name or random:2b)");
 
     static sv_config cfg;
     cfg = (sv_config){

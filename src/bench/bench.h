@@ -2,7 +2,8 @@
 ** bench.h — what `tower bench` needs from the library: the machine's limits measured by small
 ** loops (read bandwidth, matrix rate), the work a forward pass does counted from the model's
 ** shapes (FLOPs, bytes read per token), and models with random weights of the exact TowerVision
-** shapes built in memory (model_random.c), so the engine can be measured without a download.
+** shapes built in memory (src/model/model_random.c), so the engine can be measured without a
+** download.
 **
 ** Nothing here changes how the engine runs: the benchmark drives the public entry points
 ** (tw_image_encode, tw_seq_eval) and these helpers only count and compare.
@@ -11,6 +12,7 @@
 #define TW_BENCH_H
 
 #include "model.h"
+#include "model_random.h"   /* models with random weights (src/model/model_random.c) */
 
 /* ---- machine limits ---------------------------------------------------------------------------- */
 
@@ -52,41 +54,5 @@ double tw_bench_vision_flops(const tw_model *m, int64_t n_tiles);
 uint64_t tw_bench_peak_rss(void);
 /* Resident set now (/proc/self/statm), in bytes; 0 when unknown. */
 uint64_t tw_bench_rss_now(void);
-
-/* ---- models with random weights (model_random.c) ---------------------------------------------- */
-
-typedef struct tw_random_spec {
-    const char       *name;         /* "TowerVision-2B" etc., for messages                     */
-    tw_gemma2_config  text;         /* layer_sliding is ignored: even layers slide, as Gemma2  */
-    bool              has_vision;
-    tw_siglip_config  vision;
-    int32_t           n_pinpoints;
-    int32_t           pinpoints[32][2];   /* (height, width)                                  */
-    tw_dtype          type;         /* weight type of every matrix (BF16 as released); with a
-                                    ** quantized type, vectors, the patch convolution and the
-                                    ** position embedding stay BF16 (as `tower quantize` stores)  */
-    int32_t           n_distinct;   /* text layers with their own weights, cycled over all
-                                    ** layers; 0: every layer distinct                         */
-    int               n_threads;    /* the model's pool; 0: every core                         */
-    uint64_t          seed;
-} tw_random_spec;
-
-/* The released shapes: "2b", "9b" (TowerVision-2B / -9B), or "tiny" (a few layers of small
-** widths, for tests). false for an unknown name. */
-bool tw_random_spec_preset(const char *name, tw_random_spec *out);
-
-/* Builds a model with every field tw_model_load_dir fills (configs, every weight tensor of the
-** exact shape, widened norms, pinpoints, image token, pool), weights uniform random scaled by
-** 1/sqrt(fan-in) so activations stay finite through all layers, the LM head tied to the
-** embedding. No tokenizer or chat template. Free it with tw_random_model_free (tw_model_free
-** alone would leak the weights). */
-tw_status tw_random_model_new(const tw_random_spec *spec, tw_model **out);
-void      tw_random_model_free(tw_model *m);
-/* Whether this build can fill weights of type t (float types; Q8_0 / Q4_0 with the quant module). */
-bool      tw_random_type_ok(tw_dtype t);
-/* "bf16", "f16", "f32", and "q8" / "q4" when the build has the quant module. */
-bool      tw_random_type_parse(const char *name, tw_dtype *t);
-/* Bytes of weight data the model holds (shared layers counted once). */
-uint64_t  tw_random_model_bytes(const tw_model *m);
 
 #endif

@@ -404,7 +404,7 @@ static int run_one(const char *preset, tw_dtype type, const tw_bench_params *o, 
         snprintf(R->name, sizeof R->name, "%s (%d layers, hidden %d)", m->arch_name, (int)m->text.n_layer,
                  (int)m->text.n_embd);
         snprintf(R->source, sizeof R->source, "checkpoint %s", o->checkpoint);
-        R->weight_bytes = tw_st_bytes(m->st);
+        R->weight_bytes = m->st ? tw_st_bytes(m->st) : tw_random_model_bytes(m);   /* "random:" names too */
     }
     R->build_s = (now_ms() - t0) / 1e3;
     /* the llama.cpp figures are for TowerVision-2B */
@@ -414,8 +414,7 @@ static int run_one(const char *preset, tw_dtype type, const tw_bench_params *o, 
     finish(&R->f[TW_BENCH_TILE], mc, false);
     finish(&R->f[TW_BENCH_IMAGE], mc, false);
     finish(&R->f[TW_BENCH_TTFT], mc, false);
-    if (random) tw_random_model_free(m);
-    else tw_model_free(m);
+    tw_model_free(m);
     return rc;
 }
 

@@ -615,6 +615,11 @@ void tw_model_free(tw_model *m) {
     free(m->eos_token);
     if (m->pool) tw_pool_free(m->pool);
     tw_st_close(m->st);
+    for (size_t i = 0; i < m->n_owned; i++) {
+        free((void *)m->owned[i]->data);
+        free(m->owned[i]);
+    }
+    free(m->owned);
     free(m->dir);
     free(m);
 }
@@ -740,32 +745,50 @@ static tw_status load_template(tw_model *m, const tw_model_params *p, const tw_s
     return st;
 }
 
-/* Tokenizer, special-token strings, template and stop ids of a source. */
-static tw_status load_rest(tw_model *m, const tw_src *src, const tw_model_params *p) {
+/* The tokenizer of a source; model and which ("the checkpoint", "tokenizer_dir") for the message. */
+static tw_status load_tokenizer(const char *model, const tw_src *src, const char *which, tw_tokenizer **tok) {
+    if (tw_src_exists(src, "tokenizer.json")) return tw_tokenizer_load_src(src, tok);
     char *tok_path = tw_src_name(src, "tokenizer.json");
+    if (!tok_path) return TW_E_NOMEM;
+    tw_status st = tw_err(TW_E_NOT_FOUND, "%s: %s has no tokenizer.json (looked for %s)", model, which, tok_path);
+    free(tok_path);
+    return st;
+}
+
+/* Tokenizer (unless m has one already), special-token strings, template and stop ids of a
+** source. */
+static tw_status load_rest(tw_model *m, const tw_src *src, const tw_model_params *p) {
     char *tc_path = tw_src_name(src, "tokenizer_config.json");
     json_t *tc = NULL;
     tw_status st = TW_OK;
-    if (!tok_path || !tc_path) st = TW_E_NOMEM;
-    else if (!tw_src_exists(src, "tokenizer.json"))
-        st = tw_err(TW_E_NOT_FOUND, "%s: the checkpoint has no tokenizer.json (looked for %s)", m->dir, tok_path);
-    if (!st) st = tw_tokenizer_load_src(src, &m->tok);
+    if (!tc_path) st = TW_E_NOMEM;
+    else if (!m->tok) st = load_tokenizer(m->dir, src, p && p->tokenizer_dir ? "tokenizer_dir" : "the checkpoint", &m->tok);
+    if (!st && tw_tokenizer_vocab_size(m->tok) > m->text.n_vocab)
+        st = tw_err(TW_E_CONFIG, "%s: the tokenizer has %d ids but the model's vocabulary only %d", m->dir,
+                    (int)tw_tokenizer_vocab_size(m->tok), (int)m->text.n_vocab);
     if (!st && tw_src_exists(src, "tokenizer_config.json")) st = tw_src_json(src, "tokenizer_config.json", &tc);
     if (!st) st = special_token(tc, tc_path, "bos_token", "<bos>", &m->bos_token);
     if (!st) st = special_token(tc, tc_path, "eos_token", "<eos>", &m->eos_token);
     if (!st) st = load_template(m, p, src, tc, tc_path);
     if (!st) st = load_stops(m, src);
     json_decref(tc);
-    free(tok_path);
     free(tc_path);
     return st;
 }
 
-tw_status tw_model_load(const char *name, const tw_model_params *params, tw_model **out) {
+tw_status tw_model_load_rest(tw_model *m, const char *dir, const tw_model_params *p) {
+    tw_src src = tw_src_dir(dir);
+    return load_rest(m, &src, p);
+}
+
+tw_status tw_model_load_checkpoint(const char *name, const tw_model_params *params, tw_model **out) {
     if (!out) return tw_err(TW_E_ARG, "tw_model_load: out is NULL");
     *out = NULL;
     tw_model *m = NULL;
     tw_status st;
+    /* tokenizer_dir, when given, replaces the checkpoint's tokenizer files */
+    const char *tdir = params && params->tokenizer_dir && *params->tokenizer_dir ? params->tokenizer_dir : NULL;
+    if (tdir && !tw_dir_exists(tdir)) return tw_err(TW_E_NOT_FOUND, "tokenizer_dir %s is not a directory", tdir);
     if (name && tw_quant_is_packed(name)) {
         /* A single-file checkpoint (`tower quantize` output): the weights and the embedded
         ** config / tokenizer / template files are all read from its one mapping. */
@@ -777,7 +800,10 @@ tw_status tw_model_load(const char *name, const tw_model_params *params, tw_mode
         st = tw_st_open_file(m->dir, &m->st);
         if (!st) st = tw_quant_src(m->st, m->dir, &src);
         if (!st) st = load_main(m, &src, params);
-        if (!st) st = load_rest(m, &src, params);
+        if (!st) {
+            tw_src tsrc = tdir ? tw_src_dir(tdir) : src;
+            st = load_rest(m, &tsrc, params);
+        }
         tw_src_free(&src);
     } else {
         char *dir = NULL;
@@ -785,7 +811,7 @@ tw_status tw_model_load(const char *name, const tw_model_params *params, tw_mode
         st = tw_model_load_dir(dir, params, &m);
         free(dir);
         if (!st) {
-            tw_src src = tw_src_dir(m->dir);
+            tw_src src = tw_src_dir(tdir ? tdir : m->dir);
             st = load_rest(m, &src, params);
         }
     }

@@ -136,6 +136,11 @@ struct tw_model {
     size_t             n_stop_ids;
 
     tw_pool           *pool;
+
+    /* Weights built in memory rather than mapped (model_random.c): each tensor and its data
+    ** are the model's, and tw_model_free releases them. NULL for a loaded checkpoint. */
+    tw_tensor        **owned;          /* [n_owned] malloc'ed, data aligned_alloc'ed */
+    size_t             n_owned;
 };
 
 /* Widens the vision tower's and projector's small per-token parameters (layer norms, biases,
@@ -146,6 +151,12 @@ tw_status tw_model_widen_vision(tw_model *m);
 /* Loads config + weights of a local directory and validates them (no tokenizer, no template).
 ** Used by tw_model_load and by tests that build models from other directories. */
 tw_status tw_model_load_dir(const char *dir, const tw_model_params *p, tw_model **out);
+/* tw_model_load of a checkpoint: a directory, a packed file or a repo id, with its tokenizer,
+** template and stop ids (or those of p->tokenizer_dir). model_load.c sends names here. */
+tw_status tw_model_load_checkpoint(const char *name, const tw_model_params *p, tw_model **out);
+/* The tokenizer (unless m has one already; its ids must fit m's vocabulary), special tokens, chat
+** template (or p->chat_template_file) and stop ids of directory dir (random models). */
+tw_status tw_model_load_rest(tw_model *m, const char *dir, const tw_model_params *p);
 
 /* ---- sequences --------------------------------------------------------------------------------- */
 

@@ -2,31 +2,24 @@
 ** model_random.c — TowerVision models with random weights, built in memory.
 **
 ** `tower bench` measures the engine on the exact shapes of the released checkpoints without
-** downloading 5-18 GB: this file fills every field tw_model_load_dir would (model.c), with weight
-** tensors of the checkpoint's shapes and type whose data are uniform random numbers instead of a
-** file mapping. The forward code cannot tell the difference; only the numbers it computes are
-** meaningless.
+** downloading 5-18 GB, and tw_model_load("random:2b", ...) serves them (model.c attaches a real
+** tokenizer and chat template): this file fills every field tw_model_load_dir would (model.c),
+** with weight tensors of the checkpoint's shapes and type whose data are uniform random numbers
+** instead of a file mapping. The forward code cannot tell the difference; only the numbers it
+** computes are meaningless.
 **
-** Memory: the model is one block that starts with the tw_model, followed by the list of what it
-** owns (tensor structs and their data), so tw_random_model_free releases the weights and then
-** hands the rest to tw_model_free. With spec->n_distinct > 0 only that many text layers get their
-** own weights and layer i uses set i % n_distinct: the 9B in BF16 (18.5 GB) would not fit next to
-** its KV cache on a 24 GB machine, while 4 distinct sets (~400 MB each, far above any L3) are
-** streamed from memory exactly like 42 distinct ones.
+** Memory: the model owns its tensors (tw_model.owned, each struct malloc'ed and its data
+** aligned_alloc'ed), so tw_model_free releases them with the rest. With spec->n_distinct > 0
+** only that many text layers get their own weights and layer i uses set i % n_distinct: the 9B
+** in BF16 (18.5 GB) would not fit next to its KV cache on a 24 GB machine, while 4 distinct sets
+** (~400 MB each, far above any L3) are streamed from memory exactly like 42 distinct ones.
 */
-#include "bench.h"
+#include "model_random.h"
+#include "quant.h"   /* Q8_0 / Q4_0 rows (and qfile.h: their sizes and names) */
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-
-/* Quantized types (Q8_0, Q4_0) come from quant.h; a tree without it builds float models only. */
-#if __has_include("quant.h")
-#include "quant.h"
-#define HAVE_QUANT 1
-#else
-#define HAVE_QUANT 0
-#endif
 
 /* ---- presets ------------------------------------------------------------------------------------ */
 
@@ -74,16 +67,35 @@ bool tw_random_spec_preset(const char *name, tw_random_spec *out) {
     return true;
 }
 
-/* ---- the owner block ---------------------------------------------------------------------------- */
+/* ---- model names: "random:SHAPE[:TYPE]" ------------------------------------------------------------- */
 
-typedef struct rand_model {
-    tw_model    m;            /* first: tw_model_free(&r->m) frees the whole block */
-    tw_tensor **tensors;      /* [n] each malloc'ed, data aligned_alloc'ed          */
-    size_t      n, cap;
-    uint64_t    bytes;        /* weight data held                                   */
-    uint64_t    seed;
-    tw_pool    *pool;         /* for filling; the model's own pool                  */
-} rand_model;
+#define RANDOM_PREFIX "random:"
+
+bool tw_random_name(const char *name) { return name && strncmp(name, RANDOM_PREFIX, strlen(RANDOM_PREFIX)) == 0; }
+
+tw_status tw_random_spec_parse(const char *name, tw_random_spec *out) {
+    if (!tw_random_name(name)) return tw_err(TW_E_ARG, "\"%s\" does not name random weights (random:SHAPE[:TYPE])", name);
+    const char *shape = name + strlen(RANDOM_PREFIX), *colon = strchr(shape, ':');
+    char buf[16];
+    size_t n = colon ? (size_t)(colon - shape) : strlen(shape);
+    snprintf(buf, sizeof buf, "%.*s", (int)TW_MIN(n, sizeof buf - 1), shape);
+    if (n >= sizeof buf || !tw_random_spec_preset(buf, out))
+        return tw_err(TW_E_ARG, "model \"%s\": unknown shapes \"%.*s\"; random weights are random:2b, random:9b or "
+                      "random:tiny, optionally followed by :bf16, :f16, :f32, :q8 or :q4", name, (int)n, shape);
+    if (colon && !tw_random_type_parse(colon + 1, &out->type))
+        return tw_err(TW_E_ARG, "model \"%s\": unknown weight type \"%s\"; expected bf16 (the default), f16, f32, "
+                      "q8 (q8_0) or q4 (q4_0)", name, colon + 1);
+    return TW_OK;
+}
+
+/* ---- the build ------------------------------------------------------------------------------- */
+
+typedef struct rand_build {
+    tw_model *m;              /* being built; its owned list grows here     */
+    size_t    cap;            /* of m->owned                                 */
+    uint64_t  seed;
+    tw_pool  *pool;           /* for filling: the model's own pool           */
+} rand_build;
 
 /* ---- random fill ---------------------------------------------------------------------------------- */
 
@@ -122,7 +134,6 @@ static void fill_task(void *ctx, int64_t i, int tid) {
     }
 }
 
-#if HAVE_QUANT
 /* Quantized matrices: random f32 rows (each row its own generator), quantized with the quant
 ** module's reference quantizer, as `tower quantize` would store them. */
 typedef struct qfill_job {
@@ -146,27 +157,24 @@ static void qfill_task(void *ctx, int64_t i, int tid) {
     }
     free(x);
 }
-#endif
 
 /* Is t stored as `type` or, for types that only make sense for matrices (quantized blocks), in
 ** BF16 as `tower quantize` keeps vectors, convolutions and position embeddings? */
 static tw_dtype stored_type(tw_dtype type, int ndim, const char *name) {
-#if HAVE_QUANT
     if (tw_dtype_is_quant(type) && (ndim != 2 || strstr(name, "position_embedding"))) return TW_DT_BF16;
-#else
-    TW_UNUSED(ndim), TW_UNUSED(name);
-#endif
     return type;
 }
 
-/* A new tensor of the model's weight type, filled. name: a static string (messages only). */
-static tw_status new_tensor(rand_model *r, tw_dtype type, const char *name, float scale, const tw_tensor **out,
+/* A new tensor of the model's weight type, filled, owned by the model. name: a static string
+** (messages only). */
+static tw_status new_tensor(rand_build *r, tw_dtype type, const char *name, float scale, const tw_tensor **out,
                             int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
-    if (r->n == r->cap) {
+    tw_model *m = r->m;
+    if (m->n_owned == r->cap) {
         size_t cap = r->cap ? 2 * r->cap : 256;
-        tw_tensor **t = tw_realloc(r->tensors, cap * sizeof *t);
+        tw_tensor **t = tw_realloc(m->owned, cap * sizeof *t);
         if (!t) return TW_E_NOMEM;
-        r->tensors = t, r->cap = cap;
+        m->owned = t, r->cap = cap;
     }
     tw_tensor *t = tw_calloc(1, sizeof *t);
     if (!t) return TW_E_NOMEM;
@@ -175,13 +183,8 @@ static tw_status new_tensor(rand_model *r, tw_dtype type, const char *name, floa
     t->name = name, t->type = type, t->ndim = ndim, t->file = "(random weights)";
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) n *= (t->shape[i] = d[i]);
-    bool quant = false;
-#if HAVE_QUANT
-    quant = tw_dtype_is_quant(type);
-    if (quant) t->nbytes = (size_t)d0 * tw_quant_row_bytes(type, d1);
-    else
-#endif
-    t->nbytes = (size_t)n * tw_dtype_size(type);
+    const bool quant = tw_dtype_is_quant(type);
+    t->nbytes = quant ? (size_t)d0 * tw_quant_row_bytes(type, d1) : (size_t)n * tw_dtype_size(type);
     /* aligned_alloc needs a size that is a multiple of the alignment */
     void *data = aligned_alloc(64, (t->nbytes + 63) & ~(size_t)63);
     if (!data) {
@@ -190,19 +193,15 @@ static tw_status new_tensor(rand_model *r, tw_dtype type, const char *name, floa
         return tw_err(TW_E_NOMEM, "random weights: cannot allocate %zu MB for %s", mb, name);
     }
     t->data = data;
-    r->tensors[r->n++] = t;
-    r->bytes += t->nbytes;
-    uint64_t seed = r->seed + 0x9e37u * r->n;
+    m->owned[m->n_owned++] = t;
+    uint64_t seed = r->seed + 0x9e37u * m->n_owned;
     if (!quant) {
         fill_job j = { data, type, n, 1 << 18, scale, seed };
         tw_pool_run(r->pool, (n + j.chunk - 1) / j.chunk, fill_task, &j);
-    }
-#if HAVE_QUANT
-    else {
+    } else {
         qfill_job j = { data, type, d0, d1, 64, tw_quant_row_bytes(type, d1), scale, seed };
         tw_pool_run(r->pool, (d0 + j.rows - 1) / j.rows, qfill_task, &j);
     }
-#endif
     *out = t;
     return TW_OK;
 }
@@ -215,29 +214,22 @@ static tw_status widen(const tw_tensor *t, float **out) {
 }
 
 bool tw_random_type_ok(tw_dtype t) {
-#if HAVE_QUANT
-    if (tw_dtype_is_quant(t)) return true;
-#endif
-    return t == TW_DT_BF16 || t == TW_DT_F16 || t == TW_DT_F32;
+    return tw_dtype_is_quant(t) || t == TW_DT_BF16 || t == TW_DT_F16 || t == TW_DT_F32;
 }
 
 bool tw_random_type_parse(const char *name, tw_dtype *t) {
     if (strcmp(name, "bf16") == 0) return *t = TW_DT_BF16, true;
     if (strcmp(name, "f16") == 0) return *t = TW_DT_F16, true;
     if (strcmp(name, "f32") == 0) return *t = TW_DT_F32, true;
-#if HAVE_QUANT
     return tw_quant_parse(name, t);
-#else
-    return false;
-#endif
 }
 
 /* ---- building ------------------------------------------------------------------------------------- */
 
 static float fan_in(int64_t k) { return sqrtf(3.0f / (float)k); }   /* unit variance out for unit in */
 
-static tw_status build_text(rand_model *r, const tw_random_spec *sp) {
-    tw_model *m = &r->m;
+static tw_status build_text(rand_build *r, const tw_random_spec *sp) {
+    tw_model *m = r->m;
     const tw_gemma2_config *c = &m->text;
     const tw_dtype ty = sp->type;
     const int64_t H = c->n_embd, F = c->n_ff, V = c->n_vocab, qd = (int64_t)c->n_head * c->head_dim,
@@ -277,8 +269,8 @@ static tw_status build_text(rand_model *r, const tw_random_spec *sp) {
     return TW_OK;
 }
 
-static tw_status build_vision(rand_model *r, const tw_random_spec *sp) {
-    tw_model *m = &r->m;
+static tw_status build_vision(rand_build *r, const tw_random_spec *sp) {
+    tw_model *m = r->m;
     const tw_siglip_config *v = &m->vision;
     const tw_dtype ty = sp->type;
     const int64_t C = v->n_embd, F = v->n_ff, P = v->patch_size, G = v->image_size / v->patch_size,
@@ -321,8 +313,8 @@ static tw_status build_vision(rand_model *r, const tw_random_spec *sp) {
     return tw_model_widen_vision(m);   /* the f32 copies siglip.c reads, as model.c makes them */
 }
 
-static tw_status build(rand_model *r, const tw_random_spec *sp) {
-    tw_model *m = &r->m;
+static tw_status build(rand_build *r, const tw_random_spec *sp) {
+    tw_model *m = r->m;
     m->dir = tw_asprintf("(random %s)", sp->name ? sp->name : "model");
     if (!m->dir) return TW_E_NOMEM;
     m->arch = sp->has_vision ? TW_ARCH_LLAVA_NEXT : TW_ARCH_GEMMA2;
@@ -334,8 +326,8 @@ static tw_status build(rand_model *r, const tw_random_spec *sp) {
         c->n_head % c->n_head_kv || c->head_dim <= 0 || c->head_dim % 2 || c->n_vocab <= 0)
         return tw_err(TW_E_CONFIG, "random model %s: inconsistent text config", m->dir);
     if (!tw_random_type_ok(sp->type))
-        return tw_err(TW_E_UNSUPPORTED, "random model %s: weight type %s: this build fills only F32, F16, BF16%s",
-                      m->dir, tw_dtype_name(sp->type), HAVE_QUANT ? ", Q8_0 and Q4_0" : " (no quant module)");
+        return tw_err(TW_E_UNSUPPORTED, "random model %s: weight type %s: only F32, F16, BF16, Q8_0 and Q4_0 can be "
+                      "filled", m->dir, tw_dtype_name(sp->type));
     /* even layer indices slide (Gemma2's layer_types; model.c's default without them) */
     m->text.layer_sliding = tw_calloc((size_t)c->n_layer, 1);
     if (!m->text.layer_sliding) return TW_E_NOMEM;
@@ -376,28 +368,61 @@ static tw_status build(rand_model *r, const tw_random_spec *sp) {
 tw_status tw_random_model_new(const tw_random_spec *spec, tw_model **out) {
     if (!spec || !out) return tw_err(TW_E_ARG, "tw_random_model_new: NULL argument");
     *out = NULL;
-    rand_model *r = tw_calloc(1, sizeof *r);
-    if (!r) return TW_E_NOMEM;
-    r->seed = spec->seed;
-    tw_status st = build(r, spec);
+    rand_build r = { .m = tw_calloc(1, sizeof(tw_model)), .seed = spec->seed };
+    if (!r.m) return TW_E_NOMEM;
+    tw_status st = build(&r, spec);
     if (st != TW_OK) {
-        tw_random_model_free(&r->m);
+        tw_model_free(r.m);
         return st;
     }
-    *out = &r->m;
+    *out = r.m;
     return TW_OK;
 }
 
-void tw_random_model_free(tw_model *m) {
-    if (!m) return;
-    rand_model *r = (rand_model *)m;   /* m is the first member */
-    for (size_t i = 0; i < r->n; i++) {
-        free((void *)r->tensors[i]->data);
-        free(r->tensors[i]);
-    }
-    free(r->tensors);
-    r->tensors = NULL, r->n = 0;
-    tw_model_free(m);   /* configs, layer arrays, norms, pool, and the block itself */
+uint64_t tw_random_model_bytes(const tw_model *m) {
+    uint64_t b = 0;
+    for (size_t i = 0; m && i < m->n_owned; i++) b += m->owned[i]->nbytes;
+    return b;
 }
 
-uint64_t tw_random_model_bytes(const tw_model *m) { return m ? ((const rand_model *)m)->bytes : 0; }
+/* ---- loading by name: tw_model_load("random:2b", ...) ------------------------------------------- */
+
+tw_status tw_random_model_load(const char *name, const tw_model_params *p, tw_model **out) {
+    *out = NULL;
+    tw_random_spec sp;
+    TW_TRY(tw_random_spec_parse(name, &sp));
+    const char *dir = p ? p->tokenizer_dir : NULL;
+    if (!dir || !*dir)
+        return tw_err(TW_E_ARG, "%s: random weights come without a tokenizer: give a directory with tokenizer.json "
+                      "(and a chat template), e.g. a TowerVision checkpoint's, in tw_model_params.tokenizer_dir "
+                      "(tower: --tokenizer DIR)", name);
+    TW_TRY(tw_kernels_configure(p->kernels, p->matmul));   /* before anything is built, as for a checkpoint */
+    tw_src src = tw_src_dir(dir);
+    if (!tw_src_exists(&src, "tokenizer.json"))
+        return tw_err(TW_E_NOT_FOUND, "%s: tokenizer_dir %s has no tokenizer.json", name, dir);
+    tw_tokenizer *tok = NULL;
+    TW_TRY(tw_tokenizer_load_src(&src, &tok));
+    int32_t image_id = tw_token_id(tok, "<image>", 7);
+    sp.text.n_vocab = tw_tokenizer_vocab_size(tok);
+    sp.has_vision = sp.has_vision && image_id >= 0;
+    sp.n_threads = p->n_threads;
+    tw_model *m = NULL;
+    tw_status st = tw_random_model_new(&sp, &m);
+    if (st) {
+        tw_tokenizer_free(tok);
+        return st;
+    }
+    m->tok = tok;
+    if (m->has_vision) m->image_token_id = image_id;
+    if (p->final_softcap >= 0) m->final_softcap_on = p->final_softcap == 1;   /* -1: on, as config.json's 30 */
+    m->n_stop_ids = 0;   /* the tokenizer directory's generation_config.json decides, as a checkpoint's */
+    free(m->dir);
+    m->dir = tw_strdup(name);
+    st = m->dir ? tw_model_load_rest(m, dir, p) : TW_E_NOMEM;
+    if (st) {
+        tw_model_free(m);
+        return st;
+    }
+    *out = m;
+    return TW_OK;
+}
