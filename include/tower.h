@@ -866,7 +866,8 @@ TW_API void      tw_bench_finish(tw_bench_result *r, const tw_bench_machine *mc,
 **   tw_bleu_score s;
 **   tw_bleu_corpus(&hyps, &refs, 1, NULL, &s);                // s.score, s.signature
 **   char *line;
-**   tw_bleu_format(&s, 2, NULL, TW_SACREBLEU_TEXT, &line);     // "BLEU = 57.89 ..."; tw_free(line)
+**   tw_bleu_format(&s, 2, NULL, TW_SACREBLEU_TEXT, &line);     // tw_free(line) after use:
+**   // "BLEU = 63.98 80.0/62.5/66.7/75.0 (BP = 0.905 ratio = 0.909 hyp_len = 10 ref_len = 11)"
 */
 #define TW_SACREBLEU_VERSION "2.6.0"   /* the version matched, as the signatures print it   */
 #define TW_BLEU_MAX_ORDER  16          /* largest max_ngram_order                           */
@@ -932,7 +933,8 @@ typedef struct tw_chrf_params {
     int eps_smoothing;   /* chrF++.py / NLTK / Moses epsilon smoothing ("eff:no"); 0 is
                          ** sacreBLEU's default effective-order averaging ("eff:yes")          */
 } tw_chrf_params;
-TW_API tw_chrf_params tw_chrf_default_params(void);   /* chrF2: 6, 0, 2; tw_chrf... word_order = 2 is chrF++ */
+/* chrF2 (char_order 6, word_order 0, beta 2, eps_smoothing 0); set word_order = 2 for chrF++. */
+TW_API tw_chrf_params tw_chrf_default_params(void);
 
 typedef struct tw_chrf_score {
     double  score;                              /* 0..100                                     */

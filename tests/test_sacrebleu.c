@@ -541,6 +541,17 @@ static void check_format_bleu(const tw_bleu_score *s, const char *text2, const c
 
 static void test_format(void) {
     tw_bleu_score s;
+    {   /* the example of include/tower.h */
+        const char *hyp[] = {"The dog bit the man.", "It wasn't surprising."};
+        const char *ref[] = {"The dog bit the man.", "It was not unexpected."};
+        tw_text_stream hyps = {hyp, 2}, refs = {ref, 2};
+        char *line = NULL;
+        CHECK_OK(tw_bleu_corpus(&hyps, &refs, 1, NULL, &s), "tower.h example");
+        CHECK_OK(tw_bleu_format(&s, 2, NULL, TW_SACREBLEU_TEXT, &line), "tower.h example");
+        CHECK(line && strcmp(line, "BLEU = 63.98 80.0/62.5/66.7/75.0 (BP = 0.905 ratio = 0.909 hyp_len = 10 ref_len = 11)") == 0,
+              "tower.h example: %s", line);
+        tw_free(line);
+    }
     bleu(readme_hyps, 3, readme_r1, readme_r2, NULL, &s);
     check_format_bleu(&s, "BLEU = 48.53 82.4/50.0/45.5/37.5 (BP = 0.943 ratio = 0.944 hyp_len = 17 ref_len = 18)",
         "nrefs:2|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0", "#:2|c:mixed|e:no|tok:13a|s:exp|v:2.6.0",
