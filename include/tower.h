@@ -867,6 +867,128 @@ TW_API void      tw_bench_finish(tw_bench_result *r, const tw_bench_machine *mc,
 /* Evaluation: metrics exact to their reference implementations (src/eval, docs/eval.md)        */
 
 /* ---- sacreBLEU 2.x: BLEU, chrF, chrF++ (src/eval/sacrebleu.c) ---- */
+/* Corpus and sentence scores computed as sacreBLEU 2.6.0's Python API computes them
+** (BLEU().corpus_score(hyps, [refs1, refs2, ...]), CHRF(...).sentence_score(hyp, refs)): the same
+** tokenizers, lower-casing, n-gram statistics, smoothing and floating-point steps, the same
+** signature and the same printed lines. docs/eval.md, "Metrics", says what is exact and how it
+** was checked. Text is UTF-8; invalid UTF-8 is refused (TW_E_ARG naming the line and byte), as
+** Python refuses to decode it.
+**
+**   const char *hyp[] = {"The dog bit the man.", "It wasn't surprising."};
+**   const char *ref[] = {"The dog bit the man.", "It was not unexpected."};
+**   tw_text_stream hyps = {hyp, 2}, refs = {ref, 2};
+**   tw_bleu_score s;
+**   tw_bleu_corpus(&hyps, &refs, 1, NULL, &s);                // s.score, s.signature
+**   char *line;
+**   tw_bleu_format(&s, 2, NULL, TW_SACREBLEU_TEXT, &line);     // tw_free(line) after use:
+**   // "BLEU = 63.98 80.0/62.5/66.7/75.0 (BP = 0.905 ratio = 0.909 hyp_len = 10 ref_len = 11)"
+*/
+#define TW_SACREBLEU_VERSION "2.6.0"   /* the version matched, as the signatures print it   */
+#define TW_BLEU_MAX_ORDER  16          /* largest max_ngram_order                           */
+#define TW_CHRF_MAX_ORDER  16          /* largest char_order + word_order                   */
+
+/* One stream of segments: a system's output, or one reference translation of the whole test set
+** (sacreBLEU's refs1, refs2, ...). In a reference stream a NULL line means "no reference of this
+** stream for this segment" (sacreBLEU's None: a variable number of references, "nrefs:var"). */
+typedef struct tw_text_stream {
+    const char *const *lines;   /* n UTF-8 strings                                          */
+    size_t             n;
+} tw_text_stream;
+
+typedef struct tw_bleu_params {
+    const char *tokenize;        /* "13a" (NULL too), "intl", "zh", "char", "none"; sacreBLEU's
+                                 ** "ja-mecab", "ko-mecab", "spm", "flores101", "flores200" and
+                                 ** "spBLEU-1K" need outside models: TW_E_UNSUPPORTED          */
+    int         lowercase;       /* Python str.lower() before tokenizing ("case:lc")        */
+    const char *smooth_method;   /* "exp" (NULL too), "floor", "add-k", "none"               */
+    double      smooth_value;    /* floor and add-k; < 0: the method's default (0.1, 1)     */
+    int         max_ngram_order; /* 4; 1..TW_BLEU_MAX_ORDER (not in the signature)           */
+    int         effective_order; /* leave out the n-gram orders the hypotheses lack ("eff:yes");
+                                 ** what sentence-level BLEU wants                            */
+} tw_bleu_params;
+/* sacreBLEU's BLEU() defaults: 13a, mixed case, exp smoothing, order 4, no effective order. */
+TW_API tw_bleu_params tw_bleu_default_params(void);
+
+typedef struct tw_bleu_score {
+    double  score;                           /* 0..100                                       */
+    int64_t counts[TW_BLEU_MAX_ORDER];       /* matched n-grams of order 1.. (clipped), as
+                                             ** counted: add-k's k is not added here, while
+                                             ** sacreBLEU's BLEUScore.counts has it            */
+    int64_t totals[TW_BLEU_MAX_ORDER];       /* hypothesis n-grams of order 1..               */
+    double  precisions[TW_BLEU_MAX_ORDER];   /* percent, smoothed                              */
+    double  bp;                              /* brevity penalty                                */
+    double  ratio;                           /* sys_len / ref_len (0 when ref_len is 0)        */
+    int64_t sys_len, ref_len;                /* tokens; ref_len sums the closest reference's   */
+    int     max_ngram_order;
+    int     n_refs;                          /* references per segment, -1 when it varies      */
+    char    signature[192];                  /* "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|
+                                             ** version:2.6.0" ("" from tw_bleu_from_stats)   */
+} tw_bleu_score;
+
+/* BLEU of n hypotheses against n_refs reference streams, each as long as hyps (else TW_E_ARG).
+** p NULL: tw_bleu_default_params(). Every segment needs at least one non-NULL reference. */
+TW_API tw_status tw_bleu_corpus(const tw_text_stream *hyps, const tw_text_stream *refs, size_t n_refs,
+                                const tw_bleu_params *p, tw_bleu_score *out);
+/* BLEU of one sentence against n_refs references (sacreBLEU's sentence_score). p NULL: the
+** defaults with effective_order = 1, as sacreBLEU's sentence_bleu() and its CLI's -sl. */
+TW_API tw_status tw_bleu_sentence(const char *hyp, const char *const *refs, size_t n_refs,
+                                  const tw_bleu_params *p, tw_bleu_score *out);
+/* The score from summed statistics (sacreBLEU's BLEU.compute_bleu): correct[k], total[k] for the
+** orders 1..p->max_ngram_order. Uses p's smoothing, effective order and order only. */
+TW_API tw_status tw_bleu_from_stats(const int64_t *correct, const int64_t *total, int64_t sys_len,
+                                    int64_t ref_len, const tw_bleu_params *p, tw_bleu_score *out);
+
+typedef struct tw_chrf_params {
+    int char_order;      /* 6                                                                 */
+    int word_order;      /* 0: chrF; 2: chrF++                                                */
+    int beta;            /* 2                                                                 */
+    int lowercase;       /* "case:lc"                                                         */
+    int whitespace;      /* keep whitespace inside character n-grams ("space:yes")            */
+    int eps_smoothing;   /* chrF++.py / NLTK / Moses epsilon smoothing ("eff:no"); 0 is
+                         ** sacreBLEU's default effective-order averaging ("eff:yes")          */
+} tw_chrf_params;
+/* chrF2 (char_order 6, word_order 0, beta 2, eps_smoothing 0); set word_order = 2 for chrF++. */
+TW_API tw_chrf_params tw_chrf_default_params(void);
+
+typedef struct tw_chrf_score {
+    double  score;                              /* 0..100                                     */
+    char    name[40];                           /* "chrF2", "chrF2++"                         */
+    int     char_order, word_order, beta;
+    int     n_refs;                             /* references per segment, -1 when it varies  */
+    int64_t stats[TW_CHRF_MAX_ORDER][3];        /* summed over the segments, for the character
+                                                ** orders 1..char_order then the word orders:
+                                                ** hypothesis, reference, matched n-grams      */
+    char    signature[192];                     /* "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|
+                                                ** space:no|version:2.6.0"                     */
+} tw_chrf_score;
+
+/* chrF / chrF++ over a corpus: per segment the reference with the best sentence score counts,
+** and the sums of those statistics give the score. p NULL: tw_chrf_default_params(). */
+TW_API tw_status tw_chrf_corpus(const tw_text_stream *hyps, const tw_text_stream *refs, size_t n_refs,
+                                const tw_chrf_params *p, tw_chrf_score *out);
+TW_API tw_status tw_chrf_sentence(const char *hyp, const char *const *refs, size_t n_refs,
+                                  const tw_chrf_params *p, tw_chrf_score *out);
+
+/* How a score is printed, as sacreBLEU's Score.format(width, score_only, signature, is_json). */
+typedef enum tw_sacrebleu_format {
+    TW_SACREBLEU_TEXT = 0,   /* "BLEU|<signature> = 48.53 82.4/50.0/45.5/37.5 (BP = 0.943 ratio =
+                             ** 0.944 hyp_len = 17 ref_len = 18)", "chrF2 = 59.73"; without a
+                             ** signature (NULL or ""), "BLEU = ..." as str(score) prints it        */
+    TW_SACREBLEU_SCORE,      /* "48.53" (the CLI's -b)                                           */
+    TW_SACREBLEU_JSON        /* the CLI's default JSON (indent 1); needs the signature           */
+} tw_sacrebleu_format;
+/* width: decimals of the score (sacreBLEU's API prints 2, its CLI 1 unless -w); *out is malloc'ed
+** (tw_free). Pass s->signature, tw_sacrebleu_short_signature's, or NULL. */
+TW_API tw_status tw_bleu_format(const tw_bleu_score *s, int width, const char *signature,
+                                tw_sacrebleu_format fmt, char **out);
+TW_API tw_status tw_chrf_format(const tw_chrf_score *s, int width, const char *signature,
+                                tw_sacrebleu_format fmt, char **out);
+/* The short form of a signature (the CLI's -sh): "#:1|c:mixed|e:no|tok:13a|s:exp|v:2.6.0". */
+TW_API tw_status tw_sacrebleu_short_signature(const char *signature, char *buf, size_t cap);
+/* One of BLEU's tokenizers applied to one line, exactly as sacreBLEU's tokenizer objects do ("13a",
+** "intl", "zh", "char", "none"; no lower-casing and no rstrip, which BLEU does first). *out is
+** malloc'ed (tw_free). */
+TW_API tw_status tw_sacrebleu_tokenize(const char *tokenize, const char *line, char **out);
 
 /* ---- the benchmarks' own rules: VQA accuracy, OCRBench, CC-OCR, multiple choice (src/eval) ---- */
 

@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Writes tests/sacrebleu_cases.h: BLEU, chrF and chrF++ of the shared multilingual text as
+sacreBLEU 2.6.0 computes them, for tests/test_sacrebleu.c.
+
+    pip install sacrebleu==2.6.0        # (or put its source on PYTHONPATH)
+    python3 tests/sacrebleu_cases.py ../shared/text/multilingual > tests/sacrebleu_cases.h
+
+Each case names its streams by file of that folder; "F@trunc" is file F with each line cut to
+its first (2 * n) // 3 code points, so that hypotheses miss words and the brevity penalty shows.
+Lines are the file split on "\\n" (the final empty piece dropped), each cut at its first NUL
+(C strings end there). The expected values are the score as a C double (repr: it reads back as
+the same double) and Score.format(2, False, signature), compared exactly by the test.
+
+sacreBLEU's BLEU sums the log precisions with Python's sum(), which CPython compensates
+(Neumaier) from 3.12 on; src/eval/sacrebleu.c does the same. On an older Python this script
+uses the same summation, so the table is the same whichever Python writes it.
+"""
+import math
+import os
+import sys
+
+import sacrebleu
+import sacrebleu.metrics.bleu as bleu_module
+from sacrebleu.metrics import BLEU, CHRF
+
+if sys.version_info < (3, 12):
+    def sum_312(items):
+        items = list(items)
+        k, total = 0, 0
+        while k < len(items) and isinstance(items[k], int):
+            total += items[k]
+            k += 1
+        if k == len(items):
+            return total
+        f, c = total + items[k], 0.0
+        for x in items[k + 1:]:
+            if isinstance(x, float):
+                t = f + x
+                c += (f - t) + x if abs(f) >= abs(x) else (x - t) + f
+                f = t
+            else:
+                f += float(x)
+        return f + c if c and math.isfinite(c) else f
+    bleu_module.sum = sum_312
+
+ROOT = sys.argv[1] if len(sys.argv) > 1 else "../shared/text/multilingual"
+
+LANGS = ["en", "de", "nl", "es", "fr", "pt-PT", "pt-BR", "uk", "hi", "zh-Hans", "zh-Hant", "ru", "cs",
+         "ko", "ja", "it", "pl", "ro", "nn", "nb", "ar", "bn", "ta", "sw"]
+SPECIAL = ["mixed_scripts", "emoji_and_symbols", "control_chars", "crlf_line_endings", "whitespace_lf",
+           "long_lines"]
+
+
+def stream(spec):
+    name, _, mode = spec.partition("@")
+    with open(os.path.join(ROOT, name), "rb") as f:
+        text = f.read().decode("utf-8")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    lines = [l.split("\0")[0] for l in lines]
+    if mode == "trunc":
+        lines = [l[: (2 * len(l)) // 3] for l in lines]
+    return lines
+
+
+def cases():
+    out = []
+    for lang in LANGS:
+        f = f"lines50/{lang}.txt"
+        out.append(("bleu", f + "@trunc", [f], {}))
+        out.append(("chrf", f + "@trunc", [f], {}))
+        out.append(("chrf", f + "@trunc", [f], {"word_order": 2}))
+    for lang in ["zh-Hans", "zh-Hant", "ja", "ko"]:
+        f = f"lines50/{lang}.txt"
+        for tok in ["zh", "intl", "char"]:
+            out.append(("bleu", f + "@trunc", [f], {"tokenize": tok}))
+    for a, b in [("pt-BR", "pt-PT"), ("nb", "nn"), ("zh-Hans", "zh-Hant"), ("uk", "ru"), ("cs", "pl")]:
+        fa, fb = f"lines50/{a}.txt", f"lines50/{b}.txt"
+        out.append(("bleu", fa, [fb], {"tokenize": "zh" if a.startswith("zh") else "13a"}))
+        out.append(("bleu", fa, [fb], {"tokenize": "intl", "lowercase": True}))
+        out.append(("chrf", fa, [fb], {"word_order": 2, "lowercase": True}))
+        out.append(("chrf", fa, [fb], {"eps_smoothing": True, "whitespace": True}))
+    # several references, each smoothing, effective order
+    out.append(("bleu", "lines50/pt-BR.txt", ["lines50/pt-PT.txt", "lines50/pt-BR.txt@trunc"], {}))
+    out.append(("chrf", "lines50/pt-BR.txt", ["lines50/pt-PT.txt", "lines50/pt-BR.txt@trunc"], {"word_order": 2}))
+    for sm, sv in [("none", None), ("floor", None), ("floor", 0.5), ("add-k", None), ("add-k", 2)]:
+        out.append(("bleu", "lines50/nb.txt", ["lines50/nn.txt"], {"smooth_method": sm, "smooth_value": sv,
+                                                                  "effective_order": True}))
+    out.append(("bleu", "lines50/de.txt@trunc", ["lines50/de.txt"], {"max_ngram_order": 6, "lowercase": True}))
+    out.append(("chrf", "lines50/ru.txt@trunc", ["lines50/ru.txt"], {"beta": 3, "char_order": 4, "word_order": 1}))
+    for name in SPECIAL:
+        f = f"special/{name}.txt"
+        for tok in ["13a", "intl", "zh", "char"]:
+            out.append(("bleu", f + "@trunc", [f], {"tokenize": tok, "lowercase": tok == "intl"}))
+        out.append(("chrf", f + "@trunc", [f], {"word_order": 2, "lowercase": True}))
+        out.append(("chrf", f + "@trunc", [f], {"whitespace": True}))
+    return out
+
+
+def c_str(s):
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def main():
+    w = sys.stdout.write
+    w("/* sacrebleu_cases.h — GENERATED by tests/sacrebleu_cases.py with sacreBLEU "
+      f"{sacrebleu.__version__} (Python {sys.version.split()[0]}); do not edit. */\n")
+    w("typedef struct sb_case {\n    const char *metric, *hyps, *refs[2];\n"
+      "    const char *tokenize, *smooth_method;\n    double smooth_value;\n"
+      "    int lowercase, effective_order, max_ngram_order;\n"
+      "    int char_order, word_order, beta, whitespace, eps_smoothing;\n"
+      "    double score;\n    const char *line;\n} sb_case;\n\n")
+    w("static const sb_case sb_cases[] = {\n")
+    for metric, hyp, refs, p in cases():
+        hyps = stream(hyp)
+        ref_lines = [stream(r) for r in refs]
+        if metric == "bleu":
+            m = BLEU(**p)
+        else:
+            m = CHRF(**p)
+        s = m.corpus_score(hyps, ref_lines)
+        sig = m.get_signature().format()
+        line = s.format(2, False, sig)
+        sv = p.get("smooth_value")
+        w(f"    {{{c_str(metric)}, {c_str(hyp)}, {{{', '.join(c_str(r) for r in refs)}}},\n")
+        w(f"     {c_str(p.get('tokenize', '13a'))}, {c_str(p.get('smooth_method', 'exp'))}, "
+          f"{-1 if sv is None else repr(float(sv))}, {int(p.get('lowercase', False))}, "
+          f"{int(p.get('effective_order', False))}, {p.get('max_ngram_order', 4)},\n")
+        w(f"     {p.get('char_order', 6)}, {p.get('word_order', 0)}, {p.get('beta', 2)}, "
+          f"{int(p.get('whitespace', False))}, {int(p.get('eps_smoothing', False))},\n")
+        w(f"     {repr(float(s.score))}, {c_str(line)}}},\n")
+    w("};\n")
+
+
+if __name__ == "__main__":
+    main()
