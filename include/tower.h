@@ -961,7 +961,8 @@ TW_API void tw_ccocr_add(tw_ccocr_acc *acc, const tw_ccocr_counts *c);
 /* The reference's figures, every division with 1e-9 added to its denominator as there:
 ** per image recall = right / (n_gt + 1e-9), precision = right / (n_pred + 1e-9),
 ** F1 = 2 r p / (r + p + 1e-9); macro: their sums / (images + 1e-9); micro: the same formulas on
-** the pooled counts. Which of macro / micro F1 the paper's number is, the paper does not say. */
+** the pooled counts. The paper does not say which F1 its number is; the fork's
+** scripts/parse_results.py reports the macro F1 of each language. */
 typedef struct tw_ccocr_result {
     double macro_recall, macro_precision, macro_f1;
     double micro_recall, micro_precision, micro_f1;
