@@ -225,7 +225,8 @@ static int bitlen128(unsigned __int128 x) {
 }
 
 /* num / den rounded once to the nearest double, ties to even: what Python's int / int gives, and
-** so statistics.mean, which sums its floats exactly as fractions. 0 < den < 2^72, num < 2^72. */
+** so statistics.mean, which sums its floats exactly as fractions. 0 < den < 2^72, num < 2^72.
+** unsigned __int128 is GCC's and Clang's on every 64-bit target the engine builds for. */
 static double ratio_to_double(unsigned __int128 num, unsigned __int128 den) {
     if (num == 0) return 0.0;
     int s = 55 - (bitlen128(num) - bitlen128(den));   /* q = num 2^s / den has 55 or 56 bits */
