@@ -991,6 +991,188 @@ TW_API tw_status tw_sacrebleu_short_signature(const char *signature, char *buf, 
 TW_API tw_status tw_sacrebleu_tokenize(const char *tokenize, const char *line, char **out);
 
 /* ---- the benchmarks' own rules: VQA accuracy, OCRBench, CC-OCR, multiple choice (src/eval) ---- */
+/* Each rule is the scoring code TowerVision's lmms-eval fork (deep-spin/lmms-eval) ran, read
+** from its source; docs/eval.md ("Metrics: the benchmarks' rules") says where each one is and
+** what differs in the benchmarks' own scripts. Strings are UTF-8 and are handled as the Python
+** str they were there: lowercasing, stripping and splitting follow CPython's Unicode tables
+** (src/eval/pystr.c); bytes that are not UTF-8 read as U+FFFD. */
+
+/* TextVQA (src/eval/vqa.c). The EvalAI answer normalisation of lmms-eval's
+** EvalAIAnswerProcessor (= MMF's, the TextVQA evaluator's): lowercase; drop "," and "?";
+** "'s" -> " 's"; each punctuation mark of ;/[]"{}()=+\_-><@`,?! removed where it touches a space
+** (anywhere in the answer), else replaced by a space; a period not followed by a digit removed
+** (the first 32 only, a quirk of the reference); number words none..ten -> digits; articles
+** a/an/the dropped; the contractions table ("dont" -> "don't"); words joined by one space.
+** *out is malloc'ed (tw_free). */
+TW_API tw_status tw_vqa_normalize(const char *answer, char **out);
+
+typedef enum tw_vqa_rule {
+    TW_VQA_LEAVE_ONE_OUT = 0, /* lmms-eval textvqa_val / MMF's TextVQA evaluator: the prediction
+                              ** and every human answer normalised; the mean, over the n subsets
+                              ** leaving one answer out, of min(1, matches / 3), rounded as
+                              ** Python's statistics.mean (exactly, then once)                   */
+    TW_VQA_PLAIN,             /* min(1, matches / 3) over all n answers, the same normalisation:
+                              ** benchmarks/textvqa/README's form for the v0.1 items, which do not
+                              ** have 10 answers each                                            */
+} tw_vqa_rule;
+
+/* The accuracy of one question in [0, 1]. TW_E_ARG when there are no answers or more than
+** 65536. */
+TW_API tw_status tw_vqa_accuracy(const char *pred, const char *const *answers, size_t n_answers,
+                                 tw_vqa_rule rule, double *acc);
+
+/* OCRBench (src/eval/ocrbench.c). One item scores 1 when one of its answers, normalised, is a
+** substring of the prediction, normalised; else 0. */
+typedef enum tw_ocrbench_rule {
+    TW_OCRBENCH_LMMS_EVAL = 0, /* the fork's lmms-eval ocrbench task (the paper's number): the
+                               ** prediction lowercased and stripped first; HME100k: both sides
+                               ** stripped, "\n" -> " ", every " " removed, the answer keeping
+                               ** its case (so an answer with a capital never matches); every
+                               ** other dataset: both lowercased, stripped, "\n" -> " "           */
+    TW_OCRBENCH_ORIGINAL,      /* OCRBench's own script (Yuliang-Liu/MultimodalOCR): the same, but
+                               ** for HME100k neither side is lowercased                          */
+} tw_ocrbench_rule;
+
+/* dataset_name: the item's "dataset_name" ("dataset" in the Hugging Face copy); only "HME100k"
+** changes the rule. *score: 1 or 0. */
+TW_API tw_status tw_ocrbench_score(const char *pred, const char *const *answers, size_t n_answers,
+                                   const char *dataset_name, tw_ocrbench_rule rule, int *score);
+
+/* The ten categories (the items' "type" / "question_type"), in the order the reference prints
+** them; the full benchmark has 50 items in each of the six recognition categories, 200 in each
+** VQA / KIE category and 100 in HME: 1000 in all. */
+enum { TW_OCRBENCH_N_CATEGORIES = 10 };
+TW_API const char *tw_ocrbench_category_name(int i);       /* NULL out of range            */
+TW_API int         tw_ocrbench_category_full(int i);       /* items of the full benchmark   */
+TW_API int         tw_ocrbench_category(const char *type); /* index, or -1 when unknown     */
+
+typedef struct tw_ocrbench_tally {
+    int score[TW_OCRBENCH_N_CATEGORIES];   /* items scored 1, per category */
+    int n[TW_OCRBENCH_N_CATEGORIES];       /* items seen, per category     */
+} tw_ocrbench_tally;                       /* zero-initialise              */
+
+/* Counts one item; TW_E_ARG for an unknown type or a score other than 0 / 1. */
+TW_API tw_status tw_ocrbench_add(tw_ocrbench_tally *t, const char *type, int score);
+
+typedef struct tw_ocrbench_summary {
+    int    score, n;          /* items scored 1, items seen: the reference's "Final Score" when
+                              ** all 1000 are there                                              */
+    int    recognition;       /* the six text recognition categories ("Text Recognition")       */
+    double scaled;            /* score * 1000 / n: the 1000-point equivalent of a subset (the
+                              ** 500 kept in benchmarks/ocrbench are half of every category, so
+                              ** this is their sum doubled); NAN when n == 0                      */
+    double category_scaled[TW_OCRBENCH_N_CATEGORIES]; /* score * full / n per category: points out
+                              ** of that category's full total; NAN when it has no items          */
+} tw_ocrbench_summary;
+
+TW_API void tw_ocrbench_summarize(const tw_ocrbench_tally *t, tw_ocrbench_summary *out);
+
+/* CC-OCR multilingual text reading (src/eval/ccocr.c): bag-of-tokens F1. Both texts are
+** stripped; tabs and newlines become spaces; "###" then "***" are deleted; whitespace runs become
+** one space. Words: split on " "; characters: spaces removed, one token per code point. Each
+** token lowercased, empty ones dropped. Correct tokens: the sum over token types of
+** min(count in the ground truth, count in the prediction). */
+typedef enum tw_ccocr_unit { TW_CCOCR_WORDS = 0, TW_CCOCR_CHARS } tw_ccocr_unit;
+
+/* The fork's choice from the subset's language ("Arabic", "Japanese", "Korean", "Chinese" count
+** characters, every other language words); CC-OCR's own evaluator also counts characters for a
+** dataset name containing "zh", as this does. */
+TW_API tw_ccocr_unit tw_ccocr_unit_for(const char *language);
+
+typedef struct tw_ccocr_counts {
+    int64_t right, n_gt, n_pred;   /* correct tokens, ground-truth tokens, predicted tokens */
+} tw_ccocr_counts;
+
+TW_API tw_status tw_ccocr_count(const char *pred, const char *gt, tw_ccocr_unit unit, tw_ccocr_counts *out);
+
+/* Running totals over the images of one subset; zero-initialise, then tw_ccocr_add each image
+** in order (the sums are formed in that order, as the reference's). */
+typedef struct tw_ccocr_acc {
+    int64_t n_images, right, n_gt, n_pred;
+    double  sum_recall, sum_precision, sum_f1;
+} tw_ccocr_acc;
+
+TW_API void tw_ccocr_add(tw_ccocr_acc *acc, const tw_ccocr_counts *c);
+
+/* The reference's figures, every division with 1e-9 added to its denominator as there:
+** per image recall = right / (n_gt + 1e-9), precision = right / (n_pred + 1e-9),
+** F1 = 2 r p / (r + p + 1e-9); macro: their sums / (images + 1e-9); micro: the same formulas on
+** the pooled counts. The paper does not say which F1 its number is; the fork's
+** scripts/parse_results.py reports the macro F1 of each language. */
+typedef struct tw_ccocr_result {
+    double macro_recall, macro_precision, macro_f1;
+    double micro_recall, micro_precision, micro_f1;
+} tw_ccocr_result;
+
+TW_API void tw_ccocr_result_of(const tw_ccocr_acc *acc, tw_ccocr_result *out);
+
+/* Multiple choice (src/eval/choice.c): ALM-Bench as the fork scores it; ViMUL-Bench, which has no
+** scoring code anywhere public, with the same parser (docs/eval.md). */
+enum {
+    TW_MC_NONE  = -1,   /* no answer letter found: the item counts as wrong                    */
+    TW_MC_OTHER = -2,   /* the reference's case-insensitive [a-zA-Z] took one of U+0130, U+0131,
+                        ** U+017F: an answer that equals no option letter                       */
+};
+/* The option letter of a model's answer, as the fork's extract_final_answer_alm_bench reads it:
+** 0 for a/A, 1 for b/B, ...; or TW_MC_NONE / TW_MC_OTHER. On the stripped text, the first that
+** applies: (1) the whole text is one letter, optionally in ( ): "B", "(b)", "B)"; (2) the first
+** "Final Answer:" or "Answer:" (any case) followed by optional whitespace, an optional "(" and a
+** letter: "Answer: (C)", but also "Final Answer: The ..." -> t; (3) the text starts with a letter,
+** optionally after "(", then ")" and whitespace: "B) Paris", "(B) Paris"; (4) the first line
+** that starts with optional whitespace, an optional "(", an ASCII letter, optional whitespace
+** and ")": "... so:\n\nA) Fatima". Everything else is no answer: "B.", "The answer is C",
+** "A, B". The Kelvin sign counts as k, as there. */
+TW_API int tw_mc_letter(const char *output);
+
+/* The index of the option equal to answer after Python's lower() and strip() on both (the fork's
+** transform_target_text_to_letter before it turned fuzzy), or -1. */
+TW_API int tw_mc_option_index(const char *answer, const char *const *options, size_t n_options);
+
+/* The fork's earlier, option-text scoring (benchmarks/alm_bench/README): the text after the
+** first "\nFinal Answer:" and any whitespace, to the end of that line (the whole output when
+** there is none), cut before its first " \n " (*answer, malloc'ed); *match: that text equals the
+** true option text with the periods at its ends removed. Either pointer may be NULL. */
+TW_API tw_status tw_mc_final_answer_text(const char *output, const char *true_option, char **answer, int *match);
+
+/* Per-key accuracy (src/eval/tally.c): one key per language (ALM-Bench, ViMUL-Bench) or per
+** language pair (CoMMuTE). Means are sum / n with the sum formed in the order of the adds, as
+** lmms-eval's mean aggregation. */
+enum { TW_TALLY_MAX_KEYS = 128, TW_TALLY_KEY_LEN = 48 };
+typedef struct tw_tally {
+    int     n_keys;
+    char    key[TW_TALLY_MAX_KEYS][TW_TALLY_KEY_LEN];
+    double  sum[TW_TALLY_MAX_KEYS];
+    int64_t n[TW_TALLY_MAX_KEYS];
+} tw_tally;                                  /* zero-initialise */
+
+/* TW_E_ARG for a key of TW_TALLY_KEY_LEN bytes or more, or a 129th key. */
+TW_API tw_status tw_tally_add(tw_tally *t, const char *key, double score);
+TW_API double    tw_tally_mean(const tw_tally *t, const char *key);     /* NAN when absent        */
+/* The mean of the keys' means (each language weighs the same), leaving out the key `except`
+** (NULL: none), e.g. "English" for ALM-Bench's multilingual figure; NAN when no key counts. */
+TW_API double    tw_tally_macro(const tw_tally *t, const char *except);
+TW_API double    tw_tally_micro(const tw_tally *t);                     /* all scores pooled       */
+
+/* CoMMuTE (src/eval/commute.c): the bookkeeping after the model scored, by teacher forcing,
+** the correct and the incorrect translation of each line (tw_eval_opts.logprobs, summed in
+** double over the tokens that count). A line is right when the correct one wins strictly; a tie
+** or a NaN is wrong, as in both references. */
+typedef enum tw_commute_rule {
+    TW_COMMUTE_PER_TOKEN = 0, /* lower -logprob / n_tokens wins: CoMMuTE's evaluate.py compares
+                              ** perplexities (exp of that), and the fork's "loglikelihood" is the
+                              ** model's mean token loss (HF llava's `loss`), compared with <      */
+    TW_COMMUTE_SUM,           /* lower -logprob (summed) wins: benchmarks/commute/README's
+                              ** alternative, and what a summed log-likelihood scorer compares     */
+} tw_commute_rule;
+
+typedef struct tw_commute_line {
+    double  logprob_correct, logprob_incorrect;   /* summed log-probabilities (<= 0)          */
+    int32_t n_correct, n_incorrect;               /* tokens in each sum (> 0 for PER_TOKEN)   */
+} tw_commute_line;
+
+TW_API int    tw_commute_right(const tw_commute_line *l, tw_commute_rule rule);   /* 1 or 0 */
+/* Right lines / n, as evaluate.py and the fork's contrastive_accuracy; NAN when n == 0. */
+TW_API double tw_commute_accuracy(const tw_commute_line *lines, size_t n, tw_commute_rule rule);
 
 #ifdef __cplusplus
 }
