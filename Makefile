@@ -140,7 +140,7 @@ $(BUILD)/tests/test_amx: tests/test_amx.c $(BUILD)/tests/gemm_amx_emu.o $(BUILD)
 $(BUILD)/tests/test_serve_media: tests/test_serve_media.c tools/serve_media.c tools/serve_media.h $(BUILD)/libtower.a tests/*.h | $(BUILD)/tests
 	$(CC) $(filter-out -Isrc/%,$(CFLAGS)) -Itools $(LDFLAGS) $< tools/serve_media.c $(BUILD)/libtower.a $(LDLIBS) -o $@
 
-$(BUILD)/obj/dirs:
+$(BUILD)/obj/dirs: Makefile
 	mkdir -p $(addprefix $(BUILD)/obj/,$(SRC_DIRS)) && touch $@
 $(BUILD)/tests $(BUILD)/bench:
 	mkdir -p $@
