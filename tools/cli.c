@@ -165,7 +165,8 @@ enum {
     O_SKIP_VISION, O_SKIP_TTFT, O_SKIP_2B, O_SKIP_9B,
     O_HOST, O_PORT, O_PARALLEL, O_API_KEY, O_MEDIA_DIR, O_CORS, O_MAX_BODY, O_MAX_QUEUE, O_MAX_TOKENS, O_MAX_MEDIA,
     O_MAX_PIXELS, O_CACHE_MB, O_CACHE_SEQS, O_TIMEOUT, O_MAX_CONN, O_PREFILL_CHUNK, O_MEDIA_CACHE_MB, O_MAX_MEDIA_MB,
-    O_FETCH_TIMEOUT,
+    O_FETCH_TIMEOUT, O_BATCH, O_DATASET, O_OUT_DIR, O_TEXT_FIELD, O_MIN_SCORE, O_SCORE_FIELD, O_ON_ERROR, O_RESUME,
+    O_FORCE, O_DROP_FLAGGED, O_LIMIT,
 };
 
 typedef struct cli_opt {
@@ -208,10 +209,22 @@ static const cli_opt k_opts[] = {
     {{"to", required_argument, 0, O_TO}, C_TRANSLATE},
     {{"list-languages", no_argument, 0, O_LIST_LANG}, C_TRANSLATE},
     {{"lines", no_argument, 0, O_LINES}, C_TRANSLATE},
+    /* translate --dataset */
+    {{"dataset", required_argument, 0, O_DATASET}, C_TRANSLATE},
+    {{"out-dir", required_argument, 0, O_OUT_DIR}, C_TRANSLATE},
+    {{"text-field", required_argument, 0, O_TEXT_FIELD}, C_TRANSLATE},
+    {{"batch", required_argument, 0, O_BATCH}, C_TRANSLATE},
+    {{"min-score", required_argument, 0, O_MIN_SCORE}, C_TRANSLATE},
+    {{"score-field", required_argument, 0, O_SCORE_FIELD}, C_TRANSLATE},
+    {{"on-error", required_argument, 0, O_ON_ERROR}, C_TRANSLATE},
+    {{"resume", no_argument, 0, O_RESUME}, C_TRANSLATE},
+    {{"force", no_argument, 0, O_FORCE}, C_TRANSLATE},
+    {{"drop-flagged", no_argument, 0, O_DROP_FLAGGED}, C_TRANSLATE},
+    {{"limit", required_argument, 0, O_LIMIT}, C_TRANSLATE},
     {{"no-special", no_argument, 0, O_NO_SPECIAL}, C_TOKENIZE},
     {{"jsonl", no_argument, 0, O_JSONL}, C_TOKENIZE},
     {{"ids", no_argument, 0, O_IDS}, C_TOKENIZE},
-    {{"output", required_argument, 0, 'o'}, C_DUMP | C_QUANTIZE},
+    {{"output", required_argument, 0, 'o'}, C_DUMP | C_QUANTIZE | C_TRANSLATE},
     {{"check-against", required_argument, 0, O_CHECK}, C_DUMP},
     {{"image", required_argument, 0, O_IMAGE}, C_GEN | C_DUMP},
     {{"image-tokens", no_argument, 0, O_IMAGE_TOKENS}, C_RUN | C_TRANSLATE},
@@ -388,6 +401,35 @@ void parse_options(int argc, char **argv, unsigned cmd, void (*help)(void)) {
         case O_TO: g.to = optarg; break;
         case O_LIST_LANG: g.list_languages = 1; break;
         case O_LINES: g.lines = 1; break;
+        case O_DATASET: g.dataset = optarg; break;
+        case O_OUT_DIR: g.out_dir = optarg; break;
+        case O_TEXT_FIELD:
+            if (!*optarg) usage_error("option --text-field: the field name is empty");
+            g.text_field = optarg;
+            break;
+        case O_BATCH: g.n_batch = (int)parse_long(name, optarg, 1, 64); break;
+        case O_MIN_SCORE: {   /* a double: 0.85 must compare equal to a score written as 0.85 */
+            char *end;
+            errno = 0;
+            g.min_score = strtod(optarg, &end);
+            if (errno || end == optarg || *end || !(g.min_score == g.min_score))
+                usage_error("option --min-score: expected a number, got '%s'", optarg);
+            g.min_score_set = 1;
+            break;
+        }
+        case O_SCORE_FIELD:
+            if (!*optarg) usage_error("option --score-field: the field name is empty");
+            g.score_field = optarg;
+            break;
+        case O_ON_ERROR:
+            if (strcmp(optarg, "skip") && strcmp(optarg, "stop"))
+                usage_error("option --on-error: expected skip or stop, got '%s'", optarg);
+            g.on_error_skip = !strcmp(optarg, "skip");
+            break;
+        case O_RESUME: g.resume = 1; break;
+        case O_FORCE: g.force = 1; break;
+        case O_DROP_FLAGGED: g.drop_flagged = 1; break;
+        case O_LIMIT: g.limit = parse_long(name, optarg, 1, 1L << 40); break;
         case O_NO_SPECIAL: g.no_special = 1; break;
         case O_JSONL: g.jsonl = 1; break;
         case O_IDS: g.ids_only = 1; break;

@@ -56,6 +56,12 @@ typedef struct cli {
     const char *chat_template;
     const char *from, *to;
     int         list_languages, lines;
+    /* translate --dataset (docs/cli.md, "Translating datasets") */
+    const char *dataset, *out_dir, *text_field, *score_field;
+    int         n_batch;          /* --batch: sequences decoded together (bench: streams) */
+    double      min_score;
+    int         min_score_set, on_error_skip, resume, force, drop_flagged;
+    long        limit;            /* --limit N items this run (0: all)                */
     int         no_special, jsonl, ids_only;
     const char *out, *check_against;
     const char **images;          /* --image sources, in the order given              */
