@@ -129,9 +129,10 @@ static int index_array(dataset *ds, size_t i) {
             else if (c == '}' || c == ']') { if (depth == 0) break; depth--; }
             else if (c == ',' && depth == 0) break;
         }
-        if (i >= n)
-            return fail("%s:%zu: the JSON array is not closed (the item at line %zu runs to the end of the file)", ds->path,
-                        line, start_line);
+        if (i >= n && (depth || in_str))
+            return fail("%s:%zu: the item at line %zu is not closed (a %s runs to the end of the file)", ds->path, line,
+                        start_line, in_str ? "string" : "bracket");
+        if (i >= n) return fail("%s:%zu: the JSON array is not closed (no ']' at the end)", ds->path, line);
         size_t end = i;
         while (end > start && is_ws(d[end - 1])) end--;
         if (end == start) return fail("%s:%zu: an empty item in the JSON array (a comma too many?)", ds->path, line);
