@@ -104,8 +104,8 @@ for o in outs:
 check "greedy: --batch 1, 2 and 5 give tower translate --lines' translations" test $? -eq 0
 
 # ---- flags ---------------------------------------------------------------------------------------
-# -n 3: every translation stops at max tokens; a one-word source: the gibberish passes 3x + 10
-printf '{"id": 1, "text": "Hi."}\n{"id": 2, "text": "The weather is lovely in Lisbon today."}\n' >"$tmp/short.jsonl"
+# a one-word source: the gibberish passes 3x + 10 characters long before -n
+printf '{"id": 1, "text": "Hi."}\n' >"$tmp/short.jsonl"
 tr_ds --dataset "$tmp/short.jsonl" --to de --out-dir "$tmp/f" -n 64 >/dev/null 2>"$tmp/err"
 py 'import json, sys
 o = [json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]
@@ -159,17 +159,17 @@ check "--force: translated again, the same file" sh -c '[ $0 -eq 0 ] && cmp -s "
 python3 -c '
 import json
 w = "the quick brown fox jumps over the lazy dog near the river bank while birds sing".split()
-for i in range(40): print(json.dumps({"id": i, "text": " ".join(w[i % 7:i % 7 + 5 + i % 4])}))' >"$tmp/many.jsonl"
-"$T" translate -m "$M" --dataset "$tmp/many.jsonl" --to fr --out-dir "$tmp/k" -n 24 --batch 3 >/dev/null 2>&1 &
+for i in range(16): print(json.dumps({"id": i, "text": " ".join(w[i % 7:i % 7 + 5 + i % 4])}))' >"$tmp/many.jsonl"
+"$T" translate -m "$M" --dataset "$tmp/many.jsonl" --to fr --out-dir "$tmp/k" -n 12 --batch 3 >/dev/null 2>&1 &
 pid=$!
 i=0
 while [ $i -lt 600 ] && [ "$(cat "$tmp/k/many.fr.jsonl.partial" 2>/dev/null | wc -l)" -lt 3 ]; do sleep 0.05; i=$((i + 1)); done
 kill -9 $pid 2>/dev/null
 wait $pid 2>/dev/null
 n_before=$(($(cat "$tmp/k/many.fr.jsonl.partial" 2>/dev/null | wc -l) - 1))
-tr_ds --dataset "$tmp/many.jsonl" --to fr --out-dir "$tmp/k" -n 24 --batch 3 --resume >/dev/null 2>"$tmp/err"
+tr_ds --dataset "$tmp/many.jsonl" --to fr --out-dir "$tmp/k" -n 12 --batch 3 --resume >/dev/null 2>"$tmp/err"
 rc=$?
-tr_ds --dataset "$tmp/many.jsonl" --to fr --out-dir "$tmp/k2" -n 24 --batch 3 >/dev/null 2>&1
+tr_ds --dataset "$tmp/many.jsonl" --to fr --out-dir "$tmp/k2" -n 12 --batch 3 >/dev/null 2>&1
 check "killed after $n_before items, resumed: exit 0, the fresh run's file" sh -c \
     '[ $0 -eq 0 ] && [ "$1" -gt 0 ] && cmp -s "$2/k/many.fr.jsonl" "$2/k2/many.fr.jsonl"' $rc "$n_before" "$tmp"
 # SIGTERM: the run stops after the step, exit 143, the journal continues
