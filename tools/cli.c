@@ -561,6 +561,41 @@ static void progress_cb(void *ud, const char *what, uint64_t done, uint64_t tota
     fflush(stderr);
 }
 
+/* ============================================================================================ */
+/* Progress of a job over items                                                                 */
+
+void progress_start(cli_progress *p) {
+    p->tty = isatty(STDERR_FILENO);
+    p->t0 = now_ms();
+    p->last = 0;
+}
+
+void format_duration(char *b, size_t cap, double s) {
+    if (s < 60) snprintf(b, cap, "%.1fs", s);
+    else if (s < 3600) snprintf(b, cap, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else snprintf(b, cap, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
+}
+
+void progress_draw(cli_progress *p, int force, const char *label, size_t done, size_t total, double tokens,
+                   const char *extra) {
+    if (!p->tty) return;
+    double t = now_ms();
+    if (!force && t - p->last < 200) return;
+    p->last = t;
+    double s = (t - p->t0) / 1e3;
+    double ips = s > 0 ? done / s : 0, tps = s > 0 ? tokens / s : 0;
+    char eta[32] = "-";
+    if (ips > 0 && total >= done) format_duration(eta, sizeof eta, (double)(total - done) / ips);
+    int w = total ? (int)(30 * (done < total ? done : total) / total) : 30;
+    fprintf(stderr, "\r\033[K%-7s [%.*s%*s] %zu/%zu items  %.2f items/s  %.0f tok/s  ETA %s%s%s", label ? label : "", w,
+            "##############################", 30 - w, "", done, total, ips, tps, eta, extra ? "  " : "", extra ? extra : "");
+    fflush(stderr);
+}
+
+void progress_clear(const cli_progress *p) {
+    if (p->tty) fputs("\r\033[K", stderr);
+}
+
 tw_model_params model_params(void) {
     tw_model_params p = tw_model_default_params();
     p.n_threads = g.n_threads;

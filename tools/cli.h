@@ -27,6 +27,21 @@ int   read_path(const char *path, char **data, size_t *len);
 void  print_piece(FILE *f, const char *p, size_t n);
 char *xstrdup(const char *s);
 
+/* ---- progress of a long job over items (translate --dataset) ---- */
+
+/* A one-line bar on stderr, drawn only when stderr is a terminal, at most 5 times a second:
+**   LABEL [#######      ] DONE/TOTAL items  X items/s  Y tok/s  ETA 3m12s  EXTRA */
+typedef struct cli_progress {
+    int    tty;
+    double t0, last;      /* ms: start, last drawn */
+} cli_progress;
+
+void progress_start(cli_progress *p);
+void progress_draw(cli_progress *p, int force, const char *label, size_t done, size_t total, double tokens,
+                   const char *extra);
+void progress_clear(const cli_progress *p);   /* before printing a message under the bar */
+void format_duration(char *buf, size_t cap, double seconds);   /* "42.0s", "3m12s", "2h05m" */
+
 /* ---- options ---- */
 
 enum {

@@ -618,46 +618,26 @@ typedef struct run {
     size_t          total, done;  /* items of this run, and finished          */
     size_t          n_turns, n_pieces;
     int             failed;       /* stop: an item failed (--on-error stop) or a write did */
-    /* progress */
-    int             tty;
-    double          t_start, last_draw;
+    cli_progress    bar;
     gb_stats        st;
 } run;
 
 static volatile sig_atomic_t g_stop;
 static void on_signal(int sig) { g_stop = sig; }
 
-static void fmt_duration(char *b, size_t cap, double s) {
-    if (s < 60) snprintf(b, cap, "%.1fs", s);
-    else if (s < 3600) snprintf(b, cap, "%dm%02ds", (int)s / 60, (int)s % 60);
-    else snprintf(b, cap, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
-}
-
-/* The progress line on stderr (a terminal only): items done / total, items/s, tokens/s, ETA. */
+/* The progress line: the language being opened, items, items/s, tokens/s, ETA, items flagged. */
 static void progress(run *r, int force) {
-    if (!r->tty) return;
-    double t = now_ms();
-    if (!force && t - r->last_draw < 200) return;
-    r->last_draw = t;
-    double s = (t - r->t_start) / 1e3;
-    double ips = s > 0 ? r->done / s : 0, tps = s > 0 ? r->st.gen_tokens / s : 0;
-    char eta[32] = "-";
-    if (ips > 0) fmt_duration(eta, sizeof eta, (double)(r->total - r->done) / ips);
     size_t flagged = 0;
     for (size_t i = 0; i < r->n_langs; i++) flagged += r->langs[i].n_flagged;
-    const char *lang = r->lang_cursor < r->n_langs ? r->langs[r->lang_cursor].to->code : "";
-    int w = r->total ? (int)(30 * r->done / r->total) : 30;
-    fprintf(stderr, "\r\033[K%-7s [%.*s%*s] %zu/%zu items  %.2f items/s  %.0f tok/s  ETA %s  flagged %zu", lang, w,
-            "##############################", 30 - w, "", r->done, r->total, ips, tps, eta, flagged);
-    fflush(stderr);
-}
-
-static void progress_clear(run *r) {
-    if (r->tty) fputs("\r\033[K", stderr);
+    char extra[48];
+    snprintf(extra, sizeof extra, "flagged %zu", flagged);
+    size_t l = r->lang_cursor < r->n_langs ? r->lang_cursor : r->n_langs - 1;   /* the last one's items finish */
+    const char *lang = r->n_langs ? r->langs[l].to->code : "";
+    progress_draw(&r->bar, force, lang, r->done, r->total, (double)r->st.gen_tokens, extra);
 }
 
 static void warn_item(run *r, const char *msg) {
-    progress_clear(r);
+    progress_clear(&r->bar);
     fprintf(stderr, "tower: warning: %s: item skipped (--on-error skip)\n", msg);
 }
 
@@ -690,7 +670,7 @@ static int item_done(run *r, open_item *it) {
         snprintf(msg, sizeof msg, "%s:%zu: to %s: %s", r->ds.path, r->ds.items[it->idx].line, lr->to->code, it->error);
         item_free(it);
         if (g.on_error_skip) { warn_item(r, msg); return 0; }
-        progress_clear(r);
+        progress_clear(&r->bar);
         fail("%s", msg);
         r->failed = 1;
         return 1;
@@ -706,7 +686,7 @@ static int item_done(run *r, open_item *it) {
         size_t cap = n + 1;
         for (size_t k = p; k < q; k++) cap += strlen(it->pieces[k].out);
         char *o = malloc(cap), *w = o;
-        if (!o) { progress_clear(r); fail("out of memory"); r->failed = 1; item_free(it); return 1; }
+        if (!o) { progress_clear(&r->bar); fail("out of memory"); r->failed = 1; item_free(it); return 1; }
         size_t at = 0;
         for (size_t k = p; k < q; k++) {
             const piece *pc = &it->pieces[k];
@@ -739,7 +719,7 @@ static int item_done(run *r, open_item *it) {
     int bad = !s || fprintf(lr->jf, "{\"i\":%zu,\"item\":%s}\n", it->idx, s) < 0 || fflush(lr->jf) != 0;
     free(s);
     if (bad) {
-        progress_clear(r);
+        progress_clear(&r->bar);
         fail("cannot write %s: %s", lr->jpath, strerror(errno));
         r->failed = 1;
         item_free(it);
@@ -1006,9 +986,9 @@ static int filter_only(run *r) {
 /* Summary                                                                                      */
 
 static void summary(run *r, int stopped, double secs) {
-    progress_clear(r);
+    progress_clear(&r->bar);
     char d[32];
-    fmt_duration(d, sizeof d, secs);
+    format_duration(d, sizeof d, secs);
     fprintf(stderr, "%s: %zu items (%s), %zu to translate", r->ds.path, r->ds.n,
             r->rules.fmt == FMT_LLAVA ? "LLaVA conversations" : "text", r->n_ok);
     if (r->n_bad) fprintf(stderr, ", %zu skipped (bad data)", r->n_bad);
@@ -1019,7 +999,7 @@ static void summary(run *r, int stopped, double secs) {
         lang_run *lr = &r->langs[i];
         size_t have = lr->n_resumed + lr->n_new;
         double t = lr->t1 > lr->t0 ? (lr->t1 - lr->t0) / 1e3 : 0;
-        fmt_duration(d, sizeof d, t);
+        format_duration(d, sizeof d, t);
         char ips[32] = "-";
         if (t > 0 && lr->n_new) snprintf(ips, sizeof ips, "%.2f", lr->n_new / t);
         else snprintf(d, sizeof d, "-");
@@ -1076,7 +1056,7 @@ static size_t parse_targets(const language *from, const language ***out) {
 
 int translate_dataset(void) {
     run r = { 0 };
-    r.tty = isatty(STDERR_FILENO);
+    progress_start(&r.bar);
     r.rules.path = g.dataset;
     r.rules.min_score_set = g.min_score_set;
     r.rules.min_score = g.min_score;
@@ -1143,7 +1123,7 @@ int translate_dataset(void) {
         g_stop = 0;
         sigaction(SIGINT, &sa, &old_int);
         sigaction(SIGTERM, &sa, &old_term);
-        r.t_start = now_ms();
+        progress_start(&r.bar);
         progress(&r, 1);
         gb_params gp = {
             .n_seqs = g.n_batch, .n_ctx = g.n_ctx, .kv_type = g.kv_type, .gen = gen_params(1024),
