@@ -199,6 +199,9 @@ check "a JSON array: each bad item named by its line" sh -c 'grep -q "bad.json:3
 printf '[{"text": "a"},\n{"text": "b"}\n' >"$tmp/open.json"
 expect_error "an unclosed array stops even with --on-error skip" 1 "open.json:3: the JSON array is not closed" \
     tr_ds --dataset "$tmp/open.json" --to de --on-error skip
+printf '{\n  "text": "a"\n}\n' >"$tmp/obj.json"
+expect_error "one pretty-printed object is neither an array nor JSON lines" 1 "obj.json: one JSON object" \
+    tr_ds --dataset "$tmp/obj.json" --to de
 printf '{"text": "a"}\n[1, 2]\n' >"$tmp/arr.jsonl"
 expect_error "a line that is not an object" 1 "arr.jsonl:2: expected an object" tr_ds --dataset "$tmp/arr.jsonl" --to de
 printf '{"caption": "A red bus."}\n{"text": "no caption"}\n' >"$tmp/cap.jsonl"

@@ -157,7 +157,16 @@ static int dataset_open(const char *path, dataset *ds) {
     size_t j = i;
     while (j < ds->size && is_ws(ds->data[j])) j++;
     ds->array = j < ds->size && ds->data[j] == '[';
-    return ds->array ? index_array(ds, j) : index_lines(ds, i);
+    if (ds->array) return index_array(ds, j);
+    if (index_lines(ds, i)) return 1;
+    /* one pretty-printed object is neither an array of items nor JSON lines: say so, not "line 1" */
+    json_t *first = ds->n ? json_loadb(ds->data + ds->items[0].off, ds->items[0].len, 0, NULL) : NULL;
+    json_t *whole = ds->n > 1 && !first ? json_loadb(ds->data + i, ds->size - i, 0, NULL) : NULL;
+    int one = json_is_object(whole);
+    json_decref(first);
+    json_decref(whole);
+    if (one) return fail("%s: one JSON object: a dataset is a JSON array of items, or JSON lines (one item a line)", path);
+    return 0;
 }
 
 static void dataset_close(dataset *ds) {
