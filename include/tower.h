@@ -366,8 +366,10 @@ TW_API const float *tw_seq_logits(const tw_seq *s);  /* [n_vocab], after the sof
 ** opts) would do, and gets the same logits within the fixtures' tolerance (docs/batching.md: which
 ** figures are bit-identical and why the others are not). The rows of all items go through every
 ** weight matrix together, so a decode step of k sequences reads the weights once: decode is
-** bound by memory, and k streams cost little more than one. Sequences must be distinct and of
-** one model. Every item is checked before anything runs: on error no sequence has changed. */
+** bound by memory, and k streams cost little more than one (where the matrix-product kernels
+** keep up: docs/batching.md, measured). Sequences must be distinct and of one model; hidden is
+** for a batch of one item; items with n = 0 are skipped. Every item is checked before anything
+** runs: on error (naming the item) no sequence has changed. */
 typedef struct tw_batch_item {
     tw_seq             *seq;
     const int32_t      *ids;
@@ -377,7 +379,9 @@ typedef struct tw_batch_item {
 TW_API tw_status tw_seq_eval_batch(const tw_batch_item *items, size_t n_items);
 
 /* log P(id) under logits [n_vocab] (log-softmax in double precision sums); n_top best ids and
-** their log-probabilities into top_ids / top_lp when n_top > 0 (ties: lower id first). */
+** their log-probabilities into top_ids / top_lp when n_top > 0 (ties: lower id first; either
+** array may be NULL; entries past TW_MAX_TOP or n_vocab get -1 / NAN). NAN for an id outside
+** [0, n_vocab) (then only the alternatives are wanted). The scores of tw_eval_opts are this. */
 TW_API float tw_logprob(const float *logits, int32_t n_vocab, int32_t id, int32_t n_top, int32_t *top_ids,
                         float *top_lp);
 
@@ -825,6 +829,8 @@ typedef struct tw_bench_params {
     int         n_threads;   /* 0: every core                                                  */
     int         reps;        /* repetitions of the short measurements, the best counts (0: 2, quick 1; at most 16) */
     int         n_decode;    /* tokens per decode measurement (0: 16, quick 4)                  */
+    int         n_batch;     /* sequences decoding together (tw_seq_eval_batch; 0 or 1: one),
+                             ** at most 64; the decode figures are then their tokens/s in all    */
     int         n_distinct;  /* 9b: distinct text layers cycled over the 42 (0: all)            */
     int         quick;       /* small sizes (CI)                                                */
     int         skip_vision, skip_ttft;

@@ -1,6 +1,6 @@
 /*
 ** test_bench.c — `tower bench` end to end on the "tiny" random model: the command runs (quick and
-** full sizes, bf16 and every quantized type the build has), its JSON parses, every figure that
+** full sizes, bf16 and every quantized type the build has, decode of a batch), its JSON parses, every figure that
 ** ran has a positive value and a fraction of the machine's limit in (0, 2); the work counts
 ** agree with hand-computed ones; a random model of the real 2B shapes is built with the exact
 ** tensor shapes (vision off, to keep it small: only the tensor structs are checked).
@@ -90,6 +90,30 @@ int main(void) {
         json_decref(j);
     }
 
+    /* quick, tiny, 3 sequences decoding together (tw_seq_eval_batch) */
+    {
+        const char *a[] = { "--shape", "tiny", "--quick", "--decode", "2", "--batch", "3", "--skip-vision" };
+        json_t *j = run_json(a, 8, path);
+        CHECK(j != NULL, "--batch 3 run writes JSON");
+        int n = 0;
+        if (j) {
+            CHECK(check_figures(j, &n) == 0, "--batch 3: figures in range");
+            CHECK(n == 4, "--batch 3: 4 figures measured (prefill, decode)");
+            CHECK(json_integer_value(json_object_get(j, "decode_batch")) == 3, "--batch 3 in the JSON");
+            json_t *f = json_object_get(json_object_get(json_array_get(json_object_get(j, "models"), 0), "figures"),
+                                        "decode_short_ctx");
+            const char *label = json_string_value(json_object_get(f, "label"));
+            CHECK(label && strstr(label, "3 sequences"), "decode label says the batch: %s", label ? label : "(none)");
+        }
+        json_decref(j);
+        tw_bench_params bp = tw_bench_default_params();
+        tw_bench_machine mc;
+        tw_bench_result r;
+        bp.shape = "tiny", bp.quick = 1, bp.n_batch = 65;
+        CHECK(tw_bench_machine_init(&mc, 1, NULL) == TW_OK && tw_bench_run(&bp, &mc, &r) == TW_E_ARG,
+              "n_batch 65 refused");
+    }
+
     /* full sizes on tiny shapes: the TTFT path (image tokens split over two evals) runs */
     {
         const char *a[] = { "--shape", "tiny", "--reps", "1", "--decode", "2" };
@@ -124,6 +148,8 @@ int main(void) {
         CHECK(bench_status(argv2, 3) == 2, "unknown --type is a usage error");
         char *argv3[] = { "bench", "--reps", "0" };
         CHECK(bench_status(argv3, 3) == 2, "--reps out of range is a usage error");
+        char *argv4[] = { "bench", "--batch", "0" };
+        CHECK(bench_status(argv4, 3) == 2, "--batch out of range is a usage error");
     }
 
     /* work counts against hand computation, tiny model */

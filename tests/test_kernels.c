@@ -246,6 +246,40 @@ static void test_gemm_same_bits(tw_pool *pool) {
         }
 }
 
+/* tw_matmul_rows (a batch of decode steps): every row bit-identical to tw_matmul of that row alone,
+** on every path this CPU runs, for each float type, row counts up to and past the kernel's 8, K
+** with tails and K past the decode kernel's x buffer, 1-3 threads. */
+static void test_matmul_rows(tw_pool *pool, tw_pool *p1, tw_pool *p3) {
+    static const int64_t shapes[][3] = { { 2, 1, 1 }, { 3, 17, 3 }, { 5, 24, 31 }, { 8, 70, 100 }, { 4, 130, 1153 },
+                                         { 9, 64, 2304 }, { 2, 40, 16500 }, { 7, 300, 64 } };
+    static const tw_dtype dts[] = { TW_DT_F32, TW_DT_F16, TW_DT_BF16 };
+    tw_pool *pools[] = { pool, p1, p3 };
+    int64_t n_checked = 0;
+    for (int path = 0; path < TW_KPATH_COUNT; path++) {
+        if (!tw_kpath_supported((tw_kpath)path)) continue;
+        tw_kernels_force((tw_kpath)path);
+        for (size_t d = 0; d < 3; d++)
+            for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+                int64_t T = shapes[i][0], N = shapes[i][1], K = shapes[i][2];
+                weight w = make_weight(dts[d], N, K);
+                float *x = malloc(sizeof(float) * (size_t)(T * K));
+                float *ya = malloc(sizeof(float) * (size_t)(T * N)), *yb = malloc(sizeof(float) * (size_t)(T * N));
+                for (int64_t k = 0; k < T * K; k++) x[k] = frand();
+                tw_pool *pl = pools[i % 3];
+                tw_matmul_rows(pl, ya, x, T, &w.t, NULL);
+                for (int64_t t = 0; t < T; t++) tw_matmul(pl, yb + t * N, x + t * K, 1, &w.t, NULL);
+                CHECK(memcmp(ya, yb, sizeof(float) * (size_t)(T * N)) == 0, "%s: tw_matmul_rows differs from one row at a time: %s T=%lld N=%lld K=%lld",
+                      tw_kpath_name((tw_kpath)path), tw_dtype_name(dts[d]), (long long)T, (long long)N, (long long)K);
+                n_checked++;
+                free(yb);
+                free(ya);
+                free(x);
+                free_weight(&w);
+            }
+    }
+    printf("matmul rows: %lld cases bit-identical to one row at a time\n", (long long)n_checked);
+}
+
 /* Weights packed once (tw_kernels_pack_weight) give the same bits as packing per call, in both
 ** modes, for shapes with row and column tails; unpacking gives the memory back. */
 static void test_packed_weights(tw_pool *pool) {
@@ -499,6 +533,7 @@ int main(int argc, char **argv) {
     test_gemm_invariance(pool, p1);
     test_gemm_same_bits(pool);
     test_packed_weights(pool);
+    test_matmul_rows(pool, p1, p3);
     tw_pool_free(p3);
     tw_pool_free(p1);
     tw_pool_free(pool);

@@ -161,7 +161,7 @@ enum {
     O_PENALTY_N, O_SEED, O_STOP, O_RAW, O_NO_SOFTCAP, O_SOFTCAP, O_TEMPLATE, O_OFFLINE, O_CTX, O_KV_TYPE, O_KERNELS,
     O_PRINT_IDS, O_SHOW_PROMPT, O_FROM, O_TO, O_LIST_LANG, O_LINES, O_NO_SPECIAL, O_JSONL, O_IDS,
     O_CHECK, O_IGNORE_EOS, O_IMAGE, O_IMAGE_TOKENS, O_VIDEO, O_VIDEO_FRAMES, O_VIDEO_FRAME, O_FRAMES,
-    O_TYPE, O_KEEP_VISION, O_KEEP_EMBED, O_SHAPE, O_JSON, O_MATMUL, O_REPS, O_DECODE, O_DISTINCT, O_QUICK,
+    O_TYPE, O_KEEP_VISION, O_KEEP_EMBED, O_SHAPE, O_JSON, O_MATMUL, O_REPS, O_DECODE, O_BATCH, O_DISTINCT, O_QUICK,
     O_SKIP_VISION, O_SKIP_TTFT, O_SKIP_2B, O_SKIP_9B,
     O_HOST, O_PORT, O_PARALLEL, O_API_KEY, O_MEDIA_DIR, O_CORS, O_MAX_BODY, O_MAX_QUEUE, O_MAX_TOKENS, O_MAX_MEDIA,
     O_MAX_PIXELS, O_CACHE_MB, O_CACHE_SEQS, O_TIMEOUT, O_MAX_CONN, O_PREFILL_CHUNK, O_MEDIA_CACHE_MB, O_MAX_MEDIA_MB,
@@ -245,6 +245,7 @@ static const cli_opt k_opts[] = {
     {{"kernels", required_argument, 0, O_KERNELS}, C_GEN | C_DUMP | C_INFO | C_SERVE},
     {{"reps", required_argument, 0, O_REPS}, C_BENCH},
     {{"decode", required_argument, 0, O_DECODE}, C_BENCH},
+    {{"batch", required_argument, 0, O_BATCH}, C_BENCH},
     {{"distinct", required_argument, 0, O_DISTINCT}, C_BENCH},
     {{"quick", no_argument, 0, O_QUICK}, C_BENCH},
     {{"skip-vision", no_argument, 0, O_SKIP_VISION}, C_BENCH},
@@ -483,6 +484,7 @@ void parse_options(int argc, char **argv, unsigned cmd, void (*help)(void)) {
         case O_KERNELS: g.kernels = optarg; break;
         case O_REPS: g.reps = (int)parse_long(name, optarg, 1, 16); break;
         case O_DECODE: g.n_decode = (int)parse_long(name, optarg, 1, 4096); break;
+        case O_BATCH: g.n_batch = (int)parse_long(name, optarg, 1, 64); break;
         case O_DISTINCT: g.n_distinct = (int)parse_long(name, optarg, 0, 4096); break;
         case O_QUICK: g.quick = 1; break;
         case O_SKIP_VISION: g.skip_vision = 1; break;

@@ -95,7 +95,7 @@ typedef struct cli {
     const char *json;             /* bench --json FILE                                */
     const char *matmul;           /* --matmul f32|bf16                                */
     const char *kernels;          /* --kernels ref|avx2|avx512|amx                    */
-    int         reps, n_decode, n_distinct, quick, skip_vision, skip_ttft, skip_2b, skip_9b;   /* bench */
+    int         reps, n_decode, n_batch, n_distinct, quick, skip_vision, skip_ttft, skip_2b, skip_9b;   /* bench */
     /* serve (docs/server.md) */
     const char *host, *api_key, *media_dir, *cors;
     int         port, parallel, cache_seqs, max_queue, max_media, max_conn, timeout_s;

@@ -33,6 +33,8 @@ void tower_help_bench(void) {
         "  --reps N            repetitions of the short measurements; the best is reported (default 2,\n"
         "                      --quick 1); the image encode, TTFT and long prefill run once\n"
         "  --decode N          tokens per decode measurement (default 16, --quick 4)\n"
+        "  --batch N           N sequences decode together, one forward per step (tw_seq_eval_batch);\n"
+        "                      the decode figures are then their tokens/s in all (default 1, at most 64)\n"
         "  --type T            weight type of the random model: bf16 (default), f16, f32, q8, q4\n"
         "  --kv-type T         KV cache element type: f16 (default here), bf16, f32\n"
         "  --matmul f32|bf16   matrix products with f32 activations (the default) or rounded to bf16\n"
@@ -160,6 +162,7 @@ static int write_json(const char *path, const tw_bench_machine *mc, const tw_ben
     json_object_set_new(root, "tool", json_string("tower bench"));
     json_object_set_new(root, "build", json_string(tw_build_info()));
     json_object_set_new(root, "quick", json_boolean(g.quick));
+    json_object_set_new(root, "decode_batch", json_integer(g.n_batch > 1 ? g.n_batch : 1));
     json_object_set_new(mj, "cpu", json_string(mc->cpu));
     json_object_set_new(mj, "threads", json_integer(mc->threads));
     json_object_set_new(mj, "kernels", json_string(mc->kernels));
@@ -219,6 +222,7 @@ int tower_cmd_bench(int argc, char **argv) {
     bp.n_threads = g.n_threads;
     bp.reps = g.reps ? g.reps : g.quick ? 1 : 2;
     bp.n_decode = g.n_decode;
+    bp.n_batch = g.n_batch;
     bp.n_distinct = g.n_distinct;
     bp.quick = g.quick;
     bp.skip_vision = g.skip_vision;
@@ -290,6 +294,9 @@ int tower_cmd_bench(int argc, char **argv) {
     if (mc.load1 > 0.5 * mc.threads)
         fprintf(out, "WARNING: load average %.1f at the start on %d cores: other processes shared the CPU, the "
                 "figures and limits are disturbed\n", mc.load1, mc.n_cpus);
+    if (g.n_batch > 1)
+        fprintf(out, "decode: %d sequences step together (tw_seq_eval_batch); the figure is their tokens/s in all, "
+                "the bytes per token the weights / %d + one KV cache\n", g.n_batch, g.n_batch);
     fprintf(out, "limits: decode = read bandwidth (measured beside each decode figure) / bytes read per token "
             "(weights + KV cache); vision, prefill "
             "and TTFT = FLOPs / f32 FMA peak (\"of bf16\": / vdpbf16ps peak)\n");

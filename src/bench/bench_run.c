@@ -9,7 +9,9 @@
 **   vision       SigLIP + projector on one 384px tile; tw_image_encode on a 1152x768 image
 **                (6 tiles + base = 7 SigLIP passes)
 **   prefill      tw_seq_eval of 512 and of 5,000 new tokens
-**   decode       tw_seq_eval of one token at a time after 128 and 4,096 cached positions
+**   decode       tw_seq_eval of one token at a time after 128 and 4,096 cached positions (with
+**                n_batch > 1: that many sequences stepped together by tw_seq_eval_batch, the
+**                figure their tokens per second in all)
 **   TTFT         image encode + prefill of the ~5,200-token prompt + argmax of the first token
 **   peak RSS     getrusage ru_maxrss
 ** Limits (bench.c): decode against read bandwidth (bytes read per token, counted from the
@@ -141,28 +143,47 @@ done:
     return rc;
 }
 
-/* Decodes n tokens one at a time after rewinding s to ctx; tokens/s of the best rep. The read
+/* Decodes n tokens one at a time after rewinding s to ctx; tokens/s of the best rep. With more
+** sequences (copies of s at ctx: n_more of them), every step is one tw_seq_eval_batch of all of
+** them, each with its own token, and the figure is the tokens of all per second. The read
 ** bandwidth is measured again right before and after every rep, and the best of those is this
 ** figure's limit: the memory speed of these VMs drifts by up to 1.5x within minutes (40-72 GB/s
 ** seen here), so a limit measured minutes earlier could put a figure far above or below 100 %. */
-static int bench_decode(const tw_bench_params *o, tw_seq *s, int32_t ctx, int n, int reps, tw_bench_figure *f, size_t bw_bytes) {
+static int bench_decode(const tw_bench_params *o, tw_seq *s, int32_t ctx, int n, int reps, tw_bench_figure *f,
+                        size_t bw_bytes, tw_seq **more, int n_more) {
     const tw_model *m = s->m;
+    enum { MAX_BATCH = 64 };   /* tw_bench_run refuses more */
+    tw_batch_item items[MAX_BATCH];
+    int32_t ids[MAX_BATCH];
+    const int k = 1 + n_more;
+    if (k > MAX_BATCH) return fail("batch too large");
+    if (tw_seq_rewind(s, ctx) != TW_OK) return fail("rewind");
+    for (int i = 0; i < n_more; i++)
+        if (tw_seq_copy(more[i], s) != TW_OK) return fail("copying the context for the batch");
     for (int r = 0; r < reps; r++) {
         f->bw_gbs = fmax(f->bw_gbs, tw_bench_read_bw(m->pool, bw_bytes, 2));
-        if (tw_seq_rewind(s, ctx) != TW_OK) return fail("rewind");
-        int32_t id = text_id(m);
-        double t0 = now_ms();
-        for (int i = 0; i < n; i++) {
-            if (tw_seq_eval(s, &id, 1, NULL) != TW_OK) return fail("decode");
-            id = argmax(tw_seq_logits(s), m->text.n_vocab);
-            if (id == m->image_token_id) id = 0;
+        for (int i = 0; i < k; i++) {
+            tw_seq *q = i == 0 ? s : more[i - 1];
+            if (tw_seq_rewind(q, ctx) != TW_OK) return fail("rewind");
+            ids[i] = text_id(m);
+            items[i] = (tw_batch_item){ q, &ids[i], 1, NULL };
         }
-        add_rep(f, n / ((now_ms() - t0) / 1e3));
+        double t0 = now_ms();
+        for (int j = 0; j < n; j++) {
+            if ((k == 1 ? tw_seq_eval(s, ids, 1, NULL) : tw_seq_eval_batch(items, (size_t)k)) != TW_OK) return fail("decode");
+            for (int i = 0; i < k; i++) {
+                ids[i] = argmax(tw_seq_logits(items[i].seq), m->text.n_vocab);
+                if (ids[i] == m->image_token_id) ids[i] = 0;
+            }
+        }
+        add_rep(f, (double)k * n / ((now_ms() - t0) / 1e3));
         f->bw_gbs = fmax(f->bw_gbs, tw_bench_read_bw(m->pool, bw_bytes, 2));
-        say(o, "  decode at %d: %.2f tokens/s (read bandwidth beside it %.1f GB/s)", (int)ctx,
-                f->reps[f->n_reps - 1], f->bw_gbs);
+        say(o, "  decode at %d%s: %.2f tokens/s (read bandwidth beside it %.1f GB/s)", (int)ctx,
+            k > 1 ? ", batch" : "", f->reps[f->n_reps - 1], f->bw_gbs);
     }
-    f->work = tw_bench_decode_bytes(m, ctx + n / 2, tw_seq_kv_type(s), NULL);   /* the middle step's context */
+    /* bytes read per token: the weights once per step for all k, each sequence's cache for its own */
+    double wb = 0, all = tw_bench_decode_bytes(m, ctx + n / 2, tw_seq_kv_type(s), &wb);   /* the middle step */
+    f->work = (wb + k * (all - wb)) / k;
     return 0;
 }
 
@@ -174,6 +195,7 @@ static int bench_model(tw_model *m, const tw_bench_params *o, tw_bench_result *R
     const int32_t n_short = o->quick ? QUICK_PP_SHORT : 512, n_long = o->quick ? QUICK_PP_LONG : 5000;
     const int32_t c_short = o->quick ? 16 : 128, c_long = o->quick ? QUICK_PP_LONG : 4096;
     const int n_dec = o->n_decode > 0 ? o->n_decode : (o->quick ? 4 : 16);
+    const int n_batch = TW_MAX(1, o->n_batch);
     const size_t dec_bw_bytes = (size_t)(o->quick ? 64 : 256) << 20;   /* 2-8x the L3 */
     tw_bench_figure *F = R->f;
     int rc = 0;
@@ -183,8 +205,10 @@ static int bench_model(tw_model *m, const tw_bench_params *o, tw_bench_result *R
              (int)m->vision.image_size * 3, (int)m->vision.image_size * 2);
     snprintf(F[TW_BENCH_PP_SHORT].label, sizeof F[TW_BENCH_PP_SHORT].label, "prefill, %d tokens", (int)n_short);
     snprintf(F[TW_BENCH_PP_LONG].label, sizeof F[TW_BENCH_PP_LONG].label, "prefill, %d tokens", (int)n_long);
-    snprintf(F[TW_BENCH_TG_SHORT].label, sizeof F[TW_BENCH_TG_SHORT].label, "decode, %d context", (int)c_short);
-    snprintf(F[TW_BENCH_TG_LONG].label, sizeof F[TW_BENCH_TG_LONG].label, "decode, %d context", (int)c_long);
+    char per[32] = "";
+    if (n_batch > 1) snprintf(per, sizeof per, ", %d sequences", n_batch);
+    snprintf(F[TW_BENCH_TG_SHORT].label, sizeof F[TW_BENCH_TG_SHORT].label, "decode, %d context%s", (int)c_short, per);
+    snprintf(F[TW_BENCH_TG_LONG].label, sizeof F[TW_BENCH_TG_LONG].label, "decode, %d context%s", (int)c_long, per);
     snprintf(F[TW_BENCH_TTFT].label, sizeof F[TW_BENCH_TTFT].label, "TTFT, %dx%d image + 20 tokens",
              (int)m->vision.image_size * 3, (int)m->vision.image_size * 2);
     for (int i = 0; i < TW_BENCH_N_FIGURES; i++) F[i].is_time = i == TW_BENCH_TILE || i == TW_BENCH_IMAGE || i == TW_BENCH_TTFT;
@@ -223,11 +247,17 @@ static int bench_model(tw_model *m, const tw_bench_params *o, tw_bench_result *R
     int32_t n_ctx = TW_MAX(n_prompt, c_long + n_dec) + 1;
     ids = tw_malloc(sizeof(int32_t) * (size_t)n_prompt);
     int32_t *ids_short = tw_malloc(sizeof(int32_t) * (size_t)n_short);
-    tw_seq *s = NULL;
-    if (!ids || !ids_short || tw_seq_new_ex(m, n_ctx, &(tw_seq_params){ .kv_type = o->kv_type }, &s) != TW_OK) {
+    tw_seq *s = NULL, **more = n_batch > 1 ? tw_calloc((size_t)n_batch - 1, sizeof *more) : NULL;
+    if (!ids || !ids_short || (n_batch > 1 && !more) ||
+        tw_seq_new_ex(m, n_ctx, &(tw_seq_params){ .kv_type = o->kv_type }, &s) != TW_OK) {
         rc = fail("sequence");
         goto done;
     }
+    for (int i = 0; i < n_batch - 1; i++)
+        if (tw_seq_new_ex(m, n_ctx, &(tw_seq_params){ .kv_type = o->kv_type }, &more[i]) != TW_OK) {
+            rc = fail("sequences of the batch");
+            goto done;
+        }
     for (int32_t i = 0; i < n_prompt; i++)
         ids[i] = ttft && i >= pre && i < pre + n_img ? m->image_token_id : text_id(m);
     for (int32_t i = 0; i < n_short; i++) ids_short[i] = text_id(m);
@@ -288,11 +318,15 @@ static int bench_model(tw_model *m, const tw_bench_params *o, tw_bench_result *R
     }
 
     /* ---- decode after the long context, then the short one (rewinds only go back) ---- */
-    if ((rc = bench_decode(o, s, c_long, n_dec, o->reps, &F[TW_BENCH_TG_LONG], dec_bw_bytes))) goto done;
-    if ((rc = bench_decode(o, s, c_short, n_dec, o->reps, &F[TW_BENCH_TG_SHORT], dec_bw_bytes))) goto done;
+    if ((rc = bench_decode(o, s, c_long, n_dec, o->reps, &F[TW_BENCH_TG_LONG], dec_bw_bytes, more, n_batch - 1)))
+        goto done;
+    if ((rc = bench_decode(o, s, c_short, n_dec, o->reps, &F[TW_BENCH_TG_SHORT], dec_bw_bytes, more, n_batch - 1)))
+        goto done;
     tw_bench_decode_bytes(m, 0, o->kv_type, &R->decode_weight_bytes);
 done:
     tw_seq_free(s);
+    for (int i = 0; more && i < n_batch - 1; i++) tw_seq_free(more[i]);
+    free(more);
     free(ids);
     free(ids_short);
     free(embd);
@@ -302,7 +336,7 @@ done:
 
 /* ---- llama.cpp figures quoted in the issue (TowerVision-2B on this machine type) ------------------ */
 
-static void set_refs(tw_bench_result *R, const char *type) {
+static void set_refs(tw_bench_result *R, const char *type, bool batch) {
     tw_bench_figure *F = R->f;
     F[TW_BENCH_TILE].ref = 4500, snprintf(F[TW_BENCH_TILE].ref_text, sizeof F[TW_BENCH_TILE].ref_text, "4.5 s (21 s default)");
     F[TW_BENCH_TTFT].ref = 105000, snprintf(F[TW_BENCH_TTFT].ref_text, sizeof F[TW_BENCH_TTFT].ref_text, "~105 s");
@@ -313,6 +347,10 @@ static void set_refs(tw_bench_result *R, const char *type) {
         F[TW_BENCH_TG_SHORT].ref = 10.2, snprintf(F[TW_BENCH_TG_SHORT].ref_text, sizeof F[TW_BENCH_TG_SHORT].ref_text, "10.2 tok/s (q8)");
     } else if (strcmp(type, "q4") == 0) {
         F[TW_BENCH_TG_SHORT].ref = 11.5, snprintf(F[TW_BENCH_TG_SHORT].ref_text, sizeof F[TW_BENCH_TG_SHORT].ref_text, "11.5 tok/s (q4)");
+    }
+    if (batch) {   /* llama.cpp's decode figures are of one sequence: not comparable with a batch's */
+        F[TW_BENCH_TG_SHORT].ref = 0;
+        F[TW_BENCH_TG_SHORT].ref_text[0] = 0;
     }
 }
 
@@ -370,7 +408,7 @@ static int run_one(const char *preset, tw_dtype type, const tw_bench_params *o, 
     }
     R->build_s = (now_ms() - t0) / 1e3;
     /* the issue's llama.cpp figures are for TowerVision-2B */
-    if (m->text.n_embd == 2304 && m->text.n_layer == 26) set_refs(R, random ? o->type : "bf16");
+    if (m->text.n_embd == 2304 && m->text.n_layer == 26) set_refs(R, random ? o->type : "bf16", o->n_batch > 1);
     int rc = bench_model(m, o, R);
     R->peak_rss = tw_bench_peak_rss();
     finish(&R->f[TW_BENCH_TILE], mc, false);
@@ -457,6 +495,8 @@ tw_status tw_bench_run(const tw_bench_params *p, const tw_bench_machine *mc, tw_
             return tw_err(TW_E_UNSUPPORTED, "weight type \"%s\": this build makes random weights of bf16, f16, f32%s",
                           p->type ? p->type : "", tw_random_type_ok(TW_DT_Q8_0) ? ", q8 and q4" : "");
     }
+    if (p->n_batch < 0 || p->n_batch > 64)
+        return tw_err(TW_E_ARG, "decode batch of %d sequences: expected 1 to 64", p->n_batch);
     tw_bench_params o = *p;
     if (o.reps < 1) o.reps = o.quick ? 1 : 2;
     if (o.reps > 16) o.reps = 16;

@@ -451,6 +451,47 @@ static void matmul_simd(tw_pool *pool, tw_kpath path, float *y, const float *x, 
     tw_pool_run(pool, j.n_panels * n_tblocks, simd_task, &j);
 }
 
+/* ---- decode rows of several tokens (tw_matmul_rows on avx2) ---------------------------------- */
+
+typedef struct {
+    tw_mm_block proto;
+    int64_t     NB, N;
+    float      *xp;      /* [threads][nt][ldxp]: each task splits x into its thread's part */
+    int64_t     ldxp;
+} dec_rows_job;
+
+static void dec_rows_task(void *ctx, int64_t i, int tid) {
+    const dec_rows_job *j = ctx;
+    const tw_mm_block *p = &j->proto;
+    int64_t n0 = i * j->NB;
+    tw_mm_block b = *p;
+    b.y = p->y + n0;
+    b.nn = TW_MIN(j->NB, j->N - n0);
+    b.w = (const uint8_t *)p->w + (size_t)n0 * (size_t)p->ldw * tw_dtype_size(p->wt);
+    b.bias = p->bias ? p->bias + n0 : NULL;
+    tw_mm_dec_rows_avx2(&b, j->xp + (size_t)tid * (size_t)p->nt * (size_t)j->ldxp, j->ldxp);
+}
+
+/* T <= TW_DEC_ROWS_MAX decode rows on the avx2 path (float weights): false when this does not
+** apply (the caller then runs the rows one by one, which gives the same numbers). */
+bool tw_matmul_rows_avx2(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const float *bias) {
+    int64_t N = W->shape[0], K = W->shape[W->ndim - 1];
+    if (T > TW_DEC_ROWS_MAX || K > TW_DEC_KMAX || tw_kernels_init() != TW_KPATH_AVX2 ||
+        !(W->type == TW_DT_F32 || W->type == TW_DT_F16 || W->type == TW_DT_BF16))
+        return false;
+    int64_t threads = tw_pool_size(pool), ldxp = (K + 7) / 8 * 8;
+    float *xp = NULL;
+    int slot = -1;   /* the workspace keeps the buffer between calls: no allocation per product */
+    if (W->type == TW_DT_BF16 && !(xp = tw_ws_take(sizeof(float) * (size_t)(threads * T * ldxp), &slot))) return false;
+    dec_rows_job j = {
+        .proto = { .y = y, .ldy = N, .x = x, .ldx = K, .w = W->data, .ldw = K, .wt = W->type, .nt = T, .nk = K, .bias = bias },
+        .NB = TW_MAX(16, TW_MIN(256, N / (8 * threads)) / 16 * 16), .N = N, .xp = xp, .ldxp = ldxp,
+    };
+    tw_pool_run(pool, (N + j.NB - 1) / j.NB, dec_rows_task, &j);
+    if (xp) tw_ws_give(xp, slot);
+    return true;
+}
+
 /* Below this many tokens the row-dot tiles of tw_mm_block_avx512 run (no packing: decode and
 ** short prompts are bound by reading the weights, docs/kernels.md). */
 static _Atomic int64_t gemm_min_t = 2;

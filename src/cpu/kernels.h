@@ -44,6 +44,10 @@ tw_status   tw_kernels_configure(const char *kernels, tw_matmul_mode matmul);
 ** Accumulates in f32. Rows of y are computed in parallel on the pool. Defined in wtype.c, which
 ** hands W to the product its type has on the active path. */
 void tw_matmul(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const tw_tensor *bias);
+/* T rows that are independent decode steps (a batch of sequences): each row's result is
+** bit-identical to tw_matmul of that row alone, and where a kernel allows (avx2, float weights)
+** the weights are read once for all rows instead of once per row. */
+void tw_matmul_rows(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const tw_tensor *bias);
 
 /* Optional faster matrix-matrix products (T > 1) with AVX512-BF16 vdpbf16ps: x is rounded to
 ** bf16 once per call (round to nearest even), BF16 weights are used as stored, sums in f32. About
@@ -122,6 +126,12 @@ typedef struct tw_mm_block {
 } tw_mm_block;
 
 void tw_mm_block_avx2(const tw_mm_block *b);     /* only call when tw_kpath_supported(AVX2)   */
+/* Decode rows of b->nt <= TW_DEC_ROWS_MAX tokens over the whole K (b->nk = K <= TW_DEC_KMAX, no
+** accumulate): each token's outputs bit-identical to the one-token product, each weight row read
+** once. xp: a [nt, ldxp] scratch (32-byte aligned, ldxp a multiple of 8 and >= K) for bf16. */
+enum { TW_DEC_ROWS_MAX = 8, TW_DEC_KMAX = 16384 };
+void tw_mm_dec_rows_avx2(const tw_mm_block *b, float *xp, int64_t ldxp);
+bool tw_matmul_rows_avx2(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const float *bias);
 
 /* The whole product y[T,N] = x[T,K] . W[N,K]^T (+ bias[N] f32) for T > 1 on the pool, with
 ** weights packed per task into 48-row panels (src/cpu/gemm_avx512.c). bf16_dot: the vdpbf16ps variant

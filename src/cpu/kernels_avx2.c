@@ -180,17 +180,109 @@ INLINE void row_dec(tw_dtype dt, const tw_mm_block *b, const float *xp, int64_t 
     b->y[n] = s;
 }
 
-static void rows_dec_bf16(const tw_mm_block *b) {
-    float xp[DEC_KMAX] __attribute__((aligned(32)));
-    /* columns 16j + 2i go to xp[16j + i], 16j + 2i + 1 to xp[16j + 8 + i] (i < 8) */
-    for (int64_t k = 0; k + 16 <= b->nk; k += 16) {
-        __m256 x0 = _mm256_loadu_ps(b->x + k), x1 = _mm256_loadu_ps(b->x + k + 8);
+/* columns 16j + 2i of x go to xp[16j + i], 16j + 2i + 1 to xp[16j + 8 + i] (i < 8) */
+static void dec_split_x(const float *x, int64_t nk, float *xp) {
+    for (int64_t k = 0; k + 16 <= nk; k += 16) {
+        __m256 x0 = _mm256_loadu_ps(x + k), x1 = _mm256_loadu_ps(x + k + 8);
         /* per 128-bit half: [x0 even | x1 even] pairs; the 64-bit permute puts x0's before x1's */
         __m256d ev = _mm256_castps_pd(_mm256_shuffle_ps(x0, x1, 0x88)), od = _mm256_castps_pd(_mm256_shuffle_ps(x0, x1, 0xDD));
         _mm256_store_ps(xp + k, _mm256_castpd_ps(_mm256_permute4x64_pd(ev, 0xD8)));
         _mm256_store_ps(xp + k + 8, _mm256_castpd_ps(_mm256_permute4x64_pd(od, 0xD8)));
     }
+}
+
+static void rows_dec_bf16(const tw_mm_block *b) {
+    float xp[DEC_KMAX] __attribute__((aligned(32)));
+    dec_split_x(b->x, b->nk, xp);
     for (int64_t n = 0; n < b->nn; n++) row_dec(TW_DT_BF16, b, xp, n);
+}
+
+/* ---- decode rows of several tokens (a batch of decode steps, tw_matmul_rows) ---------------------
+** Two tokens per pass over a weight row: each weight vector is loaded once and goes into both
+** tokens' accumulators, and for each token the operations are row_dec's, in row_dec's order — so
+** every token's result is bit-identical to a one-token product, while a row is read from memory
+** once per call (the passes of further token pairs find it in L1). */
+INLINE void row_dec2(tw_dtype dt, const tw_mm_block *b, const float *xp0, const float *xp1, int64_t n) {
+    const size_t es = dt == TW_DT_F32 ? 4 : 2;
+    const uint8_t *w = (const uint8_t *)b->w + (size_t)n * (size_t)b->ldw * es;
+    const float *x0 = b->x, *x1 = b->x + b->ldx;
+    const __m256i hi = _mm256_set1_epi32((int)0xffff0000u);
+    __m256 a[4], c[4];
+    for (int i = 0; i < 4; i++) a[i] = c[i] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 32 <= b->nk; k += 32) {
+#pragma GCC unroll 2
+        for (size_t o = 0; o < 32 * es; o += 64) _mm_prefetch((const char *)(w + (size_t)k * es + DEC_PF + o), _MM_HINT_T0);
+        if (dt == TW_DT_BF16) {
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                __m256i v = _mm256_loadu_si256((const __m256i *)(w + (size_t)(k + 16 * h) * 2));
+                __m256 we = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)), wo = _mm256_castsi256_ps(_mm256_and_si256(v, hi));
+                a[2 * h] = _mm256_fmadd_ps(we, _mm256_load_ps(xp0 + k + 16 * h), a[2 * h]);
+                a[2 * h + 1] = _mm256_fmadd_ps(wo, _mm256_load_ps(xp0 + k + 16 * h + 8), a[2 * h + 1]);
+                c[2 * h] = _mm256_fmadd_ps(we, _mm256_load_ps(xp1 + k + 16 * h), c[2 * h]);
+                c[2 * h + 1] = _mm256_fmadd_ps(wo, _mm256_load_ps(xp1 + k + 16 * h + 8), c[2 * h + 1]);
+            }
+        } else {
+#pragma GCC unroll 4
+            for (int h = 0; h < 4; h++) {
+                __m256 wv = load_w(dt, w, k + 8 * h);
+                a[h] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x0 + k + 8 * h), a[h]);
+                c[h] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x1 + k + 8 * h), c[h]);
+            }
+        }
+    }
+    for (; k + 8 <= b->nk; k += 8) {
+        __m256 wv = load_w(dt, w, k);
+        a[0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x0 + k), a[0]);
+        c[0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x1 + k), c[0]);
+    }
+    if (k < b->nk) {
+        size_t rem = (size_t)(b->nk - k);
+        uint8_t wpad[32] = { 0 };
+        float xpad0[8] = { 0 }, xpad1[8] = { 0 };
+        memcpy(wpad, w + (size_t)k * es, rem * es);
+        memcpy(xpad0, x0 + k, rem * sizeof(float));
+        memcpy(xpad1, x1 + k, rem * sizeof(float));
+        __m256 wv = load_w(dt, wpad, 0);
+        a[0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(xpad0), a[0]);
+        c[0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(xpad1), c[0]);
+    }
+    float s0 = hsum(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])));
+    float s1 = hsum(_mm256_add_ps(_mm256_add_ps(c[0], c[1]), _mm256_add_ps(c[2], c[3])));
+    if (b->bias) s0 += b->bias[n], s1 += b->bias[n];
+    b->y[n] = s0;
+    b->y[b->ldy + n] = s1;
+}
+
+void tw_mm_dec_rows_avx2(const tw_mm_block *b, float *xp, int64_t ldxp) {
+    TW_ASSERT(!b->accumulate && b->nk <= DEC_KMAX && b->nt <= TW_DEC_ROWS_MAX);
+    const bool bf = b->wt == TW_DT_BF16;
+    if (bf)
+        for (int64_t t = 0; t < b->nt; t++) dec_split_x(b->x + t * b->ldx, b->nk, xp + t * ldxp);
+    for (int64_t n = 0; n < b->nn; n++) {
+        int64_t t = 0;
+        for (; t + 2 <= b->nt; t += 2) {
+            tw_mm_block bt = *b;
+            bt.x = b->x + t * b->ldx;
+            bt.y = b->y + t * b->ldy;
+            switch (b->wt) {
+            case TW_DT_BF16: row_dec2(TW_DT_BF16, &bt, xp + t * ldxp, xp + (t + 1) * ldxp, n); break;
+            case TW_DT_F16: row_dec2(TW_DT_F16, &bt, NULL, NULL, n); break;
+            default: row_dec2(TW_DT_F32, &bt, NULL, NULL, n); break;
+            }
+        }
+        if (t < b->nt) {
+            tw_mm_block bt = *b;
+            bt.x = b->x + t * b->ldx;
+            bt.y = b->y + t * b->ldy;
+            switch (b->wt) {
+            case TW_DT_BF16: row_dec(TW_DT_BF16, &bt, xp + t * ldxp, n); break;
+            case TW_DT_F16: row_dec(TW_DT_F16, &bt, NULL, n); break;
+            default: row_dec(TW_DT_F32, &bt, NULL, n); break;
+            }
+        }
+    }
 }
 
 /* Walks the block in tiles: full MT_MAX x 4 tiles, then the leftover tokens and rows. Every token

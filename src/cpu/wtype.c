@@ -96,6 +96,12 @@ void tw_matmul(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tens
     if (bf) tw_ws_give(bf, slot);
 }
 
+void tw_matmul_rows(tw_pool *pool, float *y, const float *x, int64_t T, const tw_tensor *W, const tw_tensor *bias) {
+    int64_t N = W->shape[0], K = W->shape[W->ndim - 1];
+    if (T > 1 && !bias && tw_matmul_rows_avx2(pool, y, x, T, W, NULL)) return;
+    for (int64_t t = 0; t < T; t++) tw_matmul(pool, y + t * N, x + t * K, 1, W, bias);
+}
+
 void tw_tensor_row_f32(const tw_tensor *t, int64_t row, float *out) {
     const tw_wtype *w = tw_wtype_of(t->type);
     TW_ASSERT(w != NULL);

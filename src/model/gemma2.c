@@ -133,7 +133,11 @@ static void head_flush(const tw_model *m, const tw_gemma2_seg *segs, const head_
         for (int32_t i = 0; i < n; i++) memcpy(xg + (size_t)i * H, x + (size_t)rows[i].r * H, sizeof(float) * (size_t)H);
         in = xg;
     }
-    tw_matmul(m->pool, out, in, n, m->tw.lm_head, NULL);
+    /* rows that are all decode steps (one-token segments): each computed as it is alone */
+    bool decode = true;
+    for (int32_t i = 0; i < n && decode; i++) decode = segs[rows[i].s].T == 1;
+    if (decode) tw_matmul_rows(m->pool, out, in, n, m->tw.lm_head, NULL);
+    else tw_matmul(m->pool, out, in, n, m->tw.lm_head, NULL);
     head_job j = { .segs = segs, .rows = rows, .l = out, .ldl = V, .V = V, .cap = cap };
     tw_pool_run(m->pool, n, head_task, &j);
 }
@@ -254,6 +258,13 @@ tw_status tw_gemma2_forward(const tw_model *m, const tw_gemma2_seg *segs, int32_
             if (g->hidden) memcpy(g->hidden + (size_t)pc[p].t * H, x + (size_t)pc[p].r * H, (size_t)pc[p].n * H * fl);
         }
 
+        /* A chunk of decode steps only (every piece a one-token segment: a batch of sequences
+        ** generating) multiplies its rows as independent decode rows: each bit-identical to the
+        ** sequence's step alone, the weights still read once for all (tw_matmul_rows). */
+        bool decode = tc > 1;
+        for (int32_t p = 0; p < np && decode; p++) decode = segs[pc[p].s].T == 1;
+#define MATMUL(y, xin, W) (decode ? tw_matmul_rows(pool, (y), (xin), tc, (W), NULL) : tw_matmul(pool, (y), (xin), tc, (W), NULL))
+
         for (int32_t l = 0; l < L; l++) {
             const tw_gemma2_layer *ly = &w->layers[l];
             /* the chunk's keys and values [tc, nkv*D]: straight into the cache when the chunk is
@@ -265,9 +276,9 @@ tw_status tw_gemma2_forward(const tw_model *m, const tw_gemma2_seg *segs, int32_
 
             /* ---- attention block ---- */
             tw_par_rmsnorm_1p(pool, hn, x, ly->attn_norm_f, tc, H, c->rms_eps);
-            tw_matmul(pool, q, hn, tc, ly->wq, NULL);
-            tw_matmul(pool, k_new, hn, tc, ly->wk, NULL);
-            tw_matmul(pool, v_new, hn, tc, ly->wv, NULL);
+            MATMUL(q, hn, ly->wq);
+            MATMUL(k_new, hn, ly->wk);
+            MATMUL(v_new, hn, ly->wv);
             rope(q, tc, nh, D, cs, sn);
             rope(k_new, tc, nkv, D, cs, sn);
 
@@ -287,16 +298,16 @@ tw_status tw_gemma2_forward(const tw_model *m, const tw_gemma2_seg *segs, int32_
                 tw_attention(pool, &aa);
             }
 
-            tw_matmul(pool, o, att, tc, ly->wo, NULL);
+            MATMUL(o, att, ly->wo);
             tw_par_rmsnorm_1p(pool, o, o, ly->post_attn_norm_f, tc, H, c->rms_eps);
             tw_par_add(pool, x, o, (int64_t)tc * H);
 
             /* ---- MLP block (GeGLU) ---- */
             tw_par_rmsnorm_1p(pool, hn, x, ly->ffn_norm_f, tc, H, c->rms_eps);
-            tw_matmul(pool, gate, hn, tc, ly->w_gate, NULL);
-            tw_matmul(pool, up, hn, tc, ly->w_up, NULL);
+            MATMUL(gate, hn, ly->w_gate);
+            MATMUL(up, hn, ly->w_up);
             tw_par_gelu_mul(pool, gate, up, (int64_t)tc * F);
-            tw_matmul(pool, o, gate, tc, ly->w_down, NULL);
+            MATMUL(o, gate, ly->w_down);
             tw_par_rmsnorm_1p(pool, o, o, ly->post_ffn_norm_f, tc, H, c->rms_eps);
             tw_par_add(pool, x, o, (int64_t)tc * H);
 
@@ -307,6 +318,8 @@ tw_status tw_gemma2_forward(const tw_model *m, const tw_gemma2_seg *segs, int32_
                            (size_t)pc[p].n * H * fl);
             }
         }
+
+#undef MATMUL
 
         /* ---- final norm and the head ---- */
         tw_par_rmsnorm_1p(pool, x, x, w->norm_f, tc, H, c->rms_eps);

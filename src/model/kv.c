@@ -88,3 +88,14 @@ void tw_kv_put(tw_kv *kv, int32_t l, int32_t p, int32_t n, const float *k, const
     if (k != kd) tw_kv_store(kd, kv->type, k, count);
     if (v != vd) tw_kv_store(vd, kv->type, v, count);
 }
+
+tw_status tw_kv_copy(tw_kv *dst, const tw_kv *src, int32_t n) {
+    TW_ASSERT(dst->type == src->type && dst->n_layer == src->n_layer && dst->dim == src->dim && n <= src->n_alloc);
+    TW_TRY(tw_kv_reserve(dst, n, 0));
+    size_t bytes = (size_t)n * (size_t)src->dim * tw_kv_size(src->type);   /* a layer's n rows are contiguous */
+    for (int32_t l = 0; l < src->n_layer && n > 0; l++) {
+        memcpy(tw_kv_k(dst, l, 0), tw_kv_k(src, l, 0), bytes);
+        memcpy(tw_kv_v(dst, l, 0), tw_kv_v(src, l, 0), bytes);
+    }
+    return TW_OK;
+}

@@ -37,6 +37,10 @@ tw_status tw_kv_reserve(tw_kv *kv, int32_t need, int32_t keep);
 
 void tw_kv_free(tw_kv *kv);
 
+/* dst (the same type, layers and dim; room for n reserved here) holds src's first n positions of
+** every layer. TW_E_NOMEM leaves dst's first positions as they were. */
+tw_status tw_kv_copy(tw_kv *dst, const tw_kv *src, int32_t n);
+
 /* Address of position p of layer l in the keys / values (rows from there on: tw_kv_ld apart). */
 static inline void *tw_kv_k(const tw_kv *kv, int32_t l, int32_t p) {
     return (char *)kv->k + ((size_t)l * (size_t)kv->n_alloc + (size_t)p) * (size_t)kv->dim * tw_kv_size(kv->type);

@@ -166,6 +166,10 @@ struct tw_seq {
 };
 
 #define TW_SEQ_TAG_UNKNOWN UINT64_MAX
+/* dst becomes a copy of src (positions, cache, tokens, tags, logits): a second stream from the
+** same context without evaluating it again (bench's batched decode). Both of one model and one KV
+** type, src->pos <= dst's n_ctx; else TW_E_ARG. On failure dst is empty (position 0). */
+tw_status tw_seq_copy(tw_seq *dst, const tw_seq *src);
 /* Overwrites the tags of cached positions [from, from + n) (run/prompt.c, after evaluating). */
 void tw_seq_set_tags(tw_seq *s, int32_t from, const uint64_t *tags, int32_t n);
 const uint64_t *tw_seq_tags(const tw_seq *s);   /* [tw_seq_pos] */

@@ -87,6 +87,22 @@ void tw_seq_set_tags(tw_seq *s, int32_t from, const uint64_t *tags, int32_t n) {
 }
 const float *tw_seq_logits(const tw_seq *s) { return s ? s->logits : NULL; }
 
+tw_status tw_seq_copy(tw_seq *dst, const tw_seq *src) {
+    if (dst->m != src->m || dst->kv.type != src->kv.type || src->pos > dst->n_ctx)
+        return tw_err(TW_E_ARG, "tw_seq_copy: the sequences differ in model, KV type or room (%d of %d positions)",
+                      (int)src->pos, (int)dst->n_ctx);
+    dst->pos = 0;
+    dst->logits_ok = false;
+    TW_TRY(seq_reserve(dst, TW_MAX(src->pos, 1)));
+    TW_TRY(tw_kv_copy(&dst->kv, &src->kv, src->pos));
+    memcpy(dst->tokens, src->tokens, sizeof(int32_t) * (size_t)src->pos);
+    memcpy(dst->tags, src->tags, sizeof(uint64_t) * (size_t)src->pos);
+    memcpy(dst->logits, src->logits, sizeof(float) * (size_t)src->m->text.n_vocab);
+    dst->pos = src->pos;
+    dst->logits_ok = src->logits_ok;
+    return TW_OK;
+}
+
 /* The cache rows past pos are simply overwritten by the next eval: no clearing needed, because
 ** attention only ever reads positions < the query's own. */
 tw_status tw_seq_rewind(tw_seq *s, int32_t pos) {
@@ -149,14 +165,16 @@ static void score_first(const tw_seq *s, const int32_t *ids, const tw_eval_opts 
 ** stay), first scores, one forward, and the tokens recorded. */
 static tw_status eval_items(const tw_batch_item *items, size_t n_items, const char *fn) {
     if (!items && n_items > 0) return tw_err(TW_E_ARG, "%s: items is NULL", fn);
-    size_t n_segs = 0, rows = 0;
+    size_t n_segs = 0, rows = 0, first = 0;
     const tw_model *m = NULL;
     for (size_t i = 0; i < n_items; i++) {
         const tw_batch_item *it = &items[i];
         tw_status st = check_item(it);
         if (st != TW_OK) return n_items > 1 ? tw_err_prefix(st, "%s: item %zu", fn, i) : tw_err_prefix(st, "%s", fn);
         if (it->n == 0) continue;
-        if (m && it->seq->m != m) return tw_err(TW_E_ARG, "%s: item %zu: its sequence is of another model than item 0's", fn, i);
+        if (m && it->seq->m != m)
+            return tw_err(TW_E_ARG, "%s: item %zu: its sequence is of another model than item %zu's", fn, i, first);
+        if (!m) first = i;
         m = it->seq->m;
         for (size_t j = 0; j < i; j++)
             if (items[j].seq == it->seq) return tw_err(TW_E_ARG, "%s: items %zu and %zu are the same sequence", fn, j, i);
@@ -168,7 +186,8 @@ static tw_status eval_items(const tw_batch_item *items, size_t n_items, const ch
     if (n_segs == 0) return TW_OK;
     if (rows > INT32_MAX || n_segs > INT32_MAX) return tw_err(TW_E_ARG, "%s: %zu tokens in one call", fn, rows);
 
-    tw_gemma2_seg one, *segs = n_segs == 1 ? &one : tw_calloc(n_segs, sizeof *segs);
+    enum { FEW = 16 };   /* segments kept on the stack; a larger batch allocates its list */
+    tw_gemma2_seg few[FEW], *segs = n_segs <= FEW ? few : tw_calloc(n_segs, sizeof *segs);
     if (!segs) return TW_E_NOMEM;
     tw_status st = TW_OK;
     for (size_t i = 0; i < n_items && st == TW_OK; i++)
@@ -192,7 +211,7 @@ static tw_status eval_items(const tw_batch_item *items, size_t n_items, const ch
             if (items[i].n > 0 && items[i].opts) score_first(items[i].seq, items[i].ids, items[i].opts);
         st = tw_gemma2_forward(m, segs, (int32_t)n_segs);
     }
-    if (segs != &one) free(segs);
+    if (segs != few) free(segs);
     if (st != TW_OK) return st;
 
     for (size_t i = 0; i < n_items; i++) {

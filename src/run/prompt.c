@@ -15,7 +15,9 @@
 ** ids and, for media tokens, the same medium (the sequence tags every cached position with the
 ** hash of the medium whose row it holds, 0 for text), so a conversation's earlier turns and
 ** images are never run twice, and a different image with the same token count never passes for
-** the cached one.
+** the cached one. tw_prompt_eval is the three steps a scheduler can also take one at a time:
+** tw_prompt_reuse (the shared prefix), tw_prompt_encode_from (the media after it) and
+** tw_prompt_chunk (ids, rows and tags of any range, which tw_seq_eval records for the next reuse).
 */
 #include "vision.h"
 
