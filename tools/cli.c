@@ -165,7 +165,7 @@ enum {
     O_SKIP_VISION, O_SKIP_TTFT, O_SKIP_2B, O_SKIP_9B,
     O_HOST, O_PORT, O_PARALLEL, O_API_KEY, O_MEDIA_DIR, O_CORS, O_MAX_BODY, O_MAX_QUEUE, O_MAX_TOKENS, O_MAX_MEDIA,
     O_MAX_PIXELS, O_CACHE_MB, O_CACHE_SEQS, O_TIMEOUT, O_MAX_CONN, O_PREFILL_CHUNK, O_MEDIA_CACHE_MB, O_MAX_MEDIA_MB,
-    O_FETCH_TIMEOUT, O_BATCH, O_DATASET, O_OUT_DIR, O_TEXT_FIELD, O_MIN_SCORE, O_SCORE_FIELD, O_ON_ERROR, O_RESUME,
+    O_FETCH_TIMEOUT, O_DATASET, O_OUT_DIR, O_TEXT_FIELD, O_MIN_SCORE, O_SCORE_FIELD, O_ON_ERROR, O_RESUME,
     O_FORCE, O_DROP_FLAGGED, O_LIMIT,
 };
 
@@ -213,7 +213,6 @@ static const cli_opt k_opts[] = {
     {{"dataset", required_argument, 0, O_DATASET}, C_TRANSLATE},
     {{"out-dir", required_argument, 0, O_OUT_DIR}, C_TRANSLATE},
     {{"text-field", required_argument, 0, O_TEXT_FIELD}, C_TRANSLATE},
-    {{"batch", required_argument, 0, O_BATCH}, C_TRANSLATE},
     {{"min-score", required_argument, 0, O_MIN_SCORE}, C_TRANSLATE},
     {{"score-field", required_argument, 0, O_SCORE_FIELD}, C_TRANSLATE},
     {{"on-error", required_argument, 0, O_ON_ERROR}, C_TRANSLATE},
@@ -245,7 +244,7 @@ static const cli_opt k_opts[] = {
     {{"kernels", required_argument, 0, O_KERNELS}, C_GEN | C_DUMP | C_INFO | C_SERVE},
     {{"reps", required_argument, 0, O_REPS}, C_BENCH},
     {{"decode", required_argument, 0, O_DECODE}, C_BENCH},
-    {{"batch", required_argument, 0, O_BATCH}, C_BENCH},
+    {{"batch", required_argument, 0, O_BATCH}, C_BENCH | C_TRANSLATE},   /* bench: streams; translate: sequences */
     {{"distinct", required_argument, 0, O_DISTINCT}, C_BENCH},
     {{"quick", no_argument, 0, O_QUICK}, C_BENCH},
     {{"skip-vision", no_argument, 0, O_SKIP_VISION}, C_BENCH},
@@ -408,7 +407,6 @@ void parse_options(int argc, char **argv, unsigned cmd, void (*help)(void)) {
             if (!*optarg) usage_error("option --text-field: the field name is empty");
             g.text_field = optarg;
             break;
-        case O_BATCH: g.n_batch = (int)parse_long(name, optarg, 1, 64); break;
         case O_MIN_SCORE: {   /* a double: 0.85 must compare equal to a score written as 0.85 */
             char *end;
             errno = 0;

@@ -73,7 +73,6 @@ typedef struct cli {
     int         list_languages, lines;
     /* translate --dataset (docs/cli.md, "Translating datasets") */
     const char *dataset, *out_dir, *text_field, *score_field;
-    int         n_batch;          /* --batch: sequences decoded together (bench: streams) */
     double      min_score;
     int         min_score_set, on_error_skip, resume, force, drop_flagged;
     long        limit;            /* --limit N items this run (0: all)                */
@@ -95,7 +94,8 @@ typedef struct cli {
     const char *json;             /* bench --json FILE                                */
     const char *matmul;           /* --matmul f32|bf16                                */
     const char *kernels;          /* --kernels ref|avx2|avx512|amx                    */
-    int         reps, n_decode, n_batch, n_distinct, quick, skip_vision, skip_ttft, skip_2b, skip_9b;   /* bench */
+    int         reps, n_decode, n_batch, n_distinct, quick, skip_vision, skip_ttft, skip_2b, skip_9b;   /* bench;
+                                  ** n_batch also translate --dataset's sequences */
     /* serve (docs/server.md) */
     const char *host, *api_key, *media_dir, *cors;
     int         port, parallel, cache_seqs, max_queue, max_media, max_conn, timeout_s;

@@ -110,7 +110,7 @@ void tower_help_translate(void) {
            "                       translated. Writes DIR/NAME.LANG.json[l] per --to language (comma-separated)\n"
            "  --out-dir DIR        where the outputs go (default: the dataset's directory); -o FILE: one --to\n"
            "  --text-field NAME    JSON lines of text: the field to translate (default \"text\")\n"
-           "  --batch N            sequences decoded together (default 8; 1: exactly `tower translate -p`)\n"
+           "  --batch N            sequences decoded together (default 8; the output is the same for every N)\n"
            "  --resume             continue an interrupted run (OUT.partial); --force: start over / overwrite\n"
            "  --limit N            translate at most N items in this run (--resume continues)\n"
            "  --on-error skip|stop bad data (a malformed line, a missing field) or an item that fails:\n"

@@ -6,9 +6,10 @@
 ** single-threaded core a batch job needs.
 **
 ** Each slot holds a sequence and at most one job:
-**   prefill  the prompt's tokens after the prefix the sequence keeps, all in one item (so that
-**            one slot evaluates exactly what tw_prompt_generate evaluates, bit for bit)
-**   decode   the token the last step sampled, one row
+**   prefill  the prompt's tokens after the prefix the sequence keeps, in one call of its own (what
+**            tw_prompt_generate evaluates, bit for bit)
+**   decode   the token the last step sampled: one row of the step's batch of decode rows, which
+**            gives each sequence exactly the logits it gets alone (docs/batching.md)
 ** After the step, a slot whose prompt is in samples its first token; a decoding slot samples the
 ** next. A job ends on tw_gen's done step (its stop token is not evaluated: the next prompt
 ** rewinds the sequence to the shared prefix anyway) or when its text passes max_chars.
@@ -121,14 +122,19 @@ int gen_batch_run(const tw_model *m, const gb_params *p, gb_stats *out) {
             else if (t == -1) { rc = GB_STOPPED; goto out; }
             else if (t == -2) { rc = GB_FAILED; goto out; }
         }
-        /* the step: decode rows first, then prompts (each prompt whole, as tw_prompt_eval does) */
-        size_t n_items = 0;
+        /* The step: one batch of every decode row, then each prompt on its own, whole, as
+        ** tw_prompt_eval evaluates it. A batch of decode steps gives each sequence exactly its
+        ** logits alone (docs/batching.md); a prompt batched with other rows would not (its last
+        ** row would share the head's product), so keeping prompts apart keeps every translation
+        ** bit for bit what one sequence gives, whatever n_seqs. */
+        size_t n_items = 0, n_dec = 0;
         for (int i = 0; i < n; i++) {
             slot *s = &slots[i];
             if (!s->busy || s->prefill) continue;
             who[n_items] = s;
             items[n_items++] = (tw_batch_item){ s->seq, &s->pending, 1, NULL };
         }
+        n_dec = n_items;
         for (int i = 0; i < n; i++) {
             slot *s = &slots[i];
             if (!s->busy || !s->prefill) continue;
@@ -142,10 +148,13 @@ int gen_batch_run(const tw_model *m, const gb_params *p, gb_stats *out) {
         }
         if (n_items == 0) break;   /* no job running and none left */
         double t0 = now_ms();
-        if (tw_seq_eval_batch(items, n_items) != TW_OK) { rc = fail_lib(); goto out; }
+        for (size_t k = 0; k < n_items; k = k < n_dec ? n_dec : k + 1) {
+            size_t cnt = k < n_dec ? n_dec : 1;
+            if (tw_seq_eval_batch(items + k, cnt) != TW_OK) { rc = fail_lib(); goto out; }
+            st.steps++;
+            st.items += cnt;
+        }
         st.eval_ms += now_ms() - t0;
-        st.steps++;
-        st.items += n_items;
         for (size_t k = 0; k < n_items; k++) {
             slot *s = who[k];
             s->prefill = 0;

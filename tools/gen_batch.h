@@ -6,10 +6,11 @@
 ** than one). When a sequence finishes, the next prompt takes it at once, keeping the prefix the
 ** two share in its KV cache (the template and the instruction, for a list of translations).
 **
-** With one sequence every step is what `tower run` / `tower translate --lines` evaluate, so the
-** output is theirs bit for bit; with several, each sequence's logits are within the tolerance of
-** tw_seq_eval_batch (a decode row in a batch goes through the matrix-product kernels), and greedy
-** output is the same but for near-ties. No threads: the model's pool parallelises each step.
+** Every sequence gets exactly the logits it would get alone: the decode rows of a step go in one
+** batch (a batch of decode steps is bit-identical to each alone, docs/batching.md) and each prompt
+** is evaluated in a call of its own, as tw_prompt_generate does. So the output does not depend on
+** n_seqs and is what `tower run` / `tower translate --lines` print, bit for bit. No threads: the
+** model's pool parallelises each step.
 */
 #ifndef TOWER_GEN_BATCH_H
 #define TOWER_GEN_BATCH_H
