@@ -56,7 +56,7 @@ jobs=${TOWER_JOBS:-$(nproc 2>/dev/null || echo 2)}
 [ "$jobs" -ge 1 ] 2>/dev/null || jobs=1
 # Slowest first (measured under the sanitizers, which take longest), so that the long ones do not
 # start last and leave the other cores idle at the end; any test not named here follows them.
-slow="test_attn serve_test.sh serve_hostile_test.sh test_bench test_quant serve_openai_test.sh cli_image_test.sh cli_video_test.sh cli_test.sh test_video_io
+slow="test_attn serve_test.sh serve_hostile_test.sh test_bench test_quant serve_openai_test.sh cli_image_test.sh cli_video_test.sh cli_test.sh translate_dataset_test.sh test_video_io
       test_gemma2 test_batch test_media_e2e test_model_load test_hub test_kernels test_tokenizer test_ov_multi_image
       test_generate"
 res=$(mktemp -d)

@@ -165,7 +165,8 @@ enum {
     O_SKIP_VISION, O_SKIP_TTFT, O_SKIP_2B, O_SKIP_9B, O_LIMITS,
     O_HOST, O_PORT, O_PARALLEL, O_API_KEY, O_MEDIA_DIR, O_CORS, O_MAX_BODY, O_MAX_QUEUE, O_MAX_TOKENS, O_MAX_MEDIA,
     O_MAX_PIXELS, O_CACHE_MB, O_CACHE_SEQS, O_TIMEOUT, O_MAX_CONN, O_PREFILL_CHUNK, O_MEDIA_CACHE_MB, O_MAX_MEDIA_MB,
-    O_FETCH_TIMEOUT,
+    O_FETCH_TIMEOUT, O_DATASET, O_OUT_DIR, O_TEXT_FIELD, O_MIN_SCORE, O_SCORE_FIELD, O_ON_ERROR, O_RESUME,
+    O_FORCE, O_DROP_FLAGGED, O_LIMIT,
 };
 
 typedef struct cli_opt {
@@ -209,10 +210,21 @@ static const cli_opt k_opts[] = {
     {{"to", required_argument, 0, O_TO}, C_TRANSLATE},
     {{"list-languages", no_argument, 0, O_LIST_LANG}, C_TRANSLATE},
     {{"lines", no_argument, 0, O_LINES}, C_TRANSLATE},
+    /* translate --dataset */
+    {{"dataset", required_argument, 0, O_DATASET}, C_TRANSLATE},
+    {{"out-dir", required_argument, 0, O_OUT_DIR}, C_TRANSLATE},
+    {{"text-field", required_argument, 0, O_TEXT_FIELD}, C_TRANSLATE},
+    {{"min-score", required_argument, 0, O_MIN_SCORE}, C_TRANSLATE},
+    {{"score-field", required_argument, 0, O_SCORE_FIELD}, C_TRANSLATE},
+    {{"on-error", required_argument, 0, O_ON_ERROR}, C_TRANSLATE},
+    {{"resume", no_argument, 0, O_RESUME}, C_TRANSLATE},
+    {{"force", no_argument, 0, O_FORCE}, C_TRANSLATE},
+    {{"drop-flagged", no_argument, 0, O_DROP_FLAGGED}, C_TRANSLATE},
+    {{"limit", required_argument, 0, O_LIMIT}, C_TRANSLATE},
     {{"no-special", no_argument, 0, O_NO_SPECIAL}, C_TOKENIZE},
     {{"jsonl", no_argument, 0, O_JSONL}, C_TOKENIZE},
     {{"ids", no_argument, 0, O_IDS}, C_TOKENIZE},
-    {{"output", required_argument, 0, 'o'}, C_DUMP | C_QUANTIZE},
+    {{"output", required_argument, 0, 'o'}, C_DUMP | C_QUANTIZE | C_TRANSLATE},
     {{"check-against", required_argument, 0, O_CHECK}, C_DUMP},
     {{"image", required_argument, 0, O_IMAGE}, C_GEN | C_DUMP},
     {{"image-tokens", no_argument, 0, O_IMAGE_TOKENS}, C_RUN | C_TRANSLATE},
@@ -233,7 +245,7 @@ static const cli_opt k_opts[] = {
     {{"kernels", required_argument, 0, O_KERNELS}, C_GEN | C_DUMP | C_INFO | C_SERVE},
     {{"reps", required_argument, 0, O_REPS}, C_BENCH},
     {{"decode", required_argument, 0, O_DECODE}, C_BENCH},
-    {{"batch", required_argument, 0, O_BATCH}, C_BENCH},
+    {{"batch", required_argument, 0, O_BATCH}, C_BENCH | C_TRANSLATE},   /* bench: streams; translate: sequences */
     {{"distinct", required_argument, 0, O_DISTINCT}, C_BENCH},
     {{"quick", no_argument, 0, O_QUICK}, C_BENCH},
     {{"skip-vision", no_argument, 0, O_SKIP_VISION}, C_BENCH},
@@ -392,6 +404,34 @@ void parse_options(int argc, char **argv, unsigned cmd, void (*help)(void)) {
         case O_TO: g.to = optarg; break;
         case O_LIST_LANG: g.list_languages = 1; break;
         case O_LINES: g.lines = 1; break;
+        case O_DATASET: g.dataset = optarg; break;
+        case O_OUT_DIR: g.out_dir = optarg; break;
+        case O_TEXT_FIELD:
+            if (!*optarg) usage_error("option --text-field: the field name is empty");
+            g.text_field = optarg;
+            break;
+        case O_MIN_SCORE: {   /* a double: 0.85 must compare equal to a score written as 0.85 */
+            char *end;
+            errno = 0;
+            g.min_score = strtod(optarg, &end);
+            if (errno || end == optarg || *end || !(g.min_score == g.min_score))
+                usage_error("option --min-score: expected a number, got '%s'", optarg);
+            g.min_score_set = 1;
+            break;
+        }
+        case O_SCORE_FIELD:
+            if (!*optarg) usage_error("option --score-field: the field name is empty");
+            g.score_field = optarg;
+            break;
+        case O_ON_ERROR:
+            if (strcmp(optarg, "skip") && strcmp(optarg, "stop"))
+                usage_error("option --on-error: expected skip or stop, got '%s'", optarg);
+            g.on_error_skip = !strcmp(optarg, "skip");
+            break;
+        case O_RESUME: g.resume = 1; break;
+        case O_FORCE: g.force = 1; break;
+        case O_DROP_FLAGGED: g.drop_flagged = 1; break;
+        case O_LIMIT: g.limit = parse_long(name, optarg, 1, 1L << 40); break;
         case O_NO_SPECIAL: g.no_special = 1; break;
         case O_JSONL: g.jsonl = 1; break;
         case O_IDS: g.ids_only = 1; break;
@@ -523,6 +563,41 @@ static void progress_cb(void *ud, const char *what, uint64_t done, uint64_t tota
         fprintf(stderr, "\r\033[K%-32.32s %8.1f MB", what ? what : "", done / 1e6);
     if (finished) fputc('\n', stderr);
     fflush(stderr);
+}
+
+/* ============================================================================================ */
+/* Progress of a job over items                                                                 */
+
+void progress_start(cli_progress *p) {
+    p->tty = isatty(STDERR_FILENO);
+    p->t0 = now_ms();
+    p->last = 0;
+}
+
+void format_duration(char *b, size_t cap, double s) {
+    if (s < 60) snprintf(b, cap, "%.1fs", s);
+    else if (s < 3600) snprintf(b, cap, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else snprintf(b, cap, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
+}
+
+void progress_draw(cli_progress *p, int force, const char *label, size_t done, size_t total, double tokens,
+                   const char *extra) {
+    if (!p->tty) return;
+    double t = now_ms();
+    if (!force && t - p->last < 200) return;
+    p->last = t;
+    double s = (t - p->t0) / 1e3;
+    double ips = s > 0 ? done / s : 0, tps = s > 0 ? tokens / s : 0;
+    char eta[32] = "-";
+    if (ips > 0 && total >= done) format_duration(eta, sizeof eta, (double)(total - done) / ips);
+    int w = total ? (int)(30 * (done < total ? done : total) / total) : 30;
+    fprintf(stderr, "\r\033[K%-7s [%.*s%*s] %zu/%zu items  %.2f items/s  %.0f tok/s  ETA %s%s%s", label ? label : "", w,
+            "##############################", 30 - w, "", done, total, ips, tps, eta, extra ? "  " : "", extra ? extra : "");
+    fflush(stderr);
+}
+
+void progress_clear(const cli_progress *p) {
+    if (p->tty) fputs("\r\033[K", stderr);
 }
 
 tw_model_params model_params(void) {

@@ -27,6 +27,21 @@ int   read_path(const char *path, char **data, size_t *len);
 void  print_piece(FILE *f, const char *p, size_t n);
 char *xstrdup(const char *s);
 
+/* ---- progress of a long job over items (translate --dataset) ---- */
+
+/* A one-line bar on stderr, drawn only when stderr is a terminal, at most 5 times a second:
+**   LABEL [#######      ] DONE/TOTAL items  X items/s  Y tok/s  ETA 3m12s  EXTRA */
+typedef struct cli_progress {
+    int    tty;
+    double t0, last;      /* ms: start, last drawn */
+} cli_progress;
+
+void progress_start(cli_progress *p);
+void progress_draw(cli_progress *p, int force, const char *label, size_t done, size_t total, double tokens,
+                   const char *extra);
+void progress_clear(const cli_progress *p);   /* before printing a message under the bar */
+void format_duration(char *buf, size_t cap, double seconds);   /* "42.0s", "3m12s", "2h05m" */
+
 /* ---- options ---- */
 
 enum {
@@ -57,6 +72,11 @@ typedef struct cli {
     const char *tokenizer_dir;    /* --tokenizer DIR                                  */
     const char *from, *to;
     int         list_languages, lines;
+    /* translate --dataset (docs/cli.md, "Translating datasets") */
+    const char *dataset, *out_dir, *text_field, *score_field;
+    double      min_score;
+    int         min_score_set, on_error_skip, resume, force, drop_flagged;
+    long        limit;            /* --limit N items this run (0: all)                */
     int         no_special, jsonl, ids_only;
     const char *out, *check_against;
     const char **images;          /* --image sources, in the order given              */
@@ -75,7 +95,8 @@ typedef struct cli {
     const char *json;             /* bench --json FILE                                */
     const char *matmul;           /* --matmul f32|bf16                                */
     const char *kernels;          /* --kernels ref|avx2|avx512|amx                    */
-    int         reps, n_decode, n_batch, n_distinct, quick, skip_vision, skip_ttft, skip_2b, skip_9b;   /* bench */
+    int         reps, n_decode, n_batch, n_distinct, quick, skip_vision, skip_ttft, skip_2b, skip_9b;   /* bench;
+                                  ** n_batch also translate --dataset's sequences */
     int         limits_only;      /* bench --limits: the machine's limits, no model       */
     /* serve (docs/server.md) */
     const char *host, *api_key, *media_dir, *cors;

@@ -5,6 +5,7 @@
 */
 #include "commands.h"
 #include "media.h"
+#include "translate.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -18,12 +19,7 @@
 ** ("Translate the following source text from English to German:\n{source}"; the CoMMuTE and
 ** Multi30K prompts of the authors' lmms-eval fork say "German", "French", "Czech", "Russian",
 ** "Chinese" for Simplified Chinese). aliases: accepted spellings, compared case-insensitively
-** with '_' read as '-'. */
-typedef struct language {
-    const char *code;
-    const char *name;
-    const char *aliases[6];
-} language;
+** with '_' read as '-' (translate.h). */
 
 static const language k_langs[] = {
     {"en", "English", {"english"}},
@@ -57,7 +53,7 @@ static int lang_eq(const char *a, const char *b) {
     return *a == *b;
 }
 
-static const language *find_language(const char *s) {
+const language *find_language(const char *s) {
     for (size_t i = 0; i < N_LANGS; i++) {
         const language *l = &k_langs[i];
         if (lang_eq(s, l->code) || lang_eq(s, l->name)) return l;
@@ -76,7 +72,7 @@ static void list_languages(FILE *f) {
     }
 }
 
-static const language *language_arg(const char *opt, const char *s) {
+const language *language_arg(const char *opt, const char *s) {
     const language *l = find_language(s);
     if (l) return l;
     fprintf(stderr, "tower: error: %s: unknown language '%s'. Valid languages (name or code, any case):\n", opt, s);
@@ -88,7 +84,9 @@ static const language *language_arg(const char *opt, const char *s) {
 /* translate                                                                                    */
 
 void tower_help_translate(void) {
-    printf("usage: tower translate -m MODEL --to LANG [--from LANG] [-p TEXT | -f FILE | < stdin] [options]\n\n"
+    printf("usage: tower translate -m MODEL --to LANG [--from LANG] [-p TEXT | -f FILE | < stdin] [options]\n"
+           "       tower translate -m MODEL --dataset FILE --to LANG[,LANG...] [dataset options]\n"
+           "       tower translate --dataset FILE --min-score X [--score-field F] [--drop-flagged] [-o OUT]\n\n"
            "Translates with the prompt the TowerVision paper evaluates with, as one user turn:\n"
            "  Translate the following source text from English to German:\\n{source}\n"
            "Greedy decoding unless sampling options are given.\n\n"
@@ -105,18 +103,38 @@ void tower_help_translate(void) {
            "                       (repeatable; with --lines every line sees the image, encoded once)\n"
            "  --video SRC, --frames N, --video-frames F1,...   a video (TowerVideo), after the images\n"
            "  --image-tokens       print each image's / video's prompt tokens and exit\n\n"
+           "datasets (the VisionBlocks recipe: text only, every human and model turn translated):\n"
+           "  --dataset FILE       LLaVA conversations (a JSON array or JSON lines of {\"id\", \"image\" |\n"
+           "                       \"video\", \"conversations\": [{\"from\", \"value\"}, ...]}) or JSON lines with\n"
+           "                       a text field; <image> / <video> markers are kept, the text around them\n"
+           "                       translated. Writes DIR/NAME.LANG.json[l] per --to language (comma-separated)\n"
+           "  --out-dir DIR        where the outputs go (default: the dataset's directory); -o FILE: one --to\n"
+           "  --text-field NAME    JSON lines of text: the field to translate (default \"text\")\n"
+           "  --batch N            sequences decoded together (default 8; the output is the same for every N)\n"
+           "  --resume             continue an interrupted run (OUT.partial); --force: start over / overwrite\n"
+           "  --limit N            translate at most N items in this run (--resume continues)\n"
+           "  --on-error skip|stop bad data (a malformed line, a missing field) or an item that fails:\n"
+           "                       stop (default) or report FILE:LINE and go on without it\n"
+           "  --min-score X        only items whose score field is >= X (the paper kept COMETKiwi >= 0.85);\n"
+           "                       --score-field F: that field (default \"score\"). Without --to: filter only\n"
+           "                       (no model), the kept items to -o FILE or stdout\n"
+           "  --drop-flagged       leave out items flagged empty, marker_count, too_long (> 3x the source's\n"
+           "                       characters + 10) or max_tokens; by default they are kept, with\n"
+           "                       \"translation_flags\": [...]\n\n"
            HELP_SAMPLING_OPTS "\n" HELP_MODEL_OPTS "\n"
            "examples:\n"
            "  tower translate -m utter-project/TowerVision-2B --to de -p \"The weather is lovely today.\"\n"
            "  tower translate -m ./TowerVision-9B --from en --to pt-BR --lines -f test.en > hyp.pt\n"
-           "  tower translate -m ./TowerVision-2B --to de --image scene.jpg -p \"He is holding a bat.\"\n");
+           "  tower translate -m ./TowerVision-2B --to de --image scene.jpg -p \"He is holding a bat.\"\n"
+           "  tower translate -m ./TowerVision-9B --dataset llava_instruct.json --to de,fr,pt-BR --out-dir ml/\n"
+           "  tower translate --dataset ml/llava_instruct.de.json --min-score 0.85 --score-field cometkiwi -o kept.json\n");
 }
 
 /* Builds the paper's translation request for one source text; with images (multimodal
 ** translation) their placeholders come first, one "<image>\n" each, as in the paper, then one
 ** "<video>\n" per video. */
-static char *translation_request(const language *from, const language *to, const char *src, size_t n_images,
-                                 size_t n_videos) {
+char *translation_request(const language *from, const language *to, const char *src, size_t n_images,
+                          size_t n_videos) {
     const char *fmt = "Translate the following source text from %s to %s:\n%s";
     size_t pre = n_images * strlen("<image>\n") + n_videos * strlen("<video>\n");
     size_t n = pre + strlen(fmt) + strlen(from->name) + strlen(to->name) + strlen(src) + 1;
@@ -128,9 +146,28 @@ static char *translation_request(const language *from, const language *to, const
     return s;
 }
 
+/* --dataset takes none of the one-text options, and they take none of its. */
+static void check_dataset_usage(void) {
+    if (g.dataset) {
+        const char *bad = g.prompt ? "-p" : g.prompt_file ? "-f" : g.lines ? "--lines" : g.show_prompt ? "--show-prompt"
+                        : g.print_ids ? "--print-ids" : g.image_tokens ? "--image-tokens" : NULL;
+        if (bad) usage_error("--dataset translates the dataset's text: %s does not go with it", bad);
+        if (n_cli_media()) usage_error("--dataset translates text only (the paper's recipe): drop --image / --video");
+        return;
+    }
+    const char *bad = g.out_dir ? "--out-dir" : g.text_field ? "--text-field" : g.n_batch ? "--batch"
+                    : g.min_score_set ? "--min-score" : g.score_field ? "--score-field" : g.on_error_skip ? "--on-error"
+                    : g.resume ? "--resume" : g.force ? "--force" : g.drop_flagged ? "--drop-flagged"
+                    : g.limit ? "--limit" : g.out ? "-o" : NULL;
+    if (bad) usage_error("%s needs --dataset FILE", bad);
+    if (g.to && strchr(g.to, ',')) usage_error("--to %s: several languages need --dataset FILE", g.to);
+}
+
 int tower_cmd_translate(int argc, char **argv) {
     parse_options(argc, argv, C_TRANSLATE, tower_help_translate);
     if (g.list_languages) { list_languages(stdout); return 0; }
+    check_dataset_usage();
+    if (g.dataset) return translate_dataset();
     check_image_usage();
     if (g.image_tokens) { require_model(); return image_tokens_only(); }
     if (!g.to) usage_error("missing --to LANG (see --list-languages)");
